@@ -1,0 +1,48 @@
+# Everything a fresh machine needs is installed from here; nothing by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_DIR ?= .local-stack
+
+.PHONY: install test lint format demo bench chaos chromium clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Reinstall only when the declared or pinned dependencies change.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Browser tests drive Debian's chromium; playwright cannot download browsers here.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install chromium lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
+demo: install
+	$(BIN)/intentflow local up --data-dir $(DATA_DIR) --simulate
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+chaos: install
+	$(BIN)/python -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

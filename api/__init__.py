@@ -1,0 +1,1 @@
+"""The HTTP API: collector, metrics, admin, tokens, the tracker and the demo storefront."""

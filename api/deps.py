@@ -1,0 +1,26 @@
+"""Typed dependencies every route declares: settings, clients, the caller's key scope."""
+
+from typing import Annotated
+
+from clickhouse_connect.driver.client import Client
+from fastapi import Depends, Request
+
+from api.resources import Resources
+from api.settings import ApiSettings
+
+
+def get_settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+def get_resources(request: Request) -> Resources:
+    return request.app.state.resources
+
+
+def get_clickhouse(resources: Annotated[Resources, Depends(get_resources)]) -> Client:
+    return resources.clickhouse()
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+ResourcesDep = Annotated[Resources, Depends(get_resources)]
+ClickHouseDep = Annotated[Client, Depends(get_clickhouse)]

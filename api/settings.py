@@ -1,0 +1,29 @@
+"""Settings of the API process, read once in ``create_app`` and injected into routes."""
+
+from pydantic import field_validator
+
+from schemas.settings import CommaSet, CommonSettings, split_commas
+
+
+class ApiSettings(CommonSettings):
+    # Only SHA-256 hashes of keys are configured (schemas.keys.hash_api_key).
+    write_key_hashes: CommaSet = frozenset()
+    server_key_hashes: CommaSet = frozenset()
+    read_key_hashes: CommaSet = frozenset()
+    admin_key_hashes: CommaSet = frozenset()
+    cors_origins: CommaSet = frozenset()
+    # Token bucket per key: sustained events per second and burst.
+    rate_limit_events_per_s: float = 50_000.0
+    rate_limit_burst: int = 100_000
+    max_batch_events: int = 500
+    max_body_bytes: int = 1 << 20
+    produce_timeout_s: float = 5.0
+
+    _split = field_validator(
+        "write_key_hashes",
+        "server_key_hashes",
+        "read_key_hashes",
+        "admin_key_hashes",
+        "cors_origins",
+        mode="before",
+    )(split_commas)

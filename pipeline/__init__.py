@@ -1,0 +1,1 @@
+"""The Faust application: domain logic, agents, sinks, dispatch, replay, local stack, CLI."""

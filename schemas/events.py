@@ -1,0 +1,282 @@
+"""The event contract: the envelope every storefront sends and the standard events.
+
+``parse_event`` is the one way in: it validates the envelope, then the
+properties of a standard event against that event's model, and reports every
+problem with its location (``("properties", "price")``) and reason. Custom
+events (any other well-formed name) keep free properties.
+"""
+
+import ipaddress
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+EVENT_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+MAX_PROPERTIES_BYTES = 32 * 1024
+MAX_FUTURE_SKEW = timedelta(hours=24)
+
+ShortStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Text = Annotated[str, StringConstraints(max_length=2048)]
+Url = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
+Channel = Literal["whatsapp", "sms", "email"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class _Properties(BaseModel):
+    # Storefronts may send more than the required properties; they are kept.
+    model_config = ConfigDict(frozen=True, extra="allow", allow_inf_nan=False)
+
+
+# --- context ---------------------------------------------------------------
+
+
+class Page(_Model):
+    url: Url | None = None
+    path: Text | None = None
+    referrer: Text | None = None
+    title: Text | None = None
+
+
+class Campaign(_Model):
+    source: ShortStr | None = None
+    medium: ShortStr | None = None
+    name: ShortStr | None = None
+    term: ShortStr | None = None
+    content: ShortStr | None = None
+    # Set on links in the messages we send: ties a landing or an order to a message.
+    utm_message_id: ShortStr | None = None
+
+
+class Context(_Model):
+    page: Page | None = None
+    user_agent: Text | None = None
+    campaign: Campaign | None = None
+    locale: ShortStr | None = None
+    timezone: ShortStr | None = None
+    device: Literal["desktop", "mobile", "tablet", "other"] | None = None
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")] | None = None
+
+
+# --- standard events' properties -------------------------------------------
+
+
+class PageView(_Properties):
+    url: Url
+
+
+class ProductView(_Properties):
+    product_id: ShortStr
+    category: ShortStr | None = None
+    price: Money | None = None
+
+
+class SpecLinger(_Properties):
+    product_id: ShortStr
+    dwell_ms: Annotated[int, Field(ge=0, le=86_400_000)]
+    category: ShortStr | None = None
+
+
+class DeepScroll(_Properties):
+    percentage: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+
+
+class Search(_Properties):
+    query: Annotated[str, StringConstraints(max_length=512)]
+
+
+class CartChange(_Properties):
+    product_id: ShortStr
+    quantity: Annotated[int, Field(ge=1, le=10_000)]
+    price: Money
+    category: ShortStr | None = None
+
+
+class CheckoutStarted(_Properties):
+    pass
+
+
+class OrderItem(_Model):
+    product_id: ShortStr
+    quantity: Annotated[int, Field(ge=1, le=10_000)]
+    amount: Money
+    tax: Money = 0.0
+    discount: Money = 0.0
+    category: ShortStr | None = None
+
+
+class OrderPlaced(_Properties):
+    order_id: ShortStr
+    items: Annotated[list[OrderItem], Field(min_length=1, max_length=500)]
+    total: Money
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+class ExitIntent(_Properties):
+    pass
+
+
+class ButtonClick(_Properties):
+    element_id: ShortStr
+    text: Text
+
+
+class PriceDrop(_Properties):
+    product_id: ShortStr
+    old_price: Money
+    new_price: Money
+
+
+class Identify(_Properties):
+    traits: dict[str, Any] = Field(default_factory=dict)
+
+
+class Consent(_Properties):
+    channel: Channel
+    granted: bool
+    phone: E164 | None = None
+
+
+PROPERTY_MODELS: dict[str, type[_Properties]] = {
+    "page_view": PageView,
+    "product_view": ProductView,
+    "spec_linger": SpecLinger,
+    "deep_scroll": DeepScroll,
+    "search": Search,
+    "add_to_cart": CartChange,
+    "remove_from_cart": CartChange,
+    "checkout_started": CheckoutStarted,
+    "order_placed": OrderPlaced,
+    "exit_intent": ExitIntent,
+    "button_click": ButtonClick,
+    "price_drop": PriceDrop,
+    "identify": Identify,
+    "consent": Consent,
+}
+STANDARD_EVENTS = frozenset(PROPERTY_MODELS)
+# Events a store backend sends with a server key; browsers may not forge them.
+SERVER_EVENTS = frozenset({"order_placed", "price_drop"})
+
+
+# --- the envelope ------------------------------------------------------------
+
+
+class Event(_Model):
+    """One event as it travels on ``telemetry.raw`` and is stored in the warehouse."""
+
+    event_id: UUID
+    name: Annotated[str, StringConstraints(pattern=EVENT_NAME_PATTERN)]
+    timestamp: AwareDatetime
+    anonymous_id: ShortStr
+    user_id: ShortStr | None = None
+    session_id: ShortStr | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    context: Context = Field(default_factory=Context)
+    # Set by the collector, never trusted from the client.
+    received_at: AwareDatetime | None = None
+    ip: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Partition key: one shopper's events stay in order on one partition."""
+        return self.user_id or self.anonymous_id
+
+    @property
+    def utm_message_id(self) -> str | None:
+        campaign = self.context.campaign
+        return campaign.utm_message_id if campaign else None
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+class EventError(ValueError):
+    """Every problem found in one event, each with its location and reason."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+        self.errors = errors
+
+
+def _details(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    return [{"loc": [*prefix, *err["loc"]], "msg": err["msg"]} for err in exc.errors()]
+
+
+def parse_event(raw: Any, *, received_at: datetime, ip: str | None = None) -> Event:
+    """Validate one event as sent by a client; stamp server fields. Raises ``EventError``.
+
+    Time is an argument: an event may not claim to happen more than 24 h after
+    it was received. Late events are accepted.
+    """
+    if not isinstance(raw, dict):
+        raise EventError([{"loc": [], "msg": "an event must be a JSON object"}])
+    raw = {k: v for k, v in raw.items() if k not in ("received_at", "ip")}
+    try:
+        event = Event.model_validate(raw)
+    except ValidationError as exc:
+        raise EventError(_details(exc)) from None
+    errors: list[dict[str, Any]] = []
+    properties = event.properties
+    model = PROPERTY_MODELS.get(event.name)
+    if model is not None:
+        try:
+            properties = model.model_validate(properties).model_dump(mode="json", exclude_none=True)
+        except ValidationError as exc:
+            errors.extend(_details(exc, ("properties",)))
+    if len(orjson.dumps(properties, option=orjson.OPT_NON_STR_KEYS)) > MAX_PROPERTIES_BYTES:
+        errors.append({"loc": ["properties"], "msg": "properties exceed 32 KiB"})
+    if event.timestamp > received_at + MAX_FUTURE_SKEW:
+        errors.append({"loc": ["timestamp"], "msg": "timestamp is more than 24 h in the future"})
+    if event.name == "identify" and not event.user_id:
+        errors.append({"loc": ["user_id"], "msg": "identify needs a user_id"})
+    if errors:
+        raise EventError(errors)
+    return event.model_copy(
+        update={
+            "properties": properties,
+            "received_at": received_at,
+            "ip": truncate_ip(ip) if ip else None,
+        }
+    )
+
+
+def load_event(data: bytes) -> Event:
+    """Read an event back from the raw topic (already stamped); raises ``EventError``."""
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise EventError([{"loc": [], "msg": f"not JSON: {exc}"}]) from None
+    if not isinstance(raw, dict):
+        raise EventError([{"loc": [], "msg": "an event must be a JSON object"}])
+    received = raw.get("received_at")
+    try:
+        received_at = datetime.fromisoformat(received) if isinstance(received, str) else None
+    except ValueError:
+        received_at = None
+    if received_at is None or received_at.tzinfo is None:
+        raise EventError([{"loc": ["received_at"], "msg": "missing or invalid received_at"}])
+    return parse_event(raw, received_at=received_at, ip=raw.get("ip"))
+
+
+def truncate_ip(ip: str) -> str:
+    """Keep only the network part (IPv4 /24, IPv6 /48) before an address is stored anywhere."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)

@@ -1,0 +1,56 @@
+"""Settings shared by every deployable: frozen, read from INTENTFLOW_* once, passed in.
+
+Each deployable (worker, API, local stack) subclasses ``CommonSettings``; code
+below the entry point receives the object and never reads the environment.
+"""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Values that ship in the repository so the local stack works out of the box.
+# They are refused anywhere else.
+PLACEHOLDER_PREFIX = "local-placeholder-"
+
+Environment = Literal["local", "test", "production"]
+CommaSet = Annotated[frozenset[str], NoDecode]
+
+
+def split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return frozenset(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="INTENTFLOW_", frozen=True, extra="ignore")
+
+    env: Environment = "local"
+    kafka_brokers: str = "127.0.0.1:9092"
+    clickhouse_url: str = "http://127.0.0.1:8123"
+    clickhouse_database: str = "intentflow"
+    data_dir: Path = Path(".local-stack")
+    rules: Path | None = None
+    token_secret: SecretStr = SecretStr(PLACEHOLDER_PREFIX + "token-secret")
+    token_key_id: str = "k1"
+    pii_master_key: SecretStr = SecretStr(PLACEHOLDER_PREFIX + "pii-master-key")
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_outside_local(self):
+        if self.env == "local":
+            return self
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if isinstance(value, str) and value.startswith(PLACEHOLDER_PREFIX):
+                raise ValueError(
+                    f"INTENTFLOW_{name.upper()} is a placeholder secret; "
+                    f"set a real value when INTENTFLOW_ENV={self.env}"
+                )
+        return self
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        return [b.strip() for b in self.kafka_brokers.split(",") if b.strip()]
