@@ -1,0 +1,298 @@
+"""Rules: the validated, versioned configuration of scoring, nudges and suppression.
+
+A rules file (YAML, or TOML by its suffix) is named by INTENTFLOW_RULES; the
+package ships ``default_rules.yaml``. ``Rules`` is a frozen pydantic model; the
+fold reads ``rules.plan``, the same values flattened into integer milliseconds
+and milli-points once, so the hot path does no unit conversion.
+"""
+
+import math
+import tomllib
+from dataclasses import dataclass
+from datetime import time
+from functools import cached_property, lru_cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pipeline.domain.signals import SIGNAL_CODES
+
+DEFAULT_RULES_FILE = "default_rules.yaml"
+# Score points are stored as integer thousandths: exact to serialize and compare.
+MILLI = 1000
+
+Seconds = Annotated[int, Field(ge=1, le=365 * 86_400)]
+Points = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+PositivePoints = Annotated[float, Field(gt=0, le=1_000_000, allow_inf_nan=False)]
+Percent = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+ClockTime = Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used, with its path and every reason."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class HalfLives(_Section):
+    user: Seconds = 3600
+    product: Seconds = 1800
+    category: Seconds = 7200
+
+
+class SpecLinger(_Section):
+    per_second: Points = 0.25
+    max: Points = 4.0
+    min_dwell_ms: Annotated[int, Field(ge=0)] = 2000
+
+
+class Scoring(_Section):
+    half_life_s: HalfLives = HalfLives()
+    cap: PositivePoints = 50.0
+    weights: dict[str, Points] = Field(default_factory=dict)
+    spec_linger: SpecLinger = SpecLinger()
+    focus_window_s: Seconds = 600
+    max_products: Annotated[int, Field(ge=1, le=256)] = 12
+    max_categories: Annotated[int, Field(ge=0, le=256)] = 4
+    top_signals: Annotated[int, Field(ge=1, le=len(SIGNAL_CODES))] = 3
+
+    @field_validator("weights")
+    @classmethod
+    def _known_signals(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(SIGNAL_CODES) | ({"spec_linger"} & set(weights)))
+        if unknown:
+            raise ValueError(
+                f"unknown signal(s) {unknown}; known: {sorted(set(SIGNAL_CODES) - {'spec_linger'})}"
+                " (spec_linger is weighted by dwell under scoring.spec_linger)"
+            )
+        return weights
+
+
+class HighIntent(_Section):
+    threshold: PositivePoints = 8.0
+    hysteresis: Annotated[float, Field(ge=0, lt=1)] = 0.3
+    cooldown_s: Seconds = 86_400
+    user_cooldown_s: Annotated[int, Field(ge=0, le=365 * 86_400)] = 3600
+    discount_percent: Percent = 10
+    skip_products_in_cart: bool = True
+
+
+class CartRescue(_Section):
+    timeout_s: Seconds = 1800
+    checkout_timeout_s: Seconds = 3600
+    exit_intent_grace_s: Seconds = 120
+    discount_percent: Percent = 10
+    max_items: Annotated[int, Field(ge=1, le=500)] = 20
+
+    @model_validator(mode="after")
+    def _grace_is_shorter(self) -> "CartRescue":
+        if self.exit_intent_grace_s > self.timeout_s:
+            raise ValueError("exit_intent_grace_s must not exceed timeout_s")
+        return self
+
+
+class Vip(_Section):
+    order_count: Annotated[int, Field(ge=1, le=1000)] = 3
+    discount_percent: Percent = 15
+    token_ttl_s: Seconds = 30 * 86_400
+
+
+class QuietHours(_Section):
+    start: ClockTime
+    end: ClockTime
+    max_hold_s: Seconds = 43_200
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "QuietHours":
+        if self.start == self.end:
+            raise ValueError("start and end are equal; omit quiet_hours to disable them")
+        return self
+
+
+class Suppression(_Section):
+    frequency_cap_per_day: Annotated[int, Field(ge=0, le=1000)] = 2
+    quiet_hours: QuietHours | None = None
+    default_timezone: str = "UTC"
+    holdout_share: Annotated[float, Field(ge=0, le=1)] = 0.1
+    experiment_salt: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}") from None
+        return name
+
+
+class Dedup(_Section):
+    window_s: Seconds = 3600
+    max_ids: Annotated[int, Field(ge=1, le=1024)] = 12
+
+    @field_validator("window_s")
+    @classmethod
+    def _fits_state(cls, window_s: int) -> int:
+        # The state stores remembered event times as 32-bit millisecond offsets.
+        if window_s * 1000 >= 2**32:
+            raise ValueError("window_s must be under 49 days")
+        return window_s
+
+
+class Rules(_Section):
+    version: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    scoring: Scoring = Scoring()
+    high_intent: HighIntent = HighIntent()
+    cart_rescue: CartRescue = CartRescue()
+    vip: Vip = Vip()
+    suppression: Suppression
+    dedup: Dedup = Dedup()
+
+    @cached_property
+    def plan(self) -> "Plan":
+        return Plan.of(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The rules in the units the fold works in: ms, milli-points, decay rates."""
+
+    version: str
+    weights: dict[str, int]  # event name -> milli-points
+    signals: dict[str, tuple[str, int]]  # event name -> (signal code, milli-points)
+    linger_per_ms: float  # milli-points per millisecond of dwell
+    linger_max: int
+    linger_min_ms: int
+    decay_user: float  # ln 2 / half-life in ms
+    decay_product: float
+    decay_category: float
+    cap: int
+    focus_window_ms: int
+    max_products: int
+    max_categories: int
+    top_signals: int
+    hi_threshold: int
+    hi_rearm: int
+    hi_cooldown_ms: int
+    hi_user_cooldown_ms: int
+    hi_discount: float
+    hi_skip_in_cart: bool
+    cart_timeout_ms: int
+    checkout_timeout_ms: int
+    exit_grace_ms: int
+    cart_discount: float
+    cart_max_items: int
+    vip_orders: int
+    vip_discount: float
+    vip_ttl_ms: int
+    cap_per_day: int
+    quiet_start: time | None
+    quiet_end: time | None
+    max_hold_ms: int
+    default_timezone: str
+    holdout_share: float
+    salt: str
+    dedup_window_ms: int
+    dedup_max_ids: int
+
+    @classmethod
+    def of(cls, rules: Rules) -> "Plan":
+        s, hi, cart, q = rules.scoring, rules.high_intent, rules.cart_rescue, rules.suppression
+        quiet = q.quiet_hours
+        return cls(
+            version=rules.version,
+            weights={name: round(w * MILLI) for name, w in s.weights.items() if w > 0},
+            signals={
+                name: (SIGNAL_CODES[name], round(w * MILLI))
+                for name, w in s.weights.items()
+                if w > 0
+            },
+            linger_per_ms=s.spec_linger.per_second,
+            linger_max=round(s.spec_linger.max * MILLI),
+            linger_min_ms=s.spec_linger.min_dwell_ms,
+            decay_user=math.log(2) / (s.half_life_s.user * 1000),
+            decay_product=math.log(2) / (s.half_life_s.product * 1000),
+            decay_category=math.log(2) / (s.half_life_s.category * 1000),
+            cap=round(s.cap * MILLI),
+            focus_window_ms=s.focus_window_s * 1000,
+            max_products=s.max_products,
+            max_categories=s.max_categories,
+            top_signals=s.top_signals,
+            hi_threshold=round(hi.threshold * MILLI),
+            hi_rearm=round(hi.threshold * (1 - hi.hysteresis) * MILLI),
+            hi_cooldown_ms=hi.cooldown_s * 1000,
+            hi_user_cooldown_ms=hi.user_cooldown_s * 1000,
+            hi_discount=hi.discount_percent,
+            hi_skip_in_cart=hi.skip_products_in_cart,
+            cart_timeout_ms=cart.timeout_s * 1000,
+            checkout_timeout_ms=cart.checkout_timeout_s * 1000,
+            exit_grace_ms=cart.exit_intent_grace_s * 1000,
+            cart_discount=cart.discount_percent,
+            cart_max_items=cart.max_items,
+            vip_orders=rules.vip.order_count,
+            vip_discount=rules.vip.discount_percent,
+            vip_ttl_ms=rules.vip.token_ttl_s * 1000,
+            cap_per_day=q.frequency_cap_per_day,
+            quiet_start=time.fromisoformat(quiet.start) if quiet else None,
+            quiet_end=time.fromisoformat(quiet.end) if quiet else None,
+            max_hold_ms=quiet.max_hold_s * 1000 if quiet else 0,
+            default_timezone=q.default_timezone,
+            holdout_share=q.holdout_share,
+            salt=q.experiment_salt,
+            dedup_window_ms=rules.dedup.window_s * 1000,
+            dedup_max_ids=rules.dedup.max_ids,
+        )
+
+
+def parse_rules(raw: Any, *, source: str) -> Rules:
+    """Validate an already-read rules mapping; ``source`` names it in errors."""
+    if not isinstance(raw, dict):
+        raise RulesError(f"{source}: a rules file must be a mapping at the top level")
+    try:
+        return Rules.model_validate(raw)
+    except ValidationError as exc:
+        reasons = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or '(top level)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise RulesError(f"{source}: {reasons}") from None
+
+
+def load_rules(path: str | Path) -> Rules:
+    """Read and validate a rules file (``.toml`` as TOML, else YAML); raises ``RulesError``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        raw = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise RulesError(f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
+    return parse_rules(raw, source=str(path))
+
+
+@lru_cache(maxsize=1)
+def default_rules() -> Rules:
+    """The rules shipped in the package."""
+    resource = files("pipeline.domain").joinpath(DEFAULT_RULES_FILE)
+    return parse_rules(yaml.safe_load(resource.read_text(encoding="utf-8")), source=str(resource))
+
+
+def rules_from(path: str | Path | None) -> Rules:
+    """The rules a deployable runs with: the file named by settings.rules, else the default."""
+    return load_rules(path) if path is not None else default_rules()

@@ -1,0 +1,149 @@
+"""Decisions the score agent publishes: nudges, their cancellations and VIP upgrades.
+
+The contract shared by the domain fold (which makes them), the dispatcher
+(which sends or drops them) and the warehouse sink (which records every one,
+suppressed ones included). One record per ``nudge_id``: a nudge held for quiet
+hours is published once, when its fate is known, so dedup by id never hides
+an outcome.
+
+Topics: ``Nudge`` and ``NudgeCancellation`` go to ``nudges``; ``VipUpgrade``
+goes to ``vip``. ``load_decision`` reads any of them back by its ``type``.
+"""
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+Channel = Literal["whatsapp", "sms", "email"]
+NudgeKind = Literal["cart_rescue", "high_intent"]
+NudgeStatus = Literal["emit", "suppressed"]
+SuppressionReason = Literal[
+    "no_consent",
+    "frequency_cap",
+    "quiet_hours_stale",
+    "holdout",
+    # A nudge held for quiet hours whose cart was resolved before release.
+    "order_placed",
+    "cart_emptied",
+]
+CancellationReason = Literal["order_placed", "cart_emptied"]
+
+NudgeId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+Percent = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
+# (signal name, contribution in score points), largest first.
+Signals = tuple[tuple[str, float], ...]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+class CartItem(_Message):
+    product_id: str
+    quantity: Annotated[int, Field(ge=1)]
+    price: Annotated[float, Field(ge=0)]
+
+
+class Nudge(_Message):
+    """One decision to message a shopper, whether it is sent or not."""
+
+    type: Literal["nudge"] = "nudge"
+    nudge_id: NudgeId
+    kind: NudgeKind
+    user_key: str
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    status: NudgeStatus
+    reason: SuppressionReason | None = None
+    # When the rule fired (event time); decided_at differs only for nudges held
+    # through quiet hours, and is when the hold ended.
+    triggered_at: AwareDatetime
+    decided_at: AwareDatetime
+    product_id: str | None = None
+    cart_id: str | None = None
+    items: tuple[CartItem, ...] = ()
+    discount_percent: Percent
+    # Consented channels that can be delivered (a phone is known for whatsapp/sms).
+    channels: tuple[Channel, ...] = ()
+    score: float
+    signals: Signals = ()
+    rules_version: str
+    trigger_event_id: str
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Nudge":
+        if (self.status == "suppressed") != (self.reason is not None):
+            raise ValueError("a suppressed nudge needs a reason, an emitted one has none")
+        if self.kind == "cart_rescue" and not (self.items and self.cart_id):
+            raise ValueError("a cart_rescue nudge needs its cart_id and items")
+        if self.kind == "high_intent" and not self.product_id:
+            raise ValueError("a high_intent nudge needs its product_id")
+        return self
+
+
+class NudgeCancellation(_Message):
+    """Withdraws an emitted nudge: the dispatcher drops it if not yet sent."""
+
+    type: Literal["nudge_cancellation"] = "nudge_cancellation"
+    nudge_id: NudgeId
+    kind: NudgeKind
+    user_key: str
+    reason: CancellationReason
+    at: AwareDatetime
+    rules_version: str
+    trigger_event_id: str
+
+
+class VipUpgrade(_Message):
+    """The claims of a single-use VIP discount token; the agent signs them."""
+
+    type: Literal["vip_upgrade"] = "vip_upgrade"
+    token_id: NudgeId
+    user_key: str
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    discount_percent: Percent
+    issued_at: AwareDatetime
+    expires_at: AwareDatetime
+    order_count: int
+    channels: tuple[Channel, ...] = ()
+    rules_version: str
+    trigger_event_id: str
+    # The signed token (schemas.tokens), added by the agent before it is published.
+    token: str | None = None
+
+    def claims(self) -> dict[str, Any]:
+        """JWT claims (RFC 7519 names where one exists) for the agent to sign."""
+        return {
+            "jti": self.token_id,
+            "sub": self.user_key,
+            "iat": int(self.issued_at.timestamp()),
+            "exp": int(self.expires_at.timestamp()),
+            "kind": self.type,
+            "discount_percent": self.discount_percent,
+            "order_count": self.order_count,
+            "rules_version": self.rules_version,
+        }
+
+
+Decision = Annotated[Nudge | NudgeCancellation | VipUpgrade, Field(discriminator="type")]
+_DECISION = TypeAdapter(Decision)
+
+
+def load_decision(data: bytes | str) -> Nudge | NudgeCancellation | VipUpgrade:
+    """Read a decision back from its topic; raises ``pydantic.ValidationError``."""
+    return _DECISION.validate_json(data)
+
+
+def decided_at(decision: Nudge | NudgeCancellation | VipUpgrade) -> datetime:
+    """The event time a decision belongs to (for windows and sink partitions)."""
+    if isinstance(decision, Nudge):
+        return decision.decided_at
+    if isinstance(decision, NudgeCancellation):
+        return decision.at
+    return decision.issued_at

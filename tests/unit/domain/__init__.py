@@ -1,0 +1,1 @@
+"""Unit tests of the pure intent domain (pipeline/domain): journeys, properties, rules."""

@@ -1,0 +1,72 @@
+"""Rules files: the shipped default loads; a bad file is refused with its path and field."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.domain import RulesError, default_rules, load_rules, rules_from
+
+from .builders import default_raw_rules
+
+
+def write(tmp_path: Path, raw, name: str = "rules.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(raw) if not isinstance(raw, str) else raw)
+    return path
+
+
+def test_the_default_rules_load_and_are_frozen():
+    rules = default_rules()
+    assert rules.version and rules.vip.order_count == 3
+    assert rules.plan.hi_threshold == round(rules.high_intent.threshold * 1000)
+    with pytest.raises(ValueError):
+        rules.version = "other"  # type: ignore[misc]
+    assert rules_from(None) is rules
+
+
+def test_a_good_file_loads(tmp_path):
+    raw = default_raw_rules()
+    raw["version"] = "candidate-2"
+    raw["vip"]["order_count"] = 5
+    rules = load_rules(write(tmp_path, raw))
+    assert (rules.version, rules.vip.order_count, rules.plan.vip_orders) == ("candidate-2", 5, 5)
+
+
+def test_a_toml_file_loads(tmp_path):
+    path = tmp_path / "rules.toml"
+    path.write_text('version = "t1"\n[suppression]\nexperiment_salt = "s"\n')
+    assert load_rules(path).version == "t1"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda r: r["high_intent"].update(hysteresis=1.5), "high_intent.hysteresis"),
+        (lambda r: r["scoring"]["weights"].update(teleport=1.0), "scoring.weights"),
+        (lambda r: r["suppression"]["quiet_hours"].update(start="25:00"), "quiet_hours.start"),
+        (lambda r: r["suppression"].update(default_timezone="Mars/Base"), "default_timezone"),
+        (lambda r: r["cart_rescue"].update(exit_intent_grace_s=99_999), "cart_rescue"),
+        (lambda r: r.pop("version"), "version"),
+        (lambda r: r.update(surprise=1), "surprise"),
+    ],
+)
+def test_a_bad_file_is_refused_naming_the_path_and_the_field(tmp_path, change, field):
+    raw = default_raw_rules()
+    change(raw)
+    path = write(tmp_path, raw)
+    with pytest.raises(RulesError) as refused:
+        load_rules(path)
+    assert str(path) in str(refused.value) and field in str(refused.value)
+
+
+@pytest.mark.parametrize("text", ["version: [unclosed", "- a list\n- not a mapping\n"])
+def test_unreadable_yaml_is_refused(tmp_path, text):
+    path = write(tmp_path, text)
+    with pytest.raises(RulesError, match=str(path)):
+        load_rules(path)
+
+
+def test_a_missing_file_is_refused(tmp_path):
+    with pytest.raises(RulesError, match="cannot read"):
+        load_rules(tmp_path / "nope.yaml")
