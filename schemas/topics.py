@@ -21,8 +21,17 @@ TELEMETRY_DLQ = TopicSpec("telemetry.dlq", 1)
 NUDGES = TopicSpec("nudges", USER_PARTITIONS)
 VIP = TopicSpec("vip", USER_PARTITIONS)
 RECEIPTS = TopicSpec("receipts", USER_PARTITIONS)
+# Internal: moves anonymous state to the user's partition after an identify.
+IDENTITY = TopicSpec("identity.handover", USER_PARTITIONS)
 
-SOURCE_TOPICS: tuple[TopicSpec, ...] = (TELEMETRY_RAW, TELEMETRY_DLQ, NUDGES, VIP, RECEIPTS)
+SOURCE_TOPICS: tuple[TopicSpec, ...] = (
+    TELEMETRY_RAW,
+    TELEMETRY_DLQ,
+    NUDGES,
+    VIP,
+    RECEIPTS,
+    IDENTITY,
+)
 
 
 def namespaced(spec: TopicSpec, namespace: str | None) -> TopicSpec:

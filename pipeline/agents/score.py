@@ -1,0 +1,119 @@
+"""The score agent: raw telemetry → per-user fold → nudges, VIP upgrades, dead letters.
+
+Per batch: every record goes through the ``EngineProcessor``; then its outputs
+are produced and acknowledged, then the dirty user states are flushed (RocksDB
+plus changelog), and only then does Faust ack the batch's offsets. A crash
+anywhere re-delivers the batch; the fold drops event ids it has already seen
+and the decisions keep their ids, so downstream consumers drop the repeats.
+"""
+
+import asyncio
+import logging
+import time
+
+import faust
+
+from pipeline.domain.rules import rules_from
+from pipeline.domain.state import state_from_bytes, state_to_bytes
+from pipeline.engine.clock import PartitionClock
+from pipeline.engine.outputs import KafkaOutputs
+from pipeline.engine.processor import EngineProcessor, EngineTopics
+from pipeline.engine.state_store import UserStateStore
+from pipeline.settings import WorkerSettings
+from schemas.messages import VipUpgrade
+from schemas.tokens import TokenKeys, sign_token
+from schemas.topics import USER_PARTITIONS
+
+log = logging.getLogger(__name__)
+
+RAW_BYTES = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+
+
+def token_keys(settings: WorkerSettings) -> TokenKeys:
+    kid = settings.token_key_id
+    return TokenKeys(current_kid=kid, secrets={kid: settings.token_secret.get_secret_value()})
+
+
+def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
+    rules = rules_from(settings.rules)
+    keys = token_keys(settings)
+    topics = EngineTopics.for_namespace(settings.namespace, settings.source_topic)
+    # Raw bytes in: the engine parses, so a poison record becomes a dead letter, not a crash.
+    raw_topic = app.topic(topics.raw, **RAW_BYTES)
+    identity_topic = app.topic(topics.identity, **RAW_BYTES)
+    state_table = app.Table(
+        "user-state", partitions=USER_PARTITIONS, key_type=bytes, value_type=bytes
+    )
+    outputs = KafkaOutputs(settings.bootstrap_servers)
+    store = UserStateStore(state_table, outputs, state_to_bytes, state_from_bytes)
+    clock = PartitionClock(allowed_lateness_ms=int(settings.allowed_lateness_s * 1000))
+
+    def sign_vip(upgrade: VipUpgrade) -> str:
+        return sign_token(upgrade.claims(), keys)
+
+    engine = EngineProcessor(rules, store, clock, topics, sign_vip)
+    indexed: set[int] = set()
+    # The agents and the wall-clock timer share the engine; one ships at a time.
+    shipping = asyncio.Lock()
+
+    async def ship() -> None:
+        async with shipping:
+            await outputs.send_all(engine.drain())
+            await store.flush()
+
+    def ensure_indexed(partition: int) -> None:
+        # Deadlines live in the stored states; index them once per assignment.
+        if partition not in indexed:
+            indexed.add(partition)
+            pending = engine.rebuild_deadlines(partition)
+            log.info("partition %d: %d pending deadlines indexed", partition, pending)
+
+    @app.agent(raw_topic, name="score_events")
+    async def score_events(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            for event in events:
+                message = event.message
+                ensure_indexed(message.partition)
+                engine.on_raw(message.partition, message.offset, message.key, message.value)
+            await ship()
+
+    @app.agent(identity_topic, name="hand_over_identities")
+    async def hand_over_identities(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            for event in events:
+                message = event.message
+                ensure_indexed(message.partition)
+                engine.on_identity(message.partition, message.offset, message.key, message.value)
+            await ship()
+
+    if settings.wall_clock_watermark:
+
+        @app.timer(interval=1.0, on_leader=False)
+        async def follow_wall_clock() -> None:
+            # Live only: an idle partition's deadlines still fire.
+            if app.rebalancing:
+                return
+            for tp in app.consumer.assignment():
+                if tp.topic == topics.raw:
+                    ensure_indexed(tp.partition)
+            for partition in clock.follow_wall_clock(int(time.time() * 1000)):
+                engine.fire_due(partition)
+            await ship()
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
+        partitions = {tp.partition for tp in revoked if tp.topic == topics.raw}
+        await ship()
+        indexed.difference_update(partitions)
+        clock.forget(partitions)
+        store.forget(partitions)
+
+    @app.on_before_shutdown.connect
+    async def stop_outputs(app: faust.App, **kwargs: object) -> None:
+        await ship()
+        await outputs.stop()

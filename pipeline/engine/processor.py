@@ -1,0 +1,216 @@
+"""The engine's record processor: one raw record in, state updated, output records out.
+
+Snuba/Arroyo style: the Faust agent (pipeline/agents/score.py) only feeds
+records and ships what ``drain`` returns; everything here runs without a
+broker. Per record it parses the event (bad ones become dead letters), folds
+it into the user's state, moves the partition's watermark and fires the
+deadlines the watermark has passed.
+"""
+
+import base64
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import orjson
+
+from pipeline.domain.fold import Decision, advance, apply, next_deadline
+from pipeline.domain.identity import merge
+from pipeline.domain.rules import Rules
+from pipeline.domain.state import UserState, state_from_bytes, state_to_bytes
+from pipeline.engine.clock import PartitionClock
+from pipeline.engine.outputs import Record
+from schemas.deadletter import DeadLetter
+from schemas.events import Event, EventError, load_event
+from schemas.messages import VipUpgrade
+from schemas.topics import IDENTITY, NUDGES, TELEMETRY_DLQ, VIP, TopicSpec, namespaced
+
+
+@dataclass(frozen=True, slots=True)
+class EngineTopics:
+    raw: str
+    dlq: str
+    nudges: str
+    vip: str
+    identity: str
+
+    @classmethod
+    def for_namespace(cls, namespace: str | None, source_topic: str) -> "EngineTopics":
+        def name(spec: TopicSpec) -> str:
+            return namespaced(spec, namespace).name
+
+        return cls(source_topic, name(TELEMETRY_DLQ), name(NUDGES), name(VIP), name(IDENTITY))
+
+
+class StateAccess(Protocol):
+    """Where user states live: ``UserStateStore`` live, ``MemoryStateStore`` in a file replay."""
+
+    def get(self, key: str, partition: int) -> UserState | None: ...
+    def put(self, key: str, partition: int, state: UserState) -> None: ...
+    def delete(self, key: str, partition: int) -> None: ...
+    def scan(self, partition: int) -> Iterator[tuple[str, UserState]]: ...
+
+
+def _ms(moment) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class EngineProcessor:
+    def __init__(
+        self,
+        rules: Rules,
+        store: StateAccess,
+        clock: PartitionClock,
+        topics: EngineTopics,
+        sign_vip: Callable[[VipUpgrade], str],
+    ) -> None:
+        self.rules = rules
+        self.store = store
+        self.clock = clock
+        self.topics = topics
+        self._sign_vip = sign_vip
+        self._out: list[Record] = []
+        self.events_processed = 0
+        self.dead_letters = 0
+
+    def drain(self) -> list[Record]:
+        out, self._out = self._out, []
+        return out
+
+    # --- raw telemetry -----------------------------------------------------
+
+    def on_raw(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
+        try:
+            event = load_event(value or b"")
+        except EventError as exc:
+            self._dead_letter(self.topics.raw, partition, offset, key, value, exc)
+            return
+        user_key = event.key
+        if event.name == "identify" and key is not None and key != user_key.encode():
+            # Keyed by the user id by some other producer: this is not the
+            # anonymous state's partition; fetch the state from there first.
+            self._claim(event.anonymous_id, event.user_id, _ms(event.timestamp))
+            self._observe(partition, event)
+            return
+        state = self.store.get(user_key, partition)
+        state, decisions = apply(state, event, self.rules)
+        self._keep(partition, user_key, state)
+        self._publish(decisions)
+        if event.name == "identify" and event.user_id != event.anonymous_id:
+            self._on_claim(partition, event.anonymous_id, event.user_id, _ms(event.timestamp))
+        self._observe(partition, event)
+
+    def _observe(self, partition: int, event: Event) -> None:
+        # The server's receipt time bounds a client clock that runs fast.
+        self.clock.observe(partition, min(_ms(event.timestamp), _ms(event.received_at)))
+        self.fire_due(partition)
+        self.events_processed += 1
+
+    def fire_due(self, partition: int) -> None:
+        watermark = self.clock.watermark(partition)
+        for user_key in self.clock.pop_due(partition):
+            state = self.store.get(user_key, partition)
+            if state is None:
+                continue
+            state, decisions = advance(state, watermark, self.rules)
+            self._keep(partition, user_key, state)
+            self._publish(decisions)
+
+    def rebuild_deadlines(self, partition: int) -> int:
+        """After a partition is assigned: index the deadlines its stored states hold."""
+        count = 0
+        for user_key, state in self.store.scan(partition):
+            deadline = next_deadline(state)
+            if deadline is not None:
+                self.clock.schedule(partition, user_key, deadline)
+                count += 1
+        return count
+
+    # --- identity hand-over ------------------------------------------------
+    # The anonymous state lives on the anonymous id's partition, the user's on
+    # the user id's. An identify keyed by the anonymous id (Event.key) is
+    # folded there, in order with the events it claims, and the state goes
+    # over at once; one keyed by the user id (a producer other than ours)
+    # sends a claim there first. The hand-over is merged on the user's side.
+
+    def _claim(self, anonymous_id: str, user_id: str | None, at_ms: int) -> None:
+        claim = {"kind": "claim", "anonymous_id": anonymous_id, "user_id": user_id, "at": at_ms}
+        self._out.append((self.topics.identity, anonymous_id.encode(), orjson.dumps(claim), None))
+
+    def on_identity(self, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
+        try:
+            record = orjson.loads(value)
+            kind = record["kind"]
+            if kind == "claim":
+                self._on_claim(partition, record["anonymous_id"], record["user_id"], record["at"])
+            elif kind == "handover":
+                anonymous = state_from_bytes(base64.b64decode(record["state"]))
+                self._on_handover(partition, record["user_id"], anonymous, record["at"])
+            else:
+                raise ValueError(f"unknown identity record kind {kind!r}")
+        except (ValueError, KeyError, TypeError) as exc:
+            self._dead_letter(self.topics.identity, partition, offset, key, value, exc)
+
+    def _on_claim(self, partition: int, anonymous_id: str, user_id: str, at_ms: int) -> None:
+        anonymous = self.store.get(anonymous_id, partition)
+        if anonymous is None:
+            return
+        handover = {
+            "kind": "handover",
+            "user_id": user_id,
+            "anonymous_id": anonymous_id,
+            "at": at_ms,
+            "state": base64.b64encode(state_to_bytes(anonymous)).decode(),
+        }
+        self._out.append((self.topics.identity, user_id.encode(), orjson.dumps(handover), None))
+        self.store.delete(anonymous_id, partition)
+        self.clock.schedule(partition, anonymous_id, None)
+
+    def _on_handover(self, partition: int, user_id: str, anonymous: UserState, at_ms: int) -> None:
+        state = self.store.get(user_id, partition)
+        if state is None:
+            state = UserState(user_id, user_id, anonymous.anonymous_id)
+        state, decisions = merge(state, anonymous, self.rules, at_ms)
+        self._keep(partition, user_id, state)
+        self._publish(decisions)
+        # The hand-over took a hop: the watermark may already be past its deadlines.
+        self.fire_due(partition)
+
+    # --- outputs -----------------------------------------------------------
+
+    def _keep(self, partition: int, user_key: str, state: UserState) -> None:
+        self.store.put(user_key, partition, state)
+        self.clock.schedule(partition, user_key, next_deadline(state))
+
+    def _publish(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            key = decision.user_key.encode()
+            if isinstance(decision, VipUpgrade):
+                signed = decision.model_copy(update={"token": self._sign_vip(decision)})
+                self._out.append((self.topics.vip, key, signed.to_json(), None))
+            else:
+                self._out.append((self.topics.nudges, key, decision.to_json(), None))
+
+    def _dead_letter(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        exc: Exception,
+    ) -> None:
+        # The reason names the fields and the rule broken, never the values.
+        errors = exc.errors if isinstance(exc, EventError) else []
+        reason = "invalid_event" if isinstance(exc, EventError) else type(exc).__name__
+        letter = DeadLetter.of(
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key,
+            value=value,
+            reason=reason,
+            errors=errors,
+        )
+        self._out.append((self.topics.dlq, key or b"", letter.to_json(), None))
+        self.dead_letters += 1
