@@ -1,14 +1,20 @@
 """Settings of the stream worker, read once at the entry point and passed in."""
 
 from schemas.settings import CommonSettings
+from schemas.topics import TELEMETRY_RAW
 
 
 class WorkerSettings(CommonSettings):
-    app_id: str = "intentflow"
     # Replays run under their own namespace: own group, state and output topics.
     namespace: str | None = None
+    # The telemetry the engine reads; a replay or a test points it elsewhere.
+    source_topic: str = TELEMETRY_RAW.name
     store: str = "rocksdb://"
+    # Workers sharing a machine (the local stack) each need their own state directory.
+    worker_index: int = 0
+    web_enabled: bool = True
     web_port: int = 6066
+    log_level: str = "info"
     # Tansu's group join waits session_timeout/2 (LOCAL_STACK_NOTES.md).
     broker_session_timeout: float = 10.0
     broker_commit_interval: float = 0.5

@@ -28,6 +28,8 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INTENTFLOW_", frozen=True, extra="ignore")
 
     env: Environment = "local"
+    # The worker app's id, which is also its Kafka consumer group (the API's health reads it).
+    app_id: str = "intentflow"
     kafka_brokers: str = "127.0.0.1:9092"
     clickhouse_url: str = "http://127.0.0.1:8123"
     clickhouse_database: str = "intentflow"

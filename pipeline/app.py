@@ -1,0 +1,64 @@
+"""The Faust application, built from frozen worker settings.
+
+Agents are not declared at import time: each engine module exposes a
+``register_xxx(app, settings)`` function and is listed in ``AGENT_REGISTRATIONS``,
+so the same modules serve the live app, replays (own namespace) and tests.
+"""
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import faust
+
+from pipeline.agents.score import register_scoring
+from pipeline.settings import WorkerSettings
+from schemas.topics import USER_PARTITIONS
+
+Registration = Callable[[faust.App, WorkerSettings], None]
+
+# The engine's agents plug in here, in the order they should be registered.
+AGENT_REGISTRATIONS: tuple[Registration, ...] = (register_scoring,)
+
+
+def faust_app_id(settings: WorkerSettings) -> str:
+    """The app id, which is also the consumer group; a replay namespace gets its own."""
+    if settings.namespace:
+        return f"{settings.app_id}.{settings.namespace}"
+    return settings.app_id
+
+
+def state_dir(settings: WorkerSettings) -> Path:
+    """RocksDB tables of one worker process: wiped when the (memory-only) broker restarts."""
+    return settings.data_dir / "faust" / faust_app_id(settings) / f"worker-{settings.worker_index}"
+
+
+def create_app(
+    settings: WorkerSettings,
+    registrations: Sequence[Registration] = AGENT_REGISTRATIONS,
+) -> faust.App:
+    datadir = state_dir(settings)
+    # Faust creates only the last level of its data directory.
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        faust_app_id(settings),
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers],
+        store=settings.store,
+        datadir=str(datadir),
+        autodiscover=False,
+        # Everything keyed by user is co-partitioned (schemas/topics.py).
+        topic_partitions=USER_PARTITIONS,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        # Tansu has no transactions: at-least-once plus idempotent effects.
+        processing_guarantee="at_least_once",
+        producer_acks=-1,
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_commit_interval=settings.broker_commit_interval,
+        recovery_consistency_check=settings.recovery_consistency_check,
+        web_enabled=settings.web_enabled,
+        web_bind="127.0.0.1" if settings.env == "local" else "0.0.0.0",
+        web_port=settings.web_port,
+    )
+    for register in registrations:
+        register(app, settings)
+    return app

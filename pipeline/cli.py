@@ -1,0 +1,28 @@
+"""The ``intentflow`` command.
+
+Each command lives next to the code it runs; adding one is an import and an
+``add_command`` line below. Command bodies only turn options into settings.
+"""
+
+import click
+
+from pipeline.local.commands import local_group
+from pipeline.simulate import simulate_command
+from pipeline.worker import worker_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """intentflow: behavioural telemetry in, purchase intent and nudges out.
+
+    Settings come from INTENTFLOW_* environment variables; options override them.
+    """
+
+
+main.add_command(worker_command)
+main.add_command(local_group)
+main.add_command(simulate_command)
+
+
+if __name__ == "__main__":
+    main()

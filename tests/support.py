@@ -1,0 +1,174 @@
+"""Helpers shared by tests: ports, readiness, real child processes, settings for fixtures."""
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from api.settings import ApiSettings
+from pipeline.local.ports import LOOPBACK, free_port
+from pipeline.local.processes import ManagedProcess
+from pipeline.settings import WorkerSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+__all__ = ["LOOPBACK", "PROJECT_ROOT", "free_port"]
+
+
+def wait_for(
+    condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not within {timeout_s:g}s")
+        time.sleep(interval_s)
+
+
+def http_ok(url: str, expect_text: str | None = None, timeout_s: float = 2.0) -> bool:
+    """True when ``url`` answers 200 (and, if given, a body that is ``expect_text``)."""
+    try:
+        response = httpx.get(url, timeout=timeout_s)
+    except httpx.HTTPError:
+        return False
+    if response.status_code != 200:
+        return False
+    return expect_text is None or response.text.strip() == expect_text
+
+
+def wait_for_http(url: str, timeout_s: float = 30.0, expect_text: str | None = None) -> None:
+    wait_for(lambda: http_ok(url, expect_text), timeout_s, f"200 from {url}")
+
+
+def child_env(**intentflow: str) -> dict[str, str]:
+    """The test process's environment plus INTENTFLOW_<NAME> values, project importable."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(PROJECT_ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    env.update({f"INTENTFLOW_{name.upper()}": value for name, value in intentflow.items()})
+    return env
+
+
+def python_process(
+    name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> ManagedProcess:
+    """``python ARGS`` with this interpreter, in its own process group, run from the repo root."""
+    return ManagedProcess(
+        name, [sys.executable, *args], log_path, env=env or child_env(), cwd=PROJECT_ROOT
+    )
+
+
+@contextmanager
+def running_warehouse(data_path: Path, log_path: Path, timeout_s: float = 30.0) -> Iterator[str]:
+    """A ``python -m pipeline.local.warehouse`` server; yields its URL; stops it after."""
+    port = free_port()
+    process = python_process(
+        "warehouse",
+        [
+            "-m",
+            "pipeline.local.warehouse",
+            "--data-path",
+            str(data_path),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        log_path,
+    )
+    process.start()
+    url = f"http://{LOOPBACK}:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not http_ok(f"{url}/ping", "Ok."):
+            if not process.is_running():
+                raise RuntimeError(f"warehouse exited early:\n{process.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"warehouse: no /ping within {timeout_s:g}s")
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.stop(10)
+
+
+def worker_settings(
+    data_dir: Path, brokers: str, clickhouse_url: str = "http://127.0.0.1:1", **overrides: Any
+) -> WorkerSettings:
+    return WorkerSettings(
+        env="test",
+        kafka_brokers=brokers,
+        clickhouse_url=clickhouse_url,
+        data_dir=data_dir,
+        token_secret="test-token-secret-of-at-least-32-bytes",
+        pii_master_key="test-pii-master-key",
+        web_enabled=False,
+        **overrides,
+    )
+
+
+def api_settings(brokers: str, clickhouse_url: str, **overrides: Any) -> ApiSettings:
+    return ApiSettings(
+        env="test",
+        kafka_brokers=brokers,
+        clickhouse_url=clickhouse_url,
+        token_secret="test-token-secret-of-at-least-32-bytes",
+        pii_master_key="test-pii-master-key",
+        **overrides,
+    )
+
+
+def pids_alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` that still exist and are not zombies."""
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def descendants(root_pid: int) -> set[int]:
+    """Every process below ``root_pid`` (children, grandchildren, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    stack = [root_pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def pids_mentioning(text: str) -> set[int]:
+    """Processes whose command line contains ``text`` (e.g. a test's unique data dir)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if text in cmdline:
+            found.add(int(entry.name))
+    return pids_alive(found)
