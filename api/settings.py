@@ -1,6 +1,6 @@
 """Settings of the API process, read once in ``create_app`` and injected into routes."""
 
-from pydantic import field_validator
+from pydantic import SecretStr, field_validator
 
 from schemas.settings import CommaSet, CommonSettings, split_commas
 
@@ -18,6 +18,8 @@ class ApiSettings(CommonSettings):
     max_batch_events: int = 500
     max_body_bytes: int = 1 << 20
     produce_timeout_s: float = 5.0
+    # Write key the /demo/ storefront embeds in its pages; the demo is off while unset.
+    demo_write_key: SecretStr | None = None
 
     _split = field_validator(
         "write_key_hashes",

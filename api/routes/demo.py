@@ -1,0 +1,125 @@
+"""``/demo/``: a small storefront instrumented with the tracker (catalog, product, cart, checkout).
+
+Pages are rendered here from api/static/demo/ with every value HTML-escaped and
+strict security headers; the cart lives in the browser. The write key embedded
+in the pages is ``INTENTFLOW_DEMO_WRITE_KEY`` (write keys are public by design);
+without it the pages say so and send nothing.
+"""
+
+import html
+import json
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response
+from fastapi.responses import RedirectResponse
+
+from api.deps import SettingsDep
+from api.settings import ApiSettings
+
+router = APIRouter(prefix="/demo", include_in_schema=False)
+
+STATIC = Path(__file__).resolve().parent.parent / "static" / "demo"
+PAGE = Template((STATIC / "page.html").read_text(encoding="utf-8"))
+CATALOG: dict[str, dict[str, Any]] = {
+    product["product_id"]: product
+    for product in json.loads((STATIC / "catalog.json").read_text(encoding="utf-8"))
+}
+ASSETS = {"demo.js": "text/javascript; charset=utf-8", "demo.css": "text/css; charset=utf-8"}
+
+# Only this origin's scripts, styles and connections; no inline code, no framing.
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+ASSET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=300"}
+
+NOT_CONFIGURED = "INTENTFLOW_DEMO_WRITE_KEY is not set: this demo sends no events."
+e = html.escape  # quotes included: values also land in attributes
+
+
+def _page(settings: ApiSettings, title: str, content: str, status_code: int = 200) -> Response:
+    key = settings.demo_write_key.get_secret_value() if settings.demo_write_key else ""
+    notice = "" if key else f'<p class="notice">{NOT_CONFIGURED}</p>'
+    body = PAGE.substitute(title=e(title), write_key=e(key), notice=notice, content=content)
+    return Response(body, status_code, PAGE_HEADERS, media_type="text/html; charset=utf-8")
+
+
+def _price(product: dict[str, Any]) -> str:
+    return f"{product['price']:.2f} EUR"
+
+
+@router.get("")
+async def demo_root() -> RedirectResponse:
+    return RedirectResponse("/demo/")
+
+
+@router.get("/")
+async def catalog(settings: SettingsDep) -> Response:
+    cards = "".join(
+        f'<div class="card"><h2><a href="/demo/product/{e(p["product_id"])}">{e(p["name"])}</a>'
+        f'</h2><p>{e(p["blurb"])}</p><p class="price">{e(_price(p))}</p></div>'
+        for p in CATALOG.values()
+    )
+    return _page(settings, "Catalog", f'<h1>Catalog</h1><div class="grid">{cards}</div>')
+
+
+@router.get("/product/{product_id}")
+async def product(product_id: str, settings: SettingsDep) -> Response:
+    p = CATALOG.get(product_id)
+    if p is None:
+        return _page(settings, "Not found", "<h1>No such product</h1>", status_code=404)
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in p["specs"].items())
+    content = (
+        f'<article data-if-product-id="{e(p["product_id"])}" data-if-category="{e(p["category"])}"'
+        f' data-if-price="{p["price"]}">'
+        f'<h1 id="product-name">{e(p["name"])}</h1><p class="price">{e(_price(p))}</p>'
+        f'<button id="add-to-cart" data-if-track="add_to_cart"'
+        f' data-if-prop-product_id="{e(p["product_id"])}" data-if-prop-quantity="1"'
+        f' data-if-prop-price="{p["price"]}" data-if-prop-category="{e(p["category"])}"'
+        f' data-name="{e(p["name"])}">Add to cart</button> <span id="added"></span>'
+        f'<div class="story"><p>{e(p["blurb"])}</p><p>Scroll down for the specifications.</p>'
+        "</div>"
+        f'<section id="specs" class="specs" data-if-specs><h2>Specifications</h2>'
+        f"<table>{rows}</table></section>"
+        '<p><a href="/demo/cart" id="go-to-cart">Go to cart</a></p></article>'
+    )
+    return _page(settings, p["name"], content)
+
+
+@router.get("/cart")
+async def cart(settings: SettingsDep) -> Response:
+    content = (
+        '<h1>Your cart</h1><div id="cart"></div>'
+        '<p><a id="checkout-link" href="/demo/checkout">Checkout</a></p>'
+    )
+    return _page(settings, "Cart", content)
+
+
+@router.get("/checkout")
+async def checkout(settings: SettingsDep) -> Response:
+    content = (
+        '<h1>Checkout</h1><div id="checkout"><div id="checkout-items"></div>'
+        '<form id="checkout-form">'
+        '<p><label>Customer id <input id="customer-id" autocomplete="off"></label></p>'
+        '<p><label>Phone <input id="phone" type="tel" placeholder="+12025550123"></label></p>'
+        '<p><label><input id="whatsapp" type="checkbox"> Order updates on WhatsApp</label></p>'
+        '<p><button id="place-order" type="submit">Place order</button></p>'
+        '</form><p id="confirmation"></p></div>'
+    )
+    return _page(settings, "Checkout", content)
+
+
+@router.get("/assets/{name}")
+async def asset(name: str) -> Response:
+    media_type = ASSETS.get(name)
+    if media_type is None:
+        raise HTTPException(404)
+    return Response((STATIC / name).read_bytes(), headers=ASSET_HEADERS, media_type=media_type)

@@ -1,0 +1,220 @@
+"""``POST /v1/track``: the collector. Validates events and puts them on ``telemetry.raw``.
+
+Hot path: the body is read raw and parsed once with orjson (no FastAPI body
+model), every valid event is queued on the producer before any send is awaited,
+and the answer is written with orjson. A 202 means Kafka acknowledged every
+accepted event.
+"""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from pydantic import BaseModel, Field
+
+from api.auth import Scope, TrackCaller
+from api.deps import ResourcesDep, SettingsDep
+from api.producer import BrokerUnavailable
+from schemas.events import SERVER_EVENTS, Event, EventError, parse_event
+from schemas.topics import TELEMETRY_RAW
+
+router = APIRouter(prefix="/v1", tags=["collector"])
+
+# text/plain is what navigator.sendBeacon can send cross-origin without a preflight.
+JSON_MEDIA_TYPES = ("application/json", "text/plain")
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description='Path to the field, e.g. ["properties", "price"].')
+    msg: str
+
+
+class RejectedEvent(BaseModel):
+    index: int = Field(description="Position of the event in the batch (0 for a single event).")
+    errors: list[FieldError]
+
+
+class TrackAccepted(BaseModel):
+    accepted: int = Field(description="Events acknowledged by Kafka.")
+    rejected: list[RejectedEvent]
+
+
+class ErrorMessage(BaseModel):
+    detail: str
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Resolve ``#/$defs`` references so the schema can sit inside the OpenAPI document."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)
+
+
+def _request_body_schema() -> dict[str, Any]:
+    event = _inline_refs(Event.model_json_schema())
+    batch = {
+        "title": "TrackBatch",
+        "type": "object",
+        "properties": {"batch": {"type": "array", "items": event, "maxItems": 500}},
+        "required": ["batch"],
+    }
+    return {"oneOf": [event, batch]}
+
+
+_BODY_SCHEMA = _request_body_schema()
+_OPENAPI_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": 'One event, or `{"batch": [...]}` of up to 500 events; at most '
+        "1 MiB. Standard events' properties: `schemas/jsonschema/<name>.json`.",
+        "content": {media_type: {"schema": _BODY_SCHEMA} for media_type in JSON_MEDIA_TYPES},
+    }
+}
+
+
+def _error(code: int, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
+    return HTTPException(code, detail=detail, headers=headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _error(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
+    if declared is not None:
+        body = await request.body()
+        if len(body) > limit:
+            raise _error(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
+        return body
+    # Chunked upload: stop reading as soon as it is too large.
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _error(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _events_in(payload: Any, max_events: int) -> list[Any]:
+    if isinstance(payload, dict) and "batch" in payload:
+        batch = payload["batch"]
+        if not isinstance(batch, list):
+            raise _error(status.HTTP_422_UNPROCESSABLE_CONTENT, "batch must be a JSON array")
+        if len(batch) > max_events:
+            raise _error(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                f"batch has {len(batch)} events; at most {max_events} per request",
+            )
+        return batch
+    if isinstance(payload, dict):
+        return [payload]
+    raise _error(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        'body must be one event (a JSON object) or {"batch": [...]}',
+    )
+
+
+def _validate(
+    raws: list[Any], scope: Scope, received_at: datetime, ip: str | None
+) -> tuple[list[Event], list[dict[str, Any]]]:
+    events: list[Event] = []
+    rejected: list[dict[str, Any]] = []
+    may_send_server_events = scope is Scope.SERVER
+    for index, raw in enumerate(raws):
+        try:
+            event = parse_event(raw, received_at=received_at, ip=ip)
+        except EventError as exc:
+            rejected.append({"index": index, "errors": exc.errors})
+            continue
+        if event.name in SERVER_EVENTS and not may_send_server_events:
+            msg = f"{event.name} is a server-side event: send it with a server key"
+            rejected.append({"index": index, "errors": [{"loc": ["name"], "msg": msg}]})
+            continue
+        events.append(event)
+    return events, rejected
+
+
+@router.post(
+    "/track",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TrackAccepted,
+    summary="Send one event or a batch",
+    description=(
+        "Browsers send with a **write key** (`Authorization: Bearer wk_…`, or "
+        "`?write_key=` for `navigator.sendBeacon`); store backends with a **server key**, "
+        "the only kind allowed to send server-side events (`order_placed`, `price_drop`). "
+        "Valid events are accepted and invalid ones reported field by field; 202 means "
+        "Kafka acknowledged every accepted event. Rate limits count events per key."
+    ),
+    responses={
+        401: {"model": ErrorMessage, "description": "Missing or invalid key."},
+        413: {"model": ErrorMessage, "description": "Body over 1 MiB or over 500 events."},
+        415: {"model": ErrorMessage, "description": "Body is not JSON."},
+        422: {"model": ErrorMessage, "description": "Body is not parsable JSON of that shape."},
+        429: {
+            "model": ErrorMessage,
+            "description": "The key's event rate limit; retry after `Retry-After` seconds.",
+        },
+        503: {
+            "model": ErrorMessage,
+            "description": "Kafka did not acknowledge; nothing of the request is reported "
+            "accepted. Retry after `Retry-After` seconds with the same event ids.",
+        },
+    },
+    openapi_extra=_OPENAPI_BODY,
+)
+async def track(
+    request: Request, caller: TrackCaller, settings: SettingsDep, resources: ResourcesDep
+) -> Response:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in JSON_MEDIA_TYPES:
+        raise _error(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send JSON (Content-Type: application/json)"
+        )
+    body = await _read_body(request, settings.max_body_bytes)
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _error(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, f"body is not valid JSON: {exc}"
+        ) from None
+    raws = _events_in(payload, settings.max_batch_events)
+
+    wait_s = resources.rate_limits.take(caller.key_hash, len(raws))
+    if wait_s:
+        retry_after = "3600" if wait_s == float("inf") else str(max(1, round(wait_s + 0.5)))
+        raise _error(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "rate limit exceeded for this key",
+            headers={"Retry-After": retry_after},
+        )
+
+    # A store backend's address says nothing about the shopper: keep only browsers'.
+    ip = request.client.host if request.client and caller.scope is Scope.WRITE else None
+    events, rejected = _validate(raws, caller.scope, datetime.now(UTC), ip)
+    try:
+        await resources.events.publish(
+            TELEMETRY_RAW.name, [(event.key.encode(), event.to_json()) for event in events]
+        )
+    except BrokerUnavailable as exc:
+        raise _error(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "events not accepted: the event log is unavailable; retry with the same event ids",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from None
+    return Response(
+        orjson.dumps({"accepted": len(events), "rejected": rejected}),
+        status_code=status.HTTP_202_ACCEPTED,
+        media_type="application/json",
+    )

@@ -1,0 +1,194 @@
+"""Collector throughput: accepted events/s for batches of 100, against one API process.
+
+    python -m benchmarks.collector [--seconds 4] [--runs 3] [--concurrency 8]
+
+Starts a Tansu broker and, one after the other, two single-worker uvicorn
+processes on it: the collector (``api.main:create_app``) and a reference, a bare
+FastAPI endpoint that parses the same body and produces every event to Kafka
+with the same producer settings, no validation or auth. Each is loaded for a
+few seconds per run by an HTTP client in this process; the median of the runs
+is reported, with the collector/reference ratio. Reported, not asserted: the
+machine is shared.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, Request, Response
+
+from pipeline.local.broker import Broker, ensure_topics
+from pipeline.local.ports import free_port
+from pipeline.simulate import generate_events, is_server_event
+from schemas.keys import hash_api_key, new_api_key
+from schemas.topics import SOURCE_TOPICS, TELEMETRY_RAW
+
+ROOT = Path(__file__).resolve().parent.parent
+BATCH = 100
+
+
+def reference_app() -> FastAPI:
+    """The floor: parse the body, produce each event keyed by user, await the acks."""
+    producer: AIOKafkaProducer | None = None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal producer
+        producer = AIOKafkaProducer(
+            bootstrap_servers=os.environ["INTENTFLOW_KAFKA_BROKERS"],
+            acks="all",
+            linger_ms=5,
+            max_batch_size=256 * 1024,
+        )
+        await producer.start()
+        yield
+        await producer.stop()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/v1/track", status_code=202)
+    async def track(request: Request) -> Response:
+        assert producer is not None
+        events = orjson.loads(await request.body())["batch"]
+        futures = [
+            await producer.send(
+                TELEMETRY_RAW.name,
+                orjson.dumps(event),
+                key=(event.get("user_id") or event["anonymous_id"]).encode(),
+            )
+            for event in events
+        ]
+        await asyncio.gather(*futures)
+        return Response(orjson.dumps({"accepted": len(events)}), 202)
+
+    return app
+
+
+def bodies(count: int) -> list[bytes]:
+    """Realistic browser events (the simulator's), with timestamps near now."""
+    events = generate_events(
+        1, users=count * BATCH // 20, events=count * BATCH * 2, start=datetime.now(UTC), days=1
+    )
+    browser = [event for event in events if not is_server_event(event)][: count * BATCH]
+    return [orjson.dumps({"batch": browser[i : i + BATCH]}) for i in range(0, len(browser), BATCH)]
+
+
+async def load(
+    url: str, key: str, payloads: list[bytes], seconds: float, concurrency: int
+) -> float:
+    """Accepted events/s while ``concurrency`` clients post batches for ``seconds``."""
+    accepted = 0
+    deadline = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+        async def worker(offset: int) -> None:
+            nonlocal accepted
+            n = offset
+            while time.monotonic() < deadline:
+                response = await client.post(
+                    "/v1/track", content=payloads[n % len(payloads)], headers=headers
+                )
+                if response.status_code != 202:
+                    raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
+                accepted += response.json()["accepted"]
+                n += concurrency
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        return accepted / (time.monotonic() - started)
+
+
+def start_api(factory: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            factory,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1)
+            return process
+        except httpx.TransportError:
+            if process.poll() is not None:
+                raise RuntimeError(f"{factory} exited with {process.returncode}") from None
+            time.sleep(0.1)
+    process.terminate()
+    raise RuntimeError(f"{factory} did not start")
+
+
+async def measure(
+    factory: str, env: dict[str, str], key: str, payloads: list[bytes], args: argparse.Namespace
+) -> list[float]:
+    port = free_port()
+    process = start_api(factory, port, env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await load(url, key, payloads, 1.0, args.concurrency)  # warm-up: connections, metadata
+        return [
+            await load(url, key, payloads, args.seconds, args.concurrency) for _ in range(args.runs)
+        ]
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _runs(figures: list[float]) -> str:
+    return ", ".join(f"{x:,.0f}" for x in figures)
+
+
+async def main(args: argparse.Namespace) -> None:
+    key = new_api_key("write")
+    payloads = bodies(200)
+    with Broker() as broker:
+        await ensure_topics(broker.bootstrap_servers, SOURCE_TOPICS)
+        env = {
+            "INTENTFLOW_KAFKA_BROKERS": broker.bootstrap_servers,
+            "INTENTFLOW_WRITE_KEY_HASHES": hash_api_key(key),
+            "INTENTFLOW_RATE_LIMIT_EVENTS_PER_S": "10000000",
+            "INTENTFLOW_RATE_LIMIT_BURST": "10000000",
+        }
+        collector = await measure("api.main:create_app", env, key, payloads, args)
+        reference = await measure("benchmarks.collector:reference_app", env, key, payloads, args)
+    c, r = statistics.median(collector), statistics.median(reference)
+    print(
+        f"batches of {BATCH} events, {len(payloads[0]) // BATCH} bytes/event, "
+        f"{args.concurrency} concurrent clients, {args.runs} runs of {args.seconds:g} s"
+    )
+    print(f"collector: {c:,.0f} events/s accepted (median; runs {_runs(collector)})")
+    print(f"reference: {r:,.0f} events/s (median; runs {_runs(reference)})")
+    print(f"ratio collector/reference: {c / r:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=8)
+    asyncio.run(main(parser.parse_args()))

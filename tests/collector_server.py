@@ -1,0 +1,134 @@
+"""The API on a real port for collector and browser tests: uvicorn in a thread, real broker."""
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from api.main import create_app
+from api.settings import ApiSettings
+from pipeline.local.ports import LOOPBACK, free_port
+from schemas.keys import hash_api_key
+from schemas.topics import TELEMETRY_RAW
+
+WRITE_KEY = "wk_test-write-key"
+SERVER_KEY = "sk_test-server-key"
+READ_KEY = "rk_test-read-key"
+
+
+def collector_settings(brokers: str, **overrides: Any) -> ApiSettings:
+    values: dict[str, Any] = {
+        "env": "test",
+        "kafka_brokers": brokers,
+        "clickhouse_url": "http://127.0.0.1:1",
+        "token_secret": "test-token-secret",
+        "pii_master_key": "test-pii-master-key",
+        "write_key_hashes": frozenset({hash_api_key(WRITE_KEY)}),
+        "server_key_hashes": frozenset({hash_api_key(SERVER_KEY)}),
+        "read_key_hashes": frozenset({hash_api_key(READ_KEY)}),
+        "produce_timeout_s": 3.0,
+    }
+    values.update(overrides)
+    return ApiSettings(**values)
+
+
+@contextmanager
+def running_api(settings: ApiSettings) -> Iterator[str]:
+    """Serve ``create_app(settings)`` with uvicorn on a free loopback port; yields the base URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host=LOOPBACK, port=port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"api-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def event(name: str = "page_view", **fields: Any) -> dict[str, Any]:
+    """A valid client event; ``fields`` override envelope fields."""
+    properties = {
+        "page_view": {"url": "https://shop.example/"},
+        "product_view": {"product_id": "p-1", "price": 10.0},
+        "add_to_cart": {"product_id": "p-1", "quantity": 1, "price": 10.0},
+    }.get(name, {})
+    base = {
+        "event_id": str(uuid.uuid4()),
+        "name": name,
+        "timestamp": datetime.now(UTC).isoformat(),
+        "anonymous_id": f"anon-{uuid.uuid4()}",
+        "properties": properties,
+    }
+    base.update(fields)
+    return base
+
+
+async def consume_raw(
+    brokers: str, wanted_ids: set[str], timeout_s: float = 20.0
+) -> list[tuple[int, bytes, dict[str, Any]]]:
+    """(partition, key, value) of the records on telemetry.raw whose event_id is wanted."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
+    await consumer.start()
+    found: list[tuple[int, bytes, dict[str, Any]]] = []
+    try:
+        partitions = [
+            TopicPartition(TELEMETRY_RAW.name, p) for p in range(TELEMETRY_RAW.partitions)
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout_s
+        seen: set[str] = set()
+        while seen < wanted_ids and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for tp, records in batches.items():
+                for record in records:
+                    value = orjson.loads(record.value)
+                    if value.get("event_id") in wanted_ids:
+                        seen.add(value["event_id"])
+                        found.append((tp.partition, record.key, value))
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def consume_matching(
+    brokers: str,
+    predicate: Callable[[dict[str, Any]], bool],
+    until: Callable[[list], bool],
+    timeout_s: float = 20.0,
+) -> list[dict[str, Any]]:
+    """Values on telemetry.raw for which ``predicate`` holds, read until ``until(found)``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        partitions = [
+            TopicPartition(TELEMETRY_RAW.name, p) for p in range(TELEMETRY_RAW.partitions)
+        ]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout_s
+        while not until(found) and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                values = (orjson.loads(record.value) for record in records)
+                found.extend(value for value in values if predicate(value))
+    finally:
+        await consumer.stop()
+    return found

@@ -1,0 +1,189 @@
+"""The tracker in headless Chromium on the /demo/ shop, through the API, onto the raw topic."""
+
+import asyncio
+import shutil
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from pipeline.local.broker import Broker, ensure_topics
+from pipeline.local.ports import free_port
+from schemas.topics import SOURCE_TOPICS
+from tests.collector_server import WRITE_KEY, collector_settings, consume_matching, running_api
+
+T = TypeVar("T")
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium: make chromium"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from sync code: Playwright's sync API owns this thread's loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+def events_of(brokers: str, anonymous_id: str, until: Any, timeout_s: float = 20.0) -> list[dict]:
+    return run(
+        consume_matching(brokers, lambda e: e["anonymous_id"] == anonymous_id, until, timeout_s)
+    )
+
+
+def wait_until_sent(page: Page, timeout_ms: float = 15_000) -> None:
+    page.wait_for_function(
+        "() => window.intentflow && window.intentflow.queued() === 0", timeout=timeout_ms
+    )
+
+
+def test_a_shopping_journey_arrives_with_its_properties(browser: Browser, broker: str):
+    settings = collector_settings(broker, demo_write_key=WRITE_KEY)
+    with running_api(settings) as api:
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(f"{api}/demo/")
+        page.get_by_role("link", name="Aperture X100 Camera").click()
+        page.wait_for_url("**/demo/product/cam-001")
+        anonymous_id = page.evaluate("intentflow.anonymousId()")
+
+        page.locator("#specs").scroll_into_view_if_needed()
+        page.wait_for_timeout(3_600)  # linger over the specs past the 3 s threshold
+        page.locator("#add-to-cart").click()
+        # Exit intent: the pointer leaves through the top edge of the window.
+        page.mouse.move(600, 200)
+        page.mouse.move(600, 5)
+        page.mouse.move(600, -20)
+        wait_until_sent(page)
+
+        page.goto(f"{api}/demo/cart")
+        page.locator("#checkout-link").click()
+        page.wait_for_url("**/demo/checkout")
+        page.fill("#customer-id", "cust-42")
+        page.fill("#phone", "+12025550123")
+        page.check("#whatsapp")
+        page.click("#place-order")
+        page.wait_for_selector("#confirmation:has-text('Thank you')")
+        wait_until_sent(page)
+        page.close()
+
+    expected = {
+        "page_view",
+        "product_view",
+        "spec_linger",
+        "deep_scroll",
+        "add_to_cart",
+        "exit_intent",
+        "checkout_started",
+        "identify",
+        "consent",
+    }
+    events = events_of(broker, anonymous_id, lambda found: expected <= {e["name"] for e in found})
+    by_name: dict[str, list[dict]] = {}
+    for event in events:
+        by_name.setdefault(event["name"], []).append(event)
+    assert expected <= set(by_name), sorted(by_name)
+
+    product = by_name["product_view"][0]["properties"]
+    assert product == {"product_id": "cam-001", "category": "cameras", "price": 899.0}
+    linger = by_name["spec_linger"][0]["properties"]
+    assert linger["product_id"] == "cam-001" and linger["dwell_ms"] >= 3_000
+    assert by_name["add_to_cart"][0]["properties"] == {
+        "product_id": "cam-001",
+        "quantity": 1,
+        "price": 899.0,
+        "category": "cameras",
+    }
+    assert len(by_name["exit_intent"]) == 1
+    assert by_name["consent"][0]["properties"] == {
+        "channel": "whatsapp",
+        "granted": True,
+        "phone": "+12025550123",
+    }
+    page_views = {e["context"]["page"]["path"] for e in by_name["page_view"]}
+    assert {"/demo/", "/demo/product/cam-001", "/demo/cart", "/demo/checkout"} <= page_views
+    # Before identify, no user id; from identify on, every event carries it.
+    identify = by_name["identify"][0]
+    assert identify["user_id"] == "cust-42"
+    assert "user_id" not in by_name["add_to_cart"][0]
+    assert by_name["consent"][0]["user_id"] == "cust-42"
+    assert all(e["ip"] == "127.0.0.0" for e in events)
+
+
+def test_demo_pages_escape_and_send_security_headers(browser: Browser, broker: str):
+    settings = collector_settings(broker, demo_write_key=WRITE_KEY)
+    with running_api(settings) as api:
+        page = browser.new_page()
+        response = page.goto(f"{api}/demo/product/hea-001")
+        assert response is not None
+        headers = response.headers
+        assert "script-src 'self'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
+        # The product name holds "<Pro>" and "&": shown as text, not markup.
+        assert page.locator("#product-name").inner_text() == "Quiet <Pro> Headphones & Case"
+        assert page.locator("pro").count() == 0
+        tracker = page.request.get(f"{api}/tracker.js")
+        assert tracker.headers["content-type"].startswith("text/javascript")
+        assert tracker.headers["x-content-type-options"] == "nosniff"
+        page.close()
+
+
+def test_events_wait_in_local_storage_while_the_collector_fails(browser: Browser, tmp_path: Path):
+    port = free_port()
+    broker = Broker(port=port, log_path=tmp_path / "broker.log").start()
+    try:
+        run(ensure_topics(broker.bootstrap_servers, SOURCE_TOPICS))
+        settings = collector_settings(
+            broker.bootstrap_servers, demo_write_key=WRITE_KEY, produce_timeout_s=1.5
+        )
+        with running_api(settings) as api:
+            page = browser.new_page()
+            page.goto(f"{api}/demo/")
+            wait_until_sent(page)
+            anonymous_id = page.evaluate("intentflow.anonymousId()")
+
+            broker.stop()  # the collector now answers 503
+            page.goto(f"{api}/demo/product/wat-001")
+            page.wait_for_timeout(2_500)
+            queued = page.evaluate("JSON.parse(localStorage.getItem('intentflow:queue'))")
+            assert {e["name"] for e in queued} >= {"page_view", "product_view"}
+            # Leaving the page keeps them: nothing is dropped on the way.
+            page.goto(f"{api}/demo/cart")
+            page.wait_for_timeout(500)
+            assert page.evaluate("intentflow.queued()") >= 3
+
+            broker = Broker(port=port, log_path=tmp_path / "broker-again.log").start()
+            run(ensure_topics(broker.bootstrap_servers, SOURCE_TOPICS))
+            wait_until_sent(page, timeout_ms=45_000)
+            page.close()
+
+        def delivered(found: list[dict]) -> bool:
+            paths = {e["context"]["page"]["path"] for e in found if e["name"] == "page_view"}
+            return {"/demo/product/wat-001", "/demo/cart"} <= paths
+
+        events = events_of(broker.bootstrap_servers, anonymous_id, delivered)
+        assert delivered(events)
+        views = [e for e in events if e["name"] == "product_view"]
+        assert views and views[0]["properties"]["product_id"] == "wat-001"
+    finally:
+        broker.stop()

@@ -1,0 +1,65 @@
+"""The traffic simulator: reproducible, valid and shaped like real shopping."""
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+from pipeline.simulate import _batches, generate_events, is_server_event
+from schemas.events import SERVER_EVENTS, parse_event
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def test_the_same_seed_gives_the_same_events_ids_included():
+    first = generate_events(42, users=50, events=3000, start=START, days=3)
+    assert first == generate_events(42, users=50, events=3000, start=START, days=3)
+    other = generate_events(43, users=50, events=3000, start=START, days=3)
+    assert {e["event_id"] for e in first}.isdisjoint({e["event_id"] for e in other})
+
+
+def test_events_are_valid_in_time_order_within_the_window():
+    events = generate_events(7, users=80, events=5000, start=START, days=5)
+    assert len(events) == 5000
+    assert len({e["event_id"] for e in events}) == 5000
+    for event in events:
+        parsed = parse_event(event, received_at=START)
+        assert START - timedelta(days=5) <= parsed.timestamp <= START
+    stamps = [e["timestamp"] for e in events]
+    assert stamps == sorted(stamps)
+
+
+def test_the_mix_looks_like_shopping():
+    events = generate_events(1, users=200, events=20_000, start=START, days=7)
+    counts = Counter(e["name"] for e in events)
+    # Funnel: views > carts > checkouts > orders, and every behaviour shows up.
+    assert counts["page_view"] > counts["product_view"] > counts["add_to_cart"]
+    assert counts["add_to_cart"] > counts["checkout_started"] > counts["order_placed"] > 0
+    for name in ("spec_linger", "deep_scroll", "search", "remove_from_cart", "exit_intent"):
+        assert counts[name] > 0, name
+    for name in ("identify", "consent", "button_click", "price_drop"):
+        assert counts[name] > 0, name
+    # Return visits: most shoppers have more than one session.
+    sessions = {(e["anonymous_id"], e["session_id"]) for e in events if e.get("session_id")}
+    per_shopper = Counter(anonymous_id for anonymous_id, _ in sessions)
+    assert sum(1 for n in per_shopper.values() if n > 1) > len(per_shopper) / 2
+    # After identify, a shopper's events carry the user id.
+    assert any("user_id" in e and e["name"] == "order_placed" for e in events)
+    # Carts abandoned: more checkouts started than orders placed.
+    assert counts["checkout_started"] > counts["order_placed"]
+
+
+def test_phone_numbers_are_fictional():
+    events = generate_events(3, users=300, events=20_000, start=START, days=7)
+    phones = [e["properties"]["phone"] for e in events if "phone" in e["properties"]]
+    assert phones
+    assert all(p.startswith("+1") and p[5:10] == "55501" for p in phones), phones[:5]
+
+
+def test_server_events_go_in_their_own_batches_in_time_order():
+    events = generate_events(5, users=20, events=2000, start=START, days=2)
+    batches = list(_batches(events, 100, with_server_key=True))
+    assert sum(len(b) for _, b in batches) == len(events)
+    for server, batch in batches:
+        assert len(batch) <= 100
+        assert all(is_server_event(e) == server for e in batch)
+    without = list(_batches(events, 100, with_server_key=False))
+    assert all(e["name"] not in SERVER_EVENTS for _, b in without for e in b)
