@@ -147,3 +147,35 @@ def decided_at(decision: Nudge | NudgeCancellation | VipUpgrade) -> datetime:
     if isinstance(decision, NudgeCancellation):
         return decision.at
     return decision.issued_at
+
+
+# --- delivery -----------------------------------------------------------------
+
+ReceiptStatus = Literal[
+    "sent", "delivered", "read", "clicked", "failed", "fallback", "cancelled", "suppressed"
+]
+MessageKind = Literal["cart_rescue", "high_intent", "vip_upgrade", "campaign"]
+
+
+class Receipt(_Message):
+    """One step in a message's life, on the ``receipts`` topic (keyed by user).
+
+    ``message_id`` is what a CTA link carries as ``utm_message_id``: the nudge
+    id for a nudge (one logical message whatever the channel), the token id for
+    a VIP upgrade, a per-member id for a campaign.
+    """
+
+    type: Literal["receipt"] = "receipt"
+    # Stable hash of message, channel, status and the provider's event id: re-delivered
+    # webhooks and re-sent records collapse to one row.
+    receipt_id: NudgeId
+    message_id: str
+    kind: MessageKind
+    user_key: str
+    campaign_id: str | None = None
+    channel: Literal["whatsapp", "sms", "email"] | None = None
+    status: ReceiptStatus
+    at: AwareDatetime
+    provider_message_id: str | None = None
+    # Why (a reason code such as "no_consent" or a provider error code), never personal data.
+    detail: str | None = None

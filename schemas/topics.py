@@ -23,6 +23,8 @@ VIP = TopicSpec("vip", USER_PARTITIONS)
 RECEIPTS = TopicSpec("receipts", USER_PARTITIONS)
 # Internal: moves anonymous state to the user's partition after an identify.
 IDENTITY = TopicSpec("identity.handover", USER_PARTITIONS)
+# Commands to the engine keyed by user (erasure), co-partitioned with its state.
+CONTROL = TopicSpec("control", USER_PARTITIONS)
 
 SOURCE_TOPICS: tuple[TopicSpec, ...] = (
     TELEMETRY_RAW,
@@ -31,6 +33,7 @@ SOURCE_TOPICS: tuple[TopicSpec, ...] = (
     VIP,
     RECEIPTS,
     IDENTITY,
+    CONTROL,
 )
 
 

@@ -46,6 +46,7 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
     # Raw bytes in: the engine parses, so a poison record becomes a dead letter, not a crash.
     raw_topic = app.topic(topics.raw, **RAW_BYTES)
     identity_topic = app.topic(topics.identity, **RAW_BYTES)
+    control_topic = app.topic(topics.control, **RAW_BYTES)
     state_table = app.Table(
         "user-state", partitions=USER_PARTITIONS, key_type=bytes, value_type=bytes
     )
@@ -89,6 +90,14 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
                 message = event.message
                 ensure_indexed(message.partition)
                 engine.on_identity(message.partition, message.offset, message.key, message.value)
+            await ship()
+
+    @app.agent(control_topic, name="apply_commands")
+    async def apply_commands(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
+            for event in events:
+                message = event.message
+                engine.on_control(message.partition, message.offset, message.key, message.value)
             await ship()
 
     if settings.wall_clock_watermark:

@@ -23,7 +23,7 @@ from pipeline.engine.outputs import Record
 from schemas.deadletter import DeadLetter
 from schemas.events import Event, EventError, load_event
 from schemas.messages import VipUpgrade
-from schemas.topics import IDENTITY, NUDGES, TELEMETRY_DLQ, VIP, TopicSpec, namespaced
+from schemas.topics import CONTROL, IDENTITY, NUDGES, TELEMETRY_DLQ, VIP, TopicSpec, namespaced
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +33,21 @@ class EngineTopics:
     nudges: str
     vip: str
     identity: str
+    control: str
 
     @classmethod
     def for_namespace(cls, namespace: str | None, source_topic: str) -> "EngineTopics":
         def name(spec: TopicSpec) -> str:
             return namespaced(spec, namespace).name
 
-        return cls(source_topic, name(TELEMETRY_DLQ), name(NUDGES), name(VIP), name(IDENTITY))
+        return cls(
+            source_topic,
+            name(TELEMETRY_DLQ),
+            name(NUDGES),
+            name(VIP),
+            name(IDENTITY),
+            name(CONTROL),
+        )
 
 
 class StateAccess(Protocol):
@@ -72,6 +80,7 @@ class EngineProcessor:
         self._out: list[Record] = []
         self.events_processed = 0
         self.dead_letters = 0
+        self.erased = 0
 
     def drain(self) -> list[Record]:
         out, self._out = self._out, []
@@ -175,6 +184,25 @@ class EngineProcessor:
         self._publish(decisions)
         # The hand-over took a hop: the watermark may already be past its deadlines.
         self.fire_due(partition)
+
+    # --- commands ----------------------------------------------------------
+
+    def on_control(self, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
+        """``{"command": "erase", "user_key": ...}``: forget the user's state for good."""
+        try:
+            record = orjson.loads(value)
+            if record["command"] != "erase":
+                raise ValueError(f"unknown command {record['command']!r}")
+            user_key = record["user_key"]
+            if not isinstance(user_key, str) or not user_key:
+                raise ValueError("user_key must be a non-empty string")
+        except (ValueError, KeyError, TypeError) as exc:
+            self._dead_letter(self.topics.control, partition, offset, key, value, exc)
+            return
+        # A tombstone in RocksDB and in the changelog: recovery forgets it too.
+        self.store.delete(user_key, partition)
+        self.clock.schedule(partition, user_key, None)
+        self.erased += 1
 
     # --- outputs -----------------------------------------------------------
 

@@ -245,3 +245,18 @@ def test_third_order_issues_one_signed_vip_token():
     assert upgrade.order_count == RULES.vip.order_count
     claims = verify_token(upgrade.token, KEYS, now=T0 + timedelta(days=3))
     assert claims["jti"] == upgrade.token_id and claims["sub"] == user
+
+
+def test_erase_command_removes_the_users_state_and_a_bad_command_is_dead_lettered():
+    processor = engine()
+    (shopper,) = users_outside_holdout(1)
+    feed(processor, [raw("add_to_cart", T0, shopper, product_id="p1", quantity=1, price=5.0)])
+    assert processor.clock.pending(0) == 1
+    processor.drain()
+    erase = orjson.dumps({"command": "erase", "user_key": shopper})
+    processor.on_control(0, 0, shopper.encode(), erase)
+    processor.on_control(0, 1, shopper.encode(), b'{"command": "explode"}')
+    assert processor.store.get(shopper, 0) is None
+    assert processor.clock.pending(0) == 0
+    (letter,) = [DeadLetter.model_validate_json(v) for t, _, v, _ in processor.drain()]
+    assert (letter.source_topic, letter.offset, letter.reason) == (TOPICS.control, 1, "ValueError")
