@@ -9,8 +9,9 @@ events (any other well-formed name) keep free properties.
 import functools
 import ipaddress
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from uuid import UUID
 
 import orjson
@@ -23,6 +24,8 @@ from pydantic import (
     StringConstraints,
     ValidationError,
 )
+
+from schemas.time import epoch_ms
 
 EVENT_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 MAX_PROPERTIES_BYTES = 32 * 1024
@@ -225,7 +228,21 @@ class Event(_Model):
         json_schema_extra={"readOnly": True},
     )
 
-    @property
+    def model_post_init(self, context: Any, /) -> None:
+        # Computed once here: the engine reads both for every event, and a
+        # cached_property is then a plain instance-dict lookup.
+        self.key  # noqa: B018
+        self.ts_ms  # noqa: B018
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copy = super().model_copy(update=update, deep=deep)
+        # The derived values belong to the fields they came from: recompute.
+        for derived in ("key", "ts_ms"):
+            copy.__dict__.pop(derived, None)
+        copy.model_post_init(None)
+        return copy
+
+    @functools.cached_property
     def key(self) -> str:
         """Partition key: one shopper's events stay in order on one partition.
 
@@ -236,6 +253,11 @@ class Event(_Model):
         if self.name == "identify":
             return self.anonymous_id
         return self.user_id or self.anonymous_id
+
+    @functools.cached_property
+    def ts_ms(self) -> int:
+        """Event time in epoch milliseconds."""
+        return epoch_ms(self.timestamp)
 
     @property
     def utm_message_id(self) -> str | None:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from math import exp
 
 from pipeline.domain import cart, high_intent, suppression, vip
-from pipeline.domain.clock import to_ms
 from pipeline.domain.dedup import admit
 from pipeline.domain.rules import Plan, Rules
 from pipeline.domain.scoring import REANCHOR, add, bump, clear, limit, weakest
@@ -40,7 +39,7 @@ _MASK64 = (1 << 64) - 1
 def apply(state: UserState | None, event: Event, rules: Rules) -> tuple[UserState, list[Decision]]:
     """Fold one event into the user's state (``None`` for a user not seen yet)."""
     plan = rules.plan
-    ts = to_ms(event.timestamp)
+    ts = event.ts_ms
     if state is None:
         state = UserState(event.key, event.user_id, event.anonymous_id)
     out: list[Decision] = []
@@ -281,7 +280,8 @@ def _consent(state: UserState, event: Event, ts: int, plan: Plan, out: list) -> 
         return
     flags, decided = state.consent.get(channel, (0, -1))
     # Only whether a phone is known is kept; the dispatcher stores the number.
-    has_phone = HAS_PHONE if props.get("phone") or flags & HAS_PHONE else 0
+    known = props.get("phone_ref") or props.get("phone")  # the collector seals phones
+    has_phone = HAS_PHONE if known or flags & HAS_PHONE else 0
     if ts >= decided:
         granted = GRANTED if props["granted"] is True else 0
         state.consent[channel] = [granted | has_phone, ts]

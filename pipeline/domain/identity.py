@@ -83,6 +83,7 @@ def _merge_products(user: UserState, anon: UserState, plan: Plan) -> None:
             user.products[product] = ProductIntent(
                 theirs.t,
                 dict(theirs.parts),
+                theirs.total,
                 armed=theirs.armed,
                 crossings=theirs.crossings,
                 fired_ms=theirs.fired_ms,
@@ -101,7 +102,7 @@ def _merge_categories(user: UserState, anon: UserState, plan: Plan) -> None:
     for category, theirs in anon.categories.items():
         mine = user.categories.get(category)
         if mine is None:
-            user.categories[category] = Intent(theirs.t, dict(theirs.parts))
+            user.categories[category] = Intent(theirs.t, dict(theirs.parts), theirs.total)
         else:
             merge_into(mine, theirs, plan.decay_category, plan.cap)
     at = max(user.last_ms, anon.last_ms)

@@ -36,8 +36,11 @@ class Intent:
     parts: dict[str, int] = field(default_factory=dict)
     total: int = field(default=0, compare=False)
 
-    def __post_init__(self) -> None:
-        self.total = sum(self.parts.values())
+
+def _with_total(score: Intent) -> Intent:
+    # Derived, not serialized: restored once when a state is read back.
+    score.total = sum(score.parts.values())
+    return score
 
 
 @dataclass(slots=True)
@@ -118,7 +121,7 @@ def _product_out(p: ProductIntent) -> list:
 
 def _product_in(raw: list) -> ProductIntent:
     t, parts, armed, crossings, fired_ms = raw
-    return ProductIntent(t, parts, 0, armed, crossings, fired_ms)
+    return ProductIntent(t, parts, sum(parts.values()), armed, crossings, fired_ms)
 
 
 def _cart_out(c: Cart | None) -> list | None:
@@ -202,9 +205,9 @@ def state_from_bytes(data: bytes) -> UserState:
         last_ms=last_ms,
         horizon_ms=horizon_ms,
         seen=_unpack_seen(seen, last_ms),
-        user=Intent(*user),
+        user=_with_total(Intent(*user)),
         products={k: _product_in(p) for k, p in products.items()},
-        categories={k: Intent(*c) for k, c in categories.items()},
+        categories={k: _with_total(Intent(*c)) for k, c in categories.items()},
         focus=focus,
         focus_ms=focus_ms,
         cart=Cart(*cart) if cart is not None else None,
