@@ -11,6 +11,7 @@ from pathlib import Path
 import faust
 
 from pipeline.agents.score import register_scoring
+from pipeline.faust_transport import low_latency_transport
 from pipeline.settings import WorkerSettings
 from schemas.topics import USER_PARTITIONS
 
@@ -59,6 +60,7 @@ def create_app(
         web_bind="127.0.0.1" if settings.env == "local" else "0.0.0.0",
         web_port=settings.web_port,
     )
+    app.transport = low_latency_transport(app, settings.consumer_fetch_max_wait_ms)
     for register in registrations:
         register(app, settings)
     return app

@@ -22,7 +22,10 @@ class WorkerSettings(CommonSettings):
     # changelog highwater check on restart (LOCAL_STACK_NOTES.md).
     recovery_consistency_check: bool = False
     batch_size: int = 1000
-    batch_within_s: float = 0.05
+    # The longest an event waits for its batch to fill: bounds latency at low rates.
+    batch_within_s: float = 0.02
+    # Tansu does not answer a waiting fetch when records arrive (pipeline/faust_transport.py).
+    consumer_fetch_max_wait_ms: int = 10
     # Live, an idle partition's watermark follows the wall clock minus this.
     allowed_lateness_s: float = 5.0
     wall_clock_watermark: bool = True

@@ -196,6 +196,15 @@ SERVER_EVENTS = frozenset({"order_placed", "price_drop"})
 # --- the envelope ------------------------------------------------------------
 
 
+def _partition_key(name: str, user_id: str | None, anonymous_id: str) -> str:
+    # identify is keyed by the anonymous id: it is ordered after the anonymous
+    # events it claims, so the engine hands that state over to the user
+    # deterministically, whatever the speed of a replay.
+    if name == "identify":
+        return anonymous_id
+    return user_id or anonymous_id
+
+
 class Event(_Model):
     """One event as it travels on ``telemetry.raw`` and is stored in the warehouse."""
 
@@ -229,10 +238,12 @@ class Event(_Model):
     )
 
     def model_post_init(self, context: Any, /) -> None:
-        # Computed once here: the engine reads both for every event, and a
-        # cached_property is then a plain instance-dict lookup.
-        self.key  # noqa: B018
-        self.ts_ms  # noqa: B018
+        # Computed once here, into the instance dict, where the cached_property
+        # descriptors below find them: the engine reads both for every event,
+        # and on Python 3.11 cached_property's first access takes a lock.
+        fields = self.__dict__
+        fields["key"] = _partition_key(self.name, self.user_id, self.anonymous_id)
+        fields["ts_ms"] = epoch_ms(self.timestamp)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         copy = super().model_copy(update=update, deep=deep)
@@ -244,15 +255,8 @@ class Event(_Model):
 
     @functools.cached_property
     def key(self) -> str:
-        """Partition key: one shopper's events stay in order on one partition.
-
-        ``identify`` is keyed by the anonymous id: it is ordered after the
-        anonymous events it claims, so the engine hands that state over to the
-        user deterministically, whatever the speed of a replay.
-        """
-        if self.name == "identify":
-            return self.anonymous_id
-        return self.user_id or self.anonymous_id
+        """Partition key: one shopper's events stay in order on one partition."""
+        return _partition_key(self.name, self.user_id, self.anonymous_id)
 
     @functools.cached_property
     def ts_ms(self) -> int:

@@ -23,6 +23,7 @@ from pipeline.engine.outputs import Record
 from schemas.deadletter import DeadLetter
 from schemas.events import Event, EventError, load_event
 from schemas.messages import VipUpgrade
+from schemas.time import epoch_ms
 from schemas.topics import CONTROL, IDENTITY, NUDGES, TELEMETRY_DLQ, VIP, TopicSpec, namespaced
 
 
@@ -57,10 +58,6 @@ class StateAccess(Protocol):
     def put(self, key: str, partition: int, state: UserState) -> None: ...
     def delete(self, key: str, partition: int) -> None: ...
     def scan(self, partition: int) -> Iterator[tuple[str, UserState]]: ...
-
-
-def _ms(moment) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 class EngineProcessor:
@@ -98,7 +95,7 @@ class EngineProcessor:
         if event.name == "identify" and key is not None and key != user_key.encode():
             # Keyed by the user id by some other producer: this is not the
             # anonymous state's partition; fetch the state from there first.
-            self._claim(event.anonymous_id, event.user_id, _ms(event.timestamp))
+            self._claim(event.anonymous_id, event.user_id, event.ts_ms)
             self._observe(partition, event)
             return
         state = self.store.get(user_key, partition)
@@ -106,12 +103,12 @@ class EngineProcessor:
         self._keep(partition, user_key, state)
         self._publish(decisions)
         if event.name == "identify" and event.user_id != event.anonymous_id:
-            self._on_claim(partition, event.anonymous_id, event.user_id, _ms(event.timestamp))
+            self._on_claim(partition, event.anonymous_id, event.user_id, event.ts_ms)
         self._observe(partition, event)
 
     def _observe(self, partition: int, event: Event) -> None:
         # The server's receipt time bounds a client clock that runs fast.
-        self.clock.observe(partition, min(_ms(event.timestamp), _ms(event.received_at)))
+        self.clock.observe(partition, min(event.ts_ms, epoch_ms(event.received_at)))
         self.fire_due(partition)
         self.events_processed += 1
 

@@ -7,6 +7,9 @@ exactly the expected decisions, with the same ids.
 """
 
 import asyncio
+import os
+import shutil
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +20,8 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.domain import rules as rules_module
 from pipeline.domain.ids import in_holdout
@@ -139,7 +143,7 @@ def running_worker(
     )
     process.start()
     try:
-        yield
+        yield process
     finally:
         process.stop(15)
         assert "Traceback" not in (tmp / f"{namespace}.log").read_text(), process.log_tail(40)
@@ -264,3 +268,64 @@ def differences(live: list, replay: list) -> list[str]:
             continue
         found += [f"{key}.{f}: {a[f]!r} != {b.get(f)!r}" for f in a if a[f] != b.get(f)]
     return found
+
+
+async def committed(brokers: str, group: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    await admin.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(4)]
+        offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        return sum(max(meta.offset, 0) for meta in offsets.values() if meta is not None)
+    finally:
+        await admin.close()
+
+
+def test_state_survives_a_killed_worker_whose_rocksdb_is_wiped(
+    broker: str, tmp_path: Path, fast_rules: Path
+):
+    """Two orders, SIGKILL, RocksDB deleted, restart, third order: exactly one VIP.
+
+    The first two orders are only in the state, and the state comes back only
+    through the changelog records the write-behind store produced, replayed by
+    Faust's recovery.
+    """
+    namespace = "restart"
+    source = f"{namespace}.telemetry.raw"
+    specs = [TopicSpec(source, 4)] + [
+        namespaced(spec, namespace) for spec in (NUDGES, VIP, IDENTITY, TELEMETRY_DLQ)
+    ]
+    asyncio.run(ensure_topics(broker, specs))
+    shopper = user("restart")
+    start = datetime.now(UTC) - timedelta(hours=1)
+    order = {"items": [{"product_id": "p1", "quantity": 1, "amount": 5.0}], "total": 5.0}
+
+    def placed(n: int) -> tuple[float, str, bytes]:
+        at = start + timedelta(minutes=n)
+        value = event(
+            "order_placed",
+            at,
+            shopper,
+            f"anon-{shopper}",
+            order_id=f"r{n}",
+            currency="EUR",
+            **order,
+        )
+        return (0.0, shopper, value)
+
+    first_two = [placed(0), placed(1)]
+    with running_worker(tmp_path, broker, namespace, fast_rules, live=False) as worker:
+        asyncio.run(produce(broker, source, first_two, paced=False, start_mono=0))
+        support.wait_for(
+            lambda: asyncio.run(committed(broker, f"intentflow.{namespace}", source)) >= 2,
+            60,
+            "the first two orders committed",
+        )
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.stop(5)
+    shutil.rmtree(tmp_path / namespace / "faust")
+    with running_worker(tmp_path, broker, namespace, fast_rules, live=False):
+        asyncio.run(produce(broker, source, [placed(2)], paced=False, start_mono=0))
+        found = asyncio.run(collect(broker, [f"{namespace}.vip"], settle_s=3, timeout_s=60))
+    upgrades = [load_decision(value) for value in found]
+    assert [(u.user_key, u.order_count) for u in upgrades] == [(shopper, 3)]

@@ -1,0 +1,1 @@
+"""Reference workers measured beside the real one."""
