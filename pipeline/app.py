@@ -13,12 +13,13 @@ import faust
 from pipeline.agents.score import register_scoring
 from pipeline.faust_transport import low_latency_transport
 from pipeline.settings import WorkerSettings
+from pipeline.sink import register_sink
 from schemas.topics import USER_PARTITIONS
 
 Registration = Callable[[faust.App, WorkerSettings], None]
 
 # The engine's agents plug in here, in the order they should be registered.
-AGENT_REGISTRATIONS: tuple[Registration, ...] = (register_scoring,)
+AGENT_REGISTRATIONS: tuple[Registration, ...] = (register_scoring, register_sink)
 
 
 def faust_app_id(settings: WorkerSettings) -> str:

@@ -1,0 +1,270 @@
+"""``/v1/metrics/*``: funnels, time series, nudge outcomes, uplift, dead letters.
+
+The contract (parameters, row shapes, examples) is docs/metrics.md; responses
+are ``{"rows": [...]}`` for Grafana's Infinity datasource. Parameters are
+checked here (422 naming the field and the reason); the queries in api/queries
+bind every value and take identifiers only from their whitelists.
+"""
+
+import re
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal, TypeVar
+
+from clickhouse_connect.driver.exceptions import OperationalError
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+
+from api.auth import ReadCaller
+from api.deps import ClickHouseDep, SettingsDep
+from api.queries.common import LIVE_RUN, TimeRange
+from api.queries.funnel import BREAKDOWN_COLUMNS, funnel
+from api.queries.nudges import nudge_outcomes
+from api.queries.series import Metric, dead_letters, timeseries
+from api.queries.uplift import uplift
+from schemas.events import EVENT_NAME_PATTERN
+
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+
+DEFAULT_SPAN = timedelta(days=7)
+MAX_SPAN_MS = 400 * 86_400_000
+MAX_BUCKETS = 10_000
+MAX_STEPS = 10
+MAX_WINDOW_S = 90 * 86_400
+_EVENT_NAME = re.compile(EVENT_NAME_PATTERN)
+_DURATION = re.compile(r"^(\d{1,10})(ms|s|m|h|d)?$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+T = TypeVar("T")
+
+
+def invalid(field: str, message: str) -> RequestValidationError:
+    """A 422 in FastAPI's own shape: ``{"detail": [{"loc": ["query", field], "msg": ...}]}``."""
+    return RequestValidationError(
+        [{"loc": ("query", field), "msg": message, "type": "value_error"}]
+    )
+
+
+def parse_time(field: str, value: str) -> int:
+    """ISO-8601 with a zone, or integer epoch milliseconds → epoch milliseconds."""
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise invalid(field, "must be ISO-8601 with a zone or epoch milliseconds") from None
+    if moment.tzinfo is None:
+        raise invalid(field, "must have a zone, e.g. 2024-05-01T00:00:00Z")
+    return int(moment.timestamp() * 1000)
+
+
+def time_range(
+    start: Annotated[
+        str | None, Query(alias="from", description="ISO-8601 with a zone, or epoch ms")
+    ] = None,
+    end: Annotated[
+        str | None, Query(alias="to", description="ISO-8601 with a zone, or epoch ms")
+    ] = None,
+) -> TimeRange:
+    end_ms = parse_time("to", end) if end else int(datetime.now().timestamp() * 1000)
+    if start:
+        start_ms = parse_time("from", start)
+    else:
+        start_ms = end_ms - int(DEFAULT_SPAN.total_seconds() * 1000)
+    if end_ms <= start_ms:
+        raise invalid("to", "must be after from")
+    if end_ms - start_ms > MAX_SPAN_MS:
+        raise invalid("to", "the range may span at most 400 days")
+    return TimeRange(start_ms, end_ms)
+
+
+def interval_seconds(
+    interval: Annotated[str, Query(description="30s, 5m, 1h, 1d, or seconds")] = "1h",
+) -> int:
+    match = _DURATION.match(interval.strip())
+    if match is None:
+        raise invalid("interval", "must be a duration such as 30s, 5m, 1h, 1d, or seconds")
+    amount, unit = int(match.group(1)), match.group(2) or "s"
+    milliseconds = amount * _UNIT_MS[unit]
+    seconds = max(1, -(-milliseconds // 1000))  # rounded up to whole seconds
+    return seconds
+
+
+TimeRangeDep = Annotated[TimeRange, Depends(time_range)]
+IntervalDep = Annotated[int, Depends(interval_seconds)]
+
+
+def check_buckets(span: TimeRange, step_s: int) -> None:
+    if (span.end_ms - span.start_ms) // (step_s * 1000) > MAX_BUCKETS:
+        raise invalid("interval", f"too small for the range: more than {MAX_BUCKETS} buckets")
+
+
+def run_query(query: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    try:
+        return query(*args, **kwargs)
+    except OperationalError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"warehouse unavailable: {type(exc).__name__}"
+        ) from None
+
+
+# --- responses ------------------------------------------------------------------
+
+
+class FunnelStep(BaseModel):
+    step: int
+    name: str
+    breakdown: str
+    users: int
+    conversion_from_previous: float
+    conversion_from_first: float
+
+
+class FunnelResponse(BaseModel):
+    rows: list[FunnelStep]
+
+
+class SeriesPoint(BaseModel):
+    t: str
+    value: int | float
+
+
+class SeriesResponse(BaseModel):
+    rows: list[SeriesPoint]
+
+
+class NudgeOutcome(BaseModel):
+    kind: str
+    channel: str
+    emitted: int
+    suppressed: int
+    suppressed_no_consent: int
+    suppressed_frequency_cap: int
+    suppressed_quiet_hours_stale: int
+    suppressed_holdout: int
+    suppressed_order_placed: int
+    suppressed_cart_emptied: int
+    cancelled: int
+    sent: int
+    delivered: int
+    read: int
+    clicked: int
+    failed: int
+    converted: int
+    orders: int
+    revenue: float
+
+
+class NudgeOutcomesResponse(BaseModel):
+    rows: list[NudgeOutcome]
+
+
+class UpliftGroup(BaseModel):
+    group: Literal["nudged", "holdout", "uplift"]
+    users: int | None
+    converted: int | None
+    rate: float
+    ci_low: float
+    ci_high: float
+
+
+class UpliftResponse(BaseModel):
+    rows: list[UpliftGroup]
+
+
+class DeadLetterBucket(BaseModel):
+    t: str
+    reason: str
+    source_topic: str
+    count: int
+
+
+class DeadLettersResponse(BaseModel):
+    rows: list[DeadLetterBucket]
+
+
+# --- routes ---------------------------------------------------------------------
+
+
+@router.get("/funnel", response_model=FunnelResponse, summary="Users reaching each step in order")
+def get_funnel(
+    caller: ReadCaller,
+    clickhouse: ClickHouseDep,
+    span: TimeRangeDep,
+    steps: Annotated[str, Query(description="Comma-separated event names, in order")],
+    window: Annotated[int, Query(ge=1, le=MAX_WINDOW_S, description="Seconds")] = 86_400,
+    breakdown: Annotated[
+        str | None, Query(description=f"One of: {', '.join(BREAKDOWN_COLUMNS)}")
+    ] = None,
+) -> dict[str, Any]:
+    names = [name.strip() for name in steps.split(",")]
+    if not 1 <= len(names) <= MAX_STEPS:
+        raise invalid("steps", f"give 1 to {MAX_STEPS} event names")
+    for name in names:
+        if not _EVENT_NAME.match(name):
+            raise invalid("steps", f"not an event name (must match {EVENT_NAME_PATTERN})")
+    if len(set(names)) != len(names):
+        raise invalid("steps", "steps must be distinct")
+    if breakdown is not None and breakdown not in BREAKDOWN_COLUMNS:
+        raise invalid("breakdown", f"must be one of: {', '.join(BREAKDOWN_COLUMNS)}")
+    rows = run_query(funnel, clickhouse, names, window, span, breakdown)
+    return {"rows": [asdict(row) for row in rows]}
+
+
+@router.get("/timeseries", response_model=SeriesResponse, summary="A metric per time bucket")
+def get_timeseries(
+    caller: ReadCaller,
+    clickhouse: ClickHouseDep,
+    span: TimeRangeDep,
+    step_s: IntervalDep,
+    metric: Annotated[Metric, Query()],
+    name: Annotated[str | None, Query(description="metric=events: only this event")] = None,
+    currency: Annotated[str | None, Query(description="metric=revenue: only this currency")] = None,
+) -> dict[str, Any]:
+    check_buckets(span, step_s)
+    if name is not None and (metric != "events" or not _EVENT_NAME.match(name)):
+        raise invalid("name", "an event name, with metric=events only")
+    if currency is not None and (metric != "revenue" or not re.fullmatch(r"[A-Z]{3}", currency)):
+        raise invalid("currency", "a 3-letter code such as EUR, with metric=revenue only")
+    points = run_query(timeseries, clickhouse, metric, step_s, span, name, currency)
+    return {"rows": [asdict(point) for point in points]}
+
+
+@router.get(
+    "/nudges", response_model=NudgeOutcomesResponse, summary="Nudge outcomes per kind and channel"
+)
+def get_nudges(
+    caller: ReadCaller,
+    clickhouse: ClickHouseDep,
+    settings: SettingsDep,
+    span: TimeRangeDep,
+    run_id: Annotated[str, Query(description="Decisions of this run")] = LIVE_RUN,
+) -> dict[str, Any]:
+    if not _RUN_ID.match(run_id):
+        raise invalid("run_id", "letters, digits and _.:- only, at most 128")
+    rows = run_query(nudge_outcomes, clickhouse, span, settings.attribution_window_s, run_id)
+    return {"rows": rows}
+
+
+@router.get("/uplift", response_model=UpliftResponse, summary="Nudged vs holdout conversion")
+def get_uplift(
+    caller: ReadCaller,
+    clickhouse: ClickHouseDep,
+    span: TimeRangeDep,
+    kind: Annotated[Literal["cart_rescue", "high_intent"] | None, Query()] = None,
+) -> dict[str, Any]:
+    rows = run_query(uplift, clickhouse, span, kind)
+    return {"rows": [asdict(row) for row in rows]}
+
+
+@router.get("/dead_letters", response_model=DeadLettersResponse, summary="Dead letters per reason")
+def get_dead_letters(
+    caller: ReadCaller, clickhouse: ClickHouseDep, span: TimeRangeDep, step_s: IntervalDep
+) -> dict[str, Any]:
+    check_buckets(span, step_s)
+    rows = run_query(dead_letters, clickhouse, step_s, span)
+    return {"rows": [asdict(row) for row in rows]}

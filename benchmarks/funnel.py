@@ -1,0 +1,123 @@
+"""Funnel latency over 10 M events on the local warehouse, beside a plain count.
+
+    .venv/bin/python -m benchmarks.funnel [--rows N] [--repeat R]
+
+A fresh local warehouse (its own process) gets N events generated inside
+ClickHouse (``numbers()`` and ``rand``: 200,000 users, 8 event names, 30 days),
+in the real ``events`` table from the migrations. Then the API's funnel query
+(4 steps, 1-day window, the whole 30 days; and the same with a breakdown by
+device) runs R times: p50 and p95 in ms, beside the median of ``SELECT count()``
+over the same range, measured in the same run.
+"""
+
+import argparse
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+
+import clickhouse_connect
+
+from api.queries.common import TimeRange
+from api.queries.funnel import funnel
+from benchmarks.warehouse_process import migrated_warehouse
+from pipeline.sink.rows import ms
+
+START = datetime(2025, 10, 1, tzinfo=UTC)
+DAYS = 30
+STEPS = ["page_view", "product_view", "add_to_cart", "order_placed"]
+
+GENERATE = """
+INSERT INTO events (event_id, name, timestamp, received_at, user_key, anonymous_id, device)
+SELECT
+    generateUUIDv4(number) AS event_id,
+    ['page_view', 'page_view', 'product_view', 'product_view', 'search', 'deep_scroll',
+     'add_to_cart', 'order_placed'][1 + rand(1) % 8] AS name,
+    fromUnixTimestamp64Milli(toInt64({start_ms:Int64} + rand64(2) % {span_ms:Int64}), 'UTC')
+        AS timestamp,
+    timestamp AS received_at,
+    concat('u', toString(rand(3) % 200000)) AS user_key,
+    user_key AS anonymous_id,
+    ['desktop', 'mobile', 'tablet'][1 + rand(4) % 3] AS device
+FROM numbers({rows:UInt64})
+"""
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run(rows: int = 10_000_000, repeat: int = 20) -> dict:
+    span = TimeRange(ms(START), ms(START + timedelta(days=DAYS)))
+    with migrated_warehouse() as url:
+        client = clickhouse_connect.get_client(
+            dsn=url, database="bench", send_receive_timeout=600, autogenerate_session_id=False
+        )
+        started = time.perf_counter()
+        # In chunks: one huge INSERT ... SELECT would hold every part in memory.
+        chunk = 2_000_000
+        for offset in range(0, rows, chunk):
+            client.command(
+                GENERATE,
+                parameters={
+                    "start_ms": span.start_ms,
+                    "span_ms": span.end_ms - span.start_ms,
+                    "rows": min(chunk, rows - offset),
+                },
+            )
+        load_s = time.perf_counter() - started
+        stored = client.command("SELECT count() FROM events")
+
+        def timed(call) -> list[float]:
+            call()  # warm-up
+            samples = []
+            for _ in range(repeat):
+                t = time.perf_counter()
+                call()
+                samples.append((time.perf_counter() - t) * 1000)
+            return samples
+
+        plain = timed(lambda: funnel(client, STEPS, 86_400, span))
+        by_device = timed(lambda: funnel(client, STEPS, 86_400, span, "device"))
+        reference = timed(
+            lambda: client.command(
+                "SELECT count() FROM events WHERE timestamp >= fromUnixTimestamp64Milli("
+                "{s:Int64}, 'UTC') AND timestamp < fromUnixTimestamp64Milli({e:Int64}, 'UTC')",
+                parameters={"s": span.start_ms, "e": span.end_ms},
+            )
+        )
+        example = funnel(client, STEPS, 86_400, span)
+        client.close()
+    result = {
+        "funnel_p50_ms": round(statistics.median(plain), 1),
+        "funnel_p95_ms": round(_percentile(plain, 0.95), 1),
+        "funnel_breakdown_p50_ms": round(statistics.median(by_device), 1),
+        "funnel_breakdown_p95_ms": round(_percentile(by_device, 0.95), 1),
+        "funnel_reference_ms": round(statistics.median(reference), 1),
+    }
+    print(f"events: {stored:,} generated in {load_s:.1f}s; {repeat} runs each")
+    print(
+        f"  funnel ({len(STEPS)} steps, 1 d window): p50 {result['funnel_p50_ms']} ms, "
+        f"p95 {result['funnel_p95_ms']} ms"
+    )
+    print(
+        f"  same by device:                p50 {result['funnel_breakdown_p50_ms']} ms, "
+        f"p95 {result['funnel_breakdown_p95_ms']} ms"
+    )
+    print(f"  reference SELECT count():      {result['funnel_reference_ms']} ms (median)")
+    ratio = result["funnel_p50_ms"] / result["funnel_reference_ms"]
+    print(f"  funnel p50 / count():          {ratio:.1f}x")
+    print("  users per step: " + ", ".join(f"{r.name} {r.users:,}" for r in example))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    args = parser.parse_args()
+    run(args.rows, args.repeat)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The warehouse schema: numbered migrations and the command that applies them."""
