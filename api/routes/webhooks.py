@@ -1,0 +1,109 @@
+"""``POST /v1/webhooks/{provider}``: a provider's delivery status becomes a ``Receipt``.
+
+Refused with 401, and nothing produced, unless the HMAC signature over the
+timestamp and body verifies with that provider's secret (constant-time) and the
+timestamp is fresh (``schemas.signatures``). ``receipt_id`` hashes the
+provider's event id, so a re-delivered webhook collapses downstream.
+"""
+
+import time
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Request, status
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+
+from api.deps import ResourcesDep, SettingsDep
+from api.producer import BrokerUnavailable
+from schemas.messages import Receipt
+from schemas.receipt_ids import receipt_id
+from schemas.signatures import verify
+from schemas.topics import RECEIPTS
+
+router = APIRouter(prefix="/v1", tags=["webhooks"])
+
+Provider = Literal["whatsapp", "sms"]
+MAX_WEBHOOK_BYTES = 64 * 1024
+
+
+class WebhookMetadata(BaseModel):
+    message_id: Annotated[str, Field(min_length=1, max_length=128)]
+    user_key: Annotated[str, Field(min_length=1, max_length=256)]
+    kind: Literal["cart_rescue", "high_intent", "vip_upgrade", "campaign"]
+
+
+class WebhookEvent(BaseModel):
+    event_id: Annotated[str, Field(min_length=1, max_length=256)]
+    provider_message_id: Annotated[str, Field(min_length=1, max_length=256)]
+    status: Literal["delivered", "read", "clicked", "failed"]
+    at: AwareDatetime
+    error_code: Annotated[str, Field(max_length=64)] | None = None
+    metadata: WebhookMetadata
+
+
+class WebhookAccepted(BaseModel):
+    receipt_id: str
+
+
+def _secret(settings: SettingsDep, provider: str) -> str | None:
+    value = getattr(settings, f"{provider}_webhook_secret")
+    return value.get_secret_value() if value is not None else None
+
+
+def to_receipt(provider: str, event: WebhookEvent) -> Receipt:
+    meta = event.metadata
+    return Receipt(
+        receipt_id=receipt_id(meta.message_id, provider, event.status, event.event_id),
+        message_id=meta.message_id,
+        kind=meta.kind,
+        user_key=meta.user_key,
+        channel=provider,  # type: ignore[arg-type]
+        status=event.status,
+        at=event.at,
+        provider_message_id=event.provider_message_id,
+        detail=event.error_code,
+    )
+
+
+@router.post(
+    "/webhooks/{provider}",
+    response_model=WebhookAccepted,
+    summary="Delivery status from a message provider (signed)",
+    responses={401: {"description": "Missing, forged or stale signature."}},
+)
+async def receive_webhook(
+    provider: Provider,
+    request: Request,
+    settings: SettingsDep,
+    resources: ResourcesDep,
+    signature: Annotated[str | None, Header(alias="X-Intentflow-Signature")] = None,
+    timestamp: Annotated[str | None, Header(alias="X-Intentflow-Timestamp")] = None,
+) -> WebhookAccepted:
+    body = await request.body()
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "webhook body too large")
+    secret = _secret(settings, provider)
+    problem = (
+        "no secret is configured for this provider"
+        if secret is None
+        else verify(secret, signature, timestamp, body, time.time(), settings.webhook_tolerance_s)
+    )
+    if problem is not None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"webhook refused: {problem}")
+    try:
+        event = WebhookEvent.model_validate_json(body)
+    except ValidationError as exc:
+        errors = [{"loc": e["loc"], "msg": e["msg"]} for e in exc.errors()]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, errors) from None
+    receipt = to_receipt(provider, event)
+    try:
+        await resources.events.publish(
+            RECEIPTS.name, [(receipt.user_key.encode(), receipt.to_json())]
+        )
+    except BrokerUnavailable as exc:
+        # The provider retries a webhook that was not acknowledged.
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "receipt not recorded; retry",
+            headers={"Retry-After": str(exc.retry_after_s)},
+        ) from None
+    return WebhookAccepted(receipt_id=receipt.receipt_id)

@@ -1,0 +1,105 @@
+"""The dispatcher's read side of the consent store: who may be messaged where, and the phone.
+
+Read fresh for every batch (consent is checked at send time); phones stay
+sealed until the moment of sending. Consent given before login sits under the
+anonymous id: a user's decision per channel is the newest under any of their keys.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from clickhouse_connect.driver.client import Client
+
+from schemas import pii
+from schemas.dispatch_tables import CHANNEL_CONTROLS, CONSENTS, PII_KEYS, PII_PHONES
+
+
+@dataclass(frozen=True, slots=True)
+class SealedPhone:
+    subject: str
+    channel: str
+    sealed: bytes
+    # The user's data key, still wrapped by the master key.
+    wrapped_key: bytes
+
+
+@dataclass(slots=True)
+class Contact:
+    consented: set[str] = field(default_factory=set)
+    phones: dict[str, SealedPhone] = field(default_factory=dict)
+
+
+class Directory:
+    def __init__(self, client: Client, master: pii.MasterKey) -> None:
+        self._client = client
+        self._master = master
+
+    def contacts(self, subjects: dict[str, list[str]]) -> dict[str, Contact]:
+        """user key → what may be used, for users given with all their subject keys.
+
+        Three queries per batch whatever its size; nothing is cached between
+        batches, so a revoke or an erasure counts from the next batch on.
+        """
+        every = sorted({s for keys in subjects.values() for s in keys})
+        if not every:
+            return {}
+        params = {"keys": every}
+        decisions: dict[tuple[str, str], tuple[datetime, bool]] = {}
+        for subject, channel, granted, decided_at in self._client.query(
+            f"SELECT user_key, channel, granted, decided_at FROM {CONSENTS} FINAL"
+            " WHERE user_key IN {keys:Array(String)}",
+            parameters=params,
+        ).result_rows:
+            decisions[(subject, channel)] = (decided_at, bool(granted))
+        wrapped_keys = {
+            (subject, key_id): pii.from_text(wrapped)
+            for subject, key_id, wrapped in self._client.query(
+                f"SELECT user_key, key_id, wrapped FROM {PII_KEYS}"
+                " WHERE user_key IN {keys:Array(String)}",
+                parameters=params,
+            ).result_rows
+        }
+        phones: dict[tuple[str, str], tuple[datetime, SealedPhone]] = {}
+        for subject, channel, key_id, text, decided_at in self._client.query(
+            f"SELECT user_key, channel, key_id, ciphertext, decided_at FROM {PII_PHONES} FINAL"
+            " WHERE user_key IN {keys:Array(String)}",
+            parameters=params,
+        ).result_rows:
+            wrapped = wrapped_keys.get((subject, key_id))
+            if wrapped is None:
+                continue  # key shredded: the phone is unreadable, as intended
+            phones[(subject, channel)] = (
+                decided_at,
+                SealedPhone(subject, channel, pii.from_text(text), wrapped),
+            )
+        out: dict[str, Contact] = {}
+        for user_key, keys in subjects.items():
+            contact = Contact()
+            for channel in ("whatsapp", "sms"):
+                newest = max(
+                    (decisions[(s, channel)] for s in keys if (s, channel) in decisions),
+                    default=None,
+                    key=lambda d: d[0],
+                )
+                phone = max(
+                    (phones[(s, channel)] for s in keys if (s, channel) in phones),
+                    default=None,
+                    key=lambda p: p[0],
+                )
+                if phone is not None:
+                    contact.phones[channel] = phone[1]
+                if newest is not None and newest[1] and phone is not None:
+                    contact.consented.add(channel)
+            out[user_key] = contact
+        return out
+
+    def phone(self, sealed: SealedPhone) -> str:
+        """The phone in clear, for the provider call only; raises ``pii.PiiError``."""
+        data_key = pii.unwrap_key(self._master, sealed.subject, sealed.wrapped_key)
+        return pii.decrypt_phone(data_key, sealed.subject, sealed.channel, sealed.sealed)
+
+    def paused_channels(self) -> frozenset[str]:
+        rows = self._client.query(
+            f"SELECT channel, argMax(paused, at) FROM {CHANNEL_CONTROLS} GROUP BY channel"
+        ).result_rows
+        return frozenset(channel for channel, paused in rows if paused)

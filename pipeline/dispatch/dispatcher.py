@@ -1,0 +1,425 @@
+"""The dispatcher's processor: decisions, delivery receipts, commands and the clock in;
+provider calls made, records updated and receipts out.
+
+The Faust agent (``pipeline.dispatch.agent``) feeds batches and ships ``drain()``
+(receipts first, then the table flush, then Faust commits offsets). A message
+is handled once: its record is written in the same flush as its receipts; a
+crash before that re-delivers the batch and the send is repeated with the same
+idempotency key, which the provider honours, so nothing goes out twice.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import orjson
+from pydantic import ValidationError
+
+from pipeline.dispatch import policy
+from pipeline.dispatch.channels import Channel, Outgoing, SendResult
+from pipeline.dispatch.directory import Contact, Directory
+from pipeline.dispatch.records import (
+    MessageRecord,
+    Record,
+    UserRecord,
+    message_key,
+    user_key_of,
+)
+from pipeline.dispatch.settings import DispatchSettings
+from pipeline.engine.outputs import Record as OutRecord
+from schemas import pii
+from schemas.messages import Nudge, NudgeCancellation, Receipt, VipUpgrade, load_decision
+from schemas.receipt_ids import receipt_id
+from schemas.templates import render
+
+log = logging.getLogger(__name__)
+
+PROVIDER_STATUSES = frozenset({"delivered", "read", "clicked", "failed"})
+DELIVERED = frozenset({"delivered", "read", "clicked"})
+# Admin flows mark their decisions with this rules version prefix (api/routes/admin.py).
+FORCED_RULES_VERSION = "admin:force"
+
+
+class RecordStore(Protocol):
+    def get(self, key: str, partition: int) -> Record | None: ...
+    def put(self, key: str, partition: int, state: Record) -> None: ...
+    def delete(self, key: str, partition: int) -> None: ...
+    def scan(self, partition: int) -> Iterable[tuple[str, Record]]: ...
+
+
+@dataclass(slots=True)
+class _Work:
+    partition: int
+    record: MessageRecord
+    why: str | None = None
+    resume: bool = False  # a held record re-evaluated
+
+
+def _iso(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: RecordStore,
+        directory: Directory,
+        channels: dict[str, Channel],
+        settings: DispatchSettings,
+        receipts_topic: str,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.channels = channels
+        self.settings = settings
+        self.receipts_topic = receipts_topic
+        self.paused: frozenset[str] = frozenset()
+        self._out: list[OutRecord] = []
+        self._audit: list[list[Any]] = []
+        # partition → message id → deadline (ms): held and awaiting messages.
+        self._deadlines: dict[int, dict[str, int]] = {}
+        self._sending = asyncio.Semaphore(settings.send_concurrency)
+        self.sent = self.duplicates = self.erased = 0
+
+    def drain(self) -> list[OutRecord]:
+        out, self._out = self._out, []
+        return out
+
+    def drain_audit(self) -> list[list[Any]]:
+        rows, self._audit = self._audit, []
+        return rows
+
+    # --- index -------------------------------------------------------------------
+
+    def _index(self, partition: int, record: MessageRecord) -> None:
+        deadlines = self._deadlines.setdefault(partition, {})
+        if record.stage in ("held", "awaiting") and record.deadline_ms is not None:
+            deadlines[record.message_id] = record.deadline_ms
+        else:
+            deadlines.pop(record.message_id, None)
+
+    def rebuild(self, partition: int) -> int:
+        """After an assignment: index the held and awaiting messages stored on the partition."""
+        self._deadlines[partition] = {}
+        for _, record in self.store.scan(partition):
+            if isinstance(record, MessageRecord):
+                self._index(partition, record)
+        return len(self._deadlines[partition])
+
+    def forget(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self._deadlines.pop(partition, None)
+
+    def pending(self) -> int:
+        return sum(len(d) for d in self._deadlines.values())
+
+    # --- records -----------------------------------------------------------------
+
+    def _user(self, user_key: str, partition: int) -> UserRecord:
+        found = self.store.get(user_key_of(user_key), partition)
+        return found if isinstance(found, UserRecord) else UserRecord()
+
+    def _save(self, partition: int, record: MessageRecord) -> None:
+        self.store.put(message_key(record.message_id), partition, record)
+        self._index(partition, record)
+
+    def _receipt(
+        self,
+        record: MessageRecord,
+        status: str,
+        now_ms: int,
+        channel: str | None = None,
+        detail: str | None = None,
+        provider_message_id: str | None = None,
+    ) -> None:
+        receipt = Receipt(
+            receipt_id=receipt_id(record.message_id, channel, status, detail or ""),
+            message_id=record.message_id,
+            kind=record.kind,  # type: ignore[arg-type]
+            user_key=record.user_key,
+            channel=channel,  # type: ignore[arg-type]
+            status=status,  # type: ignore[arg-type]
+            at=_iso(now_ms),
+            provider_message_id=provider_message_id,
+            detail=detail,
+        )
+        self._out.append((self.receipts_topic, record.user_key.encode(), receipt.to_json(), None))
+
+    # --- decisions ---------------------------------------------------------------
+
+    async def on_decisions(self, items: list[tuple[int, bytes]], now_ms: int) -> None:
+        work: list[_Work] = []
+        reserved: dict[str, int] = {}
+        for partition, value in items:
+            try:
+                decision = load_decision(value)
+            except ValidationError:
+                log.warning("partition %d: a decision that does not parse was skipped", partition)
+                continue
+            if isinstance(decision, NudgeCancellation):
+                self._cancel(partition, decision, now_ms)
+                continue
+            if isinstance(decision, Nudge) and decision.status != "emit":
+                continue  # recorded by the engine with its reason; nothing to send
+            record = self._new_record(decision, now_ms)
+            key = message_key(record.message_id)
+            if self.store.get(key, partition) is not None:
+                continue  # handled before: a re-delivery
+            user = self._user(record.user_key, partition)
+            user.messages.append(record.message_id)
+            self.store.put(user_key_of(record.user_key), partition, user)
+            sent_today = user.sent_within_day(now_ms) + reserved.get(record.user_key, 0)
+            if policy.cap_reached(sent_today, self.settings.daily_cap, record.forced):
+                record.outcome = "suppressed"
+                self._receipt(record, "suppressed", now_ms, detail="frequency_cap")
+                self._save(partition, record)
+                continue
+            reserved[record.user_key] = reserved.get(record.user_key, 0) + 1
+            self._save(partition, record)  # handled from here on, even if the send fails
+            work.append(_Work(partition, record))
+        await self._run(work, now_ms)
+
+    def _new_record(self, decision: Nudge | VipUpgrade, now_ms: int) -> MessageRecord:
+        subjects = [decision.user_key]
+        if decision.anonymous_id and decision.anonymous_id != decision.user_key:
+            subjects.append(decision.anonymous_id)
+        if isinstance(decision, VipUpgrade):
+            message_id, kind = decision.token_id, "vip_upgrade"
+            content = {"discount_percent": decision.discount_percent, "token": decision.token}
+        else:
+            message_id, kind = decision.nudge_id, decision.kind
+            product = decision.product_id or (
+                decision.items[0].product_id if decision.items else None
+            )
+            content = {"discount_percent": decision.discount_percent, "product": product}
+        return MessageRecord(
+            message_id=message_id,
+            kind=kind,
+            user_key=decision.user_key,
+            subjects=subjects,
+            created_ms=now_ms,
+            forced=decision.rules_version == FORCED_RULES_VERSION,
+            content=content,
+        )
+
+    def _cancel(self, partition: int, cancellation: NudgeCancellation, now_ms: int) -> None:
+        key = message_key(cancellation.nudge_id)
+        record = self.store.get(key, partition)
+        if isinstance(record, MessageRecord) and record.stage == "awaiting":
+            # Already sent: too late to withdraw, but no SMS follows it.
+            record.stage, record.deadline_ms = "sent", None
+            self._save(partition, record)
+            return
+        if isinstance(record, MessageRecord) and record.stage != "held":
+            return
+        if record is None:
+            record = MessageRecord(
+                cancellation.nudge_id,
+                cancellation.kind,
+                cancellation.user_key,
+                [cancellation.user_key],
+                now_ms,
+            )
+            user = self._user(record.user_key, partition)
+            user.messages.append(record.message_id)
+            self.store.put(user_key_of(record.user_key), partition, user)
+        assert isinstance(record, MessageRecord)
+        record.stage, record.deadline_ms, record.outcome = "done", None, "cancelled"
+        self._receipt(record, "cancelled", now_ms, detail=cancellation.reason)
+        self._save(partition, record)
+
+    # --- delivery receipts --------------------------------------------------------
+
+    async def on_receipts(self, items: list[tuple[int, bytes]], now_ms: int) -> None:
+        work: list[_Work] = []
+        for partition, value in items:
+            try:
+                receipt = Receipt.model_validate_json(value)
+            except ValidationError:
+                log.warning("partition %d: a receipt that does not parse was skipped", partition)
+                continue
+            self._audit.append(_audit_row(receipt))
+            if receipt.status not in PROVIDER_STATUSES or receipt.provider_message_id is None:
+                continue  # our own steps
+            record = self.store.get(message_key(receipt.message_id), partition)
+            if not isinstance(record, MessageRecord):
+                continue
+            if receipt.status in DELIVERED:
+                if record.stage == "awaiting" and receipt.channel == record.channel:
+                    record.stage, record.deadline_ms = "sent", None
+                    self._save(partition, record)
+                elif _late_delivery(record, receipt.channel):
+                    # A WhatsApp delivery after the SMS went out: recorded, nothing sent.
+                    record.late.append(str(receipt.channel))
+                    self._save(partition, record)
+            elif record.stage == "awaiting" and receipt.channel == record.channel:
+                work.append(_Work(partition, record, why=f"{receipt.channel}_failed"))
+        await self._run(work, now_ms)
+
+    # --- the clock ----------------------------------------------------------------
+
+    async def tick(self, now_ms: int) -> None:
+        """Delivery timeouts fall back; held messages are re-evaluated (resume, revoke, expiry)."""
+        work: list[_Work] = []
+        for partition, deadlines in self._deadlines.items():
+            for message_id, deadline in list(deadlines.items()):
+                record = self.store.get(message_key(message_id), partition)
+                if not isinstance(record, MessageRecord):
+                    deadlines.pop(message_id, None)
+                elif record.stage == "held":
+                    work.append(_Work(partition, record, resume=True))
+                elif deadline <= now_ms:
+                    work.append(_Work(partition, record, why="delivery_timeout"))
+        await self._run(work, now_ms)
+
+    # --- commands -----------------------------------------------------------------
+
+    def on_control(self, partition: int, value: bytes) -> None:
+        """``{"command": "erase", "user_key": ...}``: drop the user's records for good."""
+        try:
+            command = orjson.loads(value)
+            if command.get("command") != "erase" or not isinstance(command.get("user_key"), str):
+                return  # commands for others
+        except (orjson.JSONDecodeError, AttributeError):
+            log.warning("partition %d: a control record that does not parse was skipped", partition)
+            return
+        user_key = command["user_key"]
+        user = self.store.get(user_key_of(user_key), partition)
+        if isinstance(user, UserRecord):
+            for message_id in user.messages:
+                self.store.delete(message_key(message_id), partition)
+                self._deadlines.get(partition, {}).pop(message_id, None)
+            self.store.delete(user_key_of(user_key), partition)
+            self.erased += 1
+
+    # --- stepping -----------------------------------------------------------------
+
+    async def _run(self, work: list[_Work], now_ms: int) -> None:
+        if not work:
+            return
+        subjects = {w.record.user_key: w.record.subjects for w in work}
+        contacts = await asyncio.to_thread(self.directory.contacts, subjects)
+        await asyncio.gather(
+            *(self._step(w, contacts.get(w.record.user_key, Contact()), now_ms) for w in work)
+        )
+
+    async def _step(self, work: _Work, contact: Contact, now_ms: int) -> None:
+        record, partition, why = work.record, work.partition, work.why
+        reach = policy.Reach(frozenset(contact.consented), self.paused)
+        while True:
+            step = policy.next_step(reach, tuple(record.tried), why)
+            if isinstance(step, policy.Hold):
+                if record.stage != "held":
+                    record.stage = "held"
+                    record.deadline_ms = now_ms + int(self.settings.hold_max_s * 1000)
+                elif record.deadline_ms is not None and now_ms >= record.deadline_ms:
+                    self._finish(record, "suppressed", "channels_paused", now_ms)
+                break
+            if isinstance(step, policy.Stop):
+                if step.status == "suppressed":
+                    # A held message whose consent went away was queued: it is cancelled.
+                    status, reason = (
+                        ("cancelled", "consent_revoked")
+                        if work.resume
+                        else ("suppressed", step.reason)
+                    )
+                    self._finish(record, status, reason, now_ms)
+                else:
+                    record.stage = "sent" if record.provider_ids else "done"
+                    record.deadline_ms = None
+                    record.outcome = record.outcome or ("sent" if record.provider_ids else "failed")
+                break
+            if step.fallback_from is not None:
+                self._receipt(record, "fallback", now_ms, step.fallback_from, step.reason)
+            result = await self._send(record, step.channel, contact)
+            record.tried.append(step.channel)
+            if result.error is not None:
+                self._receipt(record, "failed", now_ms, step.channel, result.error)
+                why = f"{step.channel}_failed"
+                continue
+            assert result.provider_message_id is not None
+            first = not record.provider_ids
+            record.provider_ids[step.channel] = result.provider_message_id
+            record.channel, record.outcome = step.channel, "sent"
+            self._receipt(
+                record, "sent", now_ms, step.channel, provider_message_id=result.provider_message_id
+            )
+            if first:
+                user = self._user(record.user_key, partition)
+                user.note_send(now_ms)
+                self.store.put(user_key_of(record.user_key), partition, user)
+            if step.channel == policy.CHANNEL_ORDER[0]:
+                record.stage = "awaiting"
+                record.deadline_ms = now_ms + int(self.settings.delivery_timeout_s * 1000)
+            else:
+                record.stage, record.deadline_ms = "sent", None
+            break
+        self._save(partition, record)
+
+    def _finish(self, record: MessageRecord, status: str, reason: str, now_ms: int) -> None:
+        record.stage, record.deadline_ms, record.outcome = "done", None, status
+        self._receipt(record, status, now_ms, detail=reason)
+
+    async def _send(self, record: MessageRecord, channel: str, contact: Contact) -> SendResult:
+        sealed = contact.phones.get(channel)
+        if sealed is None:
+            return SendResult(error="no_phone")
+        try:
+            phone = self.directory.phone(sealed)
+        except pii.PiiError:
+            return SendResult(error="phone_unavailable")
+        content = record.content
+        rendered = render(
+            kind=record.kind,
+            message_id=record.message_id,
+            storefront_url=self.settings.storefront_url,
+            discount_percent=float(content.get("discount_percent") or 0),
+            product=content.get("product"),
+            token=content.get("token"),
+        )
+        outgoing = Outgoing(record.message_id, record.kind, record.user_key, phone, rendered)
+        async with self._sending:
+            result = await self.channels[channel].send(outgoing)
+        if result.error is None:
+            self.sent += 1
+            self.duplicates += int(result.duplicate)
+        return result
+
+
+def _late_delivery(record: MessageRecord, channel: str | None) -> bool:
+    return channel != record.channel and channel in record.tried and channel not in record.late
+
+
+def _audit_row(receipt: Receipt) -> list[Any]:
+    actor = (
+        "provider"
+        if receipt.provider_message_id and receipt.status in PROVIDER_STATUSES
+        else "dispatcher"
+    )
+    return [
+        receipt.receipt_id,
+        receipt.at,
+        actor,
+        "message_state",
+        receipt.user_key,
+        receipt.message_id,
+        receipt.channel or "",
+        receipt.status,
+        receipt.detail or "",
+    ]
+
+
+AUDIT_COLUMNS = [
+    "entry_id",
+    "at",
+    "actor",
+    "action",
+    "user_key",
+    "message_id",
+    "channel",
+    "status",
+    "detail",
+]

@@ -1,0 +1,71 @@
+"""What the dispatcher keeps per message and per user, and their byte form.
+
+One Faust table holds both, keyed ``m:<message id>`` and ``u:<user key>``, on
+the user's partition. A message record exists from the moment its decision is
+handled: a re-delivered nudge finds it and is dropped. The user record holds
+recent send times (the cap) and the user's message ids (erasure finds them).
+"""
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+# held: waiting for a paused channel; awaiting: sent on WhatsApp, SMS may follow;
+# sent: on its last channel; done: ended with nothing in flight (cancelled, suppressed...).
+Stage = Literal["held", "awaiting", "sent", "done"]
+DAY_MS = 86_400_000
+
+
+@dataclass(slots=True)
+class MessageRecord:
+    message_id: str
+    kind: str
+    user_key: str
+    # Keys the user's consent may be stored under (user id, then anonymous id).
+    subjects: list[str]
+    created_ms: int
+    stage: Stage = "done"
+    channel: str | None = None
+    tried: list[str] = field(default_factory=list)
+    deadline_ms: int | None = None
+    outcome: str | None = None
+    forced: bool = False
+    # What the templates need: discount_percent, product, token.
+    content: dict[str, Any] = field(default_factory=dict)
+    provider_ids: dict[str, str] = field(default_factory=dict)
+    late: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class UserRecord:
+    sends_ms: list[int] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    def sent_within_day(self, now_ms: int) -> int:
+        return sum(1 for at in self.sends_ms if at > now_ms - DAY_MS)
+
+    def note_send(self, now_ms: int) -> None:
+        self.sends_ms = [at for at in self.sends_ms if at > now_ms - DAY_MS] + [now_ms]
+
+
+Record = MessageRecord | UserRecord
+
+
+def message_key(message_id: str) -> str:
+    return f"m:{message_id}"
+
+
+def user_key_of(user_key: str) -> str:
+    return f"u:{user_key}"
+
+
+def record_to_bytes(record: Record) -> bytes:
+    tag = "m" if isinstance(record, MessageRecord) else "u"
+    return orjson.dumps({"t": tag, **asdict(record)})
+
+
+def record_from_bytes(data: bytes) -> Record:
+    raw = orjson.loads(data)
+    tag = raw.pop("t")
+    return MessageRecord(**raw) if tag == "m" else UserRecord(**raw)

@@ -1,0 +1,42 @@
+"""Settings of the dispatcher worker (``intentflow dispatcher``) and the provider simulator."""
+
+from pydantic import Field, SecretStr
+
+from pipeline.settings import WorkerSettings
+from schemas.settings import CommonSettings
+
+
+class DispatchSettings(WorkerSettings):
+    # Providers' API (the simulator by default): POST {provider_url}/v1/{channel}/messages.
+    provider_url: str = "http://127.0.0.1:8025"
+    provider_timeout_s: float = 5.0
+    # Transient errors (timeouts, 429, 5xx) are retried this many times in all.
+    send_attempts: int = Field(default=4, ge=1)
+    send_concurrency: int = Field(default=32, ge=1)
+    # No "delivered" on WhatsApp within this → SMS.
+    delivery_timeout_s: float = 30.0
+    # A message whose every usable channel is paused waits this long, then is suppressed.
+    hold_max_s: float = 3600.0
+    # Messages per user per rolling 24 h (admin force-sends are exempt).
+    daily_cap: int = Field(default=3, ge=1)
+    # Pause switches and revocations are read from the warehouse this often.
+    control_poll_s: float = 1.0
+    storefront_url: str = "http://127.0.0.1:8000/demo"
+
+
+class ProviderSimSettings(CommonSettings):
+    """The provider simulator: where it posts webhooks and the secrets it signs them with."""
+
+    sim_host: str = "127.0.0.1"
+    sim_port: int = 8025
+    webhook_url: str = "http://127.0.0.1:8000"
+    whatsapp_webhook_secret: SecretStr | None = None
+    sms_webhook_secret: SecretStr | None = None
+    # Outcome rates and delays; also changeable at run time (POST /v1/config).
+    sim_fail_rate: float = 0.0
+    sim_silent_rate: float = 0.0
+    sim_read_rate: float = 0.8
+    sim_click_rate: float = 0.3
+    sim_transient_error_rate: float = 0.0
+    sim_delay_s: float = 0.5
+    log_level: str = "info"

@@ -1,0 +1,17 @@
+"""Names of the warehouse tables the privacy store, the admin API and the dispatcher share.
+
+Their DDL is in ``schemas/migrations/0050``–``0054``; see docs/dispatch.md.
+"""
+
+# Wrapped per-user data keys (append-only; a ciphertext names the key that sealed it).
+PII_KEYS = "pii_keys"
+# Encrypted phone per user and channel, newest by event time wins.
+PII_PHONES = "pii_phones"
+# Consent decisions per user and channel, newest by event time wins.
+CONSENTS = "consents"
+# Channel pause switches set by operators; the dispatcher polls them.
+CHANNEL_CONTROLS = "channel_controls"
+# Admin actions and every message state change.
+AUDIT_LOG = "audit_log"
+
+PRIVACY_TABLES = (PII_KEYS, PII_PHONES, CONSENTS)

@@ -1,0 +1,163 @@
+"""Phone numbers at rest: per-user AES-GCM data keys wrapped by the master key, and masking.
+
+Envelope encryption: each user has a random 256-bit data key; only its wrapped
+form (AES-GCM under a key derived from ``pii_master_key``) is stored. A phone is
+encrypted with the user's data key, bound to the user and channel as associated
+data so a ciphertext copied to another user does not decrypt. Erasure deletes
+the wrapped key ("crypto-shredding"): any ciphertext left in an immutable log is
+then unreadable. Pure: no I/O, randomness from ``os.urandom`` only.
+"""
+
+import base64
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+_NONCE_BYTES = 12
+_VERSION = b"\x01"
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+MASK_CHAR = "•"
+# E.164 calling codes of two digits; "1" and "7" are the one-digit ones, the rest have three.
+_TWO_DIGIT_CODES = frozenset(
+    [
+        "20",
+        "27",
+        "30",
+        "31",
+        "32",
+        "33",
+        "34",
+        "36",
+        "39",
+        "40",
+        "41",
+        "43",
+        "44",
+        "45",
+        "46",
+        "47",
+        "48",
+        "49",
+        "51",
+        "52",
+        "53",
+        "54",
+        "55",
+        "56",
+        "57",
+        "58",
+        "60",
+        "61",
+        "62",
+        "63",
+        "64",
+        "65",
+        "66",
+        "81",
+        "82",
+        "84",
+        "86",
+        "90",
+        "91",
+        "92",
+        "93",
+        "94",
+        "95",
+        "98",
+    ]
+)
+
+
+class PiiError(ValueError):
+    """A ciphertext or wrapped key that does not open: wrong key, tampered, or shredded."""
+
+
+@dataclass(frozen=True, slots=True)
+class MasterKey:
+    """The key-encryption key, derived once from the ``pii_master_key`` secret."""
+
+    kek: bytes
+
+    @classmethod
+    def from_secret(cls, secret: str) -> "MasterKey":
+        hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"intentflow-pii-kek-v1")
+        return cls(hkdf.derive(secret.encode()))
+
+
+def _seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(_NONCE_BYTES)
+    return _VERSION + nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def _open(key: bytes, sealed: bytes, aad: bytes) -> bytes:
+    if len(sealed) < 1 + _NONCE_BYTES + 16 or sealed[:1] != _VERSION:
+        raise PiiError("not a sealed value of a known version")
+    nonce, body = sealed[1 : 1 + _NONCE_BYTES], sealed[1 + _NONCE_BYTES :]
+    try:
+        return AESGCM(key).decrypt(nonce, body, aad)
+    except InvalidTag:
+        raise PiiError("does not open with this key (wrong key or tampered)") from None
+
+
+def new_data_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def key_id_of(wrapped: bytes) -> str:
+    """A stable id naming one wrapped key (ciphertexts record which key sealed them)."""
+    return hashlib.sha256(wrapped).hexdigest()[:32]
+
+
+def wrap_key(master: MasterKey, user_key: str, data_key: bytes) -> bytes:
+    return _seal(master.kek, data_key, b"key:" + user_key.encode())
+
+
+def unwrap_key(master: MasterKey, user_key: str, wrapped: bytes) -> bytes:
+    return _open(master.kek, wrapped, b"key:" + user_key.encode())
+
+
+def _phone_aad(user_key: str, channel: str) -> bytes:
+    return f"phone:{user_key}:{channel}".encode()
+
+
+def encrypt_phone(data_key: bytes, user_key: str, channel: str, phone: str) -> bytes:
+    return _seal(data_key, phone.encode(), _phone_aad(user_key, channel))
+
+
+def decrypt_phone(data_key: bytes, user_key: str, channel: str, sealed: bytes) -> str:
+    return _open(data_key, sealed, _phone_aad(user_key, channel)).decode()
+
+
+def to_text(sealed: bytes) -> str:
+    """Sealed bytes as URL-safe base64 text, for String columns and JSON."""
+    return base64.urlsafe_b64encode(sealed).decode()
+
+
+def from_text(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text.encode())
+
+
+def calling_code(phone: str) -> str:
+    """The E.164 country calling code of ``phone`` (without the plus)."""
+    digits = phone[1:]
+    if digits[0] in "17":
+        return digits[0]
+    if digits[:2] in _TWO_DIGIT_CODES:
+        return digits[:2]
+    return digits[:3]
+
+
+def mask_phone(phone: str) -> str:
+    """``+919876549721`` → ``+91 ••••••9721``: the calling code and the last four digits only."""
+    if not _E164.match(phone):
+        raise ValueError("not an E.164 phone number")
+    code = calling_code(phone)
+    rest = phone[1 + len(code) :]
+    visible = rest[-4:] if len(rest) > 4 else rest[-2:]
+    return f"+{code} {MASK_CHAR * (len(rest) - len(visible))}{visible}"

@@ -1,0 +1,512 @@
+"""Dispatch end to end on the real parts: broker, warehouse, the API (collector, webhooks,
+admin, erasure), the provider simulator and the dispatcher as real processes.
+
+Tests run in file order and share the processes: the burst comes first (with a
+long delivery timeout), then the dispatcher is restarted with a short one.
+"""
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from clickhouse_connect.driver.client import Client
+
+from api.privacy.store import ConsentDecision, PrivacyStore
+from schemas import pii
+from schemas.keys import hash_api_key
+from schemas.messages import CartItem, Nudge
+from schemas.signatures import signature_headers
+from schemas.topics import NUDGES
+from tests import support
+from tests.collector_server import (
+    SERVER_KEY,
+    WRITE_KEY,
+    collector_settings,
+    consume_matching,
+    running_api,
+)
+
+ADMIN_KEY = "ak_test-admin-key"
+SECRETS = {"whatsapp": "whsec-whatsapp-test", "sms": "whsec-sms-test"}
+MASTER = "test-pii-master-key"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
+SERVER = {"Authorization": f"Bearer {SERVER_KEY}"}
+BURST = 1000
+KILL_AT = int(os.environ.get("TEST_DISPATCH_KILL_AT", "250"))
+
+
+class Dispatcher:
+    """The dispatcher as a real process, restartable with other settings."""
+
+    def __init__(self, tmp: Path, env: dict[str, str]) -> None:
+        self.tmp, self.env, self.process, self.runs = tmp, env, None, 0
+
+    def start(self, **overrides: str) -> None:
+        self.runs += 1
+        env = support.child_env(**{**self.env, **overrides})
+        self.process = support.python_process(
+            "dispatcher",
+            ["-m", "pipeline.cli", "dispatcher"],
+            self.tmp / f"dispatcher-{self.runs}.log",
+            env,
+        )
+        self.process.start()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.stop(5)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(15)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
+    tmp = tmp_path_factory.mktemp("dispatch")
+    database = clickhouse.database
+    settings = collector_settings(
+        broker,
+        clickhouse_url=warehouse,
+        clickhouse_database=database,
+        pii_master_key=MASTER,
+        admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
+        whatsapp_webhook_secret=SECRETS["whatsapp"],
+        sms_webhook_secret=SECRETS["sms"],
+    )
+    sim_port = support.free_port()
+    sim_url = f"http://{support.LOOPBACK}:{sim_port}"
+    with running_api(settings) as api_url:
+        sim = support.python_process(
+            "provider-sim",
+            ["-m", "pipeline.cli", "provider-sim", "--port", str(sim_port)],
+            tmp / "sim.log",
+            support.child_env(
+                env="test",
+                token_secret="test-token-secret-of-at-least-32-bytes",
+                pii_master_key=MASTER,
+                webhook_url=api_url,
+                whatsapp_webhook_secret=SECRETS["whatsapp"],
+                sms_webhook_secret=SECRETS["sms"],
+                sim_delay_s="0.2",
+                sim_read_rate="0",
+                sim_click_rate="0",
+            ),
+        )
+        sim.start()
+        dispatcher = Dispatcher(
+            tmp,
+            {
+                "env": "test",
+                "app_id": f"test-{uuid.uuid4().hex[:8]}",
+                "kafka_brokers": broker,
+                "clickhouse_url": warehouse,
+                "clickhouse_database": database,
+                "data_dir": str(tmp / "data"),
+                "pii_master_key": MASTER,
+                "token_secret": "test-token-secret-of-at-least-32-bytes",
+                "provider_url": sim_url,
+                "batch_size": "100",
+                "control_poll_s": "0.3",
+                "delivery_timeout_s": "600",
+            },
+        )
+        try:
+            support.wait_for_http(f"{sim_url}/health", 30)
+            with httpx.Client(timeout=30) as http:
+                yield {
+                    "api": api_url,
+                    "sim": sim_url,
+                    "http": http,
+                    "dispatcher": dispatcher,
+                    "broker": broker,
+                    "ch": clickhouse,
+                    "tmp": tmp,
+                }
+        finally:
+            dispatcher.stop()
+            sim.stop(10)
+            for log in tmp.glob("*.log"):
+                text = log.read_text()
+                assert "+1555" not in text, f"a phone number in clear in {log.name}"
+
+
+def sim_messages(stack, message_id: str | None = None) -> list[dict]:
+    params = {"message_id": message_id} if message_id else {}
+    return stack["http"].get(f"{stack['sim']}/v1/messages", params=params).json()["messages"]
+
+
+def audit(stack, **params) -> list[dict]:
+    response = stack["http"].get(f"{stack['api']}/v1/admin/audit", params=params, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return response.json()["rows"]
+
+
+def statuses(stack, message_id: str) -> set[tuple[str, str, str]]:
+    return {(r["status"], r["channel"], r["detail"]) for r in audit(stack, message_id=message_id)}
+
+
+def wait_until(condition, timeout_s: float, what: str) -> None:
+    support.wait_for(condition, timeout_s, what, interval_s=0.3)
+
+
+def consent(user: str, channel: str, granted: bool, phone: str | None = None) -> dict:
+    props = {"channel": channel, "granted": granted, **({"phone": phone} if phone else {})}
+    return {
+        "event_id": str(uuid.uuid4()),
+        "name": "consent",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "anonymous_id": f"anon-{user}",
+        "user_id": user,
+        "properties": props,
+    }
+
+
+def track(stack, events: list[dict], headers=WRITE) -> None:
+    response = stack["http"].post(
+        f"{stack['api']}/v1/track", json={"batch": events}, headers=headers
+    )
+    assert response.status_code == 202 and not response.json()["rejected"], response.text
+
+
+def cart_rescue(stack, user: str) -> str:
+    response = stack["http"].post(
+        f"{stack['api']}/v1/admin/flows/cart-rescue",
+        json={"user_id": user, "items": [{"product_id": "sneaker-9", "price": 80.0}]},
+        headers=ADMIN,
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["message_id"]
+
+
+def nudge(user: str) -> Nudge:
+    now = datetime.now(UTC)
+    return Nudge(
+        nudge_id=uuid.uuid4().hex,
+        kind="cart_rescue",
+        user_key=user,
+        user_id=user,
+        status="emit",
+        triggered_at=now,
+        decided_at=now,
+        cart_id="c1",
+        items=(CartItem(product_id="p1", quantity=1, price=10.0),),
+        discount_percent=10,
+        channels=("whatsapp",),
+        score=1.0,
+        rules_version="test",
+        trigger_event_id="e1",
+    )
+
+
+async def produce(brokers: str, nudges: list[Nudge], per_second: float) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=brokers, linger_ms=5, acks="all")
+    await producer.start()
+    try:
+        start = time.monotonic()
+        for i, n in enumerate(nudges):
+            await asyncio.sleep(max(0.0, start + i / per_second - time.monotonic()))
+            await producer.send(NUDGES.name, n.to_json(), key=n.user_key.encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+# --- exactly once under SIGKILL ---------------------------------------------------------
+
+
+def test_a_killed_dispatcher_sends_every_nudge_exactly_once(stack):
+    users = [f"burst-{uuid.uuid4().hex[:10]}" for _ in range(BURST)]
+    store = PrivacyStore(stack["ch"], pii.MasterKey.from_secret(MASTER))
+    now = datetime.now(UTC)
+    store.record(
+        [
+            ConsentDecision(u, "whatsapp", True, now, str(uuid.uuid4()), f"+1555010{i:04d}")
+            for i, u in enumerate(users)
+        ]
+    )
+    nudges = [nudge(u) for u in users]
+    wanted = {n.nudge_id for n in nudges}
+    dispatcher = stack["dispatcher"]
+    dispatcher.start()
+
+    def accepted() -> list[dict]:
+        return [m for m in sim_messages(stack) if m["message_id"] in wanted]
+
+    producing = asyncio.run_coroutine_threadsafe(
+        produce(stack["broker"], nudges, per_second=250), _loop()
+    )
+    wait_until(lambda: len(accepted()) >= KILL_AT, 90, "a quarter of the burst sent")
+    dispatcher.kill()
+    killed_at = len(accepted())
+    assert killed_at < BURST, "the burst was over before the kill"
+    producing.result(60)
+    dispatcher.start()
+    wait_until(lambda: len(accepted()) >= BURST, 120, "every nudge sent after the restart")
+    time.sleep(3)  # anything sent twice would show up by now
+    sent = accepted()
+    by_message: dict[str, int] = {}
+    for message in sent:
+        by_message[message["message_id"]] = by_message.get(message["message_id"], 0) + 1
+    assert set(by_message) == wanted
+    assert max(by_message.values()) == 1
+    assert {m["channel"] for m in sent} == {"whatsapp"}
+    replays = sum(m["attempts"] - 1 for m in sent)
+    print(f"killed after {killed_at} sends; {replays} idempotent re-sends refused by the provider")
+
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    """A background event loop for producing while the test thread watches."""
+    global _LOOP
+    if _LOOP is None:
+        import threading
+
+        _LOOP = asyncio.new_event_loop()
+        threading.Thread(target=_LOOP.run_forever, daemon=True).start()
+    return _LOOP
+
+
+# --- the journeys -----------------------------------------------------------------------
+
+
+def test_restart_with_a_short_delivery_timeout(stack):
+    stack["dispatcher"].stop()
+    stack["dispatcher"].start(delivery_timeout_s="3")
+    stack["http"].post(f"{stack['sim']}/v1/config", json={"read_rate": 1, "click_rate": 1})
+
+
+def test_cart_rescue_goes_out_on_whatsapp_and_is_read_and_clicked(stack):
+    user = f"shopper-{uuid.uuid4().hex[:8]}"
+    track(stack, [consent(user, "whatsapp", True, "+15550101234")])
+    # The raw topic carries a reference and the masked phone, never the number.
+    raw = asyncio.run(
+        consume_matching(
+            stack["broker"],
+            lambda v: v.get("user_id") == user and v["name"] == "consent",
+            until=lambda found: bool(found),
+        )
+    )
+    assert raw and "phone" not in raw[0]["properties"]
+    assert raw[0]["properties"]["phone_masked"] == "+1 ••••••1234"
+    assert raw[0]["properties"]["phone_ref"]
+
+    message_id = cart_rescue(stack, user)
+    wait_until(
+        lambda: (
+            {"sent", "delivered", "read", "clicked"}
+            <= {s for s, _, _ in statuses(stack, message_id)}
+        ),
+        40,
+        "sent → delivered → read → clicked",
+    )
+    [message] = sim_messages(stack, message_id)
+    assert message["channel"] == "whatsapp" and message["to_masked"] == "+1 ••••••1234"
+    link = message["content"]["card"]["button"]["url"]
+    assert parse_qs(urlparse(link).query)["utm_message_id"] == [message_id]
+    stack["message"] = (user, message_id, link)
+
+
+def test_an_order_from_the_link_is_attributed_to_the_message(stack):
+    user, message_id, link = stack["message"]
+    utm = {k: v[0] for k, v in parse_qs(urlparse(link).query).items()}
+    order = {
+        "event_id": str(uuid.uuid4()),
+        "name": "order_placed",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "anonymous_id": f"anon-{user}",
+        "user_id": user,
+        "properties": {
+            "order_id": f"o-{user}",
+            "items": [{"product_id": "sneaker-9", "quantity": 1, "amount": 80.0}],
+            "total": 80.0,
+            "currency": "EUR",
+        },
+        "context": {
+            "campaign": {
+                "source": utm["utm_source"],
+                "medium": utm["utm_medium"],
+                "name": utm["utm_campaign"],
+                "utm_message_id": utm["utm_message_id"],
+            }
+        },
+    }
+    track(stack, [order], headers=SERVER)
+    raw = asyncio.run(
+        consume_matching(
+            stack["broker"],
+            lambda v: v["event_id"] == order["event_id"],
+            until=lambda found: bool(found),
+        )
+    )
+    assert raw[0]["context"]["campaign"]["utm_message_id"] == message_id
+
+
+def test_paused_whatsapp_sends_the_next_nudge_by_sms(stack):
+    http, api = stack["http"], stack["api"]
+    user = f"paused-{uuid.uuid4().hex[:8]}"
+    track(
+        stack,
+        [
+            consent(user, "whatsapp", True, "+15550102222"),
+            consent(user, "sms", True, "+15550102222"),
+        ],
+    )
+    assert http.post(f"{api}/v1/admin/channels/whatsapp/pause", headers=ADMIN).status_code == 200
+    try:
+        time.sleep(1.0)  # the dispatcher polls the switches every 0.3 s here
+        message_id = cart_rescue(stack, user)
+        wait_until(lambda: ("sent", "sms", "") in statuses(stack, message_id), 30, "the SMS sent")
+        assert ("fallback", "whatsapp", "whatsapp_paused") in statuses(stack, message_id)
+        assert [m["channel"] for m in sim_messages(stack, message_id)] == ["sms"]
+        assert "Hi there" in sim_messages(stack, message_id)[0]["content"]["text"]
+    finally:
+        http.post(f"{api}/v1/admin/channels/whatsapp/resume", headers=ADMIN)
+    actions = {r["action"] for r in audit(stack, limit=1000)}
+    assert {"channel_pause", "channel_resume", "flow_cart_rescue"} <= actions
+
+
+def test_no_delivery_in_time_falls_back_to_sms_once(stack):
+    http = stack["http"]
+    user = f"silent-{uuid.uuid4().hex[:8]}"
+    track(
+        stack,
+        [
+            consent(user, "whatsapp", True, "+15550103333"),
+            consent(user, "sms", True, "+15550103333"),
+        ],
+    )
+    http.post(f"{stack['sim']}/v1/config", json={"channel": "whatsapp", "silent_rate": 1})
+    try:
+        message_id = cart_rescue(stack, user)
+        wait_until(lambda: ("sent", "sms", "") in statuses(stack, message_id), 30, "SMS fallback")
+    finally:
+        http.post(f"{stack['sim']}/v1/config", json={"channel": "whatsapp", "silent_rate": 0})
+    assert ("fallback", "whatsapp", "delivery_timeout") in statuses(stack, message_id)
+    # WhatsApp finally reports a delivery: recorded, and nothing goes out a third time.
+    whatsapp = next(m for m in sim_messages(stack, message_id) if m["channel"] == "whatsapp")
+    late = webhook_body(whatsapp, "delivered", user)
+    response = post_webhook(stack, "whatsapp", late)
+    assert response.status_code == 200, response.text
+    wait_until(
+        lambda: ("delivered", "whatsapp", "") in statuses(stack, message_id), 20, "late delivery"
+    )
+    time.sleep(1.5)
+    assert sorted(m["channel"] for m in sim_messages(stack, message_id)) == ["sms", "whatsapp"]
+
+
+def test_revoking_consent_cancels_the_queued_nudge(stack):
+    http, api = stack["http"], stack["api"]
+    user = f"revoke-{uuid.uuid4().hex[:8]}"
+    track(
+        stack,
+        [
+            consent(user, "whatsapp", True, "+15550104444"),
+            consent(user, "sms", True, "+15550104444"),
+        ],
+    )
+    for channel in ("whatsapp", "sms"):
+        http.post(f"{api}/v1/admin/channels/{channel}/pause", headers=ADMIN)
+    try:
+        time.sleep(1.0)
+        message_id = cart_rescue(stack, user)
+        time.sleep(2.0)  # queued: every channel it may use is paused
+        assert sim_messages(stack, message_id) == []
+        track(stack, [consent(user, "whatsapp", False), consent(user, "sms", False)])
+        wait_until(
+            lambda: ("cancelled", "", "consent_revoked") in statuses(stack, message_id),
+            20,
+            "the queued nudge cancelled",
+        )
+    finally:
+        for channel in ("whatsapp", "sms"):
+            http.post(f"{api}/v1/admin/channels/{channel}/resume", headers=ADMIN)
+    time.sleep(1.5)
+    assert sim_messages(stack, message_id) == []
+
+
+# --- webhooks -----------------------------------------------------------------------------
+
+
+def webhook_body(message: dict, status: str, user: str) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"{message['provider_message_id']}:{status}:{uuid.uuid4().hex[:6]}",
+            "provider_message_id": message["provider_message_id"],
+            "status": status,
+            "at": datetime.now(UTC).isoformat(),
+            "metadata": {
+                "message_id": message["message_id"],
+                "user_key": user,
+                "kind": "cart_rescue",
+            },
+        }
+    )
+
+
+def post_webhook(stack, provider: str, body: bytes, headers: dict | None = None) -> httpx.Response:
+    if headers is None:
+        headers = signature_headers(SECRETS[provider], int(time.time()), body)
+    return stack["http"].post(
+        f"{stack['api']}/v1/webhooks/{provider}",
+        content=body,
+        headers={**headers, "Content-Type": "application/json"},
+    )
+
+
+def test_forged_or_unsigned_webhooks_are_refused_and_change_nothing(stack):
+    message = {"provider_message_id": "wa-forged", "message_id": uuid.uuid4().hex}
+    body = webhook_body(message, "clicked", "someone")
+    now = int(time.time())
+    refused = [
+        post_webhook(stack, "whatsapp", body, headers={}),
+        post_webhook(stack, "whatsapp", body, signature_headers("not-the-secret", now, body)),
+        post_webhook(stack, "whatsapp", body, signature_headers(SECRETS["sms"], now, body)),
+        post_webhook(
+            stack, "whatsapp", body, signature_headers(SECRETS["whatsapp"], now - 3600, body)
+        ),
+        post_webhook(
+            stack, "whatsapp", body + b" ", signature_headers(SECRETS["whatsapp"], now, body)
+        ),
+    ]
+    assert [r.status_code for r in refused] == [401] * 5
+    time.sleep(1.5)
+    assert audit(stack, message_id=message["message_id"]) == []
+
+
+# --- erasure ------------------------------------------------------------------------------
+
+
+def test_erasure_removes_the_user_everywhere_and_reports_it(stack):
+    user, message_id, _ = stack["message"]
+    ch = stack["ch"]
+    response = stack["http"].delete(f"{stack['api']}/v1/users/{user}", headers=ADMIN)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["complete"], report
+    assert report["privacy_store"]["consents"] >= 1
+    assert report["privacy_store"]["pii_phones"] >= 1
+    assert report["keys_shredded"] >= 1
+    assert report["warehouse"]["audit_log"] >= 4  # the message's state changes
+    assert report["streams"]["commands"] >= 1
+    for table in ("consents", "pii_phones", "pii_keys", "audit_log"):
+        left = ch.query(
+            f"SELECT count() FROM {table} WHERE user_key = {{u:String}}", parameters={"u": user}
+        ).result_rows[0][0]
+        assert left == 0, table
+    assert audit(stack, message_id=message_id) == []
+    # The erasure itself is audited without the user's key.
+    assert any(r["action"] == "user_erased" and user not in r["detail"] for r in audit(stack))
