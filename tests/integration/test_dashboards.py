@@ -1,0 +1,408 @@
+"""The Grafana dashboards, checked without Grafana.
+
+Static checks: every dashboard JSON parses, is dashboards/generate.py's output,
+names only provisioned datasources and follows the Infinity query model.
+
+Then every panel's request, as Grafana's Infinity datasource would send it (its
+path and parameters with the time macros and template variables substituted,
+the read key in the Authorization header), is sent to the API of a stack that
+has processed a simulated day of traffic: the real broker and warehouse, the
+migrations, a real worker process (engine and sink) and the API. Each answer
+must hold rows whose values have the types the panel's columns declare.
+"""
+
+import ast
+import asyncio
+import importlib.util
+import itertools
+import json
+import math
+import operator
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from aiokafka import AIOKafkaProducer
+from clickhouse_connect.driver.client import Client
+
+from api.main import create_app
+from pipeline.simulate import generate_events, post_events
+from schemas.topics import TELEMETRY_RAW
+from tests import support
+from tests.collector_server import READ_KEY, SERVER_KEY, WRITE_KEY, collector_settings, running_api
+
+DASHBOARDS_DIR = support.PROJECT_ROOT / "dashboards"
+PROVISIONING = DASHBOARDS_DIR / "provisioning/datasources/intentflow.yaml"
+INFINITY = "yesoreyeram-infinity-datasource"
+COLUMN_TYPES = {"string", "number", "timestamp"}
+# Grafana's interval for a day on a dashboard panel ($__interval, $__interval_ms).
+INTERVAL, INTERVAL_MS = "5m", 300_000
+APP_ID = f"dashboards-{uuid.uuid4().hex[:8]}"
+USERS, EVENTS, SEED = 250, 5000, 20240501
+# Nudge outcomes that need the dispatcher, the providers' receipts and orders placed
+# from a message's link: this stack runs none of them, so these may all be 0 here
+# (their types are still checked). Decisions (emitted, suppressed) must not be.
+NEEDS_DISPATCH = {"sent", "delivered", "read", "clicked", "failed", "cancelled"}
+NEEDS_DISPATCH |= {"converted", "orders", "revenue"}
+
+
+def load_dashboards() -> dict[str, dict[str, Any]]:
+    return {
+        path.name: json.loads(path.read_text())
+        for path in sorted((DASHBOARDS_DIR / "json").glob("*.json"))
+    }
+
+
+DASHBOARDS = load_dashboards()
+DATASOURCES = {d["uid"]: d for d in yaml.safe_load(PROVISIONING.read_text())["datasources"]}
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    dashboard: str
+    panel: dict[str, Any]
+    target: dict[str, Any]
+    variables: dict[str, list[str]]  # name → values to try (every option of a custom one)
+
+    @property
+    def id(self) -> str:
+        name = self.dashboard.removesuffix(".json")
+        return f"{name}:{self.panel['id']}:{self.panel['title']}:{self.target['refId']}"
+
+
+def variable_values(dashboard: dict[str, Any]) -> dict[str, list[str]]:
+    values: dict[str, list[str]] = {}
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable["type"] == "custom":
+            values[variable["name"]] = [option["value"] for option in variable["options"]]
+            assert variable["current"]["value"] in values[variable["name"]]
+        elif variable["type"] == "textbox":
+            values[variable["name"]] = [variable["current"]["value"]]
+        else:
+            raise AssertionError(f"variable type {variable['type']} is not replayed here")
+    return values
+
+
+def panel_queries() -> list[PanelQuery]:
+    found = []
+    for name, dashboard in DASHBOARDS.items():
+        variables = variable_values(dashboard)
+        for panel in dashboard["panels"]:
+            for target in panel.get("targets", []):
+                found.append(PanelQuery(name, panel, target, variables))
+    return found
+
+
+QUERIES = panel_queries()
+
+
+# --- what Grafana does to a query before Infinity sends it ---------------------------
+
+_REFERENCE = re.compile(r"\$\{([^}]+)\}|\$(\w+)|\[\[(\w+)\]\]")
+
+
+def grafana_builtins(start: datetime, end: datetime) -> dict[str, str]:
+    def iso(moment: datetime) -> str:
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    return {
+        "__from:date:iso": iso(start),
+        "__to:date:iso": iso(end),
+        "__from": str(int(start.timestamp() * 1000)),
+        "__to": str(int(end.timestamp() * 1000)),
+        "__interval": INTERVAL,
+        "__interval_ms": str(INTERVAL_MS),
+    }
+
+
+def interpolate(text: str, values: dict[str, str]) -> str:
+    """Grafana's template substitution; an unknown reference fails the test."""
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2) or match.group(3)
+        assert name in values, f"{text!r} refers to ${name}, which is not defined"
+        return values[name]
+
+    return _REFERENCE.sub(substitute, text)
+
+
+def referenced(query: PanelQuery) -> set[str]:
+    texts = [query.target["url"], *(p["value"] for p in query.target["url_options"]["params"])]
+    texts += [c["selector"] for c in query.target.get("computed_columns", [])]
+    names = set()
+    for text in texts:
+        for match in _REFERENCE.finditer(text):
+            names.add(match.group(1) or match.group(2) or match.group(3))
+    return names
+
+
+def variable_combinations(query: PanelQuery) -> list[dict[str, str]]:
+    used = sorted(referenced(query) & set(query.variables))
+    options = [query.variables[name] for name in used]
+    return [dict(zip(used, combo, strict=True)) for combo in itertools.product(*options)]
+
+
+def select(value: Any, path: str) -> Any:
+    """A GJSON-style dotted path, as Infinity's backend parser applies selectors."""
+    for part in path.split(".") if path else []:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul}
+_OPERATORS |= {ast.Div: operator.truediv}
+
+
+def evaluate(expression: str, row: dict[str, Any]) -> float:
+    """Arithmetic of a computed column over the row's fields (names are column texts)."""
+
+    def walk(node: ast.AST) -> float:
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return node.value
+        if isinstance(node, ast.Name):
+            assert node.id in row, f"computed column refers to unknown field {node.id!r}"
+            return row[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            return _OPERATORS[type(node.op)](walk(node.left), walk(node.right))
+        raise AssertionError(f"unsupported expression {ast.dump(node)}")
+
+    return walk(ast.parse(expression, mode="eval"))
+
+
+# --- static checks -----------------------------------------------------------------------
+
+
+def test_dashboards_exist_and_are_the_generator_output() -> None:
+    assert set(DASHBOARDS) == {"storefront-funnel.json", "nudges.json", "pipeline-health.json"}
+    spec = importlib.util.spec_from_file_location("generate", DASHBOARDS_DIR / "generate.py")
+    assert spec and spec.loader
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    rendered = generate.render()
+    for name, text in rendered.items():
+        committed = (DASHBOARDS_DIR / "json" / name).read_text()
+        assert committed == text, f"{name} differs: run python dashboards/generate.py"
+    uids = [d["uid"] for d in DASHBOARDS.values()]
+    assert len(set(uids)) == len(uids)
+
+
+def test_every_panel_uses_only_provisioned_datasources() -> None:
+    assert {"intentflow-api", "intentflow-health", "intentflow-clickhouse"} <= set(DATASOURCES)
+    for name, dashboard in DASHBOARDS.items():
+        assert dashboard["panels"], name
+        for panel in dashboard["panels"]:
+            sources = [panel["datasource"], *(t["datasource"] for t in panel["targets"])]
+            assert panel["targets"], f"{name}: {panel['title']} has no query"
+            for source in sources:
+                assert source["uid"] in DATASOURCES, f"{name}: {panel['title']}: {source}"
+                assert source["type"] == DATASOURCES[source["uid"]]["type"]
+        ids = [p["id"] for p in dashboard["panels"]]
+        assert len(set(ids)) == len(ids), name
+
+
+def test_every_query_follows_the_infinity_model() -> None:
+    openapi = create_app(collector_settings("127.0.0.1:1")).openapi()
+    app_routes = {(path, m.upper()) for path, ops in openapi["paths"].items() for m in ops}
+    for query in QUERIES:
+        target = query.target
+        assert target["datasource"]["type"] == INFINITY, query.id
+        assert (target["type"], target["source"], target["parser"]) == ("json", "url", "backend")
+        assert target["url_options"]["method"] == "GET"
+        assert (target["url"], "GET") in app_routes, f"{query.id}: no route {target['url']}"
+        assert target["columns"], query.id
+        for column in [*target["columns"], *target.get("computed_columns", [])]:
+            assert column["type"] in COLUMN_TYPES, query.id
+            assert column["text"], query.id
+        for column in target["columns"]:
+            assert re.fullmatch(r"\w+(\.\w+)*", column["selector"]), query.id
+        keys = [p["key"] for p in target["url_options"]["params"]]
+        assert len(set(keys)) == len(keys), query.id
+        if "from" in keys or "to" in keys:
+            values = {p["key"]: p["value"] for p in target["url_options"]["params"]}
+            assert values["from"] == "${__from:date:iso}" and values["to"] == "${__to:date:iso}"
+
+
+def test_template_variables_are_defined_and_used() -> None:
+    for name, dashboard in DASHBOARDS.items():
+        defined = set(variable_values(dashboard))
+        builtins = set(grafana_builtins(datetime.now(UTC), datetime.now(UTC)))
+        used: set[str] = set()
+        for query in (q for q in QUERIES if q.dashboard == name):
+            names = referenced(query)
+            assert names <= defined | builtins, f"{query.id}: {names - defined - builtins}"
+            used |= names
+        assert defined <= used, f"{name}: variables {defined - used} are never used"
+
+
+# --- a stack that has processed a simulated day -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stack:
+    api: str
+    start: datetime
+    end: datetime
+
+
+def warehouse_count(client: Client, anonymous_ids: list[str]) -> int:
+    result = client.query(
+        "SELECT uniqExact(event_id) FROM events WHERE anonymous_id IN {ids:Array(String)}",
+        parameters={"ids": anonymous_ids},
+    )
+    return int(result.result_rows[0][0])
+
+
+async def produce_invalid_record(brokers: str) -> None:
+    """A record the engine cannot parse: dead-lettered with its reason."""
+    producer = AIOKafkaProducer(bootstrap_servers=brokers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            TELEMETRY_RAW.name, b'{"event_id": "not-a-uuid"}', key=b"dashboards-test"
+        )
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, broker: str, warehouse: str, clickhouse: Client
+) -> Iterator[Stack]:
+    """Broker, migrated warehouse database, a worker process and the API, after a day of
+    simulated storefront traffic has reached the warehouse."""
+    tmp = tmp_path_factory.mktemp("dashboards")
+    env = support.child_env(
+        env="test",
+        app_id=APP_ID,
+        kafka_brokers=broker,
+        clickhouse_url=warehouse,
+        clickhouse_database=clickhouse.database,
+        data_dir=str(tmp / "data"),
+        token_secret="test-token-secret-of-at-least-32-bytes",
+        pii_master_key="test-pii-master-key",
+        web_enabled="false",
+        log_level="warning",
+    )
+    worker = support.python_process("worker", ["-m", "pipeline.cli", "worker"], tmp / "w.log", env)
+    settings = collector_settings(
+        broker,
+        app_id=APP_ID,
+        clickhouse_url=warehouse,
+        clickhouse_database=clickhouse.database,
+    )
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    day_end = now - timedelta(minutes=2)
+    events = generate_events(SEED, USERS, EVENTS, day_end, days=1)
+    anonymous_ids = sorted({event["anonymous_id"] for event in events})
+    worker.start()
+    try:
+        with running_api(settings) as api:
+            summary = post_events(events, api, WRITE_KEY, SERVER_KEY, batch_size=250)
+            assert summary.failed_requests == 0, summary.rejection_reasons
+            assert summary.accepted == len(events), summary.rejection_reasons
+            asyncio.run(produce_invalid_record(broker))
+            support.wait_for(
+                lambda: (
+                    worker.is_running()
+                    and warehouse_count(clickhouse, anonymous_ids) >= len(events)
+                ),
+                90,
+                f"{len(events)} events in the warehouse (worker log: {tmp / 'w.log'})",
+                interval_s=1.0,
+            )
+            yield Stack(api, day_end - timedelta(days=1, hours=1), now + timedelta(minutes=10))
+    finally:
+        worker.stop(15)
+    log = (tmp / "w.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+
+def fetch(stack: Stack, query: PanelQuery, values: dict[str, str]) -> httpx.Response:
+    target = query.target
+    params = [(p["key"], interpolate(p["value"], values)) for p in target["url_options"]["params"]]
+    url = stack.api + interpolate(target["url"], values)
+    # Both provisioned Infinity datasources send the read key as a bearer token.
+    datasource = DATASOURCES[target["datasource"]["uid"]]
+    assert datasource["jsonData"]["auth_method"] == "bearerToken"
+    headers = {"Authorization": f"Bearer {READ_KEY}"}
+    return httpx.get(url, params=params, headers=headers, timeout=30)
+
+
+def rows_of(query: PanelQuery, response: httpx.Response) -> list[dict[str, Any]]:
+    ignores_status = DATASOURCES[query.target["datasource"]["uid"]]["jsonData"].get(
+        "ignoreStatusCodeCheck", False
+    )
+    ok = {200, 503} if ignores_status else {200}
+    assert response.status_code in ok, f"{query.id}: {response.status_code} {response.text}"
+    found = select(response.json(), query.target["root_selector"])
+    rows = [found] if isinstance(found, dict) else found
+    assert isinstance(rows, list), f"{query.id}: root selector gives {type(found).__name__}"
+    return rows
+
+
+def check_value(kind: str, value: Any, where: str, stack: Stack) -> None:
+    if value is None:
+        return
+    if kind == "number":
+        assert isinstance(value, int | float) and not isinstance(value, bool), where
+        assert math.isfinite(value), where
+    elif kind == "string":
+        assert isinstance(value, str), where
+    else:
+        assert isinstance(value, str), where
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        assert moment.tzinfo is not None, where
+        step = timedelta(milliseconds=INTERVAL_MS)
+        assert stack.start - step <= moment <= stack.end, f"{where}: {value} out of range"
+
+
+def rows_when_present(
+    stack: Stack, query: PanelQuery, values: dict[str, str], where: str
+) -> list[dict[str, Any]]:
+    """The answer's rows; decisions and dead letters reach the warehouse shortly after
+    the events, so an empty answer is asked again for a while."""
+    rows: list[dict[str, Any]] = []
+
+    def answered() -> bool:
+        rows[:] = rows_of(query, fetch(stack, query, values))
+        return bool(rows)
+
+    support.wait_for(answered, 30, f"rows for {where}", interval_s=1.0)
+    return rows
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=lambda q: q.id)
+def test_panel_request_returns_rows_of_the_declared_types(stack: Stack, query: PanelQuery) -> None:
+    builtins = grafana_builtins(stack.start, stack.end)
+    for combination in variable_combinations(query):
+        values = builtins | combination
+        where = f"{query.id} {combination}"
+        rows = rows_when_present(stack, query, values, where)
+        columns = query.target["columns"]
+        for column in columns:
+            seen = [select(row, column["selector"]) for row in rows]
+            for value in seen:
+                check_value(column["type"], value, f"{where} {column['selector']}", stack)
+            assert any(v is not None for v in seen), f"{where}: no {column['selector']}"
+        numbers = [
+            select(row, c["selector"]) for row in rows for c in columns if c["type"] == "number"
+        ]
+        numeric = {c["selector"] for c in columns if c["type"] == "number"}
+        if numbers and not numeric <= NEEDS_DISPATCH:
+            assert any(numbers), f"{where}: every number is 0 (wrong time range?)"
+        for computed in query.target.get("computed_columns", []):
+            expression = interpolate(computed["selector"], values)
+            for row in rows:
+                fields = {c["text"]: select(row, c["selector"]) for c in columns}
+                result = evaluate(expression, fields)
+                check_value(computed["type"], result, f"{where} {computed['text']}", stack)
