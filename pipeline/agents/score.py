@@ -10,9 +10,12 @@ and the decisions keep their ids, so downstream consumers drop the repeats.
 import asyncio
 import logging
 import time
+from dataclasses import asdict
 
 import faust
+from faust.exceptions import SameNode
 
+from pipeline.domain.profile import profile
 from pipeline.domain.rules import rules_from
 from pipeline.domain.state import state_from_bytes, state_to_bytes
 from pipeline.engine.clock import PartitionClock
@@ -113,6 +116,23 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
             for partition in clock.follow_wall_clock(int(time.time() * 1000)):
                 engine.fire_due(partition)
             await ship()
+
+    @app.page("/users/{user_key}/profile")
+    async def user_profile(web: faust.web.Web, request: faust.web.Request, user_key: str):
+        # Interactive query: Faust's router forwards the request to the worker
+        # that owns the key's partition, so this reads the live state, cache
+        # included. The router hashes keys with Faust's producer, which never
+        # writes the changelog (ours does), so it must learn its partitions first.
+        await app.producer._ensure_producer().partitions_for(store.changelog_topic)
+        try:
+            return await app.router.route_req(state_table.name, user_key, web, request)
+        except SameNode:
+            pass
+        tp = app.producer.key_partition(store.changelog_topic, user_key.encode())
+        state = store.get(user_key, tp.partition)
+        if state is None:
+            return web.json({"detail": "no state for this user"}, status=404)
+        return web.json(asdict(profile(state, int(time.time() * 1000), rules)))
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:

@@ -2,9 +2,10 @@
 
 from dataclasses import dataclass
 
+from pipeline.domain.clock import to_datetime
 from pipeline.domain.rules import Rules
 from pipeline.domain.scoring import Signals, top_signals, value
-from pipeline.domain.state import UserState
+from pipeline.domain.state import GRANTED, HAS_PHONE, UserState
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,13 +15,32 @@ class ScoreView:
 
 
 @dataclass(frozen=True, slots=True)
+class CartView:
+    cart_id: str
+    items: dict[str, dict[str, float]]  # product -> {quantity, price}
+    rescue_due: str | None  # ISO time the rescue fires, if it is pending
+    rescue_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentView:
+    granted: bool
+    has_phone: bool
+    at: str  # ISO time of the latest decision
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
+    user_key: str
+    user_id: str | None
+    tier: str  # "vip" or "standard"
     user: ScoreView
     products: dict[str, ScoreView]
     categories: dict[str, ScoreView]
-    cart_items: int
+    cart: CartView | None
+    consent: dict[str, ConsentView]
     orders: int
-    vip: bool
+    last_seen: str | None
 
 
 def profile(state: UserState, at_ms: int, rules: Rules) -> Profile:
@@ -33,11 +53,31 @@ def profile(state: UserState, at_ms: int, rules: Rules) -> Profile:
             top_signals(score, plan.top_signals, at_ms, rate),
         )
 
+    basket = state.cart
+    cart = None
+    if basket is not None:
+        cart = CartView(
+            cart_id=basket.cart_id,
+            items={p: {"quantity": q, "price": price} for p, (q, price) in basket.items.items()},
+            rescue_due=_iso(basket.deadline_ms) if basket.deadline_ms is not None else None,
+            rescue_id=basket.rescue_id,
+        )
     return Profile(
+        user_key=state.key,
+        user_id=state.user_id,
+        tier="vip" if state.vip else "standard",
         user=view(state.user, plan.decay_user),
         products={k: view(s, plan.decay_product) for k, s in state.products.items()},
         categories={k: view(s, plan.decay_category) for k, s in state.categories.items()},
-        cart_items=len(state.cart.items) if state.cart else 0,
+        cart=cart,
+        consent={
+            channel: ConsentView(bool(flags & GRANTED), bool(flags & HAS_PHONE), _iso(at))
+            for channel, (flags, at) in state.consent.items()
+        },
         orders=state.orders,
-        vip=state.vip,
+        last_seen=_iso(state.last_ms) if state.last_ms >= 0 else None,
     )
+
+
+def _iso(ms: int) -> str:
+    return to_datetime(ms).isoformat().replace("+00:00", "Z")

@@ -31,7 +31,7 @@ class UserStateStore(Generic[State]):
         outputs: KafkaOutputs,
         encode: Callable[[State], bytes],
         decode: Callable[[bytes], State],
-        max_cached: int = 200_000,
+        max_cached: int = 50_000,
     ) -> None:
         self._table = table
         self._outputs = outputs
