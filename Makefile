@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= .local-stack
 
-.PHONY: install test lint format demo bench chaos chromium clean
+.PHONY: install test lint format demo bench chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,16 +33,13 @@ format: install
 	$(BIN)/ruff format .
 
 test: install chromium lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q
 
 demo: install
 	$(BIN)/intentflow local up --data-dir $(DATA_DIR) --simulate
 
 bench: install
 	$(BIN)/python -m benchmarks
-
-chaos: install
-	$(BIN)/python -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

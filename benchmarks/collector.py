@@ -163,7 +163,8 @@ def _runs(figures: list[float]) -> str:
     return ", ".join(f"{x:,.0f}" for x in figures)
 
 
-async def main(args: argparse.Namespace) -> None:
+async def measure_both(seconds: float, runs: int, concurrency: int) -> dict:
+    args = argparse.Namespace(seconds=seconds, runs=runs, concurrency=concurrency)
     key = new_api_key("write")
     payloads = bodies(200)
     with Broker() as broker:
@@ -176,19 +177,34 @@ async def main(args: argparse.Namespace) -> None:
         }
         collector = await measure("api.main:create_app", env, key, payloads, args)
         reference = await measure("benchmarks.collector:reference_app", env, key, payloads, args)
-    c, r = statistics.median(collector), statistics.median(reference)
-    print(
-        f"batches of {BATCH} events, {len(payloads[0]) // BATCH} bytes/event, "
-        f"{args.concurrency} concurrent clients, {args.runs} runs of {args.seconds:g} s"
-    )
-    print(f"collector: {c:,.0f} events/s accepted (median; runs {_runs(collector)})")
-    print(f"reference: {r:,.0f} events/s (median; runs {_runs(reference)})")
-    print(f"ratio collector/reference: {c / r:.2f}")
+    return {
+        "collector_events_per_s": statistics.median(collector),
+        "collector_reference_events_per_s": statistics.median(reference),
+        "collector_runs": collector,
+        "bytes_per_event": len(payloads[0]) // BATCH,
+    }
 
 
-if __name__ == "__main__":
+def run(seconds: float = 4.0, runs: int = 3, concurrency: int = 8) -> dict:
+    return asyncio.run(measure_both(seconds, runs, concurrency))
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
-    asyncio.run(main(parser.parse_args()))
+    args = parser.parse_args()
+    result = run(args.seconds, args.runs, args.concurrency)
+    c, r = result["collector_events_per_s"], result["collector_reference_events_per_s"]
+    print(
+        f"batches of {BATCH} events, {result['bytes_per_event']} bytes/event, "
+        f"{args.concurrency} concurrent clients, {args.runs} runs of {args.seconds:g} s"
+    )
+    print(f"collector: {c:,.0f} events/s accepted (median; runs {_runs(result['collector_runs'])})")
+    print(f"reference: {r:,.0f} events/s (median)")
+    print(f"ratio collector/reference: {c / r:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -133,29 +133,40 @@ def run_reference(raws: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
+def run(events: int = 200_000, users: int = 5_000) -> dict:
+    parsed, raws = make_events(events, users)
+    fold_runs, reference_runs = [], []
+    for _ in range(3):
+        elapsed, states, decisions = run_fold(parsed)
+        fold_runs.append(len(parsed) / elapsed)
+        reference_runs.append(len(raws) / run_reference(raws))
+    sizes = sorted(len(state_to_bytes(state)) for state in states.values())
+    return {
+        "fold_events_per_s": statistics.median(fold_runs),
+        "fold_reference_events_per_s": statistics.median(reference_runs),
+        "events": len(parsed),
+        "user_keys": len(states),
+        "decisions": decisions,
+        "state_bytes_median": sizes[len(sizes) // 2],
+        "state_bytes_p90": sizes[len(sizes) * 9 // 10],
+        "state_bytes_max": sizes[-1],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--users", type=int, default=5_000)
     args = parser.parse_args()
-    events, raws = make_events(args.events, args.users)
-    fold_runs, reference_runs = [], []
-    for _ in range(3):
-        elapsed, states, decisions = run_fold(events)
-        fold_runs.append(len(events) / elapsed)
-        reference_runs.append(len(raws) / run_reference(raws))
-    fold_rate, reference_rate = statistics.median(fold_runs), statistics.median(reference_runs)
-    sizes = sorted(len(state_to_bytes(state)) for state in states.values())
-    print(
-        f"events: {len(events):,} over {len(states):,} user keys; decisions per run: {decisions:,}"
-    )
+    result = run(args.events, args.users)
+    fold_rate, reference_rate = result["fold_events_per_s"], result["fold_reference_events_per_s"]
+    events, states, decisions = result["events"], range(result["user_keys"]), result["decisions"]
+    sizes = [result["state_bytes_median"], result["state_bytes_p90"], result["state_bytes_max"]]
+    print(f"events: {events:,} over {len(states):,} user keys; decisions per run: {decisions:,}")
     print(f"fold (apply):               {fold_rate:>12,.0f} events/s  (median of 3)")
     print(f"reference (orjson + dict):  {reference_rate:>12,.0f} events/s  (median of 3)")
     print(f"fold / reference:           {fold_rate / reference_rate:>12.2f}")
-    print(
-        f"state bytes per user: median {sizes[len(sizes) // 2]}, "
-        f"p90 {sizes[len(sizes) * 9 // 10]}, max {sizes[-1]}"
-    )
+    print(f"state bytes per user: median {sizes[0]}, p90 {sizes[1]}, max {sizes[2]}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""State per active user: serialized bytes, RocksDB bytes on disk, and memory while cached.
+
+    python -m benchmarks.state [--users 100000 1000000]
+
+An active user here has a short realistic session folded into their state:
+consent, a few product views with spec lingering across products and
+categories, a cart with two items. 100k distinct states are built by the real
+fold; larger counts repeat those sessions under new user keys. States are
+written the way the worker writes them (``state_to_bytes`` into RocksDB with
+the options Faust opens its tables with), compacted, and the directory
+measured. Memory is the RSS growth of holding the states as the worker's
+cache does (a dict of ``UserState``), per state. Target: ≤ 1 KiB per user.
+"""
+
+import argparse
+import gc
+import random
+import resource
+import tempfile
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rocksdict import Options, Rdict, WriteBatch
+
+from pipeline.domain import apply, default_rules, state_from_bytes, state_to_bytes
+from schemas.events import parse_event
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def session(rng: random.Random, user: str) -> list:
+    at = START + timedelta(seconds=rng.randrange(86_400))
+    products = [f"p{rng.randrange(5000)}" for _ in range(4)]
+    steps = [("consent", {"channel": "whatsapp", "granted": True, "phone_ref": "ref"})]
+    for product in products:
+        category = f"c{int(product[1:]) % 40}"
+        steps.append(("product_view", {"product_id": product, "category": category}))
+        if rng.random() < 0.5:
+            dwell = rng.randrange(2000, 30_000)
+            steps.append(("spec_linger", {"product_id": product, "dwell_ms": dwell}))
+    for product in products[:2]:
+        steps.append(("add_to_cart", {"product_id": product, "quantity": 1, "price": 19.9}))
+    events = []
+    for name, properties in steps:
+        at += timedelta(seconds=rng.randrange(5, 90))
+        raw = {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "name": name,
+            "timestamp": at.isoformat(),
+            "anonymous_id": f"anon-{user}",
+            "user_id": user,
+            "properties": properties,
+            "context": {"timezone": "Europe/Berlin"},
+        }
+        events.append(parse_event(raw, received_at=at))
+    return events
+
+
+def build_states(count: int, seed: int = 5) -> list[bytes]:
+    rules, rng = default_rules(), random.Random(seed)
+    out = []
+    for i in range(count):
+        user = f"user-{i:07d}"
+        state = None
+        for event in session(rng, user):
+            state, _ = apply(state, event, rules)
+        out.append(state_to_bytes(state))
+    return out
+
+
+def rocksdb_bytes(encoded: list[bytes], copies: int, path: Path) -> int:
+    db = Rdict(str(path), Options(raw_mode=True))  # as faust.stores.rocksdb opens tables
+    for copy in range(copies):
+        batch = WriteBatch(raw_mode=True)
+        for i, value in enumerate(encoded):
+            batch.put(f"user-{copy}-{i:07d}".encode(), value)
+        db.write(batch)
+    db.flush()
+    db.compact_range(None, None)
+    db.close()
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def run(user_counts: tuple[int, ...] = (100_000, 1_000_000), distinct: int = 100_000) -> dict:
+    encoded = build_states(distinct)
+    serialized = sum(map(len, encoded)) / len(encoded)
+    gc.collect()
+    before = rss_bytes()
+    cache = {i: state_from_bytes(value) for i, value in enumerate(encoded)}
+    gc.collect()
+    memory = (rss_bytes() - before) / len(cache)
+    del cache
+    results: dict = {
+        "state_bytes_per_user": serialized,
+        "state_memory_bytes_per_cached_user": memory,
+    }
+    for count in user_counts:
+        copies = max(1, count // distinct)
+        with tempfile.TemporaryDirectory(prefix="bench-state-") as tmp:
+            size = rocksdb_bytes(encoded, copies, Path(tmp) / "db")
+        results[f"rocksdb_bytes_per_user_{count}"] = size / (copies * len(encoded))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, nargs="+", default=[100_000, 1_000_000])
+    args = parser.parse_args()
+    for name, value in run(tuple(args.users)).items():
+        print(f"{name:40} {value:>10,.0f}")
+
+
+if __name__ == "__main__":
+    main()
