@@ -12,10 +12,32 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.resources import Resources
-from api.routes import demo, health, track, tracker
+from api.routes import (
+    admin,
+    backtests,
+    demo,
+    health,
+    metrics,
+    profiles,
+    track,
+    tracker,
+    users,
+    webhooks,
+)
 from api.settings import ApiSettings
 
-ROUTERS = (health.router, track.router, tracker.router, demo.router)
+ROUTERS = (
+    health.router,
+    track.router,
+    tracker.router,
+    demo.router,
+    backtests.router,
+    webhooks.router,
+    admin.router,
+    users.router,
+    metrics.router,
+    profiles.router,
+)
 
 
 def create_app(settings: ApiSettings | None = None) -> FastAPI:

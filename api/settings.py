@@ -1,6 +1,6 @@
 """Settings of the API process, read once in ``create_app`` and injected into routes."""
 
-from pydantic import SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from schemas.settings import CommaSet, CommonSettings, split_commas
 
@@ -18,8 +18,19 @@ class ApiSettings(CommonSettings):
     max_batch_events: int = 500
     max_body_bytes: int = 1 << 20
     produce_timeout_s: float = 5.0
+    # Per-provider HMAC secrets of delivery webhooks; a provider without one is refused.
+    whatsapp_webhook_secret: SecretStr | None = None
+    sms_webhook_secret: SecretStr | None = None
+    webhook_tolerance_s: int = 300
+    # Where message links point (the admin preview renders them as the dispatcher does).
+    storefront_url: str = "http://127.0.0.1:8000/demo"
     # Write key the /demo/ storefront embeds in its pages; the demo is off while unset.
     demo_write_key: SecretStr | None = None
+    # A worker's web server: profiles read the live state through it (Faust routes
+    # the request to the worker that owns the user's partition).
+    worker_url: str | None = None
+    # An order counts as a message's conversion up to this long after its first read/click.
+    attribution_window_s: int = Field(default=7 * 86_400, gt=0)
 
     _split = field_validator(
         "write_key_hashes",

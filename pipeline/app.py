@@ -11,6 +11,7 @@ from pathlib import Path
 import faust
 
 from pipeline.agents.score import register_scoring
+from pipeline.dispatch.agent import register_dispatch
 from pipeline.faust_transport import low_latency_transport
 from pipeline.settings import WorkerSettings
 from pipeline.sink import register_sink
@@ -20,6 +21,8 @@ Registration = Callable[[faust.App, WorkerSettings], None]
 
 # The engine's agents plug in here, in the order they should be registered.
 AGENT_REGISTRATIONS: tuple[Registration, ...] = (register_scoring, register_sink)
+# The live edge only (``intentflow dispatcher``), never in a replay: see docs/dispatch.md.
+DISPATCH_REGISTRATIONS: tuple[Registration, ...] = (register_dispatch,)
 
 
 def faust_app_id(settings: WorkerSettings) -> str:
@@ -60,6 +63,7 @@ def create_app(
         web_enabled=settings.web_enabled,
         web_bind="127.0.0.1" if settings.env == "local" else "0.0.0.0",
         web_port=settings.web_port,
+        **({"web_host": settings.web_host} if settings.web_host else {}),
     )
     app.transport = low_latency_transport(app, settings.consumer_fetch_max_wait_ms)
     for register in registrations:

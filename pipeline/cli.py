@@ -6,8 +6,14 @@ Each command lives next to the code it runs; adding one is an import and an
 
 import click
 
+from pipeline.dispatch.command import dispatcher_command
+from pipeline.dispatch.provider_sim import provider_sim_command
 from pipeline.local.commands import local_group
+from pipeline.replay.compare import backtest_group
+from pipeline.replay.export import export_command
+from pipeline.replay.replay import replay_command
 from pipeline.simulate import simulate_command
+from pipeline.warehouse.migrate import migrate_command
 from pipeline.worker import worker_command
 
 
@@ -22,6 +28,12 @@ def main() -> None:
 main.add_command(worker_command)
 main.add_command(local_group)
 main.add_command(simulate_command)
+main.add_command(export_command)
+main.add_command(replay_command)
+main.add_command(backtest_group)
+main.add_command(dispatcher_command)
+main.add_command(provider_sim_command)
+main.add_command(migrate_command)
 
 
 if __name__ == "__main__":

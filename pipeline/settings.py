@@ -14,6 +14,9 @@ class WorkerSettings(CommonSettings):
     worker_index: int = 0
     web_enabled: bool = True
     web_port: int = 6066
+    # How other workers and the API reach this one (Faust's canonical URL host);
+    # None: the machine's host name.
+    web_host: str | None = None
     log_level: str = "info"
     # Tansu's group join waits session_timeout/2 (LOCAL_STACK_NOTES.md).
     broker_session_timeout: float = 10.0

@@ -169,7 +169,19 @@ class Identify(_Properties):
 class Consent(_Properties):
     channel: Channel
     granted: bool
+    # Sent by the client; the collector seals it in the consent store and replaces it
+    # with the two fields below before anything is produced (docs/dispatch.md).
     phone: E164 | None = None
+    phone_ref: ShortStr | None = Field(
+        default=None,
+        description="Set by the collector: the stored, encrypted copy of the phone.",
+        json_schema_extra={"readOnly": True},
+    )
+    phone_masked: ShortStr | None = Field(
+        default=None,
+        description="Set by the collector: the phone masked, e.g. +91 ••••••9721.",
+        json_schema_extra={"readOnly": True},
+    )
 
 
 PROPERTY_MODELS: dict[str, type[_Properties]] = {

@@ -13,6 +13,7 @@ from clickhouse_connect.driver.client import Client
 from api.settings import ApiSettings
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.settings import WorkerSettings
+from pipeline.warehouse.migrate import apply_migrations
 from schemas.topics import SOURCE_TOPICS
 from tests import support
 
@@ -36,12 +37,13 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def clickhouse(warehouse: str, request: pytest.FixtureRequest) -> Iterator[Client]:
-    """A clickhouse-connect client on a database of its own, dropped after the module."""
+    """A clickhouse-connect client on a database of its own (migrated), dropped after the module."""
     module = re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
     database = f"test_{module}_{uuid.uuid4().hex[:8]}"
     admin = clickhouse_connect.get_client(dsn=warehouse)
     admin.command(f"CREATE DATABASE {database}")
     client = clickhouse_connect.get_client(dsn=warehouse, database=database)
+    apply_migrations(client)
     try:
         yield client
     finally:

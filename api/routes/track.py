@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import Scope, TrackCaller
 from api.deps import ResourcesDep, SettingsDep
+from api.privacy.consent import ConsentStoreUnavailable, protect_consents
 from api.producer import BrokerUnavailable
 from schemas.events import SERVER_EVENTS, Event, EventError, parse_event
 from schemas.topics import TELEMETRY_RAW
@@ -204,9 +205,17 @@ async def track(
     ip = request.client.host if request.client and caller.scope is Scope.WRITE else None
     events, rejected = _validate(raws, caller.scope, datetime.now(UTC), ip)
     try:
+        # Consent is recorded and phones sealed before anything is produced (docs/dispatch.md).
+        events = await protect_consents(events, resources, settings)
         await resources.events.publish(
             TELEMETRY_RAW.name, [(event.key.encode(), event.to_json()) for event in events]
         )
+    except ConsentStoreUnavailable:
+        raise _error(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "events not accepted: the consent store is unavailable; retry with the same event ids",
+            headers={"Retry-After": "2"},
+        ) from None
     except BrokerUnavailable as exc:
         raise _error(
             status.HTTP_503_SERVICE_UNAVAILABLE,

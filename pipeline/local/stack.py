@@ -14,6 +14,7 @@ The simulator is not a core part: its exit is reported and the stack keeps runni
 import asyncio
 import fcntl
 import os
+import secrets
 import shutil
 import signal
 import sys
@@ -29,6 +30,7 @@ from pipeline.local.processes import ManagedProcess, ProcessError, stop_all
 from pipeline.local.readiness import StopRequested, exited_message, http_get, wait_until
 from pipeline.local.settings import LocalStackSettings
 from pipeline.local.warehouse_schema import ensure_database
+from pipeline.warehouse.migrate import migrate_database
 from schemas.topics import SOURCE_TOPICS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -127,21 +129,48 @@ class LocalStack:
         )
         try:
             ensure_database(self.warehouse_url, settings.clickhouse_database)
+            migrate_database(self.warehouse_url, settings.clickhouse_database)
         except Exception as exc:
             raise ProcessError(f"warehouse: cannot create the database: {exc}") from exc
 
+        worker_urls = []
         for index in range(settings.workers):
+            # Each worker's web server answers profile queries, forwarding each to
+            # the worker that owns the user's partition.
+            web_port = free_port(settings.host)
+            worker_urls.append(f"http://{settings.host}:{web_port}")
             worker = self._process(
                 f"worker-{index}",
                 ["-m", "pipeline.cli", "worker"],
                 extra_env={
                     "INTENTFLOW_WORKER_INDEX": str(index),
-                    # Several workers share the machine; none needs Faust's web server.
-                    "INTENTFLOW_WEB_ENABLED": "false",
+                    "INTENTFLOW_WEB_PORT": str(web_port),
+                    "INTENTFLOW_WEB_HOST": settings.host,
                 },
             )
             worker.start()
             self.workers.append(worker)
+
+        # Dispatch: the provider simulator (webhooks back to the API) and the dispatcher role.
+        sim_port = free_port(settings.host)
+        self.webhook_env = {
+            f"INTENTFLOW_{c}_WEBHOOK_SECRET": secrets.token_urlsafe(32) for c in ("WHATSAPP", "SMS")
+        }
+        for name, args, env in (
+            (
+                "provider-sim",
+                ["provider-sim", "--port", str(sim_port)],
+                {"INTENTFLOW_WEBHOOK_URL": self.api_url},
+            ),
+            (
+                "dispatcher",
+                ["dispatcher"],
+                {"INTENTFLOW_PROVIDER_URL": f"http://{settings.host}:{sim_port}"},
+            ),
+        ):
+            part = self._process(name, ["-m", "pipeline.cli", *args], {**self.webhook_env, **env})
+            part.start()
+            self.workers.append(part)  # supervised and stopped with the workers
 
         self.api = self._process(
             "api",
@@ -162,6 +191,8 @@ class LocalStack:
                 **self.keys.hash_env(),
                 # The demo storefront embeds a write key in its pages, as any storefront does.
                 "INTENTFLOW_DEMO_WRITE_KEY": self.keys.keys["write"],
+                "INTENTFLOW_WORKER_URL": worker_urls[0],
+                **self.webhook_env,
             },
         )
         self.api.start()

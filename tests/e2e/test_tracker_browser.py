@@ -58,8 +58,16 @@ def wait_until_sent(page: Page, timeout_ms: float = 15_000) -> None:
     )
 
 
-def test_a_shopping_journey_arrives_with_its_properties(browser: Browser, broker: str):
-    settings = collector_settings(broker, demo_write_key=WRITE_KEY)
+def test_a_shopping_journey_arrives_with_its_properties(
+    browser: Browser, broker: str, warehouse: str, clickhouse
+):
+    # Consent is recorded (phone sealed) in the warehouse before the event is produced.
+    settings = collector_settings(
+        broker,
+        demo_write_key=WRITE_KEY,
+        clickhouse_url=warehouse,
+        clickhouse_database=clickhouse.database,
+    )
     with running_api(settings) as api:
         page = browser.new_page(viewport={"width": 1200, "height": 800})
         page.goto(f"{api}/demo/")
@@ -115,10 +123,12 @@ def test_a_shopping_journey_arrives_with_its_properties(browser: Browser, broker
         "category": "cameras",
     }
     assert len(by_name["exit_intent"]) == 1
-    assert by_name["consent"][0]["properties"] == {
+    consent = by_name["consent"][0]["properties"]
+    assert "phone" not in consent and consent["phone_ref"]  # never in clear on a topic
+    assert {k: consent[k] for k in ("channel", "granted", "phone_masked")} == {
         "channel": "whatsapp",
         "granted": True,
-        "phone": "+12025550123",
+        "phone_masked": "+1 ••••••0123",
     }
     page_views = {e["context"]["page"]["path"] for e in by_name["page_view"]}
     assert {"/demo/", "/demo/product/cam-001", "/demo/cart", "/demo/checkout"} <= page_views

@@ -33,8 +33,12 @@ SERVER = {"Authorization": f"Bearer {SERVER_KEY}"}
 
 
 @pytest.fixture(scope="module")
-def api(broker: str) -> Iterator[str]:
-    with running_api(collector_settings(broker)) as url:
+def api(broker: str, warehouse: str, clickhouse) -> Iterator[str]:
+    # Consent events are recorded (phones sealed) in the warehouse before they are produced.
+    settings = collector_settings(
+        broker, clickhouse_url=warehouse, clickhouse_database=clickhouse.database
+    )
+    with running_api(settings) as url:
         yield url
 
 
