@@ -19,6 +19,7 @@ from api.routes import (
     health,
     metrics,
     profiles,
+    tokens,
     track,
     tracker,
     users,
@@ -37,6 +38,7 @@ ROUTERS = (
     users.router,
     metrics.router,
     profiles.router,
+    tokens.router,
 )
 
 

@@ -1,6 +1,9 @@
 """Settings of the API process, read once in ``create_app`` and injected into routes."""
 
+from typing import Annotated
+
 from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from schemas.settings import CommaSet, CommonSettings, split_commas
 
@@ -26,6 +29,8 @@ class ApiSettings(CommonSettings):
     storefront_url: str = "http://127.0.0.1:8000/demo"
     # Write key the /demo/ storefront embeds in its pages; the demo is off while unset.
     demo_write_key: SecretStr | None = None
+    # Older token signing keys still accepted ("kid:secret,kid:secret"): rotation.
+    token_verify_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     # A worker's web server: profiles read the live state through it (Faust routes
     # the request to the worker that owns the user's partition).
     worker_url: str | None = None
@@ -40,3 +45,14 @@ class ApiSettings(CommonSettings):
         "cors_origins",
         mode="before",
     )(split_commas)
+
+    @field_validator("token_verify_keys", mode="before")
+    @classmethod
+    def _parse_key_list(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = (part.split(":", 1) for part in value.split(",") if part.strip())
+        try:
+            return {kid.strip(): secret.strip() for kid, secret in pairs}
+        except ValueError:
+            raise ValueError("expected kid:secret pairs separated by commas") from None

@@ -1,0 +1,115 @@
+"""``POST /v1/tokens/redeem``: a store backend redeems a VIP discount token at checkout.
+
+Verification (signature, key id, expiry) is ``schemas.tokens``; single use is
+decided by the warehouse: the attempt whose row is the token's earliest wins
+(migrations/0040_token_redemptions.sql). Within one API process a lock per
+token serialises attempts, so the warehouse only arbitrates between processes.
+"""
+
+import asyncio
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from fastapi import APIRouter, Depends, HTTPException, status
+from pydantic import BaseModel, Field
+
+from api.auth import Caller, Scope, require
+from api.deps import ClickHouseDep, SettingsDep
+from api.settings import ApiSettings
+from schemas.tokens import TokenError, TokenKeys, verify_token
+
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+
+# Store backends redeem at checkout; operators may too.
+RedeemCaller = Annotated[Caller, Depends(require(Scope.SERVER, Scope.ADMIN))]
+
+_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+class RedeemRequest(BaseModel):
+    token: str = Field(min_length=1, max_length=4096)
+    order_id: str | None = Field(default=None, max_length=256)
+
+
+class RedeemResponse(BaseModel):
+    status: Literal["redeemed"] = "redeemed"
+    token_id: str
+    user_key: str
+    discount_percent: float
+    redeemed_at: str
+
+
+class RefusalDetail(BaseModel):
+    reason: Literal["malformed", "unknown_key", "invalid_signature", "expired", "replayed"]
+    message: str
+
+
+def token_keys(settings: ApiSettings) -> TokenKeys:
+    """The signing key plus older ones still accepted (rotation by key id)."""
+    secrets = {kid: secret.get_secret_value() for kid, secret in settings.token_verify_keys.items()}
+    secrets[settings.token_key_id] = settings.token_secret.get_secret_value()
+    return TokenKeys(current_kid=settings.token_key_id, secrets=secrets)
+
+
+def _claim(client: Client, token_id: str, user_key: str, order_id: str) -> str | None:
+    """Insert this attempt and return its time if it is the token's first redemption."""
+    redemption_id = uuid.uuid4()
+    client.insert(
+        "token_redemptions",
+        [[token_id, redemption_id, user_key, order_id]],
+        column_names=["token_id", "redemption_id", "user_key", "order_id"],
+    )
+    first = client.query(
+        "SELECT redemption_id, redeemed_at FROM token_redemptions "
+        "WHERE token_id = {token_id:String} ORDER BY redeemed_at, redemption_id LIMIT 1",
+        parameters={"token_id": token_id},
+    ).first_row
+    if first[0] != redemption_id:
+        return None
+    return first[1].astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _refuse(code: int, reason: str, message: str) -> HTTPException:
+    return HTTPException(code, RefusalDetail(reason=reason, message=message).model_dump())
+
+
+@router.post(
+    "/redeem",
+    responses={
+        401: {"description": "No server or admin key."},
+        409: {"model": RefusalDetail, "description": "The token was already redeemed."},
+        422: {"model": RefusalDetail, "description": "Malformed, forged, tampered or expired."},
+        503: {"description": "The warehouse, which records redemptions, is unavailable."},
+    },
+)
+async def redeem_token(
+    body: RedeemRequest, caller: RedeemCaller, settings: SettingsDep, clickhouse: ClickHouseDep
+) -> RedeemResponse:
+    try:
+        claims = verify_token(body.token, token_keys(settings), now=datetime.now(UTC))
+    except TokenError as exc:
+        raise _refuse(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason, exc.detail) from None
+    token_id = str(claims["jti"])
+    async with _locks[token_id]:
+        try:
+            redeemed_at = await asyncio.to_thread(
+                _claim, clickhouse, token_id, str(claims["sub"]), body.order_id or ""
+            )
+        except (ClickHouseError, OSError) as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"warehouse unavailable: {type(exc).__name__}",
+                headers={"Retry-After": "5"},
+            ) from None
+    if redeemed_at is None:
+        raise _refuse(status.HTTP_409_CONFLICT, "replayed", "this token was already redeemed")
+    return RedeemResponse(
+        token_id=token_id,
+        user_key=str(claims["sub"]),
+        discount_percent=float(claims.get("discount_percent", 0)),
+        redeemed_at=redeemed_at,
+    )
