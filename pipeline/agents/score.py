@@ -23,6 +23,9 @@ from pipeline.engine.outputs import KafkaOutputs
 from pipeline.engine.processor import EngineProcessor, EngineTopics
 from pipeline.engine.state_store import UserStateStore
 from pipeline.settings import WorkerSettings
+from pipeline.sink.agents import SinkConfig
+from pipeline.sink.held import HeldEventSink
+from pipeline.sink.writer import WarehouseWriter
 from schemas.messages import VipUpgrade
 from schemas.tokens import TokenKeys, sign_token
 from schemas.topics import USER_PARTITIONS
@@ -61,6 +64,12 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
         return sign_token(upgrade.claims(), keys)
 
     engine = EngineProcessor(rules, store, clock, topics, sign_vip)
+    # Live only: the events the engine parsed go to the warehouse in the same pass.
+    sink = None
+    if not settings.namespace:
+        writer = WarehouseWriter(settings.clickhouse_url, settings.clickhouse_database)
+        config = SinkConfig()
+        sink = HeldEventSink(topics.raw, writer, config.batch_size, config.within_s)
     indexed: set[int] = set()
     # The agents and the wall-clock timer share the engine; one ships at a time.
     shipping = asyncio.Lock()
@@ -83,8 +92,14 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
             for event in events:
                 message = event.message
                 ensure_indexed(message.partition)
-                engine.on_raw(message.partition, message.offset, message.key, message.value)
+                parsed = engine.on_raw(
+                    message.partition, message.offset, message.key, message.value
+                )
+                if sink is not None:
+                    sink.hold(event, parsed)
             await ship()
+            if sink is not None:
+                await sink.flush_if_due()
 
     @app.agent(identity_topic, name="hand_over_identities")
     async def hand_over_identities(stream: faust.StreamT) -> None:
@@ -134,10 +149,19 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
             return web.json({"detail": "no state for this user"}, status=404)
         return web.json(asdict(profile(state, int(time.time() * 1000), rules)))
 
+    if sink is not None:
+
+        @app.timer(interval=0.25, on_leader=False)
+        async def flush_held_events() -> None:
+            # An idle stream still gets its last events recorded and committed.
+            await sink.flush_if_due()
+
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
         partitions = {tp.partition for tp in revoked if tp.topic == topics.raw}
         await ship()
+        if sink is not None:
+            await sink.drain()
         indexed.difference_update(partitions)
         clock.forget(partitions)
         store.forget(partitions)
@@ -146,3 +170,6 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
     async def stop_outputs(app: faust.App, **kwargs: object) -> None:
         await ship()
         await outputs.stop()
+        if sink is not None:
+            await sink.drain()
+            sink.close()

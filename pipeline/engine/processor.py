@@ -85,19 +85,23 @@ class EngineProcessor:
 
     # --- raw telemetry -----------------------------------------------------
 
-    def on_raw(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
+    def on_raw(
+        self, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> Event | None:
+        """Fold one raw record; returns the parsed event (None when dead-lettered),
+        so the caller can record it without parsing it again."""
         try:
             event = load_event(value or b"")
         except EventError as exc:
             self._dead_letter(self.topics.raw, partition, offset, key, value, exc)
-            return
+            return None
         user_key = event.key
         if event.name == "identify" and key is not None and key != user_key.encode():
             # Keyed by the user id by some other producer: this is not the
             # anonymous state's partition; fetch the state from there first.
             self._claim(event.anonymous_id, event.user_id, event.ts_ms)
             self._observe(partition, event)
-            return
+            return event
         state = self.store.get(user_key, partition)
         state, decisions = apply(state, event, self.rules)
         self._keep(partition, user_key, state)
@@ -105,6 +109,7 @@ class EngineProcessor:
         if event.name == "identify" and event.user_id != event.anonymous_id:
             self._on_claim(partition, event.anonymous_id, event.user_id, event.ts_ms)
         self._observe(partition, event)
+        return event
 
     def _observe(self, partition: int, event: Event) -> None:
         # The server's receipt time bounds a client clock that runs fast.

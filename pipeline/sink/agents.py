@@ -25,10 +25,11 @@ from pipeline.sink.processors import (
     Processor,
     decision_processor,
     process_dead_letter,
-    process_event,
     process_receipt,
 )
+from pipeline.sink.rows import DEAD_LETTERS, dead_letter_row
 from pipeline.sink.writer import WarehouseWriter
+from schemas.deadletter import DeadLetter
 from schemas.topics import NUDGES, RECEIPTS, TELEMETRY_DLQ, VIP
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ class SinkConfig:
 def sink_topics(settings: WorkerSettings) -> list[tuple[str, str, Processor]]:
     """(agent name, topic, processor) of every topic the live worker records."""
     decisions = decision_processor(LIVE_RUN)
+    # The events table is fed by the score agent, which parses the raw topic
+    # anyway (pipeline/sink/held.py).
     return [
-        ("sink_events", settings.source_topic, process_event),
         ("sink_dead_letters", TELEMETRY_DLQ.name, process_dead_letter),
         ("sink_nudges", NUDGES.name, decisions),
         ("sink_vip", VIP.name, decisions),
@@ -63,22 +65,32 @@ def sink_topics(settings: WorkerSettings) -> list[tuple[str, str, Processor]]:
 
 
 def fill_batch(topic: str, events: list, processor: Processor) -> SinkBatch:
-    """Rows of one ``take_events`` batch; undecodable records are counted, not stored."""
+    """Rows of one ``take_events`` batch; an unreadable record becomes a ``dead_letters`` row."""
     batch = SinkBatch(topic)
     for event in events:
         message = event.message
         try:
             output = processor(message.value or b"", int(message.timestamp * 1000))
         except DECODE_ERRORS as exc:
-            # Only our code writes these topics: say where, never what (personal data).
+            # Only our code writes these topics: say where, never what (personal data),
+            # and record it as a dead letter (location, reason, size) so it shows up in
+            # /v1/metrics/dead_letters rather than only in a log line.
             log.error(
-                "%s[%d]@%d: cannot be read (%s); not stored",
+                "%s[%d]@%d: cannot be read (%s); dead-lettered",
                 topic,
                 message.partition,
                 message.offset,
                 type(exc).__name__,
             )
-            output = None
+            letter = DeadLetter.of(
+                topic=topic,
+                partition=message.partition,
+                offset=message.offset,
+                key=message.key,
+                value=message.value,
+                reason=f"unreadable_{type(exc).__name__}",
+            )
+            output = (DEAD_LETTERS, dead_letter_row(letter, int(message.timestamp * 1000)))
         batch.add(message.partition, message.offset, output)
     return batch
 
