@@ -12,13 +12,15 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
+from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.exceptions import OperationalError
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from api.auth import ReadCaller
-from api.deps import ClickHouseDep, SettingsDep
+from api.deps import ClickHouseDep, ResourcesDep, SettingsDep
+from api.kafka_lag import consumer_lag
 from api.queries.common import LIVE_RUN, TimeRange
 from api.queries.funnel import BREAKDOWN_COLUMNS, funnel
 from api.queries.nudges import nudge_outcomes
@@ -267,4 +269,33 @@ def get_dead_letters(
 ) -> dict[str, Any]:
     check_buckets(span, step_s)
     rows = run_query(dead_letters, clickhouse, step_s, span)
+    return {"rows": [asdict(row) for row in rows]}
+
+
+class ConsumerLagResponse(BaseModel):
+    rows: list[dict[str, Any]]
+
+
+@router.get(
+    "/consumer_lag",
+    response_model=ConsumerLagResponse,
+    summary="Committed offsets and lag per partition of the worker and dispatcher groups",
+    responses={503: {"description": "The broker is unavailable."}},
+)
+async def get_consumer_lag(
+    caller: ReadCaller, settings: SettingsDep, resources: ResourcesDep
+) -> dict[str, Any]:
+    try:
+        admin = await resources.kafka_admin()
+        rows = await consumer_lag(
+            admin,
+            settings.bootstrap_servers,
+            settings.app_id,
+            # Only Apache Kafka answers exact end offsets; Tansu (local, tests) does not.
+            approximate=settings.env != "production",
+        )
+    except (KafkaError, OSError, TimeoutError) as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"broker unavailable: {type(exc).__name__}"
+        ) from None
     return {"rows": [asdict(row) for row in rows]}
