@@ -31,14 +31,25 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from benchmarks.fold import make_events
+from benchmarks.warehouse_process import migrated_warehouse
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.processes import ManagedProcess
 from schemas.events import parse_event
 from schemas.messages import load_decision
-from schemas.topics import CONTROL, IDENTITY, NUDGES, TELEMETRY_DLQ, VIP, TopicSpec, namespaced
+from schemas.topics import (
+    CONTROL,
+    IDENTITY,
+    NUDGES,
+    SOURCE_TOPICS,
+    TELEMETRY_DLQ,
+    VIP,
+    TopicSpec,
+    namespaced,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 4
+WAREHOUSE_DATABASE = "bench"
 
 
 def _env(brokers: str, data_dir: Path, namespace: str, source: str, **extra: str) -> dict:
@@ -160,19 +171,27 @@ async def raw_consume_rate(brokers: str, topic: str, total: int) -> float:
 
 
 def measure_workers(
-    brokers: str, work: Path, records: list[tuple[bytes, bytes]], total: int
+    brokers: str, warehouse: str, work: Path, records: list[tuple[bytes, bytes]], total: int
 ) -> dict:
     """Each consumer gets its own copy of the topic, produced once its group is stable,
-    so joins and rebalances are not part of what is measured."""
+    so joins and rebalances are not part of what is measured.
+
+    The worker is the live one: the engine and the warehouse sink (a second agent
+    on the same topic) into a real warehouse. ``engine_only`` runs it in a
+    namespace, where no sink is registered."""
 
     def worker_env(namespace: str, topic: str) -> Callable[[int], dict]:
+        live = not namespace.startswith("engine")
         return lambda i: _env(
             brokers,
             work / namespace,
-            namespace,
+            "" if live else namespace,
             topic,
             worker_index=str(i),
             wall_clock_watermark="false",
+            app_id=f"bench-{namespace}",
+            clickhouse_url=warehouse,
+            clickhouse_database=WAREHOUSE_DATABASE,
         )
 
     async def topics_for(namespace: str) -> str:
@@ -194,10 +213,12 @@ def measure_workers(
         ("bare_faust_events_per_s", ["-m", "benchmarks.apps.bare_faust"], 1, "bare"),
         ("worker_events_per_s", ["-m", "pipeline.cli", "worker"], 1, "worker1"),
         ("worker2_events_per_s", ["-m", "pipeline.cli", "worker"], 2, "worker2"),
+        ("engine_only_events_per_s", ["-m", "pipeline.cli", "worker"], 1, "engine1"),
     ]
     for name, module_args, count, namespace in runs:
         topic = asyncio.run(topics_for(namespace))
-        group = f"intentflow.{namespace}"
+        live = not namespace.startswith("engine")
+        group = f"bench-{namespace}" if live else f"bench-{namespace}.{namespace}"
         with processes(module_args, count, worker_env(namespace, topic), work):
             asyncio.run(wait_until_stable(brokers, group, count))
 
@@ -332,10 +353,15 @@ def measure_latency(brokers: str, work: Path, rate: float, count: int) -> dict:
 def run(events: int = 120_000, users: int = 20_000) -> dict:
     parsed, _ = make_events(events, users)
     records = [(event.key.encode(), event.to_json()) for event in parsed]
-    with tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp, Broker() as broker:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-worker-") as tmp,
+        Broker() as broker,
+        migrated_warehouse(WAREHOUSE_DATABASE) as warehouse,
+    ):
         work = Path(tmp)
+        asyncio.run(ensure_topics(broker.bootstrap_servers, SOURCE_TOPICS))
         print(f"worker throughput over {events:,} events of {users:,} shoppers:", flush=True)
-        results = measure_workers(broker.bootstrap_servers, work, records, events)
+        results = measure_workers(broker.bootstrap_servers, warehouse, work, records, events)
         rate = results["worker_events_per_s"] / 2
         print(f"latency at half the worker's rate ({rate:,.0f} events/s):", flush=True)
         results.update(measure_latency(broker.bootstrap_servers, work, rate, 6_000))
