@@ -35,13 +35,16 @@ def limit(score: Intent, cap_now: float) -> None:
     score.total = sum(parts.values())
 
 
-def bump(score: Intent, code: str, amount: int, ts: int, rate: float, cap: int) -> None:
-    """Add ``amount`` milli-points of a signal at ``ts`` (late events add it decayed)."""
+def _growth(score: Intent, ts: int, rate: float) -> float:
+    """The factor from the anchor's scale to ``ts``'s, moving an old anchor up first."""
     age = rate * (ts - score.t)
     if age > REANCHOR:
         _reanchor(score, ts, rate)
         age = 0.0
-    growth = exp(age)
+    return exp(age)
+
+
+def _add_scaled(score: Intent, code: str, amount: int, growth: float, cap: int) -> None:
     added = int(amount * growth)
     if added > 0:
         parts = score.parts
@@ -49,23 +52,18 @@ def bump(score: Intent, code: str, amount: int, ts: int, rate: float, cap: int) 
         score.total += added
         if score.total > cap * growth:
             limit(score, cap * growth)
+
+
+def bump(score: Intent, code: str, amount: int, ts: int, rate: float, cap: int) -> None:
+    """Add ``amount`` milli-points of a signal at ``ts`` (late events add it decayed)."""
+    _add_scaled(score, code, amount, _growth(score, ts, rate), cap)
 
 
 def add(score: Intent, code: str, amount: int, ts: int, rate: float, cap: int) -> tuple[int, int]:
     """``bump``, returning the score just before and just after, at ``ts``."""
-    age = rate * (ts - score.t)
-    if age > REANCHOR:
-        _reanchor(score, ts, rate)
-        age = 0.0
-    growth = exp(age)
+    growth = _growth(score, ts, rate)
     before = score.total
-    added = int(amount * growth)
-    if added > 0:
-        parts = score.parts
-        parts[code] = parts.get(code, 0) + added
-        score.total += added
-        if score.total > cap * growth:
-            limit(score, cap * growth)
+    _add_scaled(score, code, amount, growth, cap)
     return int(before / growth), int(score.total / growth)
 
 
