@@ -10,6 +10,7 @@ then unreadable. Pure: no I/O, randomness from ``os.urandom`` only.
 
 import base64
 import hashlib
+import hmac
 import os
 import re
 from dataclasses import dataclass
@@ -161,3 +162,28 @@ def mask_phone(phone: str) -> str:
     rest = phone[1 + len(code) :]
     visible = rest[-4:] if len(rest) > 4 else rest[-2:]
     return f"+{code} {MASK_CHAR * (len(rest) - len(visible))}{visible}"
+
+
+# --- identifiers in free-form traits ------------------------------------------------
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$")
+
+
+def is_e164(value: str) -> bool:
+    return bool(_E164.match(value))
+
+
+def looks_like_email(value: str) -> bool:
+    return bool(_EMAIL.match(value))
+
+
+def mask_email(email: str) -> str:
+    """``shopper@example.com`` → ``s•••@example.com``: the first letter and the domain only."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}{MASK_CHAR * 3}@{domain}"
+
+
+def pseudonym(master: MasterKey, kind: str, value: str) -> str:
+    """A keyed hash of an identifier: equal values match, nobody can read it back."""
+    digest = hmac.new(master.kek, f"{kind}\x1f{value.strip().lower()}".encode(), "sha256")
+    return digest.hexdigest()[:32]

@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from api.auth import Scope, TrackCaller
 from api.deps import ResourcesDep, SettingsDep
-from api.privacy.consent import ConsentStoreUnavailable, protect_consents
+from api.privacy.consent import ConsentStoreUnavailable, master_key, protect_consents
+from api.privacy.traits import seal_identity_traits
 from api.producer import BrokerUnavailable
 from schemas.events import SERVER_EVENTS, Event, EventError, parse_event
 from schemas.topics import TELEMETRY_RAW
@@ -207,6 +208,9 @@ async def track(
     try:
         # Consent is recorded and phones sealed before anything is produced (docs/dispatch.md).
         events = await protect_consents(events, resources, settings)
+        events = seal_identity_traits(
+            events, master_key(settings.pii_master_key.get_secret_value())
+        )
         await resources.events.publish(
             TELEMETRY_RAW.name, [(event.key.encode(), event.to_json()) for event in events]
         )
