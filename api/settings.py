@@ -36,6 +36,12 @@ class ApiSettings(CommonSettings):
     worker_url: str | None = None
     # An order counts as a message's conversion up to this long after its first read/click.
     attribution_window_s: int = Field(default=7 * 86_400, gt=0)
+    # Optional: an OpenAI-compatible chat-completions URL asked to turn a phrase the
+    # deterministic segment parser cannot read into rules (api/segment_llm.py). Off by default.
+    segment_llm_url: str | None = None
+    segment_llm_model: str = "gpt-4o-mini"
+    segment_llm_api_key: SecretStr | None = None
+    segment_llm_timeout_s: float = 10.0
 
     _split = field_validator(
         "write_key_hashes",

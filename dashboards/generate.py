@@ -745,10 +745,145 @@ def pipeline_health() -> dict[str, Any]:
     )
 
 
+# --- Campaigns -----------------------------------------------------------------------
+
+CAMPAIGN_FUNNEL = ["audience", "sent", "delivered", "read", "clicked", "converted"]
+
+
+def campaigns_target(columns: list[Column]) -> dict[str, Any]:
+    """GET /v1/campaigns: one row per campaign created in the range, live outcomes."""
+    return target("/v1/campaigns", list(TIME_RANGE), columns)
+
+
+def campaigns() -> dict[str, Any]:
+    layout = Layout()
+    name = column("name", "string")
+    layout.add(
+        panel(
+            "barchart",
+            "Campaign funnel: audience → sent → delivered → read → clicked → converted",
+            "Members fixed at launch, then distinct targeted messages with a receipt of each "
+            "status, and those with an attributed order.",
+            [campaigns_target([name, *(column(f, "number") for f in CAMPAIGN_FUNNEL)])],
+            options={"xField": "name", "showValue": "auto", "legend": {"showLegend": True}},
+        ),
+        12,
+        9,
+    )
+    layout.add(
+        panel(
+            "barchart",
+            "Who was messaged",
+            "Members targeted, held out (consenting, kept back to measure uplift), not "
+            "reachable on the campaign's channels, and messages failed on every channel.",
+            [
+                campaigns_target(
+                    [
+                        name,
+                        *(column(f, "number") for f in ("targeted", "holdout", "no_consent")),
+                        column("failed", "number"),
+                    ]
+                )
+            ],
+            options={"xField": "name", "stacking": "none", "legend": {"showLegend": True}},
+        ),
+        12,
+        9,
+    )
+    for title, field in (("Campaign revenue", "revenue"), ("Campaign orders", "orders")):
+        layout.add(
+            panel(
+                "stat",
+                title,
+                "Orders whose utm_message_id names a campaign message, at or after its first "
+                "read or click and within the attribution window.",
+                [campaigns_target([name, column("orders", "number"), column("revenue", "number")])],
+                defaults={"decimals": 2 if field == "revenue" else 0},
+                options={
+                    "reduceOptions": {"calcs": ["sum"], "fields": f"/^{field}$/", "values": False},
+                    "colorMode": "none",
+                    "graphMode": "none",
+                },
+            ),
+            6,
+            6,
+        )
+    layout.add(
+        panel(
+            "table",
+            "Uplift vs holdout",
+            "Share of members ordering within the attribution window after launch, targeted "
+            "vs held out, and the difference with its 95 % interval (Newcombe).",
+            [
+                campaigns_target(
+                    [
+                        name,
+                        column("treated_rate", "number"),
+                        column("holdout_rate", "number"),
+                        column("uplift", "number"),
+                        column("uplift_ci_low", "number"),
+                        column("uplift_ci_high", "number"),
+                    ]
+                )
+            ],
+            overrides=[
+                unit_override(f, "percentunit")
+                for f in (
+                    "treated_rate",
+                    "holdout_rate",
+                    "uplift",
+                    "uplift_ci_low",
+                    "uplift_ci_high",
+                )
+            ],
+        ),
+        12,
+        6,
+    )
+    layout.add(
+        panel(
+            "table",
+            "Campaigns",
+            "Every campaign created in the range with its state and every count of "
+            "GET /v1/campaigns (live while it runs).",
+            [
+                campaigns_target(
+                    [
+                        name,
+                        column("status", "string"),
+                        column("channels", "string"),
+                        column("created_at", "timestamp"),
+                        column("audience", "number"),
+                        column("sent", "number"),
+                        column("delivered", "number"),
+                        column("read", "number"),
+                        column("clicked", "number"),
+                        column("failed", "number"),
+                        column("converted", "number"),
+                        column("revenue", "number"),
+                    ]
+                )
+            ],
+            options={"sortBy": [{"displayName": "created_at", "desc": True}]},
+        ),
+        24,
+        8,
+    )
+    return dashboard(
+        "intentflow-campaigns",
+        "intentflow · Campaigns",
+        "Campaigns to segments: reach, delivery, conversions, revenue and uplift vs holdout.",
+        layout,
+        [],
+        "now-7d",
+    )
+
+
 DASHBOARDS = {
     "storefront-funnel.json": storefront_funnel,
     "nudges.json": nudges,
     "pipeline-health.json": pipeline_health,
+    "campaigns.json": campaigns,
 }
 
 

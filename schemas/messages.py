@@ -6,8 +6,8 @@ suppressed ones included). One record per ``nudge_id``: a nudge held for quiet
 hours is published once, when its fate is known, so dedup by id never hides
 an outcome.
 
-Topics: ``Nudge`` and ``NudgeCancellation`` go to ``nudges``; ``VipUpgrade``
-goes to ``vip``. ``load_decision`` reads any of them back by its ``type``.
+Topics: ``Nudge``, ``NudgeCancellation`` and ``CampaignMessage`` go to ``nudges``;
+``VipUpgrade`` goes to ``vip``. ``load_decision`` reads any of them back by its ``type``.
 """
 
 from datetime import datetime
@@ -131,19 +131,48 @@ class VipUpgrade(_Message):
         }
 
 
-Decision = Annotated[Nudge | NudgeCancellation | VipUpgrade, Field(discriminator="type")]
+class CampaignMessage(_Message):
+    """One campaign member's message (api/routes/campaigns.py, pipeline/campaigns/).
+
+    Published on ``nudges`` (keyed by user) so the dispatcher sends it like a nudge:
+    consent at send time, the daily cap, WhatsApp then SMS, receipts of kind
+    ``campaign``. ``message_id`` is a hash of campaign and user, so a re-launch
+    publishes ids the dispatcher has already handled.
+    """
+
+    type: Literal["campaign"] = "campaign"
+    message_id: NudgeId
+    campaign_id: str
+    user_key: str
+    # Other keys the user's consent may be stored under (anonymous ids merged into the user).
+    anonymous_ids: tuple[str, ...] = ()
+    template: Literal["campaign"] = "campaign"
+    product: str | None = None
+    discount_percent: Percent
+    # The campaign's channel policy: the dispatcher uses no other channel.
+    channels: tuple[Channel, ...] = ("whatsapp", "sms")
+    launched_at: AwareDatetime
+
+
+Decision = Annotated[
+    Nudge | NudgeCancellation | VipUpgrade | CampaignMessage, Field(discriminator="type")
+]
 _DECISION = TypeAdapter(Decision)
 
 
-def load_decision(data: bytes | str) -> Nudge | NudgeCancellation | VipUpgrade:
+def load_decision(
+    data: bytes | str,
+) -> Nudge | NudgeCancellation | VipUpgrade | CampaignMessage:
     """Read a decision back from its topic; raises ``pydantic.ValidationError``."""
     return _DECISION.validate_json(data)
 
 
-def decided_at(decision: Nudge | NudgeCancellation | VipUpgrade) -> datetime:
+def decided_at(decision: Nudge | NudgeCancellation | VipUpgrade | CampaignMessage) -> datetime:
     """The event time a decision belongs to (for windows and sink partitions)."""
     if isinstance(decision, Nudge):
         return decision.decided_at
+    if isinstance(decision, CampaignMessage):
+        return decision.launched_at
     if isinstance(decision, NudgeCancellation):
         return decision.at
     return decision.issued_at

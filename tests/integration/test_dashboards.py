@@ -33,6 +33,7 @@ from clickhouse_connect.driver.client import Client
 
 from api.main import create_app
 from pipeline.simulate import generate_events, post_events
+from schemas.keys import hash_api_key
 from schemas.topics import TELEMETRY_RAW
 from tests import support
 from tests.collector_server import READ_KEY, SERVER_KEY, WRITE_KEY, collector_settings, running_api
@@ -45,6 +46,7 @@ COLUMN_TYPES = {"string", "number", "timestamp"}
 INTERVAL, INTERVAL_MS = "5m", 300_000
 APP_ID = f"dashboards-{uuid.uuid4().hex[:8]}"
 USERS, EVENTS, SEED = 250, 5000, 20240501
+ADMIN_KEY = "ak_dashboards-test"
 # Nudge outcomes that need the dispatcher, the providers' receipts and orders placed
 # from a message's link: this stack runs none of them, so these may all be 0 here
 # (their types are still checked). Decisions (emitted, suppressed) must not be.
@@ -183,7 +185,12 @@ def evaluate(expression: str, row: dict[str, Any]) -> float:
 
 
 def test_dashboards_exist_and_are_the_generator_output() -> None:
-    assert set(DASHBOARDS) == {"storefront-funnel.json", "nudges.json", "pipeline-health.json"}
+    assert set(DASHBOARDS) == {
+        "storefront-funnel.json",
+        "nudges.json",
+        "pipeline-health.json",
+        "campaigns.json",
+    }
     spec = importlib.util.spec_from_file_location("generate", DASHBOARDS_DIR / "generate.py")
     assert spec and spec.loader
     generate = importlib.util.module_from_spec(spec)
@@ -299,6 +306,11 @@ def stack(
         app_id=APP_ID,
         clickhouse_url=warehouse,
         clickhouse_database=clickhouse.database,
+        admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
+    )
+    # The campaigns dashboard needs a launched campaign (pipeline/campaigns/).
+    launcher = support.python_process(
+        "launcher", ["-m", "pipeline.cli", "campaigns", "--poll-s", "0.5"], tmp / "l.log", env
     )
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     day_end = now - timedelta(minutes=2)
@@ -320,11 +332,38 @@ def stack(
                 f"{len(events)} events in the warehouse (worker log: {tmp / 'w.log'})",
                 interval_s=1.0,
             )
+            launcher.start()
+            launch_campaign(api)
             yield Stack(api, day_end - timedelta(days=1, hours=1), now + timedelta(minutes=10))
     finally:
+        launcher.stop(10)
         worker.stop(15)
     log = (tmp / "w.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+def launch_campaign(api: str) -> None:
+    """A campaign to every shopper of the simulated day, launched (reach, holdout, counts)."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    rules = {"op": "AND", "rules": [{"field": "visits", "op": ">=", "value": 1}]}
+    segment = httpx.post(
+        f"{api}/v1/segments", json={"name": "visitors", "rules": rules}, headers=admin
+    )
+    assert segment.status_code == 201, segment.text
+    campaign = httpx.post(
+        f"{api}/v1/campaigns",
+        json={"name": "dashboards", "segment_id": segment.json()["segment_id"]},
+        headers=admin,
+    )
+    assert campaign.status_code == 202, campaign.text
+    url = f"{api}/v1/campaigns/{campaign.json()['campaign_id']}"
+    read = {"Authorization": f"Bearer {READ_KEY}"}
+    support.wait_for(
+        lambda: httpx.get(url, headers=read).json()["status"] == "launched",
+        30,
+        "the campaign launched",
+        interval_s=0.5,
+    )
 
 
 def fetch(stack: Stack, query: PanelQuery, values: dict[str, str]) -> httpx.Response:

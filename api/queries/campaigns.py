@@ -1,0 +1,204 @@
+"""Campaigns in the warehouse: definitions, and what happened to their messages.
+
+Every figure is counted from what the pipeline recorded: members (fixed at
+launch), receipts (the dispatcher's and the providers'), attributed orders
+(api/queries/attribution.py) and members' orders for the uplift against the
+holdout. Distinct ids throughout, so unmerged duplicate rows change nothing;
+read while a campaign runs, the figures are live.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from api.queries.attribution import ATTRIBUTED_ORDERS_SQL
+from api.queries.common import iso_ms
+from api.queries.uplift import newcombe
+from schemas.campaigns import CAMPAIGN_COLUMNS
+
+_DEFINITIONS = f"""
+SELECT {", ".join(CAMPAIGN_COLUMNS)}
+FROM campaigns FINAL
+WHERE {{where}}
+ORDER BY created_at DESC, campaign_id
+LIMIT {{{{limit:UInt32}}}}
+"""
+_MEMBERS = """
+SELECT campaign_id, count(), countIf(member_group = 'target'), countIf(member_group = 'holdout'),
+       countIf(member_group = 'no_consent')
+FROM (
+    SELECT campaign_id, user_key, any(member_group) AS member_group
+    FROM campaign_members WHERE campaign_id IN {ids:Array(String)}
+    GROUP BY campaign_id, user_key
+)
+GROUP BY campaign_id
+"""
+_TARGETS = """
+SELECT DISTINCT campaign_id, message_id FROM campaign_members
+WHERE campaign_id IN {ids:Array(String)} AND member_group = 'target'
+"""
+# Per message: each status seen at least once; failed = failed on every channel tried.
+_RECEIPTS = f"""
+SELECT m.campaign_id, countIf(r.sent), countIf(r.delivered), countIf(r.read), countIf(r.clicked),
+       countIf(r.failed AND NOT r.delivered), countIf(r.suppressed), countIf(r.cancelled)
+FROM ({_TARGETS}) AS m
+INNER JOIN (
+    SELECT message_id,
+           max(status = 'sent') AS sent, max(status = 'delivered') AS delivered,
+           max(status = 'read') AS read, max(status = 'clicked') AS clicked,
+           max(status = 'failed') AS failed, max(status = 'suppressed') AS suppressed,
+           max(status = 'cancelled') AS cancelled
+    FROM receipts
+    WHERE message_id IN (SELECT message_id FROM ({_TARGETS}))
+    GROUP BY message_id
+) AS r ON m.message_id = r.message_id
+GROUP BY m.campaign_id
+"""
+_CONVERSIONS = f"""
+SELECT m.campaign_id, uniqExact(a.message_id), uniqExact(a.order_id), sum(a.revenue)
+FROM ({ATTRIBUTED_ORDERS_SQL}) AS a
+INNER JOIN ({_TARGETS}) AS m ON a.message_id = m.message_id
+GROUP BY m.campaign_id
+"""
+# Members of the compared groups converting (any order) within the window after launch.
+_UPLIFT = """
+SELECT m.campaign_id, m.grp, count(),
+       countIf(arrayExists(t -> t >= l.launched_ms AND t <= l.launched_ms + {window_ms:Int64},
+                           o.times))
+FROM (
+    SELECT campaign_id, user_key, any(member_group) AS grp
+    FROM campaign_members
+    WHERE campaign_id IN {ids:Array(String)} AND member_group IN ('target', 'holdout')
+    GROUP BY campaign_id, user_key
+) AS m
+INNER JOIN (
+    SELECT campaign_id, toUnixTimestamp64Milli(assumeNotNull(launched_at)) AS launched_ms
+    FROM campaigns FINAL
+    WHERE campaign_id IN {ids:Array(String)} AND launched_at IS NOT NULL
+) AS l ON m.campaign_id = l.campaign_id
+LEFT JOIN (
+    SELECT if(user_id != '', user_id, user_key) AS buyer,
+           groupArray(toUnixTimestamp64Milli(timestamp)) AS times
+    FROM events
+    WHERE name = 'order_placed'
+      AND (user_key IN (SELECT user_key FROM campaign_members WHERE campaign_id IN {ids:Array(String)})
+           OR user_id IN (SELECT user_key FROM campaign_members WHERE campaign_id IN {ids:Array(String)}))
+    GROUP BY buyer
+) AS o ON m.user_key = o.buyer
+GROUP BY m.campaign_id, m.grp
+"""  # noqa: E501
+
+COUNTS = ("audience", "targeted", "holdout", "no_consent")
+RECEIPT_COUNTS = ("sent", "delivered", "read", "clicked", "failed", "suppressed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignFilter:
+    campaign_id: str | None = None
+    created_from_ms: int | None = None
+    created_to_ms: int | None = None
+    limit: int = 100
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    moment = _utc(value)
+    return None if moment is None else iso_ms(int(moment.timestamp() * 1000))
+
+
+def insert_campaign(client: Client, row: dict[str, Any]) -> None:
+    client.insert("campaigns", [[row[c] for c in CAMPAIGN_COLUMNS]], column_names=CAMPAIGN_COLUMNS)
+
+
+def definitions(client: Client, where: CampaignFilter) -> list[dict[str, Any]]:
+    conditions, params = ["1"], {"limit": where.limit}
+    if where.campaign_id is not None:
+        conditions.append("campaign_id = {campaign_id:String}")
+        params["campaign_id"] = where.campaign_id
+    if where.created_from_ms is not None:
+        conditions.append("created_at >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC')")
+        params["from_ms"] = where.created_from_ms
+    if where.created_to_ms is not None:
+        conditions.append("created_at < fromUnixTimestamp64Milli({to_ms:Int64}, 'UTC')")
+        params["to_ms"] = where.created_to_ms
+    sql = _DEFINITIONS.format(where=" AND ".join(conditions))
+    result = client.query(sql, parameters=params)
+    return [dict(zip(CAMPAIGN_COLUMNS, row, strict=True)) for row in result.result_rows]
+
+
+def _rate(converted: int, users: int) -> float:
+    return converted / users if users else 0.0
+
+
+def outcomes(
+    client: Client, campaigns: list[dict[str, Any]], window_s: int, now_ms: int
+) -> list[dict[str, Any]]:
+    """One flat row per campaign: its definition and every count, live."""
+    ids = [c["campaign_id"] for c in campaigns]
+    stats: dict[str, dict[str, Any]] = defaultdict(dict)
+    if ids:
+        params: dict[str, Any] = {"ids": ids}
+        for cid, *counts in client.query(_MEMBERS, parameters=params).result_rows:
+            stats[cid].update(zip(COUNTS, map(int, counts), strict=True))
+        for cid, *counts in client.query(_RECEIPTS, parameters=params).result_rows:
+            stats[cid].update(zip(RECEIPT_COUNTS, map(int, counts), strict=True))
+        launched = [_utc(c["launched_at"]) for c in campaigns if c["launched_at"] is not None]
+        if launched:
+            start_ms = int(min(launched).timestamp() * 1000)  # type: ignore[union-attr]
+            conversion_params = {
+                **params,
+                "start_ms": start_ms,
+                "end_ms": now_ms + 1,
+                "window_s": window_s,
+            }
+            result = client.query(_CONVERSIONS, parameters=conversion_params)
+            for cid, converted, orders, revenue in result.result_rows:
+                stats[cid].update(converted=int(converted), orders=int(orders))
+                stats[cid]["revenue"] = float(revenue)
+            uplift_params = {**params, "window_ms": window_s * 1000}
+            for cid, group, users, converted in client.query(
+                _UPLIFT, parameters=uplift_params
+            ).result_rows:
+                stats[cid][f"{group}_users"] = int(users)
+                stats[cid][f"{group}_converted"] = int(converted)
+    return [_row(c, stats.get(c["campaign_id"], {})) for c in campaigns]
+
+
+def _row(campaign: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
+    counts = {name: found.get(name, 0) for name in (*COUNTS, *RECEIPT_COUNTS)}
+    treated_users, treated = found.get("target_users", 0), found.get("target_converted", 0)
+    holdout_users, held = found.get("holdout_users", 0), found.get("holdout_converted", 0)
+    low, high = newcombe(treated, treated_users, held, holdout_users)
+    return {
+        "campaign_id": campaign["campaign_id"],
+        "name": campaign["name"],
+        "segment_id": campaign["segment_id"],
+        "status": campaign["status"],
+        "template": campaign["template"],
+        "channels": ",".join(campaign["channels"]),
+        "discount_percent": float(campaign["discount_percent"]),
+        "holdout_share": float(campaign["holdout_share"]),
+        "created_at": _iso(campaign["created_at"]),
+        "send_at": _iso(campaign["send_at"]),
+        "launched_at": _iso(campaign["launched_at"]),
+        **counts,
+        "converted": found.get("converted", 0),
+        "orders": found.get("orders", 0),
+        "revenue": found.get("revenue", 0.0),
+        "treated_users": treated_users,
+        "treated_converted": treated,
+        "treated_rate": _rate(treated, treated_users),
+        "holdout_converted": held,
+        "holdout_rate": _rate(held, holdout_users),
+        "uplift": _rate(treated, treated_users) - _rate(held, holdout_users),
+        "uplift_ci_low": low,
+        "uplift_ci_high": high,
+    }

@@ -1,0 +1,234 @@
+"""``/v1/campaigns``: tracked broadcasts to a segment, through the dispatcher.
+
+``POST`` (admin key) stores a campaign as *scheduled*; the campaign launcher
+(``intentflow campaigns``, pipeline/campaigns/) launches it at ``send_at``,
+outside its quiet hours: it fixes the members, holds out a share of the
+reachable ones, and publishes one ``CampaignMessage`` per target on ``nudges``,
+where the dispatcher applies consent, caps, fallback and receipts as for any
+nudge. ``GET`` (read or admin key) reports the outcome live, in the metrics
+API's shape for Grafana. docs/segments.md.
+"""
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
+
+from api.auth import AdminCaller, Caller, Scope, require
+from api.deps import ClickHouseDep, SettingsDep
+from api.privacy.audit import actor_of, record_action
+from api.queries.campaigns import CampaignFilter, definitions, insert_campaign, outcomes
+from api.queries.segments import load_segment
+from api.routes.metrics import TimeRangeDep
+from schemas.campaigns import CAMPAIGN_CHANNELS
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+
+ReportCaller = Annotated[Caller, Depends(require(Scope.READ, Scope.ADMIN))]
+CampaignIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+Hour = Annotated[int, Field(ge=0, le=23)]
+
+
+class QuietHours(BaseModel):
+    """Local hours [start, end) in which the campaign does not launch (may wrap midnight)."""
+
+    start: Hour = 21
+    end: Hour = 9
+
+
+class Schedule(BaseModel):
+    # None: as soon as the launcher sees it (outside quiet hours).
+    send_at: AwareDatetime | None = None
+    quiet_hours: QuietHours | None = None
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone, e.g. Europe/Berlin") from None
+        return value
+
+
+class CampaignRequest(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    segment_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    template: Literal["campaign"] = "campaign"
+    product: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    discount_percent: Annotated[float, Field(gt=0, le=100)] = 10.0
+    # The channel policy: which channels may carry it, WhatsApp before SMS.
+    channels: Annotated[list[Literal["whatsapp", "sms"]], Field(min_length=1, max_length=2)] = [
+        "whatsapp",
+        "sms",
+    ]
+    holdout_share: Annotated[float, Field(ge=0, le=0.9)] = 0.1
+    schedule: Schedule = Schedule()
+
+    @field_validator("channels")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("channels must be distinct")
+        return [c for c in CAMPAIGN_CHANNELS if c in value]
+
+
+class CampaignCreated(BaseModel):
+    campaign_id: str
+    status: Literal["scheduled"]
+    send_at: datetime
+
+
+class CampaignReport(BaseModel):
+    """A campaign and its outcome so far (a Grafana row: flat, typed)."""
+
+    campaign_id: str
+    name: str
+    segment_id: str
+    status: str
+    template: str
+    channels: str
+    discount_percent: float
+    holdout_share: float
+    created_at: str | None
+    send_at: str | None
+    launched_at: str | None
+    # Members fixed at launch: targeted + holdout + no_consent = audience.
+    audience: int
+    targeted: int
+    holdout: int
+    no_consent: int
+    # Distinct targeted messages with a receipt of that status; failed: on every channel tried.
+    sent: int
+    delivered: int
+    read: int
+    clicked: int
+    failed: int
+    suppressed: int
+    cancelled: int
+    # Attributed orders (utm_message_id, after the first read/click, within the window).
+    converted: int
+    orders: int
+    revenue: float
+    # Members ordering within the attribution window after launch: targeted vs holdout.
+    treated_users: int
+    treated_converted: int
+    treated_rate: float
+    holdout_converted: int
+    holdout_rate: float
+    uplift: float
+    uplift_ci_low: float
+    uplift_ci_high: float
+
+
+class CampaignReports(BaseModel):
+    rows: list[CampaignReport]
+
+
+class CampaignDetail(CampaignReport):
+    rules: dict[str, Any]
+    live: bool
+
+
+def _unavailable(exc: Exception) -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE, f"warehouse unavailable: {type(exc).__name__}"
+    )
+
+
+@router.post("", response_model=CampaignCreated, status_code=status.HTTP_202_ACCEPTED)
+async def create_campaign(
+    request: CampaignRequest, caller: AdminCaller, clickhouse: ClickHouseDep
+) -> CampaignCreated:
+    try:
+        segment = await asyncio.to_thread(load_segment, clickhouse, request.segment_id)
+    except (ClickHouseError, OSError) as exc:
+        raise _unavailable(exc) from None
+    if segment is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, "no such segment")
+    now = datetime.now(UTC)
+    quiet = request.schedule.quiet_hours
+    row = {
+        "campaign_id": uuid.uuid4().hex,
+        "name": request.name,
+        "segment_id": segment.segment_id,
+        "rules": segment.rules.model_dump_json(),
+        "template": request.template,
+        "product": request.product or "",
+        "discount_percent": request.discount_percent,
+        "channels": list(request.channels),
+        "holdout_share": request.holdout_share,
+        "send_at": request.schedule.send_at or now,
+        "quiet_start": quiet.start if quiet else 0,
+        "quiet_end": quiet.end if quiet else 0,
+        "timezone": request.schedule.timezone,
+        "status": "scheduled",
+        "created_at": now,
+        "created_by": actor_of(caller),
+        "launched_at": None,
+        "updated_at": now,
+    }
+    try:
+        await asyncio.to_thread(insert_campaign, clickhouse, row)
+    except (ClickHouseError, OSError) as exc:
+        raise _unavailable(exc) from None
+    await record_action(clickhouse, caller, "campaign_create", detail=row["campaign_id"])
+    return CampaignCreated(
+        campaign_id=row["campaign_id"], status="scheduled", send_at=row["send_at"]
+    )
+
+
+async def _reports(
+    clickhouse: ClickHouseDep, settings: SettingsDep, where: CampaignFilter
+) -> list[dict[str, Any]]:
+    def run() -> list[dict[str, Any]]:
+        found = definitions(clickhouse, where)
+        now_ms = int(time.time() * 1000)
+        reports = outcomes(clickhouse, found, settings.attribution_window_s, now_ms)
+        for report, campaign in zip(reports, found, strict=True):
+            report["rules"] = campaign["rules"]
+        return reports
+
+    try:
+        return await asyncio.to_thread(run)
+    except (ClickHouseError, OSError) as exc:
+        raise _unavailable(exc) from None
+
+
+@router.get("", response_model=CampaignReports, summary="Campaigns and their outcomes")
+async def list_campaigns(
+    caller: ReportCaller,
+    clickhouse: ClickHouseDep,
+    settings: SettingsDep,
+    span: TimeRangeDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    """Campaigns created in [from, to) (default: the last 7 days), newest first."""
+    where = CampaignFilter(None, span.start_ms, span.end_ms, limit)
+    return {"rows": await _reports(clickhouse, settings, where)}
+
+
+@router.get("/{campaign_id}", response_model=CampaignDetail)
+async def get_campaign(
+    campaign_id: CampaignIdPath,
+    caller: ReportCaller,
+    clickhouse: ClickHouseDep,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """One campaign: audience, sent, failed, delivered, read, clicked, converted, revenue,
+    uplift against its holdout; live while it runs."""
+    found = await _reports(clickhouse, settings, CampaignFilter(campaign_id, limit=1))
+    if not found:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such campaign")
+    report = found[0]
+    report["rules"] = orjson.loads(report["rules"])
+    report["live"] = report["status"] == "launched"
+    return report

@@ -1,0 +1,215 @@
+"""``/v1/segments``: rule-built audiences over the warehouse's profiles (admin key).
+
+Rules are the JSON tree of schemas/segments.py, validated against its field
+whitelist (422 naming the field and reason); previews count and sample the
+``profiles`` view with masked contact data; ``parse`` reads an English phrase
+into a rule tree, or says which words it did not understand. docs/segments.md.
+"""
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+
+from api.auth import AdminCaller
+from api.deps import ClickHouseDep
+from api.privacy.audit import actor_of, record_action
+from api.queries.segments import StoredSegment, list_segments, load_segment, preview, save_segment
+from api.segment_llm import SuggesterDep
+from schemas.segment_phrases import parse_phrase
+from schemas.segments import Condition, Group, load_rule
+
+router = APIRouter(prefix="/v1/segments", tags=["segments"])
+
+SegmentIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
+
+
+class SegmentRequest(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    description: Annotated[str, Field(max_length=1000)] = ""
+    rules: Group
+
+
+class SegmentResponse(BaseModel):
+    segment_id: str
+    name: str
+    description: str
+    rules: Group
+    created_at: datetime
+
+
+class SegmentList(BaseModel):
+    segments: list[SegmentResponse]
+
+
+class MaskedProfile(BaseModel):
+    # The user key, masked when it is an e-mail address or a phone number.
+    user: str
+    total_spend: float
+    orders: int
+    visits: int
+    first_seen: str | None
+    last_seen: str | None
+    last_order: str | None
+    top_categories: list[str]
+    intent_score: float
+    tier: str
+    channels: list[str]
+    country: str
+    device: str
+    # Masked as everywhere else (schemas.pii.mask_phone): "+91 ••••••9721".
+    phone: str | None
+
+
+class SegmentPreview(BaseModel):
+    segment_id: str
+    size: int
+    as_of: datetime
+    sample: list[MaskedProfile]
+
+
+class ParseRequest(BaseModel):
+    text: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class ClauseReading(BaseModel):
+    text: str
+    conditions: list[Condition]
+
+
+class ParsedRules(BaseModel):
+    rules: Group
+    # "phrases": the deterministic parser; "llm": the configured language model.
+    source: Literal["phrases", "llm"]
+    clauses: list[ClauseReading]
+
+
+def _unavailable(exc: Exception) -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE, f"warehouse unavailable: {type(exc).__name__}"
+    )
+
+
+def _response(segment: StoredSegment) -> SegmentResponse:
+    return SegmentResponse(
+        segment_id=segment.segment_id,
+        name=segment.name,
+        description=segment.description,
+        rules=segment.rules,
+        created_at=segment.created_at,
+    )
+
+
+@router.post("", response_model=SegmentResponse, status_code=status.HTTP_201_CREATED)
+async def create_segment(
+    request: SegmentRequest, caller: AdminCaller, clickhouse: ClickHouseDep
+) -> SegmentResponse:
+    segment = StoredSegment(
+        segment_id=uuid.uuid4().hex,
+        name=request.name,
+        description=request.description,
+        rules=request.rules,
+        created_at=datetime.now(UTC),
+        created_by=actor_of(caller),
+    )
+    try:
+        await asyncio.to_thread(save_segment, clickhouse, segment)
+    except (ClickHouseError, OSError) as exc:
+        raise _unavailable(exc) from None
+    await record_action(clickhouse, caller, "segment_create", detail=segment.segment_id)
+    return _response(segment)
+
+
+@router.get("", response_model=SegmentList)
+async def get_segments(
+    caller: AdminCaller,
+    clickhouse: ClickHouseDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> SegmentList:
+    try:
+        found = await asyncio.to_thread(list_segments, clickhouse, limit)
+    except (ClickHouseError, OSError) as exc:
+        raise _unavailable(exc) from None
+    return SegmentList(segments=[_response(s) for s in found])
+
+
+async def _stored(clickhouse: ClickHouseDep, segment_id: str) -> StoredSegment:
+    try:
+        segment = await asyncio.to_thread(load_segment, clickhouse, segment_id)
+    except (ClickHouseError, OSError) as exc:
+        raise _unavailable(exc) from None
+    if segment is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such segment")
+    return segment
+
+
+@router.get("/{segment_id}", response_model=SegmentResponse)
+async def get_segment(
+    segment_id: SegmentIdPath, caller: AdminCaller, clickhouse: ClickHouseDep
+) -> SegmentResponse:
+    return _response(await _stored(clickhouse, segment_id))
+
+
+@router.get("/{segment_id}/preview", response_model=SegmentPreview)
+async def preview_segment(
+    segment_id: SegmentIdPath,
+    caller: AdminCaller,
+    clickhouse: ClickHouseDep,
+    sample: Annotated[int, Query(ge=0, le=100)] = 20,
+) -> SegmentPreview:
+    """How many profiles the segment holds now, and a sample of them (contact data masked)."""
+    segment = await _stored(clickhouse, segment_id)
+    now_ms = int(time.time() * 1000)
+    try:
+        size, rows = await asyncio.to_thread(preview, clickhouse, segment.rules, now_ms, sample)
+    except (ClickHouseError, OSError) as exc:
+        raise _unavailable(exc) from None
+    return SegmentPreview(
+        segment_id=segment_id,
+        size=size,
+        as_of=datetime.fromtimestamp(now_ms / 1000, UTC),
+        sample=[MaskedProfile(**row) for row in rows],
+    )
+
+
+def _not_understood(words: list[str], extra: str = "") -> RequestValidationError:
+    listed = ", ".join(repr(w) for w in words)
+    return RequestValidationError(
+        [
+            {
+                "loc": ("body", "text"),
+                "msg": f"did not understand: {listed}{extra} (see docs/segments.md)",
+                "type": "value_error",
+                "unknown_words": words,
+            }
+        ]
+    )
+
+
+@router.post("/parse", response_model=ParsedRules)
+async def parse_segment(
+    request: ParseRequest, caller: AdminCaller, suggester: SuggesterDep
+) -> ParsedRules:
+    """An English description → a rule tree; 422 lists the words not understood."""
+    parsed = parse_phrase(request.text)
+    clauses = [ClauseReading(text=t, conditions=c) for t, c in parsed.clauses]
+    if parsed.rule is not None:
+        return ParsedRules(rules=parsed.rule, source="phrases", clauses=clauses)
+    if suggester is None:
+        raise _not_understood(parsed.unknown)
+    try:
+        suggested: Any = await suggester.suggest(request.text)
+        rule = load_rule(suggested)
+    except ValidationError:
+        raise _not_understood(parsed.unknown, "; the language model's rules were invalid") from None
+    except Exception as exc:
+        raise _not_understood(
+            parsed.unknown, f"; the language model failed ({type(exc).__name__})"
+        ) from None
+    return ParsedRules(rules=rule, source="llm", clauses=[])

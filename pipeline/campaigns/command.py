@@ -1,0 +1,74 @@
+"""``intentflow campaigns``: launch due campaigns, polling the warehouse.
+
+One process is enough (a launch of 10,000 members takes about a second); two
+would both launch a due campaign, harmlessly: member and message ids are the
+same, so the warehouse and the dispatcher collapse the repeat.
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import click
+import clickhouse_connect
+from aiokafka import AIOKafkaProducer
+
+from pipeline.campaigns.launcher import due_campaigns, launch, utc_now
+from pipeline.worker import configure_logging
+from schemas.settings import CommonSettings
+from schemas.topics import NUDGES
+
+log = logging.getLogger(__name__)
+
+
+class CampaignSettings(CommonSettings):
+    # How often the warehouse is asked for due campaigns.
+    campaign_poll_s: float = 1.0
+    log_level: str = "info"
+
+
+async def run_launcher(settings: CampaignSettings, stop: asyncio.Event) -> None:
+    client = clickhouse_connect.get_client(
+        dsn=settings.clickhouse_url,
+        database=settings.clickhouse_database,
+        connect_timeout=3,
+        autogenerate_session_id=False,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id="intentflow-campaigns",
+        acks="all",
+        enable_idempotence=False,  # Tansu has no InitProducerId; ids dedup downstream
+        linger_ms=5,
+    )
+    await producer.start()
+    try:
+        while not stop.is_set():
+            try:
+                for campaign in await asyncio.to_thread(due_campaigns, client, utc_now()):
+                    await launch(client, producer, NUDGES.name, campaign, utc_now())
+            except Exception as exc:  # the warehouse or broker away: try again next poll
+                log.warning("campaign launch deferred: %s: %s", type(exc).__name__, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), settings.campaign_poll_s)
+    finally:
+        await producer.stop()
+        client.close()
+
+
+@click.command("campaigns")
+@click.option("--poll-s", type=float, default=None, help="Default: INTENTFLOW_CAMPAIGN_POLL_S.")
+def campaigns_command(poll_s: float | None) -> None:
+    """Launch due campaigns (POST /v1/campaigns) onto the dispatch path; runs until SIGTERM."""
+    settings = CampaignSettings(**({"campaign_poll_s": poll_s} if poll_s else {}))
+    configure_logging(settings.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_launcher(settings, stop)
+
+    asyncio.run(main())
