@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= .local-stack
 
-.PHONY: install test lint format demo bench chromium clean
+.PHONY: install test lint format demo bench chromium clean chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ format: install
 
 test: install chromium lint
 	$(BIN)/python -m pytest -q
+
+# Long fault scenarios on the real parts; prints the chaos table (docs/reliability.md).
+chaos: install
+	$(BIN)/python -m tests.chaos
 
 demo: install
 	$(BIN)/intentflow local up --data-dir $(DATA_DIR) --simulate

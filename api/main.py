@@ -15,16 +15,19 @@ from api.resources import Resources
 from api.routes import (
     admin,
     backtests,
+    campaigns,
     demo,
     health,
     metrics,
     profiles,
+    segments,
     tokens,
     track,
     tracker,
     users,
     webhooks,
 )
+from api.security_headers import SecurityHeaders
 from api.settings import ApiSettings
 
 ROUTERS = (
@@ -38,6 +41,8 @@ ROUTERS = (
     users.router,
     metrics.router,
     profiles.router,
+    segments.router,
+    campaigns.router,
     tokens.router,
 )
 
@@ -63,6 +68,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.state.settings = settings
     for router in ROUTERS:
         app.include_router(router)
+    # nosniff on every response; a CSP and no framing for the docs pages.
+    app.add_middleware(SecurityHeaders)
     # Storefront pages on other origins send events to the collector with a write key.
     app.add_middleware(
         CORSMiddleware,

@@ -6,6 +6,7 @@ Each command lives next to the code it runs; adding one is an import and an
 
 import click
 
+from pipeline.campaigns.command import campaigns_command
 from pipeline.dispatch.command import dispatcher_command
 from pipeline.dispatch.provider_sim import provider_sim_command
 from pipeline.local.commands import local_group
@@ -34,6 +35,7 @@ main.add_command(backtest_group)
 main.add_command(dispatcher_command)
 main.add_command(provider_sim_command)
 main.add_command(migrate_command)
+main.add_command(campaigns_command)
 
 
 if __name__ == "__main__":

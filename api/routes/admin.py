@@ -41,8 +41,9 @@ class ChannelState(BaseModel):
 
 class Item(BaseModel):
     product_id: Annotated[str, Field(min_length=1, max_length=256)]
-    quantity: Annotated[int, Field(ge=1)] = 1
-    price: Annotated[float, Field(ge=0)] = 0.0
+    # Bounded: a quantity past 64 bits cannot be serialised onto the topic (was a 500).
+    quantity: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    price: Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)] = 0.0
 
 
 class CartRescueFlow(BaseModel):

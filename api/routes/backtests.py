@@ -19,7 +19,11 @@ router = APIRouter(prefix="/v1/backtests", tags=["backtests"])
 RunId = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
 
 
-@router.get("/compare", response_model=BacktestComparison)
+@router.get(
+    "/compare",
+    response_model=BacktestComparison,
+    responses={404: {"description": "A run has no decisions in the warehouse."}},
+)
 async def compare(
     caller: ReadCaller,
     clickhouse: ClickHouseDep,

@@ -1,0 +1,579 @@
+"""Fault scenarios on the real parts, sized by the caller: short in ``make test``, long in
+``make chaos`` (``python -m tests.chaos``).
+
+Every scenario gets a Tansu broker of its own (topic names are fixed for the live
+app) and a database of its own on the shared warehouse server, runs real worker
+processes (``python -m pipeline.cli worker``: score agent + warehouse sink), hurts
+them, and returns a ``Result`` row: events sent, accepted, stored (distinct event ids
+in ``events``), duplicates (rows left after ``FINAL`` beyond one per id), lost, and
+nudges twice (a nudge id with more than one row after ``FINAL``, or one decision —
+user, kind, trigger — under two ids).
+
+Decisions are compared with a run of the same records without faults: the live
+``EngineProcessor`` fed in-process, partition by partition in produce order, with a
+memory state store and an event-time clock — the replay machinery that
+tests/integration/test_replay.py proves equal to a live worker's run. Workers run
+with ``wall_clock_watermark=false`` and sentinel page views at the end move every
+partition's watermark past every deadline, as in test_engine.py / test_replay.py.
+Identify events are left out of the traffic: their hand-over crosses partitions,
+and which of a shopper's events are folded before the merge depends on timing
+(docs/replay.md, "Ordering"), not on faults.
+"""
+
+import asyncio
+import os
+import random
+import re
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+from clickhouse_connect.driver.client import Client
+
+from api.producer import partition_for
+from pipeline.domain.rules import default_rules
+from pipeline.engine.clock import PartitionClock
+from pipeline.engine.memory_store import MemoryStateStore
+from pipeline.engine.processor import EngineProcessor, EngineTopics
+from pipeline.local.broker import Broker, ensure_topics
+from pipeline.local.processes import ManagedProcess
+from pipeline.simulate import generate_events
+from pipeline.warehouse.migrate import apply_migrations
+from schemas.events import parse_event
+from schemas.messages import Nudge, load_decision
+from schemas.topics import SOURCE_TOPICS, USER_PARTITIONS, TopicSpec
+from tests import support
+
+TOKEN_SECRET = "test-token-secret-of-at-least-32-bytes"
+PII_MASTER_KEY = "test-pii-master-key"
+CHANGELOG = "intentflow-user-state-changelog"
+DAY_END = datetime(2025, 6, 2, tzinfo=UTC)
+# After every deadline of the traffic (the longest: a checkout timeout held through quiet hours).
+SENTINEL_AT = DAY_END + timedelta(hours=14)
+
+
+@dataclass
+class Result:
+    scenario: str
+    sent: int = 0
+    accepted: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    nudges_twice: int = 0
+    # Beyond the table: what differs from the fault-free run, and how the run went.
+    decision_diff: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.lost or self.duplicates or self.nudges_twice or self.decision_diff)
+
+    def row(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["notes"] = "; ".join(self.notes)
+        return data
+
+
+COLUMNS = ("scenario", "sent", "accepted", "stored", "duplicates", "lost", "nudges_twice")
+
+
+def table(results: list[Result]) -> str:
+    """The chaos table: one line per scenario, every loss and duplicate column 0 when sound."""
+    headers = (*COLUMNS, "decision_diff", "notes")
+    rows = [[str(r.row()[h]) for h in headers] for r in results]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+# --- traffic ------------------------------------------------------------------------
+
+
+def traffic(seed: int, users: int, events: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) of simulated events as the collector would produce them, oldest first.
+
+    Identify events are left out (see the module doc); consent events carry a phone
+    reference instead of a phone, as the collector makes them. Sentinels close the range.
+    """
+    records = []
+    for raw in generate_events(seed, users, events, DAY_END, days=1.0):
+        if raw["name"] == "identify":
+            continue
+        if raw["name"] == "consent" and "phone" in raw.get("properties", {}):
+            props = dict(raw["properties"])
+            props.pop("phone")
+            props["phone_ref"] = f"ref-{uuid.uuid5(uuid.NAMESPACE_URL, raw['event_id']).hex}"
+            props["phone_masked"] = "+1 ••••••0100"
+            raw = {**raw, "properties": props}
+        event = parse_event(raw, received_at=datetime.fromisoformat(raw["timestamp"]))
+        records.append((event.key.encode(), event.to_json()))
+    return records + sentinels()
+
+
+def sentinels() -> list[tuple[bytes, bytes]]:
+    out = []
+    for p in range(16):  # enough distinct keys to land on every partition
+        raw = {
+            "event_id": f"00000000-0000-4000-8000-{p:012d}",
+            "name": "page_view",
+            "timestamp": SENTINEL_AT.isoformat(),
+            "anonymous_id": f"sentinel-{p}",
+            "properties": {"url": "https://shop.example/"},
+        }
+        event = parse_event(raw, received_at=SENTINEL_AT)
+        out.append((event.key.encode(), event.to_json()))
+    return out
+
+
+def event_ids(records: list[tuple[bytes, bytes]]) -> set[str]:
+    return {orjson.loads(value)["event_id"] for _, value in records}
+
+
+def expected_nudges(records: list[tuple[bytes, bytes]]) -> set[str]:
+    """Nudge ids of the fault-free run: the live processor fed in-process, per partition."""
+    rules = default_rules()
+    engine = EngineProcessor(
+        rules,
+        MemoryStateStore(),
+        PartitionClock(allowed_lateness_ms=5_000),
+        EngineTopics.for_namespace(None, "telemetry.raw"),
+        lambda upgrade: "unsigned",
+    )
+    for offset, (key, value) in enumerate(records):
+        engine.on_raw(partition_for(key, USER_PARTITIONS), offset, key, value)
+    ids = set()
+    for topic, _, value, _ in engine.drain():
+        if topic == "nudges":
+            decision = load_decision(value)
+            if isinstance(decision, Nudge):
+                ids.add(decision.nudge_id)
+    return ids
+
+
+# --- the parts --------------------------------------------------------------------
+
+
+@contextmanager
+def fresh_broker(tmp: Path, port: int | None = None) -> Iterator[Broker]:
+    broker = Broker(port=port, log_path=tmp / f"broker-{uuid.uuid4().hex[:6]}.log").start()
+    try:
+        asyncio.run(ensure_topics(broker.bootstrap_servers, broker_topics()))
+        yield broker
+    finally:
+        broker.stop()
+
+
+def broker_topics() -> list[TopicSpec]:
+    return [*SOURCE_TOPICS, TopicSpec(CHANGELOG, USER_PARTITIONS)]
+
+
+@contextmanager
+def fresh_database(warehouse: str, name: str) -> Iterator[Client]:
+    safe = re.sub(r"\W", "_", name)
+    database = f"chaos_{safe}_{uuid.uuid4().hex[:8]}"
+    admin = clickhouse_connect.get_client(dsn=warehouse)
+    admin.command(f"CREATE DATABASE {database}")
+    client = clickhouse_connect.get_client(dsn=warehouse, database=database)
+    apply_migrations(client)
+    try:
+        yield client
+    finally:
+        client.close()
+        admin.command(f"DROP DATABASE IF EXISTS {database}")
+        admin.close()
+
+
+class Worker:
+    """One ``intentflow worker`` process that can be killed and started again."""
+
+    def __init__(self, tmp: Path, brokers: str, warehouse: str, database: str, index: int):
+        self.tmp, self.index, self.starts = tmp, index, 0
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.env = support.child_env(
+            env="test",
+            kafka_brokers=brokers,
+            clickhouse_url=warehouse,
+            clickhouse_database=database,
+            data_dir=str(tmp / "data"),
+            worker_index=str(index),
+            token_secret=TOKEN_SECRET,
+            pii_master_key=PII_MASTER_KEY,
+            web_enabled="false",
+            wall_clock_watermark="false",
+            batch_within_s="0.01",
+        )
+        self.process: ManagedProcess | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.tmp / f"worker-{self.index}.{self.starts}.log"
+
+    def start(self) -> "Worker":
+        self.starts += 1
+        self.process = support.python_process(
+            f"worker-{self.index}", ["-m", "pipeline.cli", "worker"], self.log, self.env
+        )
+        self.process.start()
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.stop(5)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.is_running():
+            self.process.stop(20)
+
+    def tracebacks(self) -> list[str]:
+        found = []
+        for log in sorted(self.tmp.glob(f"worker-{self.index}.*.log")):
+            if "Traceback" in log.read_text(errors="replace"):
+                found.append(log.name)
+        return found
+
+
+async def produce_paced(
+    brokers: str,
+    records: list[tuple[bytes, bytes]],
+    seconds: float,
+    on_tick: Callable[[float], None] | None = None,
+) -> None:
+    """Produce ``records`` spread over about ``seconds``; ``on_tick(fraction)`` between chunks."""
+    producer = AIOKafkaProducer(bootstrap_servers=brokers, linger_ms=5, acks="all")
+    await producer.start()
+    try:
+        chunks = max(1, int(seconds * 10))
+        size = -(-len(records) // chunks)
+        started = time.monotonic()
+        for n in range(chunks):
+            for key, value in records[n * size : (n + 1) * size]:
+                await producer.send("telemetry.raw", value, key=key)
+            await producer.flush()
+            if on_tick is not None:
+                await asyncio.to_thread(on_tick, (n + 1) / chunks)
+            await asyncio.sleep(max(0.0, started + (n + 1) * seconds / chunks - time.monotonic()))
+    finally:
+        await producer.stop()
+
+
+# --- the checks ---------------------------------------------------------------------
+
+
+def stored_ids(client: Client) -> set[str]:
+    rows = client.query("SELECT DISTINCT toString(event_id) FROM events").result_rows
+    return {row[0] for row in rows}
+
+
+def wait_stored(client: Client, wanted: set[str], timeout_s: float) -> set[str]:
+    deadline = time.monotonic() + timeout_s
+    found: set[str] = set()
+    while time.monotonic() < deadline:
+        found = stored_ids(client)
+        if wanted <= found:
+            return found
+        time.sleep(0.5)
+    return found
+
+
+def live_nudges(client: Client) -> set[str]:
+    query = "SELECT DISTINCT nudge_id FROM nudges WHERE run_id = 'live'"
+    return {row[0] for row in client.query(query).result_rows}
+
+
+def wait_nudges(client: Client, expected: set[str], timeout_s: float) -> set[str]:
+    deadline = time.monotonic() + timeout_s
+    found: set[str] = set()
+    while time.monotonic() < deadline:
+        found = live_nudges(client)
+        if found >= expected:
+            time.sleep(1.0)  # anything extra would show up now
+            return live_nudges(client)
+        time.sleep(0.5)
+    return found
+
+
+def settle_and_count(
+    result: Result,
+    client: Client,
+    accepted_ids: set[str],
+    expected: set[str],
+    timeout_s: float = 90,
+) -> Result:
+    stored = wait_stored(client, accepted_ids, timeout_s)
+    result.stored = len(stored & accepted_ids)
+    result.lost = len(accepted_ids - stored)
+    extra = stored - accepted_ids
+    if extra:
+        result.notes.append(f"{len(extra)} stored ids never sent")
+    # The queries' dedup semantics: one row per event_id once ReplacingMergeTree collapsed.
+    final = "SELECT count() - uniqExact(event_id), count() FROM events FINAL"
+    result.duplicates, _ = client.query(final).result_rows[0]
+    raw_rows = client.query("SELECT count() FROM events").result_rows[0][0]
+    if raw_rows > len(stored):
+        result.notes.append(f"{raw_rows - len(stored)} re-delivered rows not yet merged")
+    found = wait_nudges(client, expected, timeout_s)
+    twice = client.query(
+        "SELECT count() FROM (SELECT nudge_id FROM nudges FINAL WHERE run_id = 'live'"
+        " GROUP BY nudge_id HAVING count() > 1)"
+    ).result_rows[0][0]
+    twice += client.query(
+        "SELECT count() FROM (SELECT user_key, kind, trigger_event_id FROM nudges FINAL"
+        " WHERE run_id = 'live' GROUP BY user_key, kind, trigger_event_id"
+        " HAVING uniqExact(nudge_id) > 1)"
+    ).result_rows[0][0]
+    result.nudges_twice = twice
+    result.decision_diff = len(found ^ expected)
+    result.notes.append(f"nudges {len(found)}/{len(expected)}")
+    return result
+
+
+# --- scenarios ---------------------------------------------------------------------
+
+
+def worker_crash(
+    warehouse: str, tmp: Path, events: int, kills: int, seconds: float, seed: int = 5
+) -> Result:
+    """One worker, SIGKILLed ``kills`` times at random moments while traffic flows, restarted."""
+    result = Result(f"worker SIGKILL x{kills}")
+    records = traffic(seed, max(20, events // 25), events)
+    ids = event_ids(records)
+    expected = expected_nudges(records)
+    rng = random.Random(seed)
+    moments = sorted(rng.uniform(0.1, 0.9) for _ in range(kills))
+    with fresh_broker(tmp) as broker, fresh_database(warehouse, "crash") as client:
+        worker = Worker(tmp, broker.bootstrap_servers, warehouse, client.database, 0).start()
+
+        def on_tick(done: float) -> None:
+            while moments and done >= moments[0]:
+                moments.pop(0)
+                time.sleep(rng.uniform(0.0, 0.5))
+                worker.kill()
+                worker.start()
+
+        try:
+            asyncio.run(produce_paced(broker.bootstrap_servers, records, seconds, on_tick))
+            result.sent = result.accepted = len(ids)
+            settle_and_count(result, client, ids, expected)
+        finally:
+            worker.stop()
+        result.notes.append(f"{worker.starts - 1} kills")
+        if worker.tracebacks():
+            result.notes.append(f"tracebacks in {worker.tracebacks()}")
+    return result
+
+
+def worker_takeover(warehouse: str, tmp: Path, events: int, seconds: float, seed: int = 6):
+    """Two workers; one is SIGKILLed halfway and stays dead: the other takes its partitions."""
+    result = Result("2 workers, 1 killed")
+    records = traffic(seed, max(20, events // 25), events)
+    ids = event_ids(records)
+    expected = expected_nudges(records)
+    with fresh_broker(tmp) as broker, fresh_database(warehouse, "takeover") as client:
+        brokers = broker.bootstrap_servers
+        workers = [Worker(tmp, brokers, warehouse, client.database, i).start() for i in (0, 1)]
+        killed = []
+
+        def on_tick(done: float) -> None:
+            if done >= 0.5 and not killed:
+                workers[1].kill()
+                killed.append(time.monotonic())
+
+        try:
+            asyncio.run(produce_paced(brokers, records, seconds, on_tick))
+            result.sent = result.accepted = len(ids)
+            settle_and_count(result, client, ids, expected, timeout_s=120)
+        finally:
+            for worker in workers:
+                worker.stop()
+        if workers[0].tracebacks():
+            result.notes.append(f"tracebacks in {workers[0].tracebacks()}")
+    return result
+
+
+def warehouse_outage(tmp: Path, events: int, down_s: float, seed: int = 7) -> Result:
+    """The warehouse server is stopped under a running worker, then started again."""
+    result = Result(f"warehouse down {down_s:g}s")
+    tmp.mkdir(parents=True, exist_ok=True)
+    records = traffic(seed, max(20, events // 25), events)
+    ids = event_ids(records)
+    expected = expected_nudges(records)
+    half = len(records) // 2
+    port = support.free_port()
+    url = f"http://{support.LOOPBACK}:{port}"
+    data = tmp / "warehouse-data"
+
+    def start_warehouse(n: int) -> ManagedProcess:
+        process = support.python_process(
+            "warehouse",
+            [
+                *("-m", "pipeline.local.warehouse", "--data-path", str(data)),
+                *("--host", support.LOOPBACK, "--port", str(port), "--log-level", "warning"),
+            ],
+            tmp / f"warehouse.{n}.log",
+        )
+        process.start()
+        support.wait_for(lambda: support.http_ok(f"{url}/ping", "Ok."), 30, "warehouse")
+        return process
+
+    warehouse = start_warehouse(1)
+    try:
+        with fresh_broker(tmp) as broker, fresh_database(url, "whdown") as client:
+            worker = Worker(tmp, broker.bootstrap_servers, url, client.database, 0).start()
+            try:
+                asyncio.run(produce_paced(broker.bootstrap_servers, records[:half], 3))
+                wait_stored(client, event_ids(records[:half]) - event_ids(sentinels()), 60)
+                warehouse.stop(10)
+                asyncio.run(produce_paced(broker.bootstrap_servers, records[half:], 2))
+                time.sleep(down_s)
+                log = worker.log.read_text(errors="replace")
+                retries = log.count("warehouse insert failed")
+                result.notes.append(f"{retries} insert retries logged while down")
+                if not retries:
+                    result.notes.append("NO RETRY SEEN")
+                    result.lost += 1
+                warehouse = start_warehouse(2)
+                client.close()  # its connection died with the server
+                client = clickhouse_connect.get_client(dsn=url, database=client.database)
+                result.sent = result.accepted = len(ids)
+                settle_and_count(result, client, ids, expected)
+            finally:
+                worker.stop()
+            if worker.tracebacks():
+                result.notes.append(f"tracebacks in {worker.tracebacks()}")
+    finally:
+        warehouse.stop(10)
+    return result
+
+
+POISON = [
+    b"\xff\xfe\x00 not utf-8",
+    b"{",
+    b"[]",
+    b"null",
+    b'{"event_id": 1}',
+    b'{"type": "nudge", "nudge_id": 5}',
+    b'{"kind": "handover", "user_id": "u", "state": "!!!not base64"}',
+    b'{"kind": "handover", "user_id": "u", "state": "AAAA"}',
+    b'{"kind": "claim"}',
+    b'{"command": "erase"}',
+    b'{"command": "erase", "user_key": ""}',
+    b'{"command": "format_disk", "user_key": "u"}',
+    b"9" * 5000,
+    b'{"a":' * 2000 + b"1" + b"}" * 2000,
+]
+# Every topic a worker or the dispatcher consumes.
+POISONED_TOPICS = (
+    "telemetry.raw",
+    "identity.handover",
+    "control",
+    "nudges",
+    "vip",
+    "receipts",
+    "telemetry.dlq",
+)
+
+
+async def produce_raw(brokers: str, topic: str, values: list[bytes], key: bytes | None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+def dead_letters_by_topic(client: Client) -> dict[str, int]:
+    rows = client.query(
+        "SELECT source_topic, uniqExact(partition, offset) FROM dead_letters GROUP BY source_topic"
+    ).result_rows
+    return dict(rows)
+
+
+def broker_outage(warehouse: str, tmp: Path, batches: int, down_s: float) -> Result:
+    """Collector and worker while the broker is stopped and started again (empty: Tansu).
+
+    While it is down the collector answers 503 with Retry-After and never 202; a store
+    backend resending the same batches (same event ids) after Retry-After gets them all
+    in once it is back; the worker, left running, carries on with the new broker.
+    """
+    from tests.collector_server import SERVER_KEY, collector_settings, event, running_api
+
+    result = Result(f"broker down {down_s:g}s")
+    headers = {"Authorization": f"Bearer {SERVER_KEY}"}
+    sent: dict[str, list[dict]] = {}
+    accepted: set[str] = set()
+    port = support.free_port()
+    with fresh_database(warehouse, "brokerdown") as client:
+        broker = Broker(port=port, log_path=tmp / "broker.1.log").start()
+        asyncio.run(ensure_topics(broker.bootstrap_servers, broker_topics()))
+        worker = Worker(tmp, broker.bootstrap_servers, warehouse, client.database, 0).start()
+        settings = collector_settings(broker.bootstrap_servers, produce_timeout_s=2.0)
+        try:
+            with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as http:
+
+                def post(name: str) -> httpx.Response:
+                    return http.post("/v1/track", json={"batch": sent[name]}, headers=headers)
+
+                for n in range(batches):
+                    sent[f"before-{n}"] = [event() for _ in range(20)]
+                    assert post(f"before-{n}").status_code == 202
+                    accepted.update(e["event_id"] for e in sent[f"before-{n}"])
+                # Tansu keeps records in memory: what the sink has not read yet is lost
+                # with it (Kafka would keep it), so the outage starts once they are stored.
+                wait_stored(client, accepted, 60)
+                broker.stop()
+                refused, statuses = [], set()
+                deadline = time.monotonic() + down_s
+                while time.monotonic() < deadline:
+                    name = f"during-{len(refused)}"
+                    sent[name] = [event() for _ in range(20)]
+                    response = post(name)
+                    statuses.add(response.status_code)
+                    if response.status_code == 503:
+                        assert int(response.headers["retry-after"]) >= 1
+                    refused.append(name)
+                    time.sleep(0.3)
+                result.notes.append(f"while down: {sorted(statuses)} x{len(refused)}")
+                if statuses != {503}:
+                    result.notes.append("NOT ONLY 503 WHILE DOWN")
+                    result.duplicates += 1
+                broker = Broker(port=port, log_path=tmp / "broker.2.log").start()
+                asyncio.run(ensure_topics(broker.bootstrap_servers, broker_topics()))
+                retry_deadline = time.monotonic() + 60
+                for name in refused:  # the store backend resends each refused batch
+                    while True:
+                        response = post(name)
+                        if response.status_code == 202:
+                            accepted.update(e["event_id"] for e in sent[name])
+                            break
+                        assert response.status_code == 503, response.text
+                        assert time.monotonic() < retry_deadline, "collector never came back"
+                        time.sleep(float(response.headers.get("retry-after", "1")))
+                for n in range(batches):
+                    sent[f"after-{n}"] = [event() for _ in range(20)]
+                    assert post(f"after-{n}").status_code == 202
+                    accepted.update(e["event_id"] for e in sent[f"after-{n}"])
+            result.sent = sum(len(batch) for batch in sent.values())
+            result.accepted = len(accepted)
+            settle_and_count(result, client, accepted, set(), timeout_s=90)
+        finally:
+            worker.stop()
+            broker.stop()
+        if worker.tracebacks():
+            result.notes.append(f"tracebacks in {worker.tracebacks()}")
+    return result
