@@ -12,7 +12,7 @@ import faust
 
 from pipeline.agents.score import register_scoring
 from pipeline.dispatch.agent import register_dispatch
-from pipeline.faust_transport import low_latency_transport
+from pipeline.faust_transport import KeepQueuedFlowControl, low_latency_transport
 from pipeline.settings import WorkerSettings
 from pipeline.sink import register_sink
 from schemas.topics import USER_PARTITIONS
@@ -66,6 +66,8 @@ def create_app(
         **({"web_host": settings.web_host} if settings.web_host else {}),
     )
     app.transport = low_latency_transport(app, settings.consumer_fetch_max_wait_ms)
+    # Before any stream queue exists: they register with the app's flow control.
+    app.flow_control = KeepQueuedFlowControl(loop=app.loop)
     for register in registrations:
         register(app, settings)
     return app

@@ -1,4 +1,4 @@
-"""Faust's Kafka transport with a configurable fetch wait.
+"""Faust transport and flow-control workarounds: a configurable fetch wait; no queue wipe on resume.
 
 Faust builds its consumer with ``fetch_max_wait_ms=1500`` and no setting to
 change it. Measured on Tansu, a waiting fetch is not answered when records
@@ -12,6 +12,7 @@ from typing import Any
 import aiokafka
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from mode.utils.queues import FlowControlEvent
 
 
 def low_latency_transport(app: faust.App, fetch_max_wait_ms: int) -> faust_aiokafka.Transport:
@@ -31,3 +32,23 @@ def low_latency_transport(app: faust.App, fetch_max_wait_ms: int) -> faust_aioka
 
     Transport.Consumer = Consumer
     return Transport(app.conf.broker_consumer, app)
+
+
+class KeepQueuedFlowControl(FlowControlEvent):
+    """Faust's flow control without the buffer wipe on ``resume()``.
+
+    mode's ``FlowControlEvent.resume()`` clears every stream queue. Faust's
+    recovery calls it *after* it has resumed the stream partitions, sought them
+    to the committed offsets and let the fetcher run again, so records fetched
+    in that window are dropped from the queues while the consumer's read offset
+    has already moved past them: they are never processed (faust-streaming
+    issue #596). Seen here as a dispatcher that, after a restart, silently
+    never sent a few hundred nudges. Revocation still clears the queues (Faust
+    calls ``clear()`` itself there); records kept at resume belong to the new
+    assignment and at worst repeat ones a seek re-fetches, which every agent
+    here tolerates (at-least-once with idempotent effects).
+    """
+
+    def resume(self) -> None:
+        self._suspend.clear()
+        self._resume.set()

@@ -8,8 +8,16 @@ then does Faust commit the batch's offsets.
 """
 
 import asyncio
+import contextlib
+import faulthandler
+import gc
+import io
 import logging
+import os
+import signal
+import sys
 import time
+from collections.abc import Iterator
 
 import clickhouse_connect
 import faust
@@ -39,8 +47,85 @@ RAW_BYTES = {
 }
 
 
+# The exit status of a dispatcher that stopped on a failed batch (see ``failing_hard``).
+BATCH_FAILED_EXIT = 70
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+@contextlib.contextmanager
+def failing_hard(what: str) -> Iterator[None]:
+    """A batch that fails after its bounded retries stops the worker at once, loudly.
+
+    Not Faust's default (the actor is restarted and ``take_events`` acks the failed
+    batch's events, so their offsets are committed unprocessed), not a clean shutdown
+    (that commits too): exiting like a SIGKILL leaves the batch uncommitted, and the
+    restarted dispatcher redoes it with the same idempotency keys.
+    """
+    try:
+        yield
+    except Exception:
+        log.critical(
+            "%s failed; exiting (status %d) without committing it",
+            what,
+            BATCH_FAILED_EXIT,
+            exc_info=True,
+        )
+        logging.shutdown()
+        os._exit(BATCH_FAILED_EXIT)
+
+
+def _await_chain(awaitable: object) -> list[str]:
+    """Where a suspended coroutine chain is parked: one ``file:line function`` per frame."""
+    lines: list[str] = []
+    for _ in range(64):
+        if awaitable is None:
+            break
+        frame = next(
+            (
+                getattr(awaitable, a)
+                for a in ("cr_frame", "ag_frame", "gi_frame")
+                if getattr(awaitable, a, None) is not None
+            ),
+            None,
+        )
+        if frame is not None:
+            code = frame.f_code
+            lines.append(f"    {code.co_filename}:{frame.f_lineno} {code.co_name}")
+            awaitable = next(
+                (
+                    getattr(awaitable, a)
+                    for a in ("cr_await", "ag_await", "gi_yieldfrom")
+                    if getattr(awaitable, a, None) is not None
+                ),
+                None,
+            )
+            continue
+        # Wrappers without frames (coroutine_wrapper, async_generator_asend, a
+        # Future): look through to the coroutine or generator they hold.
+        inner = [
+            r
+            for r in gc.get_referents(awaitable)
+            if any(hasattr(r, a) for a in ("cr_frame", "ag_frame", "gi_frame"))
+        ]
+        if not inner:
+            lines.append(f"    awaiting {awaitable!r:.300}")
+            break
+        awaitable = inner[0]
+    return lines
+
+
+def dump_stacks() -> None:
+    """Every asyncio task's await chain and every thread's stack, on stderr (no locals)."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        out.write(f"--- task {task.get_name()}\n")
+        out.write("\n".join(_await_chain(task.get_coro())) + "\n")
+    sys.stderr.write(out.getvalue())
+    sys.stderr.flush()
+    faulthandler.dump_traceback(all_threads=True)
 
 
 def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
@@ -62,6 +147,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
         dsn=settings.clickhouse_url,
         database=settings.clickhouse_database,
         connect_timeout=3,
+        send_receive_timeout=settings.warehouse_timeout_s,
         autogenerate_session_id=False,
     )
     master = pii.MasterKey.from_secret(settings.pii_master_key.get_secret_value())
@@ -82,7 +168,9 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
         if partition not in indexed:
             indexed.add(partition)
             log.info(
-                "partition %d: %d messages in flight", partition, dispatcher.rebuild(partition)
+                "partition %d: %d messages in flight",
+                partition,
+                dispatcher.rebuild(partition, _now_ms()),
             )
 
     async def ship() -> None:
@@ -90,7 +178,9 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
         await store.flush()
         rows = dispatcher.drain_audit()
         if rows:
-            await asyncio.to_thread(warehouse.insert, AUDIT_LOG, rows, column_names=AUDIT_COLUMNS)
+            await dispatcher.warehouse(
+                warehouse.insert, AUDIT_LOG, rows, column_names=AUDIT_COLUMNS
+            )
 
     async def refresh_pauses() -> None:
         nonlocal last_poll
@@ -98,9 +188,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
             return
         last_poll = time.monotonic()
         try:
-            dispatcher.paused = await asyncio.to_thread(
-                Directory.paused_channels, dispatcher.directory
-            )
+            dispatcher.paused = await asyncio.to_thread(dispatcher.directory.paused_channels)
         except Exception as exc:  # keep the last known switches while the warehouse is away
             log.warning("cannot read channel switches: %s", type(exc).__name__)
 
@@ -108,33 +196,36 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
     async def dispatch_decisions(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             async with lock:
-                items = []
-                for event in events:
-                    ensure_indexed(event.message.partition)
-                    items.append((event.message.partition, event.message.value))
-                await refresh_pauses()
-                await dispatcher.on_decisions(items, _now_ms())
-                await ship()
+                with failing_hard("a decisions batch"):
+                    items = []
+                    for event in events:
+                        ensure_indexed(event.message.partition)
+                        items.append((event.message.partition, event.message.value))
+                    await refresh_pauses()
+                    await dispatcher.on_decisions(items, _now_ms())
+                    await ship()
 
     @app.agent(receipts_topic, name="dispatch_receipts")
     async def dispatch_receipts(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             async with lock:
-                items = []
-                for event in events:
-                    ensure_indexed(event.message.partition)
-                    items.append((event.message.partition, event.message.value))
-                await dispatcher.on_receipts(items, _now_ms())
-                await ship()
+                with failing_hard("a receipts batch"):
+                    items = []
+                    for event in events:
+                        ensure_indexed(event.message.partition)
+                        items.append((event.message.partition, event.message.value))
+                    await dispatcher.on_receipts(items, _now_ms())
+                    await ship()
 
     @app.agent(control_topic, name="dispatch_commands")
     async def dispatch_commands(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
             async with lock:
-                for event in events:
-                    ensure_indexed(event.message.partition)
-                    dispatcher.on_control(event.message.partition, event.message.value)
-                await ship()
+                with failing_hard("a control batch"):
+                    for event in events:
+                        ensure_indexed(event.message.partition)
+                        dispatcher.on_control(event.message.partition, event.message.value)
+                    await ship()
 
     @app.timer(interval=0.5, on_leader=False)
     async def follow_wall_clock() -> None:
@@ -142,21 +233,30 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
         if app.rebalancing:
             return
         async with lock:
-            for tp in app.consumer.assignment():
-                if tp.topic == name(NUDGES):
-                    ensure_indexed(tp.partition)
-            await refresh_pauses()
-            await dispatcher.tick(_now_ms())
-            await ship()
+            with failing_hard("a clock tick"):
+                for tp in app.consumer.assignment():
+                    if tp.topic == name(NUDGES):
+                        ensure_indexed(tp.partition)
+                await refresh_pauses()
+                await dispatcher.tick(_now_ms())
+                await ship()
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
         partitions = {tp.partition for tp in revoked if tp.topic == name(NUDGES)}
         async with lock:
-            await ship()
+            with failing_hard("the flush before a revocation"):
+                await ship()
             indexed.difference_update(partitions)
             dispatcher.forget(partitions)
             store.forget(partitions)
+
+    @app.task
+    async def install_stack_dump() -> None:
+        # ``kill -USR2 <pid>``: every thread's and every task's stack on stderr (no locals:
+        # they may hold a phone in clear). Mode's own SIGUSR1 dump prints locals.
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR2, dump_stacks)
 
     @app.on_before_shutdown.connect
     async def stop_outputs(app: faust.App, **kwargs: object) -> None:

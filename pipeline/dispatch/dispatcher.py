@@ -10,13 +10,20 @@ idempotency key, which the provider honours, so nothing goes out twice.
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
+from clickhouse_connect.driver.exceptions import OperationalError
 from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from pipeline.dispatch import policy
 from pipeline.dispatch.channels import Channel, Outgoing, SendResult
@@ -31,7 +38,14 @@ from pipeline.dispatch.records import (
 from pipeline.dispatch.settings import DispatchSettings
 from pipeline.engine.outputs import Record as OutRecord
 from schemas import pii
-from schemas.messages import Nudge, NudgeCancellation, Receipt, VipUpgrade, load_decision
+from schemas.messages import (
+    CampaignMessage,
+    Nudge,
+    NudgeCancellation,
+    Receipt,
+    VipUpgrade,
+    load_decision,
+)
 from schemas.receipt_ids import receipt_id
 from schemas.templates import render
 
@@ -81,6 +95,8 @@ class Dispatcher:
         self._audit: list[list[Any]] = []
         # partition → message id → deadline (ms): held and awaiting messages.
         self._deadlines: dict[int, dict[str, int]] = {}
+        # partition → no delivery-timeout fallback before this (ms): set on assignment.
+        self._grace_until: dict[int, int] = {}
         self._sending = asyncio.Semaphore(settings.send_concurrency)
         self.sent = self.duplicates = self.erased = 0
 
@@ -101,9 +117,16 @@ class Dispatcher:
         else:
             deadlines.pop(record.message_id, None)
 
-    def rebuild(self, partition: int) -> int:
-        """After an assignment: index the held and awaiting messages stored on the partition."""
+    def rebuild(self, partition: int, now_ms: int | None = None) -> int:
+        """After an assignment: index the held and awaiting messages stored on the partition.
+
+        With ``now_ms``, their delivery timeouts wait ``fallback_grace_s`` from then, so
+        that "delivered" receipts which arrived while no dispatcher owned the partition
+        are read before any SMS is sent in their place.
+        """
         self._deadlines[partition] = {}
+        if now_ms is not None:
+            self._grace_until[partition] = now_ms + int(self.settings.fallback_grace_s * 1000)
         for _, record in self.store.scan(partition):
             if isinstance(record, MessageRecord):
                 self._index(partition, record)
@@ -112,6 +135,7 @@ class Dispatcher:
     def forget(self, partitions: set[int]) -> None:
         for partition in partitions:
             self._deadlines.pop(partition, None)
+            self._grace_until.pop(partition, None)
 
     def pending(self) -> int:
         return sum(len(d) for d in self._deadlines.values())
@@ -140,6 +164,7 @@ class Dispatcher:
             message_id=record.message_id,
             kind=record.kind,  # type: ignore[arg-type]
             user_key=record.user_key,
+            campaign_id=record.content.get("campaign_id"),
             channel=channel,  # type: ignore[arg-type]
             status=status,  # type: ignore[arg-type]
             at=_iso(now_ms),
@@ -182,7 +207,11 @@ class Dispatcher:
             work.append(_Work(partition, record))
         await self._run(work, now_ms)
 
-    def _new_record(self, decision: Nudge | VipUpgrade, now_ms: int) -> MessageRecord:
+    def _new_record(
+        self, decision: Nudge | VipUpgrade | CampaignMessage, now_ms: int
+    ) -> MessageRecord:
+        if isinstance(decision, CampaignMessage):
+            return _campaign_record(decision, now_ms)
         subjects = [decision.user_key]
         if decision.anonymous_id and decision.anonymous_id != decision.user_key:
             subjects.append(decision.anonymous_id)
@@ -265,13 +294,14 @@ class Dispatcher:
         """Delivery timeouts fall back; held messages are re-evaluated (resume, revoke, expiry)."""
         work: list[_Work] = []
         for partition, deadlines in self._deadlines.items():
+            in_grace = now_ms < self._grace_until.get(partition, 0)
             for message_id, deadline in list(deadlines.items()):
                 record = self.store.get(message_key(message_id), partition)
                 if not isinstance(record, MessageRecord):
                     deadlines.pop(message_id, None)
                 elif record.stage == "held":
                     work.append(_Work(partition, record, resume=True))
-                elif deadline <= now_ms:
+                elif deadline <= now_ms and not in_grace:
                     work.append(_Work(partition, record, why="delivery_timeout"))
         await self._run(work, now_ms)
 
@@ -295,20 +325,42 @@ class Dispatcher:
             self.store.delete(user_key_of(user_key), partition)
             self.erased += 1
 
+    # --- the warehouse --------------------------------------------------------------
+
+    async def warehouse(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A blocking warehouse call in a thread: each try bounded by the client's
+        ``send_receive_timeout``, network failures retried a few times, then raised."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(OperationalError),
+            stop=stop_after_attempt(self.settings.warehouse_attempts),
+            wait=wait_exponential_jitter(initial=0.2, max=2.0),
+            reraise=True,
+            before_sleep=lambda state: log.warning(
+                "warehouse call failed (%s); retrying",
+                type(state.outcome.exception()).__name__ if state.outcome else "?",
+            ),
+        ):
+            with attempt:
+                return await asyncio.to_thread(call, *args, **kwargs)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     # --- stepping -----------------------------------------------------------------
 
     async def _run(self, work: list[_Work], now_ms: int) -> None:
         if not work:
             return
         subjects = {w.record.user_key: w.record.subjects for w in work}
-        contacts = await asyncio.to_thread(self.directory.contacts, subjects)
+        contacts = await self.warehouse(self.directory.contacts, subjects)
         await asyncio.gather(
             *(self._step(w, contacts.get(w.record.user_key, Contact()), now_ms) for w in work)
         )
 
     async def _step(self, work: _Work, contact: Contact, now_ms: int) -> None:
         record, partition, why = work.record, work.partition, work.why
-        reach = policy.Reach(frozenset(contact.consented), self.paused)
+        consented = frozenset(contact.consented)
+        if record.content.get("channels"):  # a campaign's channel policy
+            consented &= frozenset(record.content["channels"])
+        reach = policy.Reach(consented, self.paused)
         while True:
             step = policy.next_step(reach, tuple(record.tried), why)
             if isinstance(step, policy.Hold):
@@ -387,6 +439,22 @@ class Dispatcher:
             self.sent += 1
             self.duplicates += int(result.duplicate)
         return result
+
+
+def _campaign_record(message: CampaignMessage, now_ms: int) -> MessageRecord:
+    return MessageRecord(
+        message_id=message.message_id,
+        kind="campaign",
+        user_key=message.user_key,
+        subjects=[message.user_key, *message.anonymous_ids],
+        created_ms=now_ms,
+        content={
+            "discount_percent": message.discount_percent,
+            "product": message.product,
+            "campaign_id": message.campaign_id,
+            "channels": list(message.channels),
+        },
+    )
 
 
 def _late_delivery(record: MessageRecord, channel: str | None) -> bool:

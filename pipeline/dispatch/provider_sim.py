@@ -46,6 +46,8 @@ class Behaviour:
     click_rate: float = 0.3  # of those read
     transient_error_rate: float = 0.0  # answer 503 to the send (the client retries)
     delay_s: float = 0.5  # between each webhook
+    # Campaign messages (kind "campaign") are delivered at this rate, the rest fail.
+    campaign_success_rate: float = 0.9
 
 
 class BehaviourUpdate(BaseModel):
@@ -56,6 +58,7 @@ class BehaviourUpdate(BaseModel):
     click_rate: Rate | None = None
     transient_error_rate: Rate | None = None
     delay_s: Annotated[float, Field(ge=0, le=3600)] | None = None
+    campaign_success_rate: Rate | None = None
 
 
 class Metadata(BaseModel):
@@ -97,6 +100,7 @@ class Simulator:
             settings.sim_click_rate,
             settings.sim_transient_error_rate,
             settings.sim_delay_s,
+            settings.sim_campaign_success_rate,
         )
         self.behaviour: dict[str, Behaviour] = {"whatsapp": base, "sms": base}
         self.accepted: dict[str, Accepted] = {}
@@ -151,7 +155,10 @@ class Simulator:
         fate = rng.random()
         if fate < behaviour.silent_rate:
             return
-        steps = ["failed"] if fate < behaviour.silent_rate + behaviour.fail_rate else ["delivered"]
+        fail_rate = behaviour.fail_rate
+        if message.kind == "campaign":
+            fail_rate = max(fail_rate, 1 - behaviour.campaign_success_rate)
+        steps = ["failed"] if fate < behaviour.silent_rate + fail_rate else ["delivered"]
         if steps == ["delivered"] and rng.random() < behaviour.read_rate:
             steps.append("read")
             if rng.random() < behaviour.click_rate:

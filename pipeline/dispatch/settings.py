@@ -15,12 +15,20 @@ class DispatchSettings(WorkerSettings):
     send_concurrency: int = Field(default=32, ge=1)
     # No "delivered" on WhatsApp within this → SMS.
     delivery_timeout_s: float = 30.0
+    # After a partition is assigned (a restart, a rebalance), delivery timeouts wait this
+    # long before falling back: the receipts that piled up meanwhile are read first.
+    fallback_grace_s: float = Field(default=5.0, ge=0)
     # A message whose every usable channel is paused waits this long, then is suppressed.
     hold_max_s: float = 3600.0
     # Messages per user per rolling 24 h (admin force-sends are exempt).
     daily_cap: int = Field(default=3, ge=1)
     # Pause switches and revocations are read from the warehouse this often.
     control_poll_s: float = 1.0
+    # Every warehouse request (consent lookups, audit inserts, switches) is bounded by this
+    # (clickhouse-connect's default is 300 s) and tried this many times before the batch
+    # fails loudly; a batch holds the dispatcher's lock, so nothing in it may wait unbounded.
+    warehouse_timeout_s: int = Field(default=10, ge=1)
+    warehouse_attempts: int = Field(default=3, ge=1)
     storefront_url: str = "http://127.0.0.1:8000/demo"
 
 
@@ -39,4 +47,5 @@ class ProviderSimSettings(CommonSettings):
     sim_click_rate: float = 0.3
     sim_transient_error_rate: float = 0.0
     sim_delay_s: float = 0.5
+    sim_campaign_success_rate: float = 0.9
     log_level: str = "info"

@@ -2,7 +2,9 @@
 admin, erasure), the provider simulator and the dispatcher as real processes.
 
 Tests run in file order and share the processes: the burst comes first (with a
-long delivery timeout), then the dispatcher is restarted with a short one.
+long delivery timeout), then the dispatcher is restarted with a short one and an
+engine worker starts, whose sink brings orders and receipts to the warehouse for the
+conversion metrics.
 """
 
 import asyncio
@@ -10,7 +12,7 @@ import os
 import signal
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -28,6 +30,7 @@ from schemas.signatures import signature_headers
 from schemas.topics import NUDGES
 from tests import support
 from tests.collector_server import (
+    READ_KEY,
     SERVER_KEY,
     WRITE_KEY,
     collector_settings,
@@ -41,6 +44,7 @@ MASTER = "test-pii-master-key"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
 SERVER = {"Authorization": f"Bearer {SERVER_KEY}"}
+READ = {"Authorization": f"Bearer {READ_KEY}"}
 BURST = 1000
 KILL_AT = int(os.environ.get("TEST_DISPATCH_KILL_AT", "250"))
 
@@ -131,6 +135,7 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
                     "http": http,
                     "dispatcher": dispatcher,
                     "broker": broker,
+                    "warehouse": warehouse,
                     "ch": clickhouse,
                     "tmp": tmp,
                 }
@@ -140,6 +145,32 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
             for log in tmp.glob("*.log"):
                 text = log.read_text()
                 assert "+1555" not in text, f"a phone number in clear in {log.name}"
+
+
+@pytest.fixture(scope="module")
+def engine(stack):
+    """The engine worker (scoring and the warehouse sink), for the conversion metrics: the
+    order event and the receipts reach the warehouse through it. Started, not awaited."""
+    env = support.child_env(
+        env="test",
+        app_id=f"test-engine-{uuid.uuid4().hex[:8]}",
+        kafka_brokers=stack["broker"],
+        clickhouse_url=stack["warehouse"],
+        clickhouse_database=stack["ch"].database,
+        data_dir=str(stack["tmp"] / "engine"),
+        token_secret="test-token-secret-of-at-least-32-bytes",
+        pii_master_key=MASTER,
+        web_enabled="false",
+        log_level="warning",
+    )
+    worker = support.python_process(
+        "worker", ["-m", "pipeline.cli", "worker"], stack["tmp"] / "engine.log", env
+    )
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop(15)
 
 
 def sim_messages(stack, message_id: str | None = None) -> list[dict]:
@@ -283,7 +314,8 @@ def _loop() -> asyncio.AbstractEventLoop:
 # --- the journeys -----------------------------------------------------------------------
 
 
-def test_restart_with_a_short_delivery_timeout(stack):
+def test_restart_with_a_short_delivery_timeout(stack, engine):
+    # The engine joins its group (~20 s on Tansu) while the next journeys run.
     stack["dispatcher"].stop()
     stack["dispatcher"].start(delivery_timeout_s="3")
     stack["http"].post(f"{stack['sim']}/v1/config", json={"read_rate": 1, "click_rate": 1})
@@ -320,7 +352,7 @@ def test_cart_rescue_goes_out_on_whatsapp_and_is_read_and_clicked(stack):
     stack["message"] = (user, message_id, link)
 
 
-def test_an_order_from_the_link_is_attributed_to_the_message(stack):
+def test_an_order_from_the_link_is_attributed_to_the_message(stack, engine):
     user, message_id, link = stack["message"]
     utm = {k: v[0] for k, v in parse_qs(urlparse(link).query).items()}
     order = {
@@ -354,6 +386,28 @@ def test_an_order_from_the_link_is_attributed_to_the_message(stack):
     )
     assert raw[0]["context"]["campaign"]["utm_message_id"] == message_id
 
+    # Read back as a conversion with its revenue, on the channel that engaged.
+    span = {
+        "from": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+        "to": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+    }
+
+    def outcome(channel: str) -> dict:
+        response = stack["http"].get(f"{stack['api']}/v1/metrics/nudges", params=span, headers=READ)
+        assert response.status_code == 200, response.text
+        rows = [
+            r
+            for r in response.json()["rows"]
+            if (r["kind"], r["channel"]) == ("cart_rescue", channel)
+        ]
+        return rows[0] if rows else {}
+
+    assert engine.is_running(), engine.log_tail()
+    wait_until(lambda: outcome("all").get("converted") == 1, 90, "the conversion in the metrics")
+    for channel in ("all", "whatsapp"):
+        row = outcome(channel)
+        assert (row["converted"], row["orders"], row["revenue"]) == (1, 1, 80.0), row
+
 
 def test_paused_whatsapp_sends_the_next_nudge_by_sms(stack):
     http, api = stack["http"], stack["api"]
@@ -375,6 +429,7 @@ def test_paused_whatsapp_sends_the_next_nudge_by_sms(stack):
         assert "Hi there" in sim_messages(stack, message_id)[0]["content"]["text"]
     finally:
         http.post(f"{api}/v1/admin/channels/whatsapp/resume", headers=ADMIN)
+        time.sleep(1.0)  # the next journey needs WhatsApp back: let the dispatcher poll it
     actions = {r["action"] for r in audit(stack, limit=1000)}
     assert {"channel_pause", "channel_resume", "flow_cart_rescue"} <= actions
 
