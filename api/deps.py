@@ -3,7 +3,8 @@
 from typing import Annotated
 
 from clickhouse_connect.driver.client import Client
-from fastapi import Depends, Request
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from fastapi import Depends, HTTPException, Request, status
 
 from api.resources import Resources
 from api.settings import ApiSettings
@@ -18,7 +19,16 @@ def get_resources(request: Request) -> Resources:
 
 
 def get_clickhouse(resources: Annotated[Resources, Depends(get_resources)]) -> Client:
-    return resources.clickhouse()
+    # clickhouse-connect connects when the client is built: a warehouse that is
+    # down is the caller's 503, not a 500.
+    try:
+        return resources.clickhouse()
+    except (ClickHouseError, OSError) as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"warehouse unavailable: {type(exc).__name__}",
+            headers={"Retry-After": "5"},
+        ) from None
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]

@@ -8,6 +8,7 @@ so a revoke blocks sending before the event is even on the topic.
 
 import asyncio
 import functools
+import weakref
 
 from api.deps import ResourcesDep, SettingsDep
 from api.privacy.store import ConsentDecision, PrivacyStore
@@ -53,6 +54,41 @@ def _without_phone(event: Event, stored) -> Event:
     return event.model_copy(update={"properties": props})
 
 
+class ConsentRecorder:
+    """Group commit: the decisions of requests that arrive while a write is in flight go
+    together in the next one, so concurrent batches share the warehouse round trips."""
+
+    def __init__(self, store: PrivacyStore) -> None:
+        self._store = store
+        self._waiting: list[tuple[list[ConsentDecision], asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def record(self, decisions: list[ConsentDecision]) -> dict:
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((decisions, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_while_waiting())
+        return await done
+
+    async def _write_while_waiting(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                stored = await asyncio.to_thread(
+                    self._store.record, [d for decisions, _ in group for d in decisions]
+                )
+            except Exception as exc:
+                for _, done in group:
+                    done.set_exception(exc)
+                continue
+            for _, done in group:
+                done.set_result(stored)
+
+
+# One recorder per API process (per Resources), made on first use.
+_recorders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 async def protect_consents(
     events: list[Event], resources: ResourcesDep, settings: SettingsDep
 ) -> list[Event]:
@@ -60,9 +96,12 @@ async def protect_consents(
     consents = [event for event in events if event.name == "consent"]
     if not consents:
         return events
-    store = privacy_store(resources, settings)
     try:
-        stored = await asyncio.to_thread(store.record, [_decision(e) for e in consents])
+        recorder = _recorders.get(resources)
+        if recorder is None:
+            # Building the store connects to the warehouse: inside the guard.
+            recorder = _recorders[resources] = ConsentRecorder(privacy_store(resources, settings))
+        stored = await recorder.record([_decision(e) for e in consents])
     except Exception as exc:
         raise ConsentStoreUnavailable(type(exc).__name__) from exc
     return [
