@@ -28,6 +28,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request, Response
 
+from benchmarks.warehouse_process import migrated_warehouse
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.ports import free_port
 from pipeline.simulate import generate_events, is_server_event
@@ -75,12 +76,16 @@ def reference_app() -> FastAPI:
     return app
 
 
-def bodies(count: int) -> list[bytes]:
+def bodies(count: int, consents: bool = True) -> list[bytes]:
     """Realistic browser events (the simulator's), with timestamps near now."""
     events = generate_events(
         1, users=count * BATCH // 20, events=count * BATCH * 2, start=datetime.now(UTC), days=1
     )
-    browser = [event for event in events if not is_server_event(event)][: count * BATCH]
+    browser = [
+        event
+        for event in events
+        if not is_server_event(event) and (consents or event["name"] != "consent")
+    ][: count * BATCH]
     return [orjson.dumps({"batch": browser[i : i + BATCH]}) for i in range(0, len(browser), BATCH)]
 
 
@@ -167,20 +172,27 @@ async def measure_both(seconds: float, runs: int, concurrency: int) -> dict:
     args = argparse.Namespace(seconds=seconds, runs=runs, concurrency=concurrency)
     key = new_api_key("write")
     payloads = bodies(200)
-    with Broker() as broker:
+    # Consents are recorded in the warehouse before their events are produced.
+    with Broker() as broker, migrated_warehouse("bench") as warehouse:
         await ensure_topics(broker.bootstrap_servers, SOURCE_TOPICS)
         env = {
             "INTENTFLOW_KAFKA_BROKERS": broker.bootstrap_servers,
+            "INTENTFLOW_CLICKHOUSE_URL": warehouse,
+            "INTENTFLOW_CLICKHOUSE_DATABASE": "bench",
             "INTENTFLOW_WRITE_KEY_HASHES": hash_api_key(key),
             "INTENTFLOW_RATE_LIMIT_EVENTS_PER_S": "10000000",
             "INTENTFLOW_RATE_LIMIT_BURST": "10000000",
         }
         collector = await measure("api.main:create_app", env, key, payloads, args)
+        # Consents are written to the consent store before producing (a warehouse
+        # round trip per group of requests): the same traffic without them, for the bound.
+        without = await measure("api.main:create_app", env, key, bodies(200, False), args)
         reference = await measure("benchmarks.collector:reference_app", env, key, payloads, args)
     return {
         "collector_events_per_s": statistics.median(collector),
         "collector_reference_events_per_s": statistics.median(reference),
         "collector_runs": collector,
+        "collector_without_consents_events_per_s": statistics.median(without),
         "bytes_per_event": len(payloads[0]) // BATCH,
     }
 
@@ -203,6 +215,8 @@ def main() -> None:
     )
     print(f"collector: {c:,.0f} events/s accepted (median; runs {_runs(result['collector_runs'])})")
     print(f"reference: {r:,.0f} events/s (median)")
+    without = result["collector_without_consents_events_per_s"]
+    print(f"collector, traffic without consents: {without:,.0f} events/s")
     print(f"ratio collector/reference: {c / r:.2f}")
 
 
