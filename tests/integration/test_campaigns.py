@@ -8,12 +8,11 @@ message, nobody else any; ``GET /v1/campaigns/{id}`` counts what the simulator's
 shows (sent, delivered, read, clicked, failed at the campaign success rate of 90 %),
 attributed orders and the uplift against the holdout.
 
-N is 1,000 in the default run; the 10,000-member run is marked ``long`` and runs with
-INTENTFLOW_LONG_TESTS=1 (it takes a few minutes on two shared cores).
+N is 1,000 in the default run; the 10,000-member run is marked ``chaos`` and runs with
+`pytest -m chaos` (it takes a few minutes on two shared cores).
 """
 
 import asyncio
-import os
 import time
 import uuid
 from collections import defaultdict
@@ -39,7 +38,6 @@ READ = {"Authorization": f"Bearer {READ_KEY}"}
 SECRETS = {"whatsapp": "whsec-whatsapp-campaigns", "sms": "whsec-sms-campaigns"}
 MASTER = "test-pii-master-key"
 TOKEN_SECRET = "test-token-secret-of-at-least-32-bytes"
-LONG = os.environ.get("INTENTFLOW_LONG_TESTS") == "1"
 
 
 def _process(tmp, name: str, args: list[str], **env: str):
@@ -356,8 +354,8 @@ def test_a_campaign_reaches_every_consenting_member_once(
     print(f"1,000-member campaign in {time.monotonic() - started:.0f}s")
 
 
-@pytest.mark.long
-@pytest.mark.skipif(not LONG, reason="set INTENTFLOW_LONG_TESTS=1 for the 10,000-member run")
+# The issue's full size, deselected by default (pytest -m chaos runs it): see docs/segments.md.
+@pytest.mark.chaos
 @pytest.mark.timeout(900)
 def test_a_campaign_to_ten_thousand_members(
     tmp_path, broker: str, warehouse: str, clickhouse: Client
