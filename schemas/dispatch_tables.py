@@ -13,5 +13,17 @@ CONSENTS = "consents"
 CHANNEL_CONTROLS = "channel_controls"
 # Admin actions and every message state change.
 AUDIT_LOG = "audit_log"
+# Written by the API (admin actions) and the dispatcher (message state changes).
+AUDIT_COLUMNS = (
+    "entry_id",
+    "at",
+    "actor",
+    "action",
+    "user_key",
+    "message_id",
+    "channel",
+    "status",
+    "detail",
+)
 
 PRIVACY_TABLES = (PII_KEYS, PII_PHONES, CONSENTS)

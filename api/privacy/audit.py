@@ -9,19 +9,9 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from api.auth import Caller
-from schemas.dispatch_tables import AUDIT_LOG
+from schemas.dispatch_tables import AUDIT_COLUMNS, AUDIT_LOG
 
-COLUMNS = [
-    "entry_id",
-    "at",
-    "actor",
-    "action",
-    "user_key",
-    "message_id",
-    "channel",
-    "status",
-    "detail",
-]
+COLUMNS = list(AUDIT_COLUMNS)
 
 
 def actor_of(caller: Caller) -> str:

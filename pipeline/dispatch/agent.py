@@ -25,14 +25,14 @@ import httpx
 
 from pipeline.dispatch.channels import HttpChannel
 from pipeline.dispatch.directory import Directory
-from pipeline.dispatch.dispatcher import AUDIT_COLUMNS, Dispatcher
+from pipeline.dispatch.dispatcher import Dispatcher
 from pipeline.dispatch.records import record_from_bytes, record_to_bytes
 from pipeline.dispatch.settings import DispatchSettings
 from pipeline.engine.outputs import KafkaOutputs
 from pipeline.engine.state_store import UserStateStore
 from pipeline.settings import WorkerSettings
 from schemas import pii
-from schemas.dispatch_tables import AUDIT_LOG
+from schemas.dispatch_tables import AUDIT_COLUMNS, AUDIT_LOG
 from schemas.topics import CONTROL, NUDGES, RECEIPTS, USER_PARTITIONS, VIP, namespaced
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
         rows = dispatcher.drain_audit()
         if rows:
             await dispatcher.warehouse(
-                warehouse.insert, AUDIT_LOG, rows, column_names=AUDIT_COLUMNS
+                warehouse.insert, AUDIT_LOG, rows, column_names=list(AUDIT_COLUMNS)
             )
 
     async def refresh_pauses() -> None:

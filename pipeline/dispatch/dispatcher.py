@@ -478,16 +478,3 @@ def _audit_row(receipt: Receipt) -> list[Any]:
         receipt.status,
         receipt.detail or "",
     ]
-
-
-AUDIT_COLUMNS = [
-    "entry_id",
-    "at",
-    "actor",
-    "action",
-    "user_key",
-    "message_id",
-    "channel",
-    "status",
-    "detail",
-]
