@@ -1,19 +1,15 @@
 """Session fixtures on the real parts: a Tansu broker and a chDB warehouse server."""
 
 import asyncio
-import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 
 from api.settings import ApiSettings
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.settings import WorkerSettings
-from pipeline.warehouse.migrate import apply_migrations
 from schemas.topics import SOURCE_TOPICS
 from tests import support
 
@@ -38,18 +34,10 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def clickhouse(warehouse: str, request: pytest.FixtureRequest) -> Iterator[Client]:
     """A clickhouse-connect client on a database of its own (migrated), dropped after the module."""
-    module = re.sub(r"\W", "_", request.module.__name__.rsplit(".", 1)[-1])
-    database = f"test_{module}_{uuid.uuid4().hex[:8]}"
-    admin = clickhouse_connect.get_client(dsn=warehouse)
-    admin.command(f"CREATE DATABASE {database}")
-    client = clickhouse_connect.get_client(dsn=warehouse, database=database)
-    apply_migrations(client)
-    try:
+    with support.fresh_database(
+        warehouse, f"test_{request.module.__name__.rsplit('.', 1)[-1]}"
+    ) as client:
         yield client
-    finally:
-        client.close()
-        admin.command(f"DROP DATABASE IF EXISTS {database}")
-        admin.close()
 
 
 @pytest.fixture

@@ -1,19 +1,23 @@
 """Helpers shared by tests: ports, readiness, real child processes, settings for fixtures."""
 
 import os
+import re
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import clickhouse_connect
 import httpx
 
 from api.settings import ApiSettings
 from pipeline.local.ports import LOOPBACK, free_port
 from pipeline.local.processes import ManagedProcess
 from pipeline.settings import WorkerSettings
+from pipeline.warehouse.migrate import apply_migrations
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,3 +176,20 @@ def pids_mentioning(text: str) -> set[int]:
         if text in cmdline:
             found.add(int(entry.name))
     return pids_alive(found)
+
+
+@contextmanager
+def fresh_database(warehouse: str, prefix: str) -> Iterator[Any]:
+    """A clickhouse-connect client on a new, migrated database; dropped afterwards."""
+    safe = re.sub(r"\W", "_", prefix)
+    database = f"{safe}_{uuid.uuid4().hex[:8]}"
+    admin = clickhouse_connect.get_client(dsn=warehouse)
+    admin.command(f"CREATE DATABASE {database}")
+    client = clickhouse_connect.get_client(dsn=warehouse, database=database)
+    apply_migrations(client)
+    try:
+        yield client
+    finally:
+        client.close()
+        admin.command(f"DROP DATABASE IF EXISTS {database}")
+        admin.close()

@@ -23,7 +23,6 @@ and which of a shopper's events are folded before the merge depends on timing
 import asyncio
 import os
 import random
-import re
 import signal
 import time
 import uuid
@@ -48,7 +47,6 @@ from pipeline.engine.processor import EngineProcessor, EngineTopics
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.processes import ManagedProcess
 from pipeline.simulate import generate_events
-from pipeline.warehouse.migrate import apply_migrations
 from schemas.events import parse_event
 from schemas.messages import Nudge, load_decision
 from schemas.topics import SOURCE_TOPICS, USER_PARTITIONS, TopicSpec
@@ -182,18 +180,8 @@ def broker_topics() -> list[TopicSpec]:
 
 @contextmanager
 def fresh_database(warehouse: str, name: str) -> Iterator[Client]:
-    safe = re.sub(r"\W", "_", name)
-    database = f"chaos_{safe}_{uuid.uuid4().hex[:8]}"
-    admin = clickhouse_connect.get_client(dsn=warehouse)
-    admin.command(f"CREATE DATABASE {database}")
-    client = clickhouse_connect.get_client(dsn=warehouse, database=database)
-    apply_migrations(client)
-    try:
+    with support.fresh_database(warehouse, f"chaos_{name}") as client:
         yield client
-    finally:
-        client.close()
-        admin.command(f"DROP DATABASE IF EXISTS {database}")
-        admin.close()
 
 
 class Worker:
