@@ -1,8 +1,9 @@
 """The events table's sink, fed by the score agent in the same pass over the raw topic.
 
 The score agent parses every raw record anyway; recording its events from there
-saves a second Faust agent on the topic and a second parse of each record
-(measured: the worker went from 0.54x to ... of a bare Faust agent). Each
+saves a second Faust agent on the topic (Faust's per-event stream cost, ~70 µs
+here) and a second parse of each record (~11 µs, LOCAL_STACK_NOTES.md and
+benchmarks/RESULTS.md). Each
 message is held (``incref``) when it is handed over, so Faust's ack at the
 end of the agent's batch does not release it: its offset becomes committable
 only when its row is in the warehouse (Quix-style: flush, then commit). Inserts
