@@ -14,6 +14,15 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from mode.utils.queues import FlowControlEvent
 
+# Topic options of every agent here: records arrive as bytes and the agent parses
+# them, so a poison record becomes a dead letter, not a crash in Faust's codec.
+RAW_BYTES = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+
 
 def low_latency_transport(app: faust.App, fetch_max_wait_ms: int) -> faust_aiokafka.Transport:
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

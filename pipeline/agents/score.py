@@ -22,6 +22,7 @@ from pipeline.engine.clock import PartitionClock
 from pipeline.engine.outputs import KafkaOutputs
 from pipeline.engine.processor import EngineProcessor, EngineTopics
 from pipeline.engine.state_store import UserStateStore
+from pipeline.faust_transport import RAW_BYTES
 from pipeline.settings import WorkerSettings
 from pipeline.sink.agents import SinkConfig
 from pipeline.sink.held import HeldEventSink
@@ -31,13 +32,6 @@ from schemas.tokens import TokenKeys, sign_token
 from schemas.topics import USER_PARTITIONS
 
 log = logging.getLogger(__name__)
-
-RAW_BYTES = {
-    "key_type": bytes,
-    "value_type": bytes,
-    "key_serializer": "raw",
-    "value_serializer": "raw",
-}
 
 
 def token_keys(settings: WorkerSettings) -> TokenKeys:

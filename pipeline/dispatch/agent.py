@@ -30,6 +30,7 @@ from pipeline.dispatch.records import record_from_bytes, record_to_bytes
 from pipeline.dispatch.settings import DispatchSettings
 from pipeline.engine.outputs import KafkaOutputs
 from pipeline.engine.state_store import UserStateStore
+from pipeline.faust_transport import RAW_BYTES
 from pipeline.settings import WorkerSettings
 from schemas import pii
 from schemas.dispatch_tables import AUDIT_COLUMNS, AUDIT_LOG
@@ -38,13 +39,6 @@ from schemas.topics import CONTROL, NUDGES, RECEIPTS, USER_PARTITIONS, VIP, name
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO: one line per message sent is noise here.
 logging.getLogger("httpx").setLevel(logging.WARNING)
-
-RAW_BYTES = {
-    "key_type": bytes,
-    "value_type": bytes,
-    "key_serializer": "raw",
-    "value_serializer": "raw",
-}
 
 
 # The exit status of a dispatcher that stopped on a failed batch (see ``failing_hard``).

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import faust
 
+from pipeline.faust_transport import RAW_BYTES
 from pipeline.settings import WorkerSettings
 from pipeline.sink.batch import SinkBatch
 from pipeline.sink.processors import (
@@ -35,13 +36,6 @@ from schemas.topics import NUDGES, RECEIPTS, TELEMETRY_DLQ, VIP
 log = logging.getLogger(__name__)
 
 LIVE_RUN = "live"
-
-RAW_BYTES = {
-    "key_type": bytes,
-    "value_type": bytes,
-    "key_serializer": "raw",
-    "value_serializer": "raw",
-}
 
 
 @dataclass(frozen=True, slots=True)
