@@ -151,7 +151,8 @@ class LocalStack:
             worker.start()
             self.workers.append(worker)
 
-        # Dispatch: the provider simulator (webhooks back to the API) and the dispatcher role.
+        # Dispatch: the provider simulator (webhooks back to the API), the dispatcher role
+        # and the campaign launcher, which puts due campaigns' messages on the dispatch topic.
         sim_port = free_port(settings.host)
         self.webhook_env = {
             f"INTENTFLOW_{c}_WEBHOOK_SECRET": secrets.token_urlsafe(32) for c in ("WHATSAPP", "SMS")
@@ -167,6 +168,7 @@ class LocalStack:
                 ["dispatcher"],
                 {"INTENTFLOW_PROVIDER_URL": f"http://{settings.host}:{sim_port}"},
             ),
+            ("campaigns", ["campaigns"], {}),
         ):
             part = self._process(name, ["-m", "pipeline.cli", *args], {**self.webhook_env, **env})
             part.start()

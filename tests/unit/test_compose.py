@@ -22,6 +22,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from api.settings import ApiSettings
+from pipeline.campaigns.command import CampaignSettings
 from pipeline.cli import main as cli
 from pipeline.dispatch.settings import DispatchSettings, ProviderSimSettings
 from pipeline.settings import WorkerSettings
@@ -93,6 +94,7 @@ def settings_class(service: str) -> type[BaseSettings] | None:
         "worker": WorkerSettings,
         "dispatcher": DispatchSettings,
         "provider-sim": ProviderSimSettings,
+        "campaigns": CampaignSettings,
         "migrate": CommonSettings,
     }.get(argv[1])
 
@@ -118,7 +120,7 @@ def test_the_stack_has_the_parts_of_the_design() -> None:
     assert {"kafka", "kafka-init", "clickhouse", "migrate", "worker", "api", "grafana"} <= set(
         SERVICES
     )
-    assert {"migrate", "worker", "dispatcher", "provider-sim", "api"} <= OURS
+    assert {"migrate", "worker", "dispatcher", "campaigns", "provider-sim", "api"} <= OURS
 
 
 def test_images_are_official_and_pinned_to_a_version() -> None:
