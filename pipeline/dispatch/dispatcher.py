@@ -9,6 +9,7 @@ idempotency key, which the provider honours, so nothing goes out twice.
 """
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -93,8 +94,8 @@ class Dispatcher:
         self.paused: frozenset[str] = frozenset()
         self._out: list[OutRecord] = []
         self._audit: list[list[Any]] = []
-        # partition → message id → deadline (ms): held and awaiting messages.
-        self._deadlines: dict[int, dict[str, int]] = {}
+        # partition → message id → (deadline ms, held): held and awaiting messages.
+        self._deadlines: dict[int, dict[str, tuple[int, bool]]] = {}
         # partition → no delivery-timeout fallback before this (ms): set on assignment.
         self._grace_until: dict[int, int] = {}
         self._sending = asyncio.Semaphore(settings.send_concurrency)
@@ -113,7 +114,7 @@ class Dispatcher:
     def _index(self, partition: int, record: MessageRecord) -> None:
         deadlines = self._deadlines.setdefault(partition, {})
         if record.stage in ("held", "awaiting") and record.deadline_ms is not None:
-            deadlines[record.message_id] = record.deadline_ms
+            deadlines[record.message_id] = (record.deadline_ms, record.stage == "held")
         else:
             deadlines.pop(record.message_id, None)
 
@@ -291,18 +292,26 @@ class Dispatcher:
     # --- the clock ----------------------------------------------------------------
 
     async def tick(self, now_ms: int) -> None:
-        """Delivery timeouts fall back; held messages are re-evaluated (resume, revoke, expiry)."""
-        work: list[_Work] = []
+        """Delivery timeouts fall back; held messages are re-evaluated (resume, revoke, expiry).
+
+        At most ``tick_max_messages`` per tick, earliest deadline first: a tick holds the
+        agents' lock, and receipts read between ticks may make a fallback unnecessary.
+        """
+        due: list[tuple[int, int, str]] = []
         for partition, deadlines in self._deadlines.items():
             in_grace = now_ms < self._grace_until.get(partition, 0)
-            for message_id, deadline in list(deadlines.items()):
-                record = self.store.get(message_key(message_id), partition)
-                if not isinstance(record, MessageRecord):
-                    deadlines.pop(message_id, None)
-                elif record.stage == "held":
-                    work.append(_Work(partition, record, resume=True))
-                elif deadline <= now_ms and not in_grace:
-                    work.append(_Work(partition, record, why="delivery_timeout"))
+            for message_id, (deadline, held) in deadlines.items():
+                if held or (deadline <= now_ms and not in_grace):
+                    due.append((deadline, partition, message_id))
+        work: list[_Work] = []
+        for _, partition, message_id in heapq.nsmallest(self.settings.tick_max_messages, due):
+            record = self.store.get(message_key(message_id), partition)
+            if not isinstance(record, MessageRecord):
+                self._deadlines[partition].pop(message_id, None)
+            elif record.stage == "held":
+                work.append(_Work(partition, record, resume=True))
+            else:
+                work.append(_Work(partition, record, why="delivery_timeout"))
         await self._run(work, now_ms)
 
     # --- commands -----------------------------------------------------------------

@@ -18,6 +18,8 @@ class DispatchSettings(WorkerSettings):
     # After a partition is assigned (a restart, a rebalance), delivery timeouts wait this
     # long before falling back: the receipts that piled up meanwhile are read first.
     fallback_grace_s: float = Field(default=5.0, ge=0)
+    # Delivery timeouts and held messages handled per clock tick (0.5 s), earliest first.
+    tick_max_messages: int = Field(default=256, ge=1)
     # A message whose every usable channel is paused waits this long, then is suppressed.
     hold_max_s: float = 3600.0
     # Messages per user per rolling 24 h (admin force-sends are exempt).

@@ -170,3 +170,27 @@ def test_a_failed_batch_exits_at_once_without_a_clean_shutdown(monkeypatch) -> N
     with agent.failing_hard("a good batch"):
         pass
     assert exits == [agent.BATCH_FAILED_EXIT]
+
+
+def test_a_tick_handles_a_bounded_number_of_timeouts_earliest_first() -> None:
+    store, directory = MemoryStore(), NoConsent()
+    # message id → (partition, deadline): expired deadlines in no particular order.
+    due = {f"m{i}": (i % 2, T0 - 1_000 * (i % 7) - i) for i in range(25)}
+    for message_id, (partition, deadline) in due.items():
+        store.put(message_key(message_id), partition, awaiting(message_id, deadline))
+    d = dispatcher(store, directory, tick_max_messages=10)
+    d.rebuild(0)
+    d.rebuild(1)
+    assert d.pending() == 25
+
+    def fallen_back() -> set[str]:
+        return {m for m, (p, _) in due.items() if store.get(message_key(m), p).stage == "sent"}
+
+    asyncio.run(d.tick(T0))
+    earliest = sorted(due, key=lambda m: due[m][1])
+    assert fallen_back() == set(earliest[:10]) and d.pending() == 15
+    asyncio.run(d.tick(T0))
+    assert fallen_back() == set(earliest[:20])
+    asyncio.run(d.tick(T0))
+    assert fallen_back() == set(due) and d.pending() == 0
+    assert directory.lookups == 3  # one contact lookup per tick, not per message
