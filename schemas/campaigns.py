@@ -1,13 +1,11 @@
-"""Campaigns: the stored definition's columns, member ids, groups and quiet hours. Pure.
+"""Campaigns: the stored definition's columns, member ids and groups. Pure.
 
 Shared by the API (which stores campaigns and reports on them) and the launcher
 (pipeline/campaigns/, which picks the members and publishes their messages).
 """
 
-from datetime import datetime
 from hashlib import blake2b
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 CampaignStatus = Literal["scheduled", "launched"]
 MemberGroup = Literal["target", "holdout", "no_consent"]
@@ -34,7 +32,16 @@ CAMPAIGN_COLUMNS = [
     "launched_at",
     "updated_at",
 ]
-MEMBER_COLUMNS = ["campaign_id", "user_key", "message_id", "member_group", "channels", "added_at"]
+MEMBER_COLUMNS = [
+    "campaign_id",
+    "user_key",
+    "message_id",
+    "member_group",
+    "channels",
+    "added_at",
+    "send_after",
+    "anonymous_ids",
+]
 
 
 def member_message_id(campaign_id: str, user_key: str) -> str:
@@ -59,11 +66,3 @@ def member_group(
     if in_holdout(campaign_id, user_key, share):
         return "holdout", usable
     return "target", usable
-
-
-def in_quiet_hours(at: datetime, start: int, end: int, timezone: str) -> bool:
-    """Whether ``at`` falls in [start, end) local hours (wrapping midnight); start == end: never."""
-    if start == end:
-        return False
-    hour = at.astimezone(ZoneInfo(timezone)).hour
-    return start <= hour < end if start < end else hour >= start or hour < end

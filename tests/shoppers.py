@@ -21,6 +21,8 @@ from schemas.messages import Nudge, VipUpgrade
 CATEGORIES = ("shoes", "bags", "phones", "books", "toys")
 COUNTRIES = ("DE", "FR", "IN", "US", "")
 DEVICES = ("mobile", "desktop", "tablet", "")
+# Taken in turn (not drawn), so adding them left every other generated value as it was.
+TIMEZONES = ("Asia/Kolkata", "America/New_York", "Europe/Berlin", None)
 CHANNELS = ("whatsapp", "sms", "email")
 
 
@@ -30,6 +32,7 @@ class Shoppers:
     # user → channels with consent granted (and a phone for whatsapp/sms).
     consented: dict[str, set[str]] = field(default_factory=dict)
     phones: dict[str, str] = field(default_factory=dict)
+    timezones: dict[str, str | None] = field(default_factory=dict)
     events: list[dict] = field(default_factory=list)
 
 
@@ -68,6 +71,9 @@ def write_shoppers(
             context["country"] = country
         if device := rng.choice(DEVICES):
             context["device"] = device
+        out.timezones[user] = timezone = TIMEZONES[i % len(TIMEZONES)]
+        if timezone:
+            context["timezone"] = timezone
         last = now - timedelta(days=rng.choice([0, 1, 5, 20, 45, 90]), hours=rng.random())
         for visit in range(rng.randint(1, 3)):
             at = last - timedelta(days=visit * rng.randint(1, 10))

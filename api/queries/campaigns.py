@@ -26,11 +26,14 @@ WHERE {{where}}
 ORDER BY created_at DESC, campaign_id
 LIMIT {{{{limit:UInt32}}}}
 """
+# waiting: targets whose message waits for their quiet hours to end (local time).
 _MEMBERS = """
 SELECT campaign_id, count(), countIf(member_group = 'target'), countIf(member_group = 'holdout'),
-       countIf(member_group = 'no_consent')
+       countIf(member_group = 'no_consent'),
+       countIf(member_group = 'target' AND send_after > fromUnixTimestamp64Milli({now_ms:Int64}))
 FROM (
-    SELECT campaign_id, user_key, any(member_group) AS member_group
+    SELECT campaign_id, user_key, argMax(member_group, added_at) AS member_group,
+           argMax(send_after, added_at) AS send_after
     FROM campaign_members WHERE campaign_id IN {ids:Array(String)}
     GROUP BY campaign_id, user_key
 )
@@ -91,7 +94,7 @@ LEFT JOIN (
 GROUP BY m.campaign_id, m.grp
 """  # noqa: E501
 
-COUNTS = ("audience", "targeted", "holdout", "no_consent")
+COUNTS = ("audience", "targeted", "holdout", "no_consent", "waiting")
 RECEIPT_COUNTS = ("sent", "delivered", "read", "clicked", "failed", "suppressed", "cancelled")
 
 
@@ -146,7 +149,8 @@ def outcomes(
     stats: dict[str, dict[str, Any]] = defaultdict(dict)
     if ids:
         params: dict[str, Any] = {"ids": ids}
-        for cid, *counts in client.query(_MEMBERS, parameters=params).result_rows:
+        member_params = {**params, "now_ms": now_ms}
+        for cid, *counts in client.query(_MEMBERS, parameters=member_params).result_rows:
             stats[cid].update(zip(COUNTS, map(int, counts), strict=True))
         for cid, *counts in client.query(_RECEIPTS, parameters=params).result_rows:
             stats[cid].update(zip(RECEIPT_COUNTS, map(int, counts), strict=True))

@@ -1,9 +1,10 @@
 """``/v1/campaigns``: tracked broadcasts to a segment, through the dispatcher.
 
 ``POST`` (admin key) stores a campaign as *scheduled*; the campaign launcher
-(``intentflow campaigns``, pipeline/campaigns/) launches it at ``send_at``,
-outside its quiet hours: it fixes the members, holds out a share of the
-reachable ones, and publishes one ``CampaignMessage`` per target on ``nudges``,
+(``intentflow campaigns``, pipeline/campaigns/) launches it at ``send_at``:
+it fixes the members, holds out a share of the reachable ones, and publishes one
+``CampaignMessage`` per target on ``nudges`` (a target in quiet hours in their
+own time zone when it is launched gets theirs when those hours end),
 where the dispatcher applies consent, caps, fallback and receipts as for any
 nudge. ``GET`` (read or admin key) reports the outcome live, in the metrics
 API's shape for Grafana. docs/segments.md.
@@ -37,16 +38,18 @@ Hour = Annotated[int, Field(ge=0, le=23)]
 
 
 class QuietHours(BaseModel):
-    """Local hours [start, end) in which the campaign does not launch (may wrap midnight)."""
+    """Hours [start, end) of each member's local time in which no message of the campaign
+    goes out (may wrap midnight); a member's message waits for their end."""
 
     start: Hour = 21
     end: Hour = 9
 
 
 class Schedule(BaseModel):
-    # None: as soon as the launcher sees it (outside quiet hours).
+    # None: as soon as the launcher sees it.
     send_at: AwareDatetime | None = None
     quiet_hours: QuietHours | None = None
+    # The zone of members whose own zone is unknown (their events carried none).
     timezone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
 
     @field_validator("timezone")
@@ -106,6 +109,8 @@ class CampaignReport(BaseModel):
     targeted: int
     holdout: int
     no_consent: int
+    # Targeted members whose message waits for the end of their quiet hours (local time).
+    waiting: int
     # Distinct targeted messages with a receipt of that status; failed: on every channel tried.
     sent: int
     delivered: int

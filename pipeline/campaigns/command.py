@@ -1,4 +1,5 @@
-"""``intentflow campaigns``: launch due campaigns, polling the warehouse.
+"""``intentflow campaigns``: launch due campaigns, and release messages deferred
+through members' quiet hours, polling the warehouse.
 
 One process is enough (a launch of 10,000 members takes about a second); two
 would both launch a due campaign, harmlessly: member and message ids are the
@@ -14,7 +15,7 @@ import click
 import clickhouse_connect
 from aiokafka import AIOKafkaProducer
 
-from pipeline.campaigns.launcher import due_campaigns, launch, utc_now
+from pipeline.campaigns.launcher import due_campaigns, launch, release_due, utc_now
 from pipeline.worker import configure_logging
 from schemas.settings import CommonSettings
 from schemas.topics import NUDGES
@@ -48,6 +49,7 @@ async def run_launcher(settings: CampaignSettings, stop: asyncio.Event) -> None:
             try:
                 for campaign in await asyncio.to_thread(due_campaigns, client, utc_now()):
                     await launch(client, producer, NUDGES.name, campaign, utc_now())
+                await release_due(client, producer, NUDGES.name, utc_now())
             except Exception as exc:  # the warehouse or broker away: try again next poll
                 log.warning("campaign launch deferred: %s: %s", type(exc).__name__, exc)
             with contextlib.suppress(TimeoutError):

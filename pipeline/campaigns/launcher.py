@@ -7,20 +7,25 @@ written, then messages published and acknowledged, then the campaign marked
 launched. A crash in between re-launches it on the next poll with the same
 member ids and message ids, so the warehouse collapses the rows and the
 dispatcher drops the messages it has already handled.
+
+Quiet hours are kept in each member's local time (the zone their events carry,
+else the campaign's), as the engine keeps them for nudges: a member the launch
+finds in quiet hours is deferred to their end and published by ``release_due``
+on a later poll, which records each release after the broker acknowledged it.
 """
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
 
+from pipeline.domain.clock import quiet_until, to_datetime, to_ms, zone
 from schemas.campaigns import (
     CAMPAIGN_COLUMNS,
     MEMBER_COLUMNS,
-    in_quiet_hours,
     member_group,
     member_message_id,
 )
@@ -36,6 +41,27 @@ ORDER BY send_at, campaign_id
 """
 
 
+# Deferred targets whose time has come and whose message is not yet published.
+_RELEASABLE = """
+SELECT m.campaign_id, m.user_key, m.message_id, m.channels, m.anonymous_ids,
+       c.product, c.discount_percent, c.launched_at
+FROM (
+    SELECT campaign_id, user_key, message_id, channels, anonymous_ids
+    FROM campaign_members FINAL
+    WHERE member_group = 'target' AND send_after > added_at
+      AND send_after <= fromUnixTimestamp64Milli({now_ms:Int64}, 'UTC')
+) AS m
+INNER JOIN (
+    SELECT campaign_id, product, discount_percent, assumeNotNull(launched_at) AS launched_at
+    FROM campaigns FINAL
+    WHERE status = 'launched'
+) AS c ON m.campaign_id = c.campaign_id
+WHERE (m.campaign_id, m.message_id) NOT IN (SELECT campaign_id, message_id FROM campaign_releases)
+ORDER BY m.campaign_id, m.message_id
+LIMIT {limit:UInt32}
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Launch:
     campaign_id: str
@@ -43,27 +69,62 @@ class Launch:
     targeted: int
     holdout: int
     no_consent: int
+    deferred: int = 0
 
 
 def due_campaigns(client: Client, now: datetime) -> list[dict[str, Any]]:
-    """Scheduled campaigns whose send time has come and whose quiet hours are not on."""
+    """Scheduled campaigns whose send time has come."""
     now_ms = int(now.timestamp() * 1000)
     rows = client.query(_DUE, parameters={"now_ms": now_ms}).result_rows
-    campaigns = [dict(zip(CAMPAIGN_COLUMNS, row, strict=True)) for row in rows]
-    return [
-        c
-        for c in campaigns
-        if not in_quiet_hours(now, c["quiet_start"], c["quiet_end"], c["timezone"])
-    ]
+    return [dict(zip(CAMPAIGN_COLUMNS, row, strict=True)) for row in rows]
+
+
+def send_after(now: datetime, campaign: dict[str, Any], member_timezone: str) -> datetime:
+    """When a member's message may go out: ``now``, or the end of the campaign's quiet
+    hours in the member's zone (the campaign's zone when theirs is unknown)."""
+    start, end = campaign["quiet_start"], campaign["quiet_end"]
+    if start == end:  # no quiet hours
+        return now
+    tz = zone(member_timezone, campaign["timezone"])
+    until = quiet_until(to_ms(now), tz, time(start), time(end))
+    return now if until is None else to_datetime(until)
 
 
 def _members(client: Client, campaign: dict[str, Any], now: datetime) -> list[tuple]:
     compiled = compile_rule(load_rule(campaign["rules"]), int(now.timestamp() * 1000))
     result = client.query(
-        f"SELECT user_key, anonymous_ids, channels FROM profiles WHERE {compiled.sql}",
+        f"SELECT user_key, anonymous_ids, channels, timezone FROM profiles WHERE {compiled.sql}",
         parameters=compiled.params,
     )
     return result.result_rows
+
+
+def _message(
+    campaign_id: str,
+    user_key: str,
+    anonymous_ids: list[str],
+    channels: list[str],
+    product: str,
+    discount_percent: float,
+    launched_at: datetime,
+) -> tuple[bytes, bytes]:
+    message = CampaignMessage(
+        message_id=member_message_id(campaign_id, user_key),
+        campaign_id=campaign_id,
+        user_key=user_key,
+        anonymous_ids=tuple(anonymous_ids),
+        product=product or None,
+        discount_percent=float(discount_percent),
+        channels=tuple(channels),
+        launched_at=launched_at,
+    )
+    return user_key.encode(), message.to_json()
+
+
+async def _publish(producer: AIOKafkaProducer, topic: str, messages: list[tuple]) -> None:
+    pending = [await producer.send(topic, value, key=key) for key, value in messages]
+    for future in pending:
+        await future  # acknowledged by the broker
 
 
 async def launch(
@@ -73,45 +134,88 @@ async def launch(
     policy = list(campaign["channels"])
     share = float(campaign["holdout_share"])
     members, messages = [], []
-    counts = {"target": 0, "holdout": 0, "no_consent": 0}
-    for user_key, anonymous_ids, consented in _members(client, campaign, now):
+    counts = {"target": 0, "holdout": 0, "no_consent": 0, "deferred": 0}
+    for user_key, anonymous_ids, consented, timezone in _members(client, campaign, now):
         group, usable = member_group(campaign_id, user_key, list(consented), policy, share)
         counts[group] += 1
         message_id = member_message_id(campaign_id, user_key)
-        members.append([campaign_id, user_key, message_id, group, usable, now])
-        if group == "target":
-            message = CampaignMessage(
-                message_id=message_id,
-                campaign_id=campaign_id,
-                user_key=user_key,
-                anonymous_ids=tuple(anonymous_ids),
-                product=campaign["product"] or None,
-                discount_percent=float(campaign["discount_percent"]),
-                channels=tuple(usable),
-                launched_at=now,
+        after = send_after(now, campaign, timezone) if group == "target" else now
+        members.append(
+            [campaign_id, user_key, message_id, group, usable, now, after, list(anonymous_ids)]
+        )
+        if group != "target":
+            continue
+        if after > now:
+            counts["deferred"] += 1
+            continue
+        messages.append(
+            _message(
+                campaign_id,
+                user_key,
+                anonymous_ids,
+                usable,
+                campaign["product"],
+                campaign["discount_percent"],
+                now,
             )
-            messages.append((user_key.encode(), message.to_json()))
+        )
     if members:
         client.insert("campaign_members", members, column_names=MEMBER_COLUMNS)
-    pending = [await producer.send(topic, value, key=key) for key, value in messages]
-    for future in pending:
-        await future  # acknowledged by the broker before the campaign counts as launched
+    await _publish(producer, topic, messages)
     launched = {**campaign, "status": "launched", "launched_at": now, "updated_at": now}
     client.insert(
         "campaigns", [[launched[c] for c in CAMPAIGN_COLUMNS]], column_names=CAMPAIGN_COLUMNS
     )
     report = Launch(
-        campaign_id, len(members), counts["target"], counts["holdout"], counts["no_consent"]
+        campaign_id,
+        len(members),
+        counts["target"],
+        counts["holdout"],
+        counts["no_consent"],
+        counts["deferred"],
     )
     log.info(
-        "campaign %s launched: %d members, %d messages, %d held out, %d without consent",
+        "campaign %s launched: %d members, %d messages (%d deferred to the end of their"
+        " quiet hours), %d held out, %d without consent",
         campaign_id,
         report.audience,
         report.targeted,
+        report.deferred,
         report.holdout,
         report.no_consent,
     )
     return report
+
+
+async def release_due(
+    client: Client, producer: AIOKafkaProducer, topic: str, now: datetime, limit: int = 10_000
+) -> int:
+    """Publish deferred members' messages whose quiet hours have ended; how many."""
+    rows = client.query(
+        _RELEASABLE, parameters={"now_ms": int(now.timestamp() * 1000), "limit": limit}
+    ).result_rows
+    if not rows:
+        return 0
+    messages = [
+        _message(
+            campaign_id,
+            user_key,
+            anonymous_ids,
+            channels,
+            product,
+            discount,
+            launched if launched.tzinfo else launched.replace(tzinfo=UTC),
+        )
+        for campaign_id, user_key, _, channels, anonymous_ids, product, discount, launched in rows
+    ]
+    await _publish(producer, topic, messages)
+    client.insert(
+        "campaign_releases",
+        [[row[0], row[2], now] for row in rows],
+        column_names=["campaign_id", "message_id", "released_at"],
+    )
+    log.info("%d deferred campaign messages released after quiet hours", len(rows))
+    return len(rows)
 
 
 def utc_now() -> datetime:

@@ -48,6 +48,7 @@ EVENTS = Table(
         "referrer",
         "device",
         "country",
+        "timezone",
         "properties",
         "ip",
     ),
@@ -197,6 +198,7 @@ def event_row(event: Event) -> tuple:
         (page.referrer or "") if page else "",
         context.device or "",
         context.country or "",
+        context.timezone or "",
         orjson.dumps(props, option=orjson.OPT_NON_STR_KEYS).decode(),
         event.ip or "",
     )
