@@ -108,13 +108,21 @@ class Simulator:
         self.transient_errors = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
+        # Webhooks in flight at once, as a provider's webhook workers bound them. Unbounded,
+        # 10,000 queued posts made httpcore's pool (which rescans its whole queue per
+        # request) the simulator's whole CPU, and webhooks fell minutes behind.
+        self._posting = asyncio.Semaphore(settings.sim_webhook_concurrency)
 
     def secret(self, channel: str) -> str | None:
         value = getattr(self.settings, f"{channel}_webhook_secret")
         return value.get_secret_value() if value is not None else None
 
     async def start(self) -> None:
-        self._http = httpx.AsyncClient(timeout=5.0)
+        concurrency = self.settings.sim_webhook_concurrency
+        self._http = httpx.AsyncClient(
+            timeout=5.0,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -195,7 +203,8 @@ class Simulator:
                 wait=wait_exponential(multiplier=0.2, max=3),
             ):
                 with attempt:
-                    response = await self._http.post(url, content=body, headers=headers)
+                    async with self._posting:
+                        response = await self._http.post(url, content=body, headers=headers)
                     if response.status_code >= 500:
                         raise httpx.HTTPStatusError(
                             "server error", request=response.request, response=response

@@ -50,4 +50,5 @@ class ProviderSimSettings(CommonSettings):
     sim_transient_error_rate: float = 0.0
     sim_delay_s: float = 0.5
     sim_campaign_success_rate: float = 0.9
+    sim_webhook_concurrency: int = Field(default=32, ge=1)
     log_level: str = "info"
