@@ -33,8 +33,12 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
     """Shell ``KEY=value`` lines, readable by the owner only (they hold secrets)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "".join(f"{key}={shlex.quote(value)}\n" for key, value in values.items())
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Written beside it, then renamed: a reader (a script sourcing it as soon as it
+    # exists) never sees a half-written file, nor one readable by others.
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as file:
         file.write(text)
     # The mode given to open() does not apply to a file that already existed.
-    path.chmod(0o600)
+    partial.chmod(0o600)
+    partial.replace(path)
