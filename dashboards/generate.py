@@ -775,13 +775,16 @@ def campaigns() -> dict[str, Any]:
             "barchart",
             "Who was messaged",
             "Members targeted, held out (consenting, kept back to measure uplift), not "
-            "reachable on the campaign's channels, and messages failed on every channel.",
+            "reachable on the campaign's channels, targets waiting for their quiet hours "
+            "to end (in their own time zone), and messages failed on every channel.",
             [
                 campaigns_target(
                     [
                         name,
-                        *(column(f, "number") for f in ("targeted", "holdout", "no_consent")),
-                        column("failed", "number"),
+                        *(
+                            column(f, "number")
+                            for f in ("targeted", "holdout", "no_consent", "waiting", "failed")
+                        ),
                     ]
                 )
             ],
