@@ -40,15 +40,19 @@ class KafkaOutputs:
                 self._producer = producer
         return self._producer
 
-    async def send_all(self, records: list[Record]) -> None:
+    async def send_all(self, records: list[Record]) -> dict[tuple[str, int], int]:
         """Produce every record and wait for the acknowledgements.
 
         A broker outage blocks the batch (and so the stream) instead of losing
         records: retried with backoff until Kafka takes them. Retried records
         may be duplicated; their consumers drop duplicates by id.
+
+        Returns the offset of the last record written to each (topic, partition)
+        that records named explicitly (state changelogs; see UserStateStore.flush).
         """
+        last: dict[tuple[str, int], int] = {}
         if not records:
-            return
+            return last
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(KafkaError),
             wait=wait_exponential_jitter(initial=0.2, max=5.0),
@@ -59,28 +63,41 @@ class KafkaOutputs:
             ),
         ):
             with attempt:
-                await asyncio.gather(*await self._send(await self.producer(), records))
+                acks, counts = await self._send(await self.producer(), records)
+                written = await asyncio.gather(*acks)
+        for metadata, count in zip(written, counts, strict=True):
+            if count:  # a batch's metadata carries its first offset
+                tp = (metadata.topic, metadata.partition)
+                last[tp] = max(last.get(tp, -1), metadata.offset + count - 1)
+        return last
 
     @staticmethod
-    async def _send(producer: AIOKafkaProducer, records: list[Record]) -> list[asyncio.Future]:
+    async def _send(
+        producer: AIOKafkaProducer, records: list[Record]
+    ) -> tuple[list[asyncio.Future], list[int]]:
+        """The acknowledgements to wait for, and the record count of each batch (0: a single
+        record sent by key)."""
         # Records with a partition (state changelogs, one per dirty user) go in
         # one batch per partition: far cheaper per record than a send() each.
-        acks = []
+        acks, counts = [], []
         batches: dict[tuple[str, int], BatchBuilder] = {}
         for topic, key, value, partition in records:
             if partition is None:
                 acks.append(await producer.send(topic, value=value, key=key))
+                counts.append(0)
                 continue
             batch = batches.get((topic, partition))
             if batch is None:
                 batch = batches[topic, partition] = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:
+                counts.append(batch.record_count())
                 acks.append(await producer.send_batch(batch, topic, partition=partition))
                 batch = batches[topic, partition] = producer.create_batch()
                 batch.append(key=key, value=value, timestamp=None)
         for (topic, partition), batch in batches.items():
+            counts.append(batch.record_count())
             acks.append(await producer.send_batch(batch, topic, partition=partition))
-        return acks
+        return acks, counts
 
     async def stop(self) -> None:
         if self._producer is not None:

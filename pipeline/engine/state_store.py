@@ -3,11 +3,23 @@ per dirty user per batch, never one per event.
 
 Faust's own ``table[key] = value`` costs ~200 µs (store put plus a changelog
 ``send_soon``); measured here it halves a worker's throughput. This store keeps
-states in memory while a batch is folded and, at ``flush``, writes them to the
-table's RocksDB partitions with a ``WriteBatch`` and produces the same raw
-key/value records to the table's changelog with aiokafka — exactly what Faust's
-recovery replays into RocksDB (``Store.apply_changelog_batch``), so a restarted
-or newly assigned worker recovers the state through Faust as usual.
+states in memory while a batch is folded and, at ``flush``, produces the raw
+key/value records to the table's changelog with aiokafka, then writes the same
+records to the table's RocksDB partitions with a ``WriteBatch`` — exactly what
+Faust's recovery replays into RocksDB (``Store.apply_changelog_batch``), so a
+restarted or newly assigned worker recovers the state through Faust as usual.
+
+The ``WriteBatch`` also carries Faust's persisted changelog offset, as
+``apply_changelog_batch`` does: RocksDB then says how far into the changelog it
+is, and a restarted worker's recovery starts after the last record flushed.
+Without it the offset stays where Faust's last recovery left it, the next
+recovery replays every later record over newer states, and on Tansu — whose
+end offsets stop at the first record of a partition's last batch
+(LOCAL_STACK_NOTES.md) — stops before the newest: a state written just before
+a crash went back to an older one while the raw offsets of the events folded
+into it were already committed, so those events were lost to the fold (seen in
+``make chaos``: a cart missing an ``add_to_cart``, a different nudge).
+Changelog first, RocksDB second: RocksDB is never ahead of the changelog.
 """
 
 from collections.abc import Callable, Iterator
@@ -72,7 +84,7 @@ class UserStateStore(Generic[State]):
         return len(self._dirty)
 
     async def flush(self) -> None:
-        """Persist every dirty state; returns once Kafka has acknowledged the changelog."""
+        """Persist every dirty state: the changelog (acknowledged by Kafka), then RocksDB."""
         if not self._dirty:
             return
         topic = self.changelog_topic
@@ -92,9 +104,11 @@ class UserStateStore(Generic[State]):
             else:
                 batch.put(raw_key, value)
             changelog.append((topic, raw_key, value, partition))
+        last_offsets = await self._outputs.send_all(changelog)
         for partition, batch in batches.items():
+            # Faust's format (``Store.set_persisted_offset``), in the same atomic write.
+            batch.put(FAUST_OFFSET_KEY, str(last_offsets[topic, partition]).encode())
             self._db(partition).write(batch)
-        await self._outputs.send_all(changelog)
         self._evict()
 
     def _evict(self) -> None:
