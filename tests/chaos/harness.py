@@ -101,13 +101,17 @@ def table(results: list[Result]) -> str:
 
 
 def traffic(seed: int, users: int, events: int) -> list[tuple[bytes, bytes]]:
-    """(key, value) of simulated events as the collector would produce them, oldest first.
+    """(key, value) of ``events`` simulated events as the collector would produce them,
+    oldest first, then the sentinels that close the range.
 
-    Identify events are left out (see the module doc); consent events carry a phone
-    reference instead of a phone, as the collector makes them. Sentinels close the range.
+    Identify events are left out (see the module doc): a few more are generated and the
+    oldest ``events`` of the rest kept. Consent events carry a phone reference instead
+    of a phone, as the collector makes them.
     """
-    records = []
-    for raw in generate_events(seed, users, events, DAY_END, days=1.0):
+    records: list[tuple[bytes, bytes]] = []
+    for raw in generate_events(seed, users, events + events // 10 + 10, DAY_END, days=1.0):
+        if len(records) == events:
+            break
         if raw["name"] == "identify":
             continue
         if raw["name"] == "consent" and "phone" in raw.get("properties", {}):
@@ -118,6 +122,8 @@ def traffic(seed: int, users: int, events: int) -> list[tuple[bytes, bytes]]:
             raw = {**raw, "properties": props}
         event = parse_event(raw, received_at=datetime.fromisoformat(raw["timestamp"]))
         records.append((event.key.encode(), event.to_json()))
+    if len(records) < events:
+        raise ValueError(f"only {len(records)} of {events} events without identify")
     return records + sentinels()
 
 
@@ -226,6 +232,15 @@ class Worker:
         if self.process is not None and self.process.is_running():
             self.process.stop(20)
 
+    @property
+    def killed_ready(self) -> int:
+        """How many of the killed runs had got as far as Faust's ``Ready``."""
+        return sum(
+            "[^Worker]: Ready"
+            in self.tmp.joinpath(f"worker-{self.index}.{n}.log").read_text(errors="replace")
+            for n in range(1, self.starts)
+        )
+
     def tracebacks(self) -> list[str]:
         found = []
         for log in sorted(self.tmp.glob(f"worker-{self.index}.*.log")):
@@ -266,15 +281,25 @@ def stored_ids(client: Client) -> set[str]:
     return {row[0] for row in rows}
 
 
+def stored_count(client: Client) -> int:
+    return client.query("SELECT uniqExact(event_id) FROM events").result_rows[0][0]
+
+
 def wait_stored(client: Client, wanted: set[str], timeout_s: float) -> set[str]:
+    """The stored ids once they include ``wanted``, or at ``timeout_s``.
+
+    Polls a count and fetches the ids only once it is high enough: fetching 200,000
+    ids every half second would take CPU from the workers under test.
+    """
     deadline = time.monotonic() + timeout_s
-    found: set[str] = set()
+    interval = min(5.0, max(0.5, len(wanted) / 40_000))
     while time.monotonic() < deadline:
-        found = stored_ids(client)
-        if wanted <= found:
-            return found
-        time.sleep(0.5)
-    return found
+        if stored_count(client) >= len(wanted):
+            found = stored_ids(client)
+            if wanted <= found:
+                return found
+        time.sleep(interval)
+    return stored_ids(client)
 
 
 def live_nudges(client: Client) -> set[str]:
@@ -333,15 +358,28 @@ def settle_and_count(
 
 
 def worker_crash(
-    warehouse: str, tmp: Path, events: int, kills: int, seconds: float, seed: int = 5
+    warehouse: str,
+    tmp: Path,
+    events: int,
+    kills: int,
+    seconds: float,
+    seed: int = 5,
+    settle_s: float = 90,
 ) -> Result:
-    """One worker, SIGKILLed ``kills`` times at random moments while traffic flows, restarted."""
+    """One worker, SIGKILLed ``kills`` times at random moments while traffic flows, restarted.
+
+    10–90 % of the traffic is cut into ``kills`` equal spans and each kill falls at a
+    random moment of its own span, so the kills are spread over the run (independent
+    draws bunch up). A kill may still hit a worker recovering from the previous one;
+    the notes say how many hit one that was up (its log says ``Ready``).
+    """
     result = Result(f"worker SIGKILL x{kills}")
     records = traffic(seed, max(20, events // 25), events)
     ids = event_ids(records)
     expected = expected_nudges(records)
     rng = random.Random(seed)
-    moments = sorted(rng.uniform(0.1, 0.9) for _ in range(kills))
+    span = 0.8 / kills
+    moments = [0.1 + span * (n + rng.random()) for n in range(kills)]
     with fresh_broker(tmp) as broker, fresh_database(warehouse, "crash") as client:
         worker = Worker(tmp, broker.bootstrap_servers, warehouse, client.database, 0).start()
 
@@ -355,16 +393,23 @@ def worker_crash(
         try:
             asyncio.run(produce_paced(broker.bootstrap_servers, records, seconds, on_tick))
             result.sent = result.accepted = len(ids)
-            settle_and_count(result, client, ids, expected)
+            settle_and_count(result, client, ids, expected, timeout_s=settle_s)
         finally:
             worker.stop()
-        result.notes.append(f"{worker.starts - 1} kills")
+        result.notes.append(f"{worker.starts - 1} kills ({worker.killed_ready} of a Ready worker)")
         if worker.tracebacks():
             result.notes.append(f"tracebacks in {worker.tracebacks()}")
     return result
 
 
-def worker_takeover(warehouse: str, tmp: Path, events: int, seconds: float, seed: int = 6):
+def worker_takeover(
+    warehouse: str,
+    tmp: Path,
+    events: int,
+    seconds: float,
+    seed: int = 6,
+    settle_s: float = 120,
+) -> Result:
     """Two workers; one is SIGKILLed halfway and stays dead: the other takes its partitions."""
     result = Result("2 workers, 1 killed")
     records = traffic(seed, max(20, events // 25), events)
@@ -383,7 +428,7 @@ def worker_takeover(warehouse: str, tmp: Path, events: int, seconds: float, seed
         try:
             asyncio.run(produce_paced(brokers, records, seconds, on_tick))
             result.sent = result.accepted = len(ids)
-            settle_and_count(result, client, ids, expected, timeout_s=120)
+            settle_and_count(result, client, ids, expected, timeout_s=settle_s)
         finally:
             for worker in workers:
                 worker.stop()
@@ -392,8 +437,19 @@ def worker_takeover(warehouse: str, tmp: Path, events: int, seconds: float, seed
     return result
 
 
-def warehouse_outage(tmp: Path, events: int, down_s: float, seed: int = 7) -> Result:
-    """The warehouse server is stopped under a running worker, then started again."""
+def warehouse_outage(
+    tmp: Path,
+    events: int,
+    down_s: float,
+    seed: int = 7,
+    seconds: float = 5,
+    settle_s: float = 90,
+) -> Result:
+    """The warehouse server is stopped under a running worker, then started again.
+
+    The first half of the traffic is produced over 60 % of ``seconds`` and stored; the
+    server stops; the second half follows over the rest while it is down.
+    """
     result = Result(f"warehouse down {down_s:g}s")
     tmp.mkdir(parents=True, exist_ok=True)
     records = traffic(seed, max(20, events // 25), events)
@@ -422,10 +478,11 @@ def warehouse_outage(tmp: Path, events: int, down_s: float, seed: int = 7) -> Re
         with fresh_broker(tmp) as broker, fresh_database(url, "whdown") as client:
             worker = Worker(tmp, broker.bootstrap_servers, url, client.database, 0).start()
             try:
-                asyncio.run(produce_paced(broker.bootstrap_servers, records[:half], 3))
-                wait_stored(client, event_ids(records[:half]) - event_ids(sentinels()), 60)
+                brokers = broker.bootstrap_servers
+                asyncio.run(produce_paced(brokers, records[:half], seconds * 0.6))
+                wait_stored(client, event_ids(records[:half]) - event_ids(sentinels()), settle_s)
                 warehouse.stop(10)
-                asyncio.run(produce_paced(broker.bootstrap_servers, records[half:], 2))
+                asyncio.run(produce_paced(brokers, records[half:], seconds * 0.4))
                 time.sleep(down_s)
                 log = worker.log.read_text(errors="replace")
                 retries = log.count("warehouse insert failed")
@@ -437,7 +494,7 @@ def warehouse_outage(tmp: Path, events: int, down_s: float, seed: int = 7) -> Re
                 client.close()  # its connection died with the server
                 client = clickhouse_connect.get_client(dsn=url, database=client.database)
                 result.sent = result.accepted = len(ids)
-                settle_and_count(result, client, ids, expected)
+                settle_and_count(result, client, ids, expected, timeout_s=settle_s)
             finally:
                 worker.stop()
             if worker.tracebacks():
