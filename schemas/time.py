@@ -20,3 +20,8 @@ def epoch_ms(moment: datetime) -> int:
         + moment.microsecond // 1000
         - (offset.days * 86_400 + offset.seconds) * 1000
     )
+
+
+def as_utc(moment: datetime) -> datetime:
+    """A warehouse DateTime64 as an aware datetime: a naive one is UTC (the tables' zone)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

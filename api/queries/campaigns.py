@@ -9,7 +9,7 @@ read while a campaign runs, the figures are live.
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -18,6 +18,7 @@ from api.queries.attribution import ATTRIBUTED_ORDERS_SQL
 from api.queries.common import iso_ms
 from api.queries.uplift import newcombe
 from schemas.campaigns import CAMPAIGN_COLUMNS
+from schemas.time import as_utc
 
 _DEFINITIONS = f"""
 SELECT {", ".join(CAMPAIGN_COLUMNS)}
@@ -107,9 +108,7 @@ class CampaignFilter:
 
 
 def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return None if value is None else as_utc(value)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -6,7 +6,7 @@ identifiers, bound values); nothing here puts input into SQL text.
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -14,6 +14,7 @@ from clickhouse_connect.driver.client import Client
 from api.queries.common import iso_ms
 from schemas import pii
 from schemas.segments import Group, compile_rule, load_rule
+from schemas.time import as_utc
 
 SEGMENT_COLUMNS = ["segment_id", "name", "description", "rules", "created_at", "created_by"]
 _PHONE_LIKE = re.compile(r"^\+?[0-9][0-9 ()-]{6,}$")
@@ -89,8 +90,7 @@ def mask_identifier(value: str) -> str:
 def _time(value: datetime | None) -> str | None:
     if value is None:
         return None
-    moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-    return iso_ms(int(moment.timestamp() * 1000))
+    return iso_ms(int(as_utc(value).timestamp() * 1000))
 
 
 def preview(

@@ -31,6 +31,7 @@ from schemas.campaigns import (
 )
 from schemas.messages import CampaignMessage
 from schemas.segments import compile_rule, load_rule
+from schemas.time import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Launch:
 
 def due_campaigns(client: Client, now: datetime) -> list[dict[str, Any]]:
     """Scheduled campaigns whose send time has come."""
-    now_ms = int(now.timestamp() * 1000)
+    now_ms = to_ms(now)
     rows = client.query(_DUE, parameters={"now_ms": now_ms}).result_rows
     return [dict(zip(CAMPAIGN_COLUMNS, row, strict=True)) for row in rows]
 
@@ -91,7 +92,7 @@ def send_after(now: datetime, campaign: dict[str, Any], member_timezone: str) ->
 
 
 def _members(client: Client, campaign: dict[str, Any], now: datetime) -> list[tuple]:
-    compiled = compile_rule(load_rule(campaign["rules"]), int(now.timestamp() * 1000))
+    compiled = compile_rule(load_rule(campaign["rules"]), to_ms(now))
     result = client.query(
         f"SELECT user_key, anonymous_ids, channels, timezone FROM profiles WHERE {compiled.sql}",
         parameters=compiled.params,
@@ -191,9 +192,7 @@ async def release_due(
     client: Client, producer: AIOKafkaProducer, topic: str, now: datetime, limit: int = 10_000
 ) -> int:
     """Publish deferred members' messages whose quiet hours have ended; how many."""
-    rows = client.query(
-        _RELEASABLE, parameters={"now_ms": int(now.timestamp() * 1000), "limit": limit}
-    ).result_rows
+    rows = client.query(_RELEASABLE, parameters={"now_ms": to_ms(now), "limit": limit}).result_rows
     if not rows:
         return 0
     messages = [
@@ -204,7 +203,7 @@ async def release_due(
             channels,
             product,
             discount,
-            launched if launched.tzinfo else launched.replace(tzinfo=UTC),
+            as_utc(launched),
         )
         for campaign_id, user_key, _, channels, anonymous_ids, product, discount, launched in rows
     ]
