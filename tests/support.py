@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ from pipeline.warehouse.migrate import apply_migrations
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 __all__ = ["LOOPBACK", "PROJECT_ROOT", "free_port"]
+
+
+def zone_at_local_hour(hour: int, now: datetime | None = None) -> str:
+    """A fixed-offset IANA zone in which it is ``hour`` o'clock (±1 h) now.
+
+    Quiet hours (21:00-08:00 by default) hold nudges decided on the real clock: a
+    test that runs a journey "now" picks its shopper's zone with this, so it means
+    the same at any hour of the day.
+    """
+    utc_hour = (now or datetime.now(UTC)).hour
+    offset = (hour - utc_hour + 12) % 24 - 12  # UTC-12 .. UTC+11
+    # POSIX sign convention: Etc/GMT-5 is five hours *ahead* of UTC.
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 def wait_for(

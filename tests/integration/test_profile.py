@@ -30,7 +30,12 @@ def shopper() -> str:
 
 
 def journey(user: str, start: datetime) -> list[bytes]:
-    """Consent, then lingering on one product's specs until high intent fires, then a cart."""
+    """Consent, then lingering on one product's specs until high intent fires, then a cart.
+
+    The shopper's zone is one where ``start`` is early afternoon: the high-intent
+    nudge must be decided, not held for quiet hours, whatever hour the test runs at.
+    """
+    timezone = support.zone_at_local_hour(13, start)
     steps = [
         ("consent", {"channel": "whatsapp", "granted": True, "phone": "+15550100077"}),
         ("product_view", {"product_id": "p-prof", "category": "shoes"}),
@@ -48,7 +53,7 @@ def journey(user: str, start: datetime) -> list[bytes]:
             "anonymous_id": f"anon-{user}",
             "user_id": user,
             "properties": properties,
-            "context": {"timezone": "UTC"},
+            "context": {"timezone": timezone},
         }
         out.append(parse_event(raw, received_at=at).to_json())
     return out
