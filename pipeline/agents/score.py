@@ -7,7 +7,6 @@ anywhere re-delivers the batch; the fold drops event ids it has already seen
 and the decisions keep their ids, so downstream consumers drop the repeats.
 """
 
-import asyncio
 import logging
 import time
 from dataclasses import asdict
@@ -18,6 +17,7 @@ from faust.exceptions import SameNode
 from pipeline.domain.profile import profile
 from pipeline.domain.rules import rules_from
 from pipeline.domain.state import state_from_bytes, state_to_bytes
+from pipeline.engine.batched import BatchedAgents
 from pipeline.engine.clock import PartitionClock
 from pipeline.engine.outputs import KafkaOutputs
 from pipeline.engine.processor import EngineProcessor, EngineTopics
@@ -25,7 +25,7 @@ from pipeline.engine.state_store import UserStateStore
 from pipeline.faust_transport import RAW_BYTES
 from pipeline.settings import WorkerSettings
 from pipeline.sink.agents import SinkConfig
-from pipeline.sink.held import HeldEventSink
+from pipeline.sink.held import HeldEventSink, NoEventSink
 from pipeline.sink.writer import WarehouseWriter
 from schemas.messages import VipUpgrade
 from schemas.tokens import TokenKeys, sign_token
@@ -59,19 +59,19 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
 
     engine = EngineProcessor(rules, store, clock, topics, sign_vip)
     # Live only: the events the engine parsed go to the warehouse in the same pass.
-    sink = None
+    events_sink: HeldEventSink | NoEventSink = NoEventSink()
     if not settings.namespace:
         writer = WarehouseWriter(settings.clickhouse_url, settings.clickhouse_database)
         config = SinkConfig()
-        sink = HeldEventSink(topics.raw, writer, config.batch_size, config.within_s)
+        events_sink = HeldEventSink(topics.raw, writer, config.batch_size, config.within_s)
     indexed: set[int] = set()
-    # The agents and the wall-clock timer share the engine; one ships at a time.
-    shipping = asyncio.Lock()
 
     async def ship() -> None:
-        async with shipping:
-            await outputs.send_all(engine.drain())
-            await store.flush()
+        await outputs.send_all(engine.drain())
+        await store.flush()
+
+    # The agents and the wall-clock timer share the engine: one step at a time.
+    batched = BatchedAgents(ship)
 
     def ensure_indexed(partition: int) -> None:
         # Deadlines live in the stored states; index them once per assignment.
@@ -80,37 +80,37 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
             pending = engine.rebuild_deadlines(partition)
             log.info("partition %d: %d pending deadlines indexed", partition, pending)
 
+    def feed_raw(events: list) -> None:
+        for event in events:
+            message = event.message
+            ensure_indexed(message.partition)
+            parsed = engine.on_raw(message.partition, message.offset, message.key, message.value)
+            events_sink.hold(event, parsed)
+
+    def feed_identities(events: list) -> None:
+        for event in events:
+            message = event.message
+            ensure_indexed(message.partition)
+            engine.on_identity(message.partition, message.offset, message.key, message.value)
+
+    def feed_commands(events: list) -> None:
+        for event in events:
+            message = event.message
+            engine.on_control(message.partition, message.offset, message.key, message.value)
+
+    batch = {"batch_size": settings.batch_size, "within_s": settings.batch_within_s}
+
     @app.agent(raw_topic, name="score_events")
     async def score_events(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            for event in events:
-                message = event.message
-                ensure_indexed(message.partition)
-                parsed = engine.on_raw(
-                    message.partition, message.offset, message.key, message.value
-                )
-                if sink is not None:
-                    sink.hold(event, parsed)
-            await ship()
-            if sink is not None:
-                await sink.flush_if_due()
+        await batched.run(stream, "raw", feed_raw, **batch, after=events_sink.flush_if_due)
 
     @app.agent(identity_topic, name="hand_over_identities")
     async def hand_over_identities(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            for event in events:
-                message = event.message
-                ensure_indexed(message.partition)
-                engine.on_identity(message.partition, message.offset, message.key, message.value)
-            await ship()
+        await batched.run(stream, "identity", feed_identities, **batch)
 
     @app.agent(control_topic, name="apply_commands")
     async def apply_commands(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            for event in events:
-                message = event.message
-                engine.on_control(message.partition, message.offset, message.key, message.value)
-            await ship()
+        await batched.run(stream, "control", feed_commands, **batch)
 
     if settings.wall_clock_watermark:
 
@@ -119,12 +119,15 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
             # Live only: an idle partition's deadlines still fire.
             if app.rebalancing:
                 return
-            for tp in app.consumer.assignment():
-                if tp.topic == topics.raw:
-                    ensure_indexed(tp.partition)
-            for partition in clock.follow_wall_clock(int(time.time() * 1000)):
-                engine.fire_due(partition)
-            await ship()
+
+            def fire() -> None:
+                for tp in app.consumer.assignment():
+                    if tp.topic == topics.raw:
+                        ensure_indexed(tp.partition)
+                for partition in clock.follow_wall_clock(int(time.time() * 1000)):
+                    engine.fire_due(partition)
+
+            await batched.step("wall clock", fire)
 
     @app.page("/users/{user_key}/profile")
     async def user_profile(web: faust.web.Web, request: faust.web.Request, user_key: str):
@@ -143,27 +146,24 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
             return web.json({"detail": "no state for this user"}, status=404)
         return web.json(asdict(profile(state, int(time.time() * 1000), rules)))
 
-    if sink is not None:
-
-        @app.timer(interval=0.25, on_leader=False)
-        async def flush_held_events() -> None:
-            # An idle stream still gets its last events recorded and committed.
-            await sink.flush_if_due()
+    @app.timer(interval=0.25, on_leader=False)
+    async def flush_held_events() -> None:
+        # An idle stream still gets its last events recorded and committed.
+        await events_sink.flush_if_due()
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
         partitions = {tp.partition for tp in revoked if tp.topic == topics.raw}
-        await ship()
-        if sink is not None:
-            await sink.drain()
-        indexed.difference_update(partitions)
-        clock.forget(partitions)
-        store.forget(partitions)
+        async with batched.lock:
+            await ship()
+            await events_sink.drain()
+            indexed.difference_update(partitions)
+            clock.forget(partitions)
+            store.forget(partitions)
 
     @app.on_before_shutdown.connect
     async def stop_outputs(app: faust.App, **kwargs: object) -> None:
-        await ship()
+        await batched.step("shutdown")
         await outputs.stop()
-        if sink is not None:
-            await sink.drain()
-            sink.close()
+        await events_sink.drain()
+        events_sink.close()

@@ -28,6 +28,7 @@ from pipeline.dispatch.directory import Directory
 from pipeline.dispatch.dispatcher import Dispatcher
 from pipeline.dispatch.records import record_from_bytes, record_to_bytes
 from pipeline.dispatch.settings import DispatchSettings
+from pipeline.engine.batched import BatchedAgents
 from pipeline.engine.outputs import KafkaOutputs
 from pipeline.engine.state_store import UserStateStore
 from pipeline.faust_transport import RAW_BYTES
@@ -155,7 +156,6 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
     }
     dispatcher = Dispatcher(store, Directory(warehouse, master), channels, settings, name(RECEIPTS))
     indexed: set[int] = set()
-    lock = asyncio.Lock()
     last_poll = 0.0
 
     def ensure_indexed(partition: int) -> None:
@@ -186,59 +186,59 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
         except Exception as exc:  # keep the last known switches while the warehouse is away
             log.warning("cannot read channel switches: %s", type(exc).__name__)
 
+    batched = BatchedAgents(ship, guard=failing_hard)
+    batch = {"batch_size": settings.batch_size, "within_s": settings.batch_within_s}
+
+    def items_of(events: list) -> list[tuple[int, bytes]]:
+        items = []
+        for event in events:
+            ensure_indexed(event.message.partition)
+            items.append((event.message.partition, event.message.value))
+        return items
+
+    async def feed_decisions(events: list) -> None:
+        items = items_of(events)
+        await refresh_pauses()
+        await dispatcher.on_decisions(items, _now_ms())
+
+    async def feed_receipts(events: list) -> None:
+        await dispatcher.on_receipts(items_of(events), _now_ms())
+
+    def feed_commands(events: list) -> None:
+        for partition, value in items_of(events):
+            dispatcher.on_control(partition, value)
+
     @app.agent(decisions_topic, name="dispatch_decisions")
     async def dispatch_decisions(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            async with lock:
-                with failing_hard("a decisions batch"):
-                    items = []
-                    for event in events:
-                        ensure_indexed(event.message.partition)
-                        items.append((event.message.partition, event.message.value))
-                    await refresh_pauses()
-                    await dispatcher.on_decisions(items, _now_ms())
-                    await ship()
+        await batched.run(stream, "a decisions batch", feed_decisions, **batch)
 
     @app.agent(receipts_topic, name="dispatch_receipts")
     async def dispatch_receipts(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            async with lock:
-                with failing_hard("a receipts batch"):
-                    items = []
-                    for event in events:
-                        ensure_indexed(event.message.partition)
-                        items.append((event.message.partition, event.message.value))
-                    await dispatcher.on_receipts(items, _now_ms())
-                    await ship()
+        await batched.run(stream, "a receipts batch", feed_receipts, **batch)
 
     @app.agent(control_topic, name="dispatch_commands")
     async def dispatch_commands(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within_s):
-            async with lock:
-                with failing_hard("a control batch"):
-                    for event in events:
-                        ensure_indexed(event.message.partition)
-                        dispatcher.on_control(event.message.partition, event.message.value)
-                    await ship()
+        await batched.run(stream, "a control batch", feed_commands, **batch)
 
     @app.timer(interval=0.5, on_leader=False)
     async def follow_wall_clock() -> None:
         # The live edge: delivery timeouts and held messages run on the wall clock.
         if app.rebalancing:
             return
-        async with lock:
-            with failing_hard("a clock tick"):
-                for tp in app.consumer.assignment():
-                    if tp.topic == name(NUDGES):
-                        ensure_indexed(tp.partition)
-                await refresh_pauses()
-                await dispatcher.tick(_now_ms())
-                await ship()
+
+        async def tick() -> None:
+            for tp in app.consumer.assignment():
+                if tp.topic == name(NUDGES):
+                    ensure_indexed(tp.partition)
+            await refresh_pauses()
+            await dispatcher.tick(_now_ms())
+
+        await batched.step("a clock tick", tick)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:
         partitions = {tp.partition for tp in revoked if tp.topic == name(NUDGES)}
-        async with lock:
+        async with batched.lock:
             with failing_hard("the flush before a revocation"):
                 await ship()
             indexed.difference_update(partitions)
@@ -254,8 +254,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
 
     @app.on_before_shutdown.connect
     async def stop_outputs(app: faust.App, **kwargs: object) -> None:
-        async with lock:
-            await ship()
+        await batched.step("the flush before shutdown")
         await outputs.stop()
         await http.aclose()
         warehouse.close()

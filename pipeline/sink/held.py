@@ -79,3 +79,19 @@ class HeldEventSink:
         await self._writer.write(batch)  # retries until the warehouse takes it
         for record in held:
             record.ack()
+
+
+class NoEventSink:
+    """A replay namespace records no events: the score agent's sink hook does nothing."""
+
+    def hold(self, record: Any, event: Event | None) -> None:
+        pass
+
+    async def flush_if_due(self) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,136 @@
+"""A state is flushed only with the outputs it caused (pipeline/engine/batched.py).
+
+Real RocksDB under the write-behind store; the output sender is gated so the
+interleaving of two agents is deterministic, and it fails on demand to stand
+for a crash between one agent's flush and the other's send.
+"""
+
+import asyncio
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from rocksdict import Options, Rdict
+
+from pipeline.domain.state import state_from_bytes, state_to_bytes
+from pipeline.engine.batched import BatchedAgents
+from pipeline.engine.clock import PartitionClock
+from pipeline.engine.processor import EngineProcessor
+from pipeline.engine.state_store import UserStateStore
+from schemas.messages import VipUpgrade, load_decision
+from tests.unit.engine.test_processor import RULES, T0, TOPICS, raw
+
+
+class GatedOutputs:
+    """Holds the first send until ``release``; after ``calls_before_crash`` sends, every
+    send fails: the worker died there."""
+
+    def __init__(self, calls_before_crash: int | None = None) -> None:
+        self.sent: list[tuple] = []
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+        self._calls_left = calls_before_crash
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._first = True
+
+    async def send_all(self, records: list[tuple]) -> dict[tuple[str, int], int]:
+        if self._calls_left is not None:
+            if self._calls_left == 0:
+                raise ConnectionError("the worker died here")
+            self._calls_left -= 1
+        if self._first:
+            self._first = False
+            self.holding.set()
+            await self.release.wait()
+        last = {}
+        for topic, _key, _value, partition in records:
+            if partition is not None:
+                offset = self._offsets.get((topic, partition), -1) + 1
+                self._offsets[topic, partition] = last[topic, partition] = offset
+        self.sent.extend(records)
+        return last
+
+
+def worker(dbs: dict[int, Rdict], outputs: object) -> tuple[EngineProcessor, BatchedAgents]:
+    table = SimpleNamespace(
+        data=SimpleNamespace(_db_for_partition=dbs.__getitem__),
+        changelog_topic=SimpleNamespace(get_topic_name=lambda: "user-state-changelog"),
+    )
+    store = UserStateStore(table, outputs, state_to_bytes, state_from_bytes)  # type: ignore[arg-type]
+    engine = EngineProcessor(
+        RULES, store, PartitionClock(allowed_lateness_ms=0), TOPICS, lambda upgrade: "signed"
+    )
+
+    async def ship() -> None:  # the score agent's ship
+        await outputs.send_all(engine.drain())  # type: ignore[attr-defined]
+        await store.flush()
+
+    return engine, BatchedAgents(ship)
+
+
+def vip_orders(user: str) -> list[bytes]:
+    item = {"product_id": "p1", "quantity": 1, "amount": 10.0}
+    return [
+        raw(
+            "order_placed",
+            T0,
+            user,
+            order_id=f"{user}-{n}",
+            items=[item],
+            total=10.0,
+            currency="EUR",
+        )
+        for n in range(RULES.vip.order_count)
+    ]
+
+
+def vip_upgrades(records: list[tuple]) -> list[VipUpgrade]:
+    decisions = [load_decision(value) for topic, _, value, _ in records if topic == TOPICS.vip]
+    return [d for d in decisions if isinstance(d, VipUpgrade)]
+
+
+def test_a_state_is_never_flushed_before_the_outputs_it_caused(tmp_path: Path):
+    dbs = {0: Rdict(str(tmp_path / "p0"), Options(raw_mode=True))}
+    browsing, buying = raw("page_view", T0, "shopper-a", url="/"), vip_orders("shopper-b")
+
+    async def crash_between_two_agents() -> None:
+        # Agent a's step sends twice (its outputs, then the changelog); then the crash.
+        outputs = GatedOutputs(calls_before_crash=2)
+        engine, batched = worker(dbs, outputs)
+
+        def feed(records: list[bytes]):
+            def work() -> None:
+                for offset, value in enumerate(records):
+                    engine.on_raw(0, offset, b"k", value)
+
+            return work
+
+        first = asyncio.create_task(batched.step("agent a", feed([browsing])))
+        await outputs.holding.wait()  # agent a is awaiting its outputs' acknowledgement
+        second = asyncio.create_task(batched.step("agent b", feed(buying)))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        outputs.release.set()
+        await first  # agent a shipped: its outputs sent, the states flushed
+        with pytest.raises(ConnectionError):
+            await second
+        assert vip_upgrades(outputs.sent) == []
+
+    async def restart_and_redeliver() -> list[VipUpgrade]:
+        outputs = GatedOutputs()
+        outputs.release.set()
+        engine, batched = worker(dbs, outputs)
+
+        def redeliver() -> None:  # agent b's offsets were never committed
+            for offset, value in enumerate(buying):
+                engine.on_raw(0, offset, b"k", value)
+
+        await batched.step("agent b again", redeliver)
+        return vip_upgrades(outputs.sent)
+
+    try:
+        asyncio.run(crash_between_two_agents())
+        (upgrade,) = asyncio.run(restart_and_redeliver())
+    finally:
+        dbs[0].close()
+    assert upgrade.user_key == "shopper-b"
