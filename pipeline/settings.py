@@ -29,6 +29,10 @@ class WorkerSettings(CommonSettings):
     batch_within_s: float = 0.02
     # Tansu does not answer a waiting fetch when records arrive (pipeline/faust_transport.py).
     consumer_fetch_max_wait_ms: int = 10
-    # Live, an idle partition's watermark follows the wall clock minus this.
+    # Live, a partition idle and caught up for watermark_idle_s gets a watermark record
+    # of the wall clock minus the allowed lateness (schemas/watermarks.py), checked
+    # every watermark_interval_s; while it catches up only event time moves it.
     allowed_lateness_s: float = 5.0
     wall_clock_watermark: bool = True
+    watermark_idle_s: float = 1.0
+    watermark_interval_s: float = 0.5

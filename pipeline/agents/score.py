@@ -10,6 +10,7 @@ and the decisions keep their ids, so downstream consumers drop the repeats.
 import logging
 import time
 from dataclasses import asdict
+from typing import Any
 
 import faust
 from faust.exceptions import SameNode
@@ -52,7 +53,7 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
     )
     outputs = KafkaOutputs(settings.bootstrap_servers)
     store = UserStateStore(state_table, outputs, state_to_bytes, state_from_bytes)
-    clock = PartitionClock(allowed_lateness_ms=int(settings.allowed_lateness_s * 1000))
+    clock = PartitionClock()
 
     def sign_vip(upgrade: VipUpgrade) -> str:
         return sign_token(upgrade.claims(), keys)
@@ -80,10 +81,19 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
             pending = engine.rebuild_deadlines(partition)
             log.info("partition %d: %d pending deadlines indexed", partition, pending)
 
+    # Per raw partition: when a record was last fed (monotonic), its offset, and the
+    # last watermark record written; what decides that a partition is idle.
+    last_fed: dict[int, float] = {}
+    fed_offsets: dict[int, int] = {}
+    marked: dict[int, int] = {}
+
     def feed_raw(events: list) -> None:
+        now = time.monotonic()
         for event in events:
             message = event.message
             ensure_indexed(message.partition)
+            last_fed[message.partition] = now
+            fed_offsets[message.partition] = message.offset
             parsed = engine.on_raw(message.partition, message.offset, message.key, message.value)
             events_sink.hold(event, parsed)
 
@@ -113,21 +123,45 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
         await batched.run(stream, "control", feed_commands, **batch)
 
     if settings.wall_clock_watermark:
+        lateness_ms = int(settings.allowed_lateness_s * 1000)
 
-        @app.timer(interval=1.0, on_leader=False)
+        async def caught_up(tp: Any) -> bool:
+            """Read to the end of the partition's log and nothing fetched for a while."""
+            partition = tp.partition
+            if time.monotonic() - last_fed.get(partition, 0.0) < settings.watermark_idle_s:
+                return False
+            highwater = app.consumer.highwater(tp)
+            if highwater is None:
+                return False
+            read = fed_offsets.get(partition)
+            position = read + 1 if read is not None else await app.consumer.position(tp)
+            # Tansu's highwater can fall short of a batch's tail (docs/local-stack.md):
+            # the idle time above is what covers that tail.
+            return position is not None and position >= highwater
+
+        async def mark_idle_partitions() -> None:
+            floor = int(time.time() * 1000) - lateness_ms
+            for tp in app.consumer.assignment():
+                if tp.topic != topics.raw:
+                    continue
+                partition = tp.partition
+                ensure_indexed(partition)
+                due = clock.next_deadline(partition)
+                if due is None or due > floor:
+                    continue
+                # One watermark record in flight per partition.
+                if marked.get(partition, -1) > clock.watermark(partition):
+                    continue
+                if await caught_up(tp):
+                    engine.mark_watermark(partition, floor)
+                    marked[partition] = floor
+
+        @app.timer(interval=settings.watermark_interval_s, on_leader=False)
         async def follow_wall_clock() -> None:
-            # Live only: an idle partition's deadlines still fire.
+            # Live only: an idle partition's deadlines still fire, in order with its log.
             if app.rebalancing:
                 return
-
-            def fire() -> None:
-                for tp in app.consumer.assignment():
-                    if tp.topic == topics.raw:
-                        ensure_indexed(tp.partition)
-                for partition in clock.follow_wall_clock(int(time.time() * 1000)):
-                    engine.fire_due(partition)
-
-            await batched.step("wall clock", fire)
+            await batched.step("wall clock", mark_idle_partitions)
 
     @app.page("/users/{user_key}/profile")
     async def user_profile(web: faust.web.Web, request: faust.web.Request, user_key: str):
@@ -158,6 +192,9 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
             await ship()
             await events_sink.drain()
             indexed.difference_update(partitions)
+            for partition in partitions:
+                for known in (last_fed, fed_offsets, marked):
+                    known.pop(partition, None)
             clock.forget(partitions)
             store.forget(partitions)
 

@@ -3,9 +3,10 @@
 A deadline (a cart going idle, a held quiet-hours nudge) fires when its
 partition's watermark passes it. The watermark is the highest event time seen
 on the partition, each event's time clamped to when the server received it so
-one shopper's fast clock cannot fire everyone's deadlines. Live, an idle
-partition's watermark also follows the wall clock minus the allowed lateness;
-a replay never calls ``follow_wall_clock``, so only event time moves it.
+one shopper's fast clock cannot fire everyone's deadlines. Only what is read
+from the partition moves it: events, and the watermark records a live worker
+appends while the partition is idle and caught up (schemas/watermarks.py), so
+a replay of the same log moves it exactly as the live run did.
 """
 
 import heapq
@@ -21,8 +22,7 @@ class _PartitionDeadlines:
 
 
 class PartitionClock:
-    def __init__(self, allowed_lateness_ms: int) -> None:
-        self.allowed_lateness_ms = allowed_lateness_ms
+    def __init__(self) -> None:
         self._partitions: dict[int, _PartitionDeadlines] = {}
 
     def _partition(self, partition: int) -> _PartitionDeadlines:
@@ -39,15 +39,15 @@ class PartitionClock:
         if event_ms > p.watermark:
             p.watermark = event_ms
 
-    def follow_wall_clock(self, now_ms: int) -> list[int]:
-        """Advance every known partition to ``now - lateness``; return those that moved."""
-        floor = now_ms - self.allowed_lateness_ms
-        moved = []
-        for number, p in self._partitions.items():
-            if floor > p.watermark:
-                p.watermark = floor
-                moved.append(number)
-        return moved
+    def next_deadline(self, partition: int) -> int | None:
+        """The earliest deadline still pending on the partition."""
+        p = self._partitions.get(partition)
+        if p is None:
+            return None
+        heap, current = p.heap, p.current
+        while heap and current.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # stale: rescheduled or cleared since
+        return heap[0][0] if heap else None
 
     def schedule(self, partition: int, key: str, deadline_ms: int | None) -> None:
         p = self._partition(partition)

@@ -25,6 +25,7 @@ from schemas.events import Event, EventError, load_event
 from schemas.messages import VipUpgrade
 from schemas.time import epoch_ms
 from schemas.topics import CONTROL, IDENTITY, NUDGES, TELEMETRY_DLQ, VIP, TopicSpec, namespaced
+from schemas.watermarks import is_watermark, read_watermark, watermark_record
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,11 @@ class EngineProcessor:
     def on_raw(
         self, partition: int, offset: int, key: bytes | None, value: bytes | None
     ) -> Event | None:
-        """Fold one raw record; returns the parsed event (None when dead-lettered),
-        so the caller can record it without parsing it again."""
+        """Fold one raw record; returns the parsed event (None when dead-lettered or a
+        watermark record), so the caller can record it without parsing it again."""
+        if is_watermark(value):
+            self._on_watermark(partition, offset, key, value)
+            return None
         try:
             event = load_event(value or b"")
         except EventError as exc:
@@ -116,6 +120,21 @@ class EngineProcessor:
         self.clock.observe(partition, min(event.ts_ms, epoch_ms(event.received_at)))
         self.fire_due(partition)
         self.events_processed += 1
+
+    def _on_watermark(
+        self, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> None:
+        try:
+            at_ms = read_watermark(value or b"")
+        except ValueError as exc:
+            self._dead_letter(self.topics.raw, partition, offset, key, value, exc)
+            return
+        self.clock.observe(partition, at_ms)
+        self.fire_due(partition)
+
+    def mark_watermark(self, partition: int, at_ms: int) -> None:
+        """Append a watermark record to the partition; the watermark moves when it is read."""
+        self._out.append((self.topics.raw, b"", watermark_record(at_ms), partition))
 
     def fire_due(self, partition: int) -> None:
         watermark = self.clock.watermark(partition)

@@ -1,9 +1,10 @@
 """The live engine's per-record logic over recorded events, in memory.
 
 ``ReplayRunner`` drives the very ``EngineProcessor`` the score agent runs, with
-a ``MemoryStateStore`` and a ``PartitionClock`` that only event time moves
-(nothing here calls ``follow_wall_clock``). Records must come per partition in
-their original offset order; partitions may interleave in any way (states are
+a ``MemoryStateStore`` and a ``PartitionClock`` that only the records move:
+event time, and the watermark records the live worker wrote into the log
+(schemas/watermarks.py). Records must come per partition in their original
+offset order; partitions may interleave in any way (states are
 per user, watermarks per partition).
 
 Identity hand-overs, which live travel through the ``identity.handover`` topic
@@ -58,7 +59,7 @@ class ReplayRunner:
         self.rules = rules
         self.partitions = partitions
         self.topics = topics
-        self.clock = PartitionClock(allowed_lateness_ms=0)
+        self.clock = PartitionClock()
         self.processor = EngineProcessor(
             rules, MemoryStateStore[UserState](), self.clock, topics, _unsigned
         )

@@ -152,7 +152,7 @@ def expected_nudges(records: list[tuple[bytes, bytes]]) -> set[str]:
     engine = EngineProcessor(
         rules,
         MemoryStateStore(),
-        PartitionClock(allowed_lateness_ms=5_000),
+        PartitionClock(),
         EngineTopics.for_namespace(None, "telemetry.raw"),
         lambda upgrade: "unsigned",
     )

@@ -57,9 +57,7 @@ def worker(dbs: dict[int, Rdict], outputs: object) -> tuple[EngineProcessor, Bat
         changelog_topic=SimpleNamespace(get_topic_name=lambda: "user-state-changelog"),
     )
     store = UserStateStore(table, outputs, state_to_bytes, state_from_bytes)  # type: ignore[arg-type]
-    engine = EngineProcessor(
-        RULES, store, PartitionClock(allowed_lateness_ms=0), TOPICS, lambda upgrade: "signed"
-    )
+    engine = EngineProcessor(RULES, store, PartitionClock(), TOPICS, lambda upgrade: "signed")
 
     async def ship() -> None:  # the score agent's ship
         await outputs.send_all(engine.drain())  # type: ignore[attr-defined]

@@ -15,8 +15,10 @@ from pipeline.engine.processor import EngineProcessor, EngineTopics
 from schemas.deadletter import DeadLetter
 from schemas.events import parse_event
 from schemas.messages import Nudge, VipUpgrade, load_decision
+from schemas.time import epoch_ms as ms
 from schemas.tokens import TokenKeys, sign_token, verify_token
 from schemas.topics import TELEMETRY_RAW
+from schemas.watermarks import watermark_record
 
 RULES = default_rules()
 KEYS = TokenKeys("k1", {"k1": "a-test-secret-of-at-least-32-bytes"})
@@ -29,7 +31,7 @@ def engine() -> EngineProcessor:
     return EngineProcessor(
         RULES,
         MemoryStateStore[UserState](),
-        PartitionClock(allowed_lateness_ms=5_000),
+        PartitionClock(),
         TOPICS,
         lambda upgrade: sign_token(upgrade.claims(), KEYS),
     )
@@ -103,16 +105,30 @@ def test_cart_rescue_fires_when_the_partition_watermark_passes_the_deadline():
     assert nudge.triggered_at == T0 + CART_TIMEOUT
 
 
-def test_idle_partition_fires_by_wall_clock_only_when_asked():
+def test_an_idle_partition_fires_when_its_watermark_record_is_read():
     processor = engine()
     (shopper,) = users_outside_holdout(1)
     feed(processor, [consent(T0, shopper)])
     feed(processor, [raw("add_to_cart", T0, shopper, product_id="p1", quantity=1, price=5.0)])
-    later_ms = int((T0 + CART_TIMEOUT + timedelta(minutes=1)).timestamp() * 1000)
-    assert decisions(processor) == []
-    assert processor.clock.follow_wall_clock(later_ms) == [0]
-    processor.fire_due(0)
+    assert processor.clock.next_deadline(0) == ms(T0 + CART_TIMEOUT)
+    later_ms = ms(T0 + CART_TIMEOUT + timedelta(minutes=1))
+    processor.mark_watermark(0, later_ms)
+    ((topic, _, value, partition),) = processor.drain()
+    # Marking writes a record into the partition's own log; nothing fires yet.
+    assert (topic, partition) == (TOPICS.raw, 0)
+    assert processor.clock.watermark(0) < later_ms
+    assert processor.on_raw(0, 2, b"", value) is None
     assert [d.kind for d in decisions(processor)] == ["cart_rescue"]
+    assert processor.clock.next_deadline(0) is None
+    assert processor.events_processed == 2
+
+
+def test_an_unreadable_watermark_record_is_a_dead_letter():
+    processor = engine()
+    processor.on_raw(0, 0, b"", b'{"intentflow_watermark": "soon"}')
+    ((topic, _, value, _),) = processor.drain()
+    assert topic == TOPICS.dlq
+    assert DeadLetter.model_validate_json(value).reason == "ValueError"
 
 
 def journeys(seed: int, users: list[str]) -> list[bytes]:
@@ -142,27 +158,41 @@ def journeys(seed: int, users: list[str]) -> list[bytes]:
     return [value for _, value in events]
 
 
-def run(records: list[bytes], paced: bool) -> list:
+END_MS = ms(T0 + timedelta(days=2))
+
+
+def run(records: list[bytes], idle_after: set[int] = frozenset()) -> tuple[list, list[bytes]]:
+    """Decisions, and the log as read: after the records numbered in ``idle_after`` the
+    partition went idle and the worker wrote a watermark record (wall clock = event time
+    + 2 s, minus 5 s of lateness), as a live worker does; a replay has none to add."""
     processor = engine()
-    out = []
-    for offset, value in enumerate(records):
-        processor.on_raw(0, offset, b"k", value)
-        if paced:
-            # Live: the wall clock, a little behind event time, moves the watermark too.
-            now_ms = processor.clock.watermark(0) + 2_000
-            if processor.clock.follow_wall_clock(now_ms):
-                processor.fire_due(0)
-        out.extend(decisions(processor))
-    end_ms = int((T0 + timedelta(days=2)).timestamp() * 1000)
-    processor.clock.follow_wall_clock(end_ms)
-    processor.fire_due(0)
-    return out + decisions(processor)
+    log, out = [], []
+
+    def read(value: bytes) -> None:
+        processor.on_raw(0, len(log), b"k", value)
+        log.append(value)
+        for topic, _, produced, _ in processor.drain():
+            if topic == TOPICS.raw:
+                read(produced)  # our own watermark record, read back in order
+            elif topic in (TOPICS.nudges, TOPICS.vip):
+                out.append(load_decision(produced))
+
+    for number, value in enumerate(records):
+        read(value)
+        if number in idle_after:
+            processor.mark_watermark(0, processor.clock.watermark(0) + 2_000 - 5_000)
+            read_marks = processor.drain()
+            for _, _, mark, _ in read_marks:
+                read(mark)
+    read(watermark_record(END_MS))
+    return out, log
 
 
-def test_a_burst_replay_decides_exactly_what_the_paced_live_run_decided():
+def test_a_replay_of_the_log_decides_exactly_what_the_live_run_decided():
     records = journeys(7, users_outside_holdout(60))
-    live = run(records, paced=True)
-    replay = run(records, paced=False)
+    idle = set(random.Random(3).sample(range(len(records)), len(records) // 4))
+    live, log = run(records, idle_after=idle)
+    replay, _ = run(log)
     assert len(live) > 5, "the journeys should trigger nudges"
     assert {d.kind for d in live if isinstance(d, Nudge)} >= {"cart_rescue", "high_intent"}
     assert replay == live
@@ -170,12 +200,11 @@ def test_a_burst_replay_decides_exactly_what_the_paced_live_run_decided():
 
 def test_processing_the_same_records_twice_emits_the_same_ids():
     records = journeys(11, users_outside_holdout(20))
-    first = run(records, paced=False)
+    first, _ = run(records)
     processor = engine()
     feed(processor, records)
     feed(processor, records)  # a re-delivery after a crash
-    processor.clock.follow_wall_clock(int((T0 + timedelta(days=2)).timestamp() * 1000))
-    processor.fire_due(0)
+    processor.on_raw(0, len(records), b"", watermark_record(END_MS))
     assert decisions(processor) == first
 
 
