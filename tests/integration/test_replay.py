@@ -3,9 +3,12 @@ export, replay (from the file and from the topic) and compare.
 
 The "live" run: a real worker process (score agent + warehouse sink, run_id 'live')
 on a broker of this module's own, so the live topics are the real ``telemetry.raw``,
-``nudges`` and ``vip``. The simulated day is historical, so the worker runs with
-``wall_clock_watermark=false`` (as a replay does): otherwise the wall clock would be
-days past every deadline and fire carts before their shoppers' later events. Records
+``nudges`` and ``vip``. The simulated day is historical and produced with pauses
+(the hand-overs below), so the worker runs with ``wall_clock_watermark=false``: each
+pause would otherwise be an idle, caught-up partition, whose watermark record moves
+it to today and fires every cart of the day at once. (That is still replayed exactly
+— the record is in the log — but it is not the day this test means to record;
+tests/integration/test_backlog.py covers a live worker catching up.) Records
 are produced in arrival order (``received_at``; 1 % of them arrive 10 minutes late),
 and sentinel page views at the end of the range move every partition's watermark
 past every deadline, so live fires what the replay fires at the end of its range.
