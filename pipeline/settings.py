@@ -30,7 +30,7 @@ class WorkerSettings(CommonSettings):
     # Tansu does not answer a waiting fetch when records arrive (pipeline/faust_transport.py).
     consumer_fetch_max_wait_ms: int = 10
     # Live, a partition idle and caught up for watermark_idle_s gets a watermark record
-    # of the wall clock minus the allowed lateness (schemas/watermarks.py), checked
+    # of the wall clock minus the allowed lateness (schemas/engine_records.py), checked
     # every watermark_interval_s; while it catches up only event time moves it.
     allowed_lateness_s: float = 5.0
     wall_clock_watermark: bool = True

@@ -5,7 +5,7 @@ partition's watermark passes it. The watermark is the highest event time seen
 on the partition, each event's time clamped to when the server received it so
 one shopper's fast clock cannot fire everyone's deadlines. Only what is read
 from the partition moves it: events, and the watermark records a live worker
-appends while the partition is idle and caught up (schemas/watermarks.py), so
+appends while the partition is idle and caught up (schemas/engine_records.py), so
 a replay of the same log moves it exactly as the live run did.
 """
 

@@ -21,11 +21,18 @@ from pipeline.domain.state import UserState, state_from_bytes, state_to_bytes
 from pipeline.engine.clock import PartitionClock
 from pipeline.engine.outputs import Record
 from schemas.deadletter import DeadLetter
+from schemas.engine_records import (
+    Handover,
+    is_handover,
+    is_watermark,
+    read_handover,
+    read_watermark,
+    watermark_record,
+)
 from schemas.events import Event, EventError, load_event
 from schemas.messages import VipUpgrade
 from schemas.time import epoch_ms
 from schemas.topics import CONTROL, IDENTITY, NUDGES, TELEMETRY_DLQ, VIP, TopicSpec, namespaced
-from schemas.watermarks import is_watermark, read_watermark, watermark_record
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +101,9 @@ class EngineProcessor:
         if is_watermark(value):
             self._on_watermark(partition, offset, key, value)
             return None
+        if is_handover(value):
+            self._on_handover_record(partition, offset, key, value)
+            return None
         try:
             event = load_event(value or b"")
         except EventError as exc:
@@ -106,18 +116,21 @@ class EngineProcessor:
             self._claim(event.anonymous_id, event.user_id, event.ts_ms)
             self._observe(partition, event)
             return event
+        received_ms = epoch_ms(event.received_at)
         state = self.store.get(user_key, partition)
         state, decisions = apply(state, event, self.rules)
         self._keep(partition, user_key, state)
         self._publish(decisions)
         if event.name == "identify" and event.user_id != event.anonymous_id:
-            self._on_claim(partition, event.anonymous_id, event.user_id, event.ts_ms)
-        self._observe(partition, event)
+            self._on_claim(partition, event.anonymous_id, event.user_id, event.ts_ms, received_ms)
+        self._observe(partition, event, received_ms)
         return event
 
-    def _observe(self, partition: int, event: Event) -> None:
+    def _observe(self, partition: int, event: Event, received_ms: int | None = None) -> None:
         # The server's receipt time bounds a client clock that runs fast.
-        self.clock.observe(partition, min(event.ts_ms, epoch_ms(event.received_at)))
+        if received_ms is None:
+            received_ms = epoch_ms(event.received_at)
+        self.clock.observe(partition, min(event.ts_ms, received_ms))
         self.fire_due(partition)
         self.events_processed += 1
 
@@ -161,7 +174,10 @@ class EngineProcessor:
     # the user id's. An identify keyed by the anonymous id (Event.key) is
     # folded there, in order with the events it claims, and the state goes
     # over at once; one keyed by the user id (a producer other than ours)
-    # sends a claim there first. The hand-over is merged on the user's side.
+    # sends a claim there first (identity topic). The hand-over itself is a
+    # record in the raw topic, keyed by the user id (schemas/engine_records.py):
+    # merged where it lands in the user's log, so a replay merges it at the
+    # same point among the user's events.
 
     def _claim(self, anonymous_id: str, user_id: str | None, at_ms: int) -> None:
         claim = {"kind": "claim", "anonymous_id": anonymous_id, "user_id": user_id, "at": at_ms}
@@ -172,8 +188,9 @@ class EngineProcessor:
             record = orjson.loads(value)
             kind = record["kind"]
             if kind == "claim":
-                self._on_claim(partition, record["anonymous_id"], record["user_id"], record["at"])
-            elif kind == "handover":
+                at = record["at"]
+                self._on_claim(partition, record["anonymous_id"], record["user_id"], at, at)
+            elif kind == "handover":  # written by a version that sent them here
                 anonymous = state_from_bytes(base64.b64decode(record["state"]))
                 self._on_handover(partition, record["user_id"], anonymous, record["at"])
             else:
@@ -181,20 +198,28 @@ class EngineProcessor:
         except (ValueError, KeyError, TypeError) as exc:
             self._dead_letter(self.topics.identity, partition, offset, key, value, exc)
 
-    def _on_claim(self, partition: int, anonymous_id: str, user_id: str, at_ms: int) -> None:
+    def _on_claim(
+        self, partition: int, anonymous_id: str, user_id: str, at_ms: int, arrival_ms: int
+    ) -> None:
         anonymous = self.store.get(anonymous_id, partition)
         if anonymous is None:
             return
-        handover = {
-            "kind": "handover",
-            "user_id": user_id,
-            "anonymous_id": anonymous_id,
-            "at": at_ms,
-            "state": base64.b64encode(state_to_bytes(anonymous)).decode(),
-        }
-        self._out.append((self.topics.identity, user_id.encode(), orjson.dumps(handover), None))
+        handover = Handover(user_id, anonymous_id, at_ms, state_to_bytes(anonymous))
+        record = handover.to_record(arrival_ms)
+        self._out.append((self.topics.raw, user_id.encode(), record, None))
         self.store.delete(anonymous_id, partition)
         self.clock.schedule(partition, anonymous_id, None)
+
+    def _on_handover_record(
+        self, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> None:
+        try:
+            handover = read_handover(value or b"")
+            anonymous = state_from_bytes(handover.state)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._dead_letter(self.topics.raw, partition, offset, key, value, exc)
+            return
+        self._on_handover(partition, handover.user_id, anonymous, handover.at_ms)
 
     def _on_handover(self, partition: int, user_id: str, anonymous: UserState, at_ms: int) -> None:
         state = self.store.get(user_id, partition)

@@ -29,7 +29,10 @@ import pyarrow.parquet as pq
 
 from schemas.topics import USER_PARTITIONS
 
-FORMAT_VERSION = 1
+# 2: the log holds the engine's own records (schemas/engine_records.py), hand-overs
+# among them; 1 (still read): hand-overs went through another topic.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
 HEADER_FIELD = "intentflow_export"
 PARQUET_METADATA_KEY = b"intentflow_export"
 SUFFIXES = (".ndjson.gz", ".ndjson.zst", ".ndjson", ".parquet")
@@ -70,10 +73,15 @@ class ExportHeader:
     # Event-time range the records were selected by (epoch ms; None: unbounded).
     from_ms: int | None
     to_ms: int | None
+    version: int = FORMAT_VERSION
+
+    @property
+    def handovers_logged(self) -> bool:
+        return self.version >= 2
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            HEADER_FIELD: FORMAT_VERSION,
+            HEADER_FIELD: self.version,
             "topic": self.topic,
             "partitions": self.partitions,
             "from_ms": self.from_ms,
@@ -82,9 +90,12 @@ class ExportHeader:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "ExportHeader":
-        if raw.get(HEADER_FIELD) != FORMAT_VERSION:
-            raise RecordFileError(f"unsupported export format {raw.get(HEADER_FIELD)!r}")
-        return cls(raw["topic"], int(raw["partitions"]), raw.get("from_ms"), raw.get("to_ms"))
+        version = raw.get(HEADER_FIELD)
+        if version not in READABLE_VERSIONS:
+            raise RecordFileError(f"unsupported export format {version!r}")
+        return cls(
+            raw["topic"], int(raw["partitions"]), raw.get("from_ms"), raw.get("to_ms"), version
+        )
 
 
 def file_format(path: Path) -> str:

@@ -152,6 +152,7 @@ class _FileSource:
     async def __aenter__(self) -> "_FileSource":
         header = self._reader.__enter__().header
         self.topic, self.partitions, self.end_ms = header.topic, header.partitions, header.to_ms
+        self.handovers_logged = header.handovers_logged
         self.progress = self._reader.progress
         return self
 
@@ -170,6 +171,8 @@ class _TopicSource:
     def __init__(self, servers: list[str], topic: str, window: TimeRange) -> None:
         self.name = self.topic = topic
         self.end_ms: int | None = window.to_ms
+        # The live workers write hand-overs into the topic they read.
+        self.handovers_logged = True
         self._scan = TopicScan(servers, topic, window)
         self.progress = self._scan.progress
 
@@ -204,7 +207,7 @@ async def run_replay(request: ReplayRequest, progress: Progress | None = None) -
     async with _source(request) as source:
         # Dead letters name the original topic, as the live engine's do.
         topics = run_topics(request.run_id, source.topic)
-        runner = ReplayRunner(rules, source.partitions, topics)
+        runner = ReplayRunner(rules, source.partitions, topics, source.handovers_logged)
         outputs = None
         names: tuple[str, ...] = ()
         if request.write_topics:

@@ -3,13 +3,21 @@
 ``ReplayRunner`` drives the very ``EngineProcessor`` the score agent runs, with
 a ``MemoryStateStore`` and a ``PartitionClock`` that only the records move:
 event time, and the watermark records the live worker wrote into the log
-(schemas/watermarks.py). Records must come per partition in their original
+(schemas/engine_records.py). Records must come per partition in their original
 offset order; partitions may interleave in any way (states are
 per user, watermarks per partition).
 
-Identity hand-overs, which live travel through the ``identity.handover`` topic
-to the user's partition, are routed in process: to the partition the default
-partitioner gives their key, right after the record that produced them.
+Identity hand-overs are records in the raw log (schemas/engine_records.py): the
+replay merges one where the live run's hand-over record stands in the user's
+log, with the anonymous state this run computed (its rules may differ), parked
+from the identify that produced it. A logged hand-over read before its
+identify (partitions interleave by arrival) carries the live state, which is
+the same under the live rules; one never logged (the range ends between the
+two) is merged at the end. Traffic recorded without hand-over records (made
+by a generator, or exported by an older version: ``handovers_logged`` false)
+has each merged right after its identify, on the partition its key gives.
+Claims (an identify keyed by the user id) hop through ``identity.handover`` in
+process, to the partition the default partitioner gives their key.
 
 VIP upgrades are not signed: a replay never mints a redeemable discount token.
 """
@@ -27,6 +35,7 @@ from pipeline.engine.memory_store import MemoryStateStore
 from pipeline.engine.outputs import Record
 from pipeline.engine.processor import EngineProcessor, EngineTopics
 from pipeline.replay.recorded import RecordedEvent
+from schemas.engine_records import is_handover, is_watermark, read_handover
 from schemas.events import EventError, load_event
 from schemas.messages import VipUpgrade
 
@@ -55,7 +64,9 @@ def _unsigned(upgrade: VipUpgrade) -> None:
 
 
 class ReplayRunner:
-    def __init__(self, rules: Rules, partitions: int, topics: EngineTopics) -> None:
+    def __init__(
+        self, rules: Rules, partitions: int, topics: EngineTopics, handovers_logged: bool = True
+    ) -> None:
         self.rules = rules
         self.partitions = partitions
         self.topics = topics
@@ -69,24 +80,42 @@ class ReplayRunner:
         self.records = 0
         self.last_event_ms: int | None = None
         self.counts: Counter[str] = Counter()
+        # (anonymous id, user id) → this run's hand-over record, until its logged twin is read.
+        self._parked: dict[tuple[str, str], bytes] = {}
+        self._handovers_logged = handovers_logged
+        self._merged: set[tuple[str, str]] = set()
 
     def feed(self, records: Iterable[RecordedEvent]) -> None:
         processor, route = self.processor, self._route
         last = self.last_event_ms if self.last_event_ms is not None else -1
         count = 0
         for record in records:
-            processor.on_raw(record.partition, record.offset, record.key, record.value)
+            value = record.value
+            if is_handover(value):
+                processor.on_raw(record.partition, record.offset, record.key, self._own(value))
+                route(processor.drain())
+                continue
+            processor.on_raw(record.partition, record.offset, record.key, value)
             route(processor.drain())
+            if is_watermark(value):
+                self.counts["watermarks"] += 1
+                continue
             if record.event_ms > last:
                 last = record.event_ms
-            if _ORDER_MARK in record.value:
-                self._note_order(record.value)
+            if _ORDER_MARK in value:
+                self._note_order(value)
             count += 1
         self.records += count
         self.last_event_ms = last if last >= 0 else None
 
     def finish(self, end_ms: int) -> None:
-        """Move every partition's watermark to the end of the range and fire what is due."""
+        """Merge the hand-overs never logged in the range, then move every partition's
+        watermark to the end of the range and fire what is due."""
+        parked, self._parked = self._parked, {}
+        for value in parked.values():
+            key = read_handover(value).user_id.encode()
+            self.processor.on_raw(self._partition_of(key), -1, key, value)
+            self._route(self.processor.drain())
         for partition in range(self.partitions):
             self.clock.observe(partition, end_ms)
             self.processor.fire_due(partition)
@@ -99,22 +128,47 @@ class ReplayRunner:
     def _route(self, records: list[Record]) -> None:
         if not records:
             return
-        identity = self.topics.identity
+        identity, raw = self.topics.identity, self.topics.raw
         pending = records
         while pending:
             hops: list[Record] = []
             for record in pending:
                 topic, key, value, _ = record
-                if topic == identity:
+                if topic == raw and is_handover(value) and self._handovers_logged:
                     assert value is not None
-                    partition = (murmur2(key) & 0x7FFFFFFF) % self.partitions
-                    self.processor.on_identity(partition, -1, key, value)
+                    self._park(value)
+                elif topic == raw and is_handover(value):
+                    self.processor.on_raw(self._partition_of(key), -1, key, value)
+                    hops.extend(self.processor.drain())
+                    self.counts["identity_hops"] += 1
+                elif topic == identity:
+                    assert value is not None
+                    self.processor.on_identity(self._partition_of(key), -1, key, value)
                     hops.extend(self.processor.drain())
                     self.counts["identity_hops"] += 1
                 else:
                     self.outputs.append(record)
                     self.counts[topic] += 1
             pending = hops
+
+    def _partition_of(self, key: bytes) -> int:
+        return (murmur2(key) & 0x7FFFFFFF) % self.partitions
+
+    def _park(self, value: bytes) -> None:
+        handover = read_handover(value)
+        link = (handover.anonymous_id, handover.user_id)
+        if link not in self._merged:  # its logged twin was read first
+            self._parked[link] = value
+
+    def _own(self, logged: bytes) -> bytes:
+        try:
+            handover = read_handover(logged)
+        except ValueError:
+            return logged  # the processor dead-letters it
+        link = (handover.anonymous_id, handover.user_id)
+        self._merged.add(link)
+        self.counts["handovers"] += 1
+        return self._parked.pop(link, logged)
 
     def _note_order(self, value: bytes) -> None:
         try:

@@ -26,9 +26,9 @@ from pipeline.engine.processor import EngineTopics
 from pipeline.local.broker import ensure_topics
 from pipeline.replay.recorded import RecordedEvent, event_time_ms
 from pipeline.replay.runner import ReplayRunner
+from schemas.engine_records import is_watermark
 from schemas.messages import Nudge, load_decision
 from schemas.topics import IDENTITY, NUDGES, TELEMETRY_DLQ, VIP, TopicSpec, namespaced
-from schemas.watermarks import is_watermark
 from tests import support
 from tests.integration.test_engine import collect, committed, event, running_worker
 

@@ -40,6 +40,7 @@ from pipeline.domain import rules as rules_module
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.simulate import generate_events
 from schemas.backtests import NOT_TRIGGERED
+from schemas.engine_records import is_handover
 from schemas.events import parse_event
 from schemas.keys import hash_api_key
 from schemas.messages import load_decision
@@ -291,10 +292,13 @@ def test_replays_reproduce_live_and_a_candidate_is_compared_exactly(
     assert live_rows_before[0] > 20, "the day should hold decisions"
 
     window = ["--from", DAY_START.isoformat(), "--to", RANGE_TO.isoformat()]
+    # The worker wrote one hand-over record per anonymous state it handed over.
+    handovers = sum(map(is_handover, asyncio.run(read_topic(own_broker, "telemetry.raw"))))
+    assert handovers > 0, "the day should hold identified shoppers"
     exported = {}
     for name in ("day.ndjson.gz", "day.parquet"):
         out = cli("export", "--topic", "telemetry.raw", *window, "--out", str(tmp_path / name))
-        assert f"exported {EVENTS + 16:,} events" in out
+        assert f"exported {EVENTS + 16 + handovers:,} events" in out
         exported[name] = tmp_path / name
 
     def run_decisions(run_id: str) -> set[str]:

@@ -35,7 +35,7 @@ def recorded(seed: int, users: int, events: int) -> list[RecordedEvent]:
 
 
 def replay(records: list[RecordedEvent], end_ms: int | None = None) -> list:
-    runner = ReplayRunner(RULES, PARTITIONS, run_topics("unit", "telemetry.raw"))
+    runner = ReplayRunner(RULES, PARTITIONS, run_topics("unit", "telemetry.raw"), False)
     for start in range(0, len(records), 500):
         runner.feed(records[start : start + 500])
     runner.finish(end_ms or (runner.last_event_ms or 0) + longest_deadline_ms(RULES))
@@ -91,7 +91,7 @@ def test_a_replay_never_mints_a_vip_token():
 
 def test_identity_hand_overs_are_routed_to_the_users_partition():
     records = recorded(5, 300, 6_000)
-    runner = ReplayRunner(RULES, PARTITIONS, run_topics("unit", "telemetry.raw"))
+    runner = ReplayRunner(RULES, PARTITIONS, run_topics("unit", "telemetry.raw"), False)
     runner.feed(records)
     assert runner.counts["identity_hops"] > 0
     for user_id in {k for k in runner.orders.values() if k.user_key.startswith("user-")}:

@@ -13,12 +13,12 @@ from pipeline.engine.clock import PartitionClock
 from pipeline.engine.memory_store import MemoryStateStore
 from pipeline.engine.processor import EngineProcessor, EngineTopics
 from schemas.deadletter import DeadLetter
+from schemas.engine_records import read_handover, watermark_record
 from schemas.events import parse_event
 from schemas.messages import Nudge, VipUpgrade, load_decision
 from schemas.time import epoch_ms as ms
 from schemas.tokens import TokenKeys, sign_token, verify_token
 from schemas.topics import TELEMETRY_RAW
-from schemas.watermarks import watermark_record
 
 RULES = default_rules()
 KEYS = TokenKeys("k1", {"k1": "a-test-secret-of-at-least-32-bytes"})
@@ -218,10 +218,13 @@ def identity_records(processor: EngineProcessor) -> list[tuple[bytes, bytes]]:
 
 
 def assert_merged(processor: EngineProcessor, user: str, anonymous: str, partition: int) -> None:
-    (handover,) = identity_records(processor)
-    assert handover[0] == user.encode() and orjson.loads(handover[1])["kind"] == "handover"
-    processor.on_identity(partition, 0, *handover)
-    processor.on_identity(partition, 1, *handover)  # re-delivered: changes nothing
+    # The hand-over is a record in the raw topic, keyed by the user: it lands in the
+    # user's log and is merged when read there.
+    ((topic, key, value, where),) = processor.drain()
+    assert (topic, key, where) == (TOPICS.raw, user.encode(), None)
+    assert read_handover(value).anonymous_id == anonymous
+    assert processor.on_raw(partition, 0, key, value) is None
+    assert processor.on_raw(partition, 1, key, value) is None  # re-delivered: changes nothing
     merged = processor.store.get(user, partition)
     assert list(merged.cart.items) == ["p9"] and merged.cart.items["p9"]
     assert anonymous in merged.merged
