@@ -30,6 +30,12 @@ def main() -> int:
                 ),
             ),
             (
+                "wall clock",
+                lambda t: harness.crash_with_wall_clock(
+                    url, t, events=40_000, kills=4, seconds=60, settle_s=600
+                ),
+            ),
+            (
                 "takeover",
                 lambda t: harness.worker_takeover(url, t, events=40_000, seconds=40, settle_s=600),
             ),

@@ -15,9 +15,10 @@ memory state store and an event-time clock — the replay machinery that
 tests/integration/test_replay.py proves equal to a live worker's run. Workers run
 with ``wall_clock_watermark=false`` and sentinel page views at the end move every
 partition's watermark past every deadline, as in test_engine.py / test_replay.py.
-Identify events are left out of the traffic: their hand-over crosses partitions,
-and which of a shopper's events are folded before the merge depends on timing
-(docs/replay.md, "Ordering"), not on faults.
+Identify events are left out of that traffic. ``crash_with_wall_clock`` keeps them
+and runs the worker on the wall clock: its reference is then the replay of the raw
+log as the workers wrote it, hand-over and watermark records included (the replay
+machinery merges and fires where those records stand; docs/replay.md).
 """
 
 import asyncio
@@ -46,7 +47,11 @@ from pipeline.engine.memory_store import MemoryStateStore
 from pipeline.engine.processor import EngineProcessor, EngineTopics
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.processes import ManagedProcess
+from pipeline.replay.recorded import RecordedEvent
+from pipeline.replay.runner import ReplayRunner
+from pipeline.replay.source import TimeRange, TopicScan
 from pipeline.simulate import generate_events
+from schemas.engine_records import is_handover, is_watermark
 from schemas.events import parse_event
 from schemas.messages import Nudge, load_decision
 from schemas.topics import SOURCE_TOPICS, USER_PARTITIONS, TopicSpec
@@ -100,19 +105,21 @@ def table(results: list[Result]) -> str:
 # --- traffic ------------------------------------------------------------------------
 
 
-def traffic(seed: int, users: int, events: int) -> list[tuple[bytes, bytes]]:
+def traffic(
+    seed: int, users: int, events: int, identifies: bool = False
+) -> list[tuple[bytes, bytes]]:
     """(key, value) of ``events`` simulated events as the collector would produce them,
     oldest first, then the sentinels that close the range.
 
-    Identify events are left out (see the module doc): a few more are generated and the
-    oldest ``events`` of the rest kept. Consent events carry a phone reference instead
-    of a phone, as the collector makes them.
+    Identify events are left out unless asked for (see the module doc): a few more are
+    generated and the oldest ``events`` of the rest kept. Consent events carry a phone
+    reference instead of a phone, as the collector makes them.
     """
     records: list[tuple[bytes, bytes]] = []
     for raw in generate_events(seed, users, events + events // 10 + 10, DAY_END, days=1.0):
         if len(records) == events:
             break
-        if raw["name"] == "identify":
+        if raw["name"] == "identify" and not identifies:
             continue
         if raw["name"] == "consent" and "phone" in raw.get("properties", {}):
             props = dict(raw["properties"])
@@ -123,7 +130,7 @@ def traffic(seed: int, users: int, events: int) -> list[tuple[bytes, bytes]]:
         event = parse_event(raw, received_at=datetime.fromisoformat(raw["timestamp"]))
         records.append((event.key.encode(), event.to_json()))
     if len(records) < events:
-        raise ValueError(f"only {len(records)} of {events} events without identify")
+        raise ValueError(f"only {len(records)} of {events} events")
     return records + sentinels()
 
 
@@ -193,7 +200,15 @@ def fresh_database(warehouse: str, name: str) -> Iterator[Client]:
 class Worker:
     """One ``intentflow worker`` process that can be killed and started again."""
 
-    def __init__(self, tmp: Path, brokers: str, warehouse: str, database: str, index: int):
+    def __init__(
+        self,
+        tmp: Path,
+        brokers: str,
+        warehouse: str,
+        database: str,
+        index: int,
+        wall_clock: bool = False,
+    ):
         self.tmp, self.index, self.starts = tmp, index, 0
         tmp.mkdir(parents=True, exist_ok=True)
         self.env = support.child_env(
@@ -206,7 +221,7 @@ class Worker:
             token_secret=TOKEN_SECRET,
             pii_master_key=PII_MASTER_KEY,
             web_enabled="false",
-            wall_clock_watermark="false",
+            wall_clock_watermark=str(wall_clock).lower(),
             batch_within_s="0.01",
         )
         self.process: ManagedProcess | None = None
@@ -400,6 +415,80 @@ def worker_crash(
         if worker.tracebacks():
             result.notes.append(f"tracebacks in {worker.tracebacks()}")
     return result
+
+
+def crash_with_wall_clock(
+    warehouse: str,
+    tmp: Path,
+    events: int,
+    kills: int,
+    seconds: float,
+    pauses: int = 4,
+    seed: int = 8,
+    settle_s: float = 90,
+) -> Result:
+    """One worker on the wall clock, SIGKILLed ``kills`` times while identities are handed
+    over and, in ``pauses`` idle spells, watermark records written; restarted each time.
+
+    The traffic keeps its identify events. Each pause is long enough for the partitions
+    to be idle and caught up (the worker writes watermark records, which fire every cart
+    of the day at once: the traffic is historical). The reference decisions are a replay
+    of the raw log as it stands after the run — its hand-over and watermark records
+    included, duplicates from re-done batches too.
+    """
+    result = Result(f"SIGKILL x{kills}, wall clock + hand-overs")
+    records = traffic(seed, max(20, events // 25), events, identifies=True)
+    ids = event_ids(records)
+    rng = random.Random(seed)
+    pause_at = [(n + 1) / (pauses + 1) for n in range(pauses)]
+    span = 0.8 / max(kills, 1)
+    kill_at = [0.1 + span * (n + rng.random()) for n in range(kills)]
+    with fresh_broker(tmp) as broker, fresh_database(warehouse, "wallclock") as client:
+        brokers = broker.bootstrap_servers
+        worker = Worker(tmp, brokers, warehouse, client.database, 0, wall_clock=True).start()
+
+        def on_tick(done: float) -> None:
+            while kill_at and done >= kill_at[0]:
+                kill_at.pop(0)
+                time.sleep(rng.uniform(0.0, 0.5))
+                worker.kill()
+                worker.start()
+            while pause_at and done >= pause_at[0]:
+                pause_at.pop(0)
+                time.sleep(3.0)  # idle: watermark records, if the worker is up
+
+        try:
+            asyncio.run(produce_paced(brokers, records, seconds, on_tick))
+            result.sent = result.accepted = len(ids)
+            wait_stored(client, ids, settle_s)
+            log = asyncio.run(read_raw_log(brokers))
+            engine_records = sum(is_handover(r.value) or is_watermark(r.value) for r in log)
+            result.notes.append(f"{engine_records} engine records in the log")
+            settle_and_count(result, client, ids, replayed_nudges(log), timeout_s=settle_s)
+        finally:
+            worker.stop()
+        result.notes.append(f"{worker.starts - 1} kills ({worker.killed_ready} of a Ready worker)")
+        if worker.tracebacks():
+            result.notes.append(f"tracebacks in {worker.tracebacks()}")
+    return result
+
+
+async def read_raw_log(brokers: str) -> list[RecordedEvent]:
+    """Every record of ``telemetry.raw``, each partition in offset order."""
+    async with TopicScan([brokers], "telemetry.raw", TimeRange(0, 2**62)) as scan:
+        return [record async for batch in scan.batches() for record, _ in batch]
+
+
+def replayed_nudges(log: list[RecordedEvent]) -> set[str]:
+    runner = ReplayRunner(
+        default_rules(), USER_PARTITIONS, EngineTopics.for_namespace(None, "telemetry.raw")
+    )
+    runner.feed(log)
+    return {
+        decision.nudge_id
+        for topic, _, value, _ in runner.take_outputs()
+        if topic == "nudges" and isinstance(decision := load_decision(value), Nudge)
+    }
 
 
 def worker_takeover(

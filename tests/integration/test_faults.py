@@ -29,6 +29,13 @@ def test_worker_sigkilled_while_traffic_flows(warehouse: str, tmp_path: Path):
     assert_sound(result)
 
 
+def test_worker_sigkilled_on_the_wall_clock_while_identities_are_handed_over(
+    warehouse: str, tmp_path: Path
+):
+    result = harness.crash_with_wall_clock(warehouse, tmp_path, events=1500, kills=2, seconds=8)
+    assert_sound(result)
+
+
 def test_two_workers_one_killed_the_other_takes_over(warehouse: str, tmp_path: Path):
     result = harness.worker_takeover(warehouse, tmp_path, events=800, seconds=6)
     assert_sound(result)
