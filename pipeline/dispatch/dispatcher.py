@@ -37,18 +37,22 @@ from pipeline.dispatch.records import (
     user_key_of,
 )
 from pipeline.dispatch.settings import DispatchSettings
+from pipeline.domain.rules import Rules, default_rules
 from pipeline.engine.outputs import Record as OutRecord
 from schemas import pii
 from schemas.messages import (
+    HELD_UNTIL_PREFIX,
     CampaignMessage,
     Nudge,
     NudgeCancellation,
+    NudgeHeld,
     Receipt,
     VipUpgrade,
     load_decision,
 )
 from schemas.receipt_ids import receipt_id
 from schemas.templates import render
+from schemas.time import epoch_ms
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,11 @@ def _iso(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
+def held_until(ms: int) -> str:
+    """A ``held`` receipt's detail: quiet hours, and when they end (UTC)."""
+    return HELD_UNTIL_PREFIX + _iso(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -85,8 +94,11 @@ class Dispatcher:
         channels: dict[str, Channel],
         settings: DispatchSettings,
         receipts_topic: str,
+        rules: Rules | None = None,
     ) -> None:
         self.store = store
+        # Quiet hours, their maximum hold and the maximum ages: the engine's rules file.
+        self.send_rules = policy.SendRules.of(rules or default_rules())
         self.directory = directory
         self.channels = channels
         self.settings = settings
@@ -114,7 +126,9 @@ class Dispatcher:
     def _index(self, partition: int, record: MessageRecord) -> None:
         deadlines = self._deadlines.setdefault(partition, {})
         if record.stage in ("held", "awaiting") and record.deadline_ms is not None:
-            deadlines[record.message_id] = (record.deadline_ms, record.stage == "held")
+            # A paused channel is looked at every tick; quiet hours only at their deadline.
+            every_tick = record.stage == "held" and record.hold != "quiet_hours"
+            deadlines[record.message_id] = (record.deadline_ms, every_tick)
         else:
             deadlines.pop(record.message_id, None)
 
@@ -188,8 +202,14 @@ class Dispatcher:
             if isinstance(decision, NudgeCancellation):
                 self._cancel(partition, decision, now_ms)
                 continue
+            if isinstance(decision, NudgeHeld):
+                # Held by the engine; the nudge follows when the hold ends. Audited only.
+                self._audit.append(_engine_audit_row(decision))
+                continue
             if isinstance(decision, Nudge) and decision.status != "emit":
-                continue  # recorded by the engine with its reason; nothing to send
+                # Recorded by the engine with its reason; nothing to send. Audited.
+                self._audit.append(_engine_audit_row(decision))
+                continue
             record = self._new_record(decision, now_ms)
             key = message_key(record.message_id)
             if self.store.get(key, partition) is not None:
@@ -219,7 +239,9 @@ class Dispatcher:
         if isinstance(decision, VipUpgrade):
             message_id, kind = decision.token_id, "vip_upgrade"
             content = {"discount_percent": decision.discount_percent, "token": decision.token}
+            triggered = decision.issued_at
         else:
+            triggered = decision.triggered_at
             message_id, kind = decision.nudge_id, decision.kind
             product = decision.product_id or (
                 decision.items[0].product_id if decision.items else None
@@ -233,6 +255,8 @@ class Dispatcher:
             created_ms=now_ms,
             forced=decision.rules_version == FORCED_RULES_VERSION,
             content=content,
+            triggered_ms=epoch_ms(triggered),
+            timezone=decision.timezone,
         )
 
     def _cancel(self, partition: int, cancellation: NudgeCancellation, now_ms: int) -> None:
@@ -370,11 +394,14 @@ class Dispatcher:
         if record.content.get("channels"):  # a campaign's channel policy
             consented &= frozenset(record.content["channels"])
         reach = policy.Reach(consented, self.paused)
+        if not record.tried and self._not_now(work, reach, now_ms):
+            self._save(partition, record)
+            return
         while True:
             step = policy.next_step(reach, tuple(record.tried), why)
             if isinstance(step, policy.Hold):
-                if record.stage != "held":
-                    record.stage = "held"
+                if record.stage != "held" or record.hold != "channels_paused":
+                    record.stage, record.hold = "held", "channels_paused"
                     record.deadline_ms = now_ms + int(self.settings.hold_max_s * 1000)
                 elif record.deadline_ms is not None and now_ms >= record.deadline_ms:
                     self._finish(record, "suppressed", "channels_paused", now_ms)
@@ -420,6 +447,43 @@ class Dispatcher:
             break
         self._save(partition, record)
 
+    def _not_now(self, work: _Work, reach: policy.Reach, now_ms: int) -> bool:
+        """The send-time gate before a message's first channel: expired, held for quiet
+        hours, or (released from them) over the daily cap. True when it is not sent now.
+        No consent at all is left to the channel step, which records it."""
+        record = work.record
+        if isinstance(policy.next_step(reach), policy.Stop):
+            return False
+        verdict = policy.at_send_time(
+            self.send_rules,
+            record.kind,
+            record.created_ms if record.triggered_ms is None else record.triggered_ms,
+            now_ms,
+            record.timezone,
+            held_since_ms=record.held_ms,
+            forced=record.forced,
+            # A campaign's own quiet hours (per member zone) are kept by its launcher.
+            quiet_hours=record.kind != "campaign",
+        )
+        if isinstance(verdict, policy.Expire):
+            self._finish(record, "expired", verdict.reason, now_ms)
+            return True
+        if isinstance(verdict, policy.Wait):
+            if record.hold != "quiet_hours" or record.hold_until_ms != verdict.until_ms:
+                self._receipt(record, "held", now_ms, detail=held_until(verdict.until_ms))
+            record.stage, record.hold = "held", "quiet_hours"
+            record.hold_until_ms = verdict.until_ms
+            record.held_ms = now_ms if record.held_ms is None else record.held_ms
+            record.deadline_ms = verdict.wake_ms
+            return True
+        if record.hold == "quiet_hours":  # released: the cap is checked again
+            record.hold = None
+            sent_today = self._user(record.user_key, work.partition).sent_within_day(now_ms)
+            if policy.cap_reached(sent_today, self.settings.daily_cap, record.forced):
+                self._finish(record, "suppressed", "frequency_cap", now_ms)
+                return True
+        return False
+
     def _finish(self, record: MessageRecord, status: str, reason: str, now_ms: int) -> None:
         record.stage, record.deadline_ms, record.outcome = "done", None, status
         self._receipt(record, status, now_ms, detail=reason)
@@ -457,6 +521,7 @@ def _campaign_record(message: CampaignMessage, now_ms: int) -> MessageRecord:
         user_key=message.user_key,
         subjects=[message.user_key, *message.anonymous_ids],
         created_ms=now_ms,
+        triggered_ms=epoch_ms(message.launched_at),
         content={
             "discount_percent": message.discount_percent,
             "product": message.product,
@@ -468,6 +533,27 @@ def _campaign_record(message: CampaignMessage, now_ms: int) -> MessageRecord:
 
 def _late_delivery(record: MessageRecord, channel: str | None) -> bool:
     return channel != record.channel and channel in record.tried and channel not in record.late
+
+
+def _engine_audit_row(decision: Nudge | NudgeHeld) -> list[Any]:
+    """A decision the engine did not emit (suppressed, or held for quiet hours), audited
+    under its nudge id: every non-send leaves a trace, nothing personal in it."""
+    if isinstance(decision, NudgeHeld):
+        at, status = decision.held_at, "held"
+        detail = held_until(epoch_ms(decision.release_at))
+    else:
+        at, status, detail = decision.decided_at, decision.status, decision.reason or ""
+    return [
+        receipt_id(decision.nudge_id, None, f"engine:{status}", detail),
+        at,
+        "engine",
+        "message_state",
+        decision.user_key,
+        decision.nudge_id,
+        "",
+        status,
+        detail,
+    ]
 
 
 def _audit_row(receipt: Receipt) -> list[Any]:

@@ -11,9 +11,11 @@ from typing import Any, Literal
 
 import orjson
 
-# held: waiting for a paused channel; awaiting: sent on WhatsApp, SMS may follow;
-# sent: on its last channel; done: ended with nothing in flight (cancelled, suppressed...).
+# held: waiting for quiet hours to end or for a paused channel (``hold`` says which);
+# awaiting: sent on WhatsApp, SMS may follow; sent: on its last channel;
+# done: ended with nothing in flight (cancelled, suppressed, expired...).
 Stage = Literal["held", "awaiting", "sent", "done"]
+Hold = Literal["quiet_hours", "channels_paused"]
 DAY_MS = 86_400_000
 
 
@@ -35,6 +37,13 @@ class MessageRecord:
     content: dict[str, Any] = field(default_factory=dict)
     provider_ids: dict[str, str] = field(default_factory=dict)
     late: list[str] = field(default_factory=list)
+    # Send-time checks: when the decision's trigger happened (its age), the shopper's zone
+    # (quiet hours), why it is held and, for quiet hours, since and until when.
+    triggered_ms: int | None = None
+    timezone: str | None = None
+    hold: Hold | None = None
+    held_ms: int | None = None
+    hold_until_ms: int | None = None
 
 
 @dataclass(slots=True)
