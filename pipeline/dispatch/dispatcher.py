@@ -30,10 +30,17 @@ from pipeline.dispatch import policy
 from pipeline.dispatch.channels import Channel, Outgoing, SendResult
 from pipeline.dispatch.directory import Contact, Directory
 from pipeline.dispatch.records import (
+    EXPIRY_PREFIX,
+    INDEX_MARK,
+    PENDING_PREFIX,
+    IndexEntry,
     MessageRecord,
     Record,
     UserRecord,
+    expiry_key,
     message_key,
+    parse_expiry_key,
+    pending_key,
     user_key_of,
 )
 from pipeline.dispatch.settings import DispatchSettings
@@ -67,6 +74,7 @@ class RecordStore(Protocol):
     def put(self, key: str, partition: int, state: Record) -> None: ...
     def delete(self, key: str, partition: int) -> None: ...
     def scan(self, partition: int) -> Iterable[tuple[str, Record]]: ...
+    def scan_prefix(self, partition: int, prefix: str) -> Iterable[tuple[str, Record]]: ...
 
 
 @dataclass(slots=True)
@@ -135,17 +143,78 @@ class Dispatcher:
     def rebuild(self, partition: int, now_ms: int | None = None) -> int:
         """After an assignment: index the held and awaiting messages stored on the partition.
 
-        With ``now_ms``, their delivery timeouts wait ``fallback_grace_s`` from then, so
-        that "delivered" receipts which arrived while no dispatcher owned the partition
-        are read before any SMS is sent in their place.
+        Reads only the pending index (``p:`` keys), so its cost is what is in flight, not
+        every message ever sent; a partition stored before the index existed is scanned
+        once to build it. With ``now_ms``, delivery timeouts wait ``fallback_grace_s`` from
+        then, so that "delivered" receipts which arrived while no dispatcher owned the
+        partition are read before any SMS is sent in their place.
         """
         self._deadlines[partition] = {}
         if now_ms is not None:
             self._grace_until[partition] = now_ms + int(self.settings.fallback_grace_s * 1000)
-        for _, record in self.store.scan(partition):
+        if self.store.get(INDEX_MARK, partition) is None:
+            self._build_indexes(partition, now_ms)
+        for key, _ in list(self.store.scan_prefix(partition, PENDING_PREFIX)):
+            record = self.store.get(message_key(key[len(PENDING_PREFIX) :]), partition)
             if isinstance(record, MessageRecord):
                 self._index(partition, record)
+            else:
+                self.store.delete(key, partition)  # its message was erased
         return len(self._deadlines[partition])
+
+    def _build_indexes(self, partition: int, now_ms: int | None) -> None:
+        """Once per partition stored before the indexes: the full scan they replace."""
+        records = [r for _, r in self.store.scan(partition) if isinstance(r, MessageRecord)]
+        for record in records:
+            if _pending(record):
+                self.store.put(pending_key(record.message_id), partition, IndexEntry(now_ms or 0))
+            elif record.expires_ms is None:
+                self._save(partition, record, record.created_ms if now_ms is None else now_ms)
+        self.store.put(INDEX_MARK, partition, IndexEntry(now_ms or 0))
+
+    def _expires(self, record: MessageRecord, now_ms: int) -> int:
+        """A finished record is kept ``record_retention_s``, and at least until its decision
+        is too old to send: a re-delivery before then must still find it."""
+        keep = now_ms + int(self.settings.record_retention_s * 1000)
+        max_age = self.send_rules.max_age_ms.get(record.kind)
+        if max_age is None or record.forced:
+            return keep
+        triggered = record.created_ms if record.triggered_ms is None else record.triggered_ms
+        return max(keep, triggered + max_age + 1)
+
+    def expire(self, now_ms: int) -> int:
+        """Delete finished records whose time has come, earliest first, at most
+        ``tick_max_messages`` per call; their ids leave the user's record too."""
+        budget = self.settings.tick_max_messages
+        removed = 0
+        for partition in list(self._deadlines):
+            due: list[tuple[str, int, str]] = []
+            for key, _ in self.store.scan_prefix(partition, EXPIRY_PREFIX):
+                at, message_id = parse_expiry_key(key)
+                if at > now_ms or len(due) >= budget - removed:
+                    break
+                due.append((key, at, message_id))
+            for key, at, message_id in due:
+                self.store.delete(key, partition)
+                record = self.store.get(message_key(message_id), partition)
+                if not isinstance(record, MessageRecord) or record.expires_ms != at:
+                    continue  # erased, or pending again: nothing of it to delete here
+                self.store.delete(message_key(message_id), partition)
+                self._forget_message(record.user_key, message_id, partition, now_ms)
+                removed += 1
+            if removed >= budget:
+                break
+        return removed
+
+    def _forget_message(self, user_key: str, message_id: str, partition: int, now_ms: int) -> None:
+        user = self.store.get(user_key_of(user_key), partition)
+        if not isinstance(user, UserRecord):
+            return
+        user.messages = [m for m in user.messages if m != message_id]
+        if not user.messages and user.sent_within_day(now_ms) == 0:
+            self.store.delete(user_key_of(user_key), partition)
+        else:
+            self.store.put(user_key_of(user_key), partition, user)
 
     def forget(self, partitions: set[int]) -> None:
         for partition in partitions:
@@ -161,8 +230,21 @@ class Dispatcher:
         found = self.store.get(user_key_of(user_key), partition)
         return found if isinstance(found, UserRecord) else UserRecord()
 
-    def _save(self, partition: int, record: MessageRecord) -> None:
+    def _save(self, partition: int, record: MessageRecord, now_ms: int) -> None:
+        was_pending = record.message_id in self._deadlines.get(partition, {})
+        pending = _pending(record)
+        if pending and record.expires_ms is not None:  # finished no more (not expected)
+            self.store.delete(expiry_key(record.expires_ms, record.message_id), partition)
+            record.expires_ms = None
+        elif not pending and record.outcome is not None and record.expires_ms is None:
+            record.expires_ms = self._expires(record, now_ms)
+            key = expiry_key(record.expires_ms, record.message_id)
+            self.store.put(key, partition, IndexEntry(now_ms))
         self.store.put(message_key(record.message_id), partition, record)
+        if pending and not was_pending:
+            self.store.put(pending_key(record.message_id), partition, IndexEntry(now_ms))
+        elif was_pending and not pending:
+            self.store.delete(pending_key(record.message_id), partition)
         self._index(partition, record)
 
     def _receipt(
@@ -221,10 +303,10 @@ class Dispatcher:
             if policy.cap_reached(sent_today, self.settings.daily_cap, record.forced):
                 record.outcome = "suppressed"
                 self._receipt(record, "suppressed", now_ms, detail="frequency_cap")
-                self._save(partition, record)
+                self._save(partition, record, now_ms)
                 continue
             reserved[record.user_key] = reserved.get(record.user_key, 0) + 1
-            self._save(partition, record)  # handled from here on, even if the send fails
+            self._save(partition, record, now_ms)  # handled from here on, even if the send fails
             work.append(_Work(partition, record))
         await self._run(work, now_ms)
 
@@ -265,7 +347,7 @@ class Dispatcher:
         if isinstance(record, MessageRecord) and record.stage == "awaiting":
             # Already sent: too late to withdraw, but no SMS follows it.
             record.stage, record.deadline_ms = "sent", None
-            self._save(partition, record)
+            self._save(partition, record, now_ms)
             return
         if isinstance(record, MessageRecord) and record.stage != "held":
             return
@@ -283,7 +365,7 @@ class Dispatcher:
         assert isinstance(record, MessageRecord)
         record.stage, record.deadline_ms, record.outcome = "done", None, "cancelled"
         self._receipt(record, "cancelled", now_ms, detail=cancellation.reason)
-        self._save(partition, record)
+        self._save(partition, record, now_ms)
 
     # --- delivery receipts --------------------------------------------------------
 
@@ -304,11 +386,11 @@ class Dispatcher:
             if receipt.status in DELIVERED:
                 if record.stage == "awaiting" and receipt.channel == record.channel:
                     record.stage, record.deadline_ms = "sent", None
-                    self._save(partition, record)
+                    self._save(partition, record, now_ms)
                 elif _late_delivery(record, receipt.channel):
                     # A WhatsApp delivery after the SMS went out: recorded, nothing sent.
                     record.late.append(str(receipt.channel))
-                    self._save(partition, record)
+                    self._save(partition, record, now_ms)
             elif record.stage == "awaiting" and receipt.channel == record.channel:
                 work.append(_Work(partition, record, why=f"{receipt.channel}_failed"))
         await self._run(work, now_ms)
@@ -337,6 +419,7 @@ class Dispatcher:
             else:
                 work.append(_Work(partition, record, why="delivery_timeout"))
         await self._run(work, now_ms)
+        self.expire(now_ms)
 
     # --- commands -----------------------------------------------------------------
 
@@ -353,6 +436,10 @@ class Dispatcher:
         user = self.store.get(user_key_of(user_key), partition)
         if isinstance(user, UserRecord):
             for message_id in user.messages:
+                record = self.store.get(message_key(message_id), partition)
+                if isinstance(record, MessageRecord) and record.expires_ms is not None:
+                    self.store.delete(expiry_key(record.expires_ms, message_id), partition)
+                self.store.delete(pending_key(message_id), partition)
                 self.store.delete(message_key(message_id), partition)
                 self._deadlines.get(partition, {}).pop(message_id, None)
             self.store.delete(user_key_of(user_key), partition)
@@ -395,7 +482,7 @@ class Dispatcher:
             consented &= frozenset(record.content["channels"])
         reach = policy.Reach(consented, self.paused)
         if not record.tried and self._not_now(work, reach, now_ms):
-            self._save(partition, record)
+            self._save(partition, record, now_ms)
             return
         while True:
             step = policy.next_step(reach, tuple(record.tried), why)
@@ -445,7 +532,7 @@ class Dispatcher:
             else:
                 record.stage, record.deadline_ms = "sent", None
             break
-        self._save(partition, record)
+        self._save(partition, record, now_ms)
 
     def _not_now(self, work: _Work, reach: policy.Reach, now_ms: int) -> bool:
         """The send-time gate before a message's first channel: expired, held for quiet
@@ -529,6 +616,10 @@ def _campaign_record(message: CampaignMessage, now_ms: int) -> MessageRecord:
             "channels": list(message.channels),
         },
     )
+
+
+def _pending(record: MessageRecord) -> bool:
+    return record.stage in ("held", "awaiting") and record.deadline_ms is not None
 
 
 def _late_delivery(record: MessageRecord, channel: str | None) -> bool:
