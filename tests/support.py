@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,10 @@ def fresh_database(warehouse: str, prefix: str) -> Iterator[Any]:
         client.close()
         admin.command(f"DROP DATABASE IF EXISTS {database}")
         admin.close()
+
+
+def zone_at(local_hour: int) -> str:
+    """A fixed-offset zone where it is now ``local_hour`` o'clock (this hour of the real
+    clock): tests pin a shopper's zone to day or night whatever the hour they run at."""
+    offset = (local_hour - datetime.now(UTC).hour + 12) % 24 - 12
+    return "UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"

@@ -59,15 +59,9 @@ BURST = 1000
 MAX_HOLD_S = 8
 
 
-def zone_at(local_hour: int) -> str:
-    """A fixed-offset zone where it is now ``local_hour`` o'clock (give or take the hour)."""
-    offset = (local_hour - datetime.now(UTC).hour + 12) % 24 - 12
-    return "UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
-
-
 def dispatch_rules(path: Path) -> Path:
     raw = default_rules().model_dump()
-    raw["suppression"]["default_timezone"] = zone_at(12)
+    raw["suppression"]["default_timezone"] = support.zone_at(12)
     raw["suppression"]["quiet_hours"]["max_hold_s"] = MAX_HOLD_S
     path.write_text(yaml.safe_dump(raw))
     return path
@@ -529,7 +523,7 @@ def test_stale_and_night_time_nudges_are_expired_or_held_never_sent(stack, engin
     """Five days old: expired. Night in the shopper's zone: held until 08:00 there, then
     expired past the maximum hold. Day there: sent. Seen in the audit log, the profile
     and the metrics; the simulator never receives the first two."""
-    night, day = zone_at(2), zone_at(12)
+    night, day = support.zone_at(2), support.zone_at(12)
     users = {k: f"{k}-{uuid.uuid4().hex[:8]}" for k in ("stale", "night", "day")}
     store = PrivacyStore(stack["ch"], pii.MasterKey.from_secret(MASTER))
     now = datetime.now(UTC)
