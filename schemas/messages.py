@@ -2,13 +2,11 @@
 
 The contract shared by the domain fold (which makes them), the dispatcher
 (which sends or drops them) and the warehouse sink (which records every one,
-suppressed ones included). One record per ``nudge_id``: a nudge held for quiet
+suppressed ones included). One ``Nudge`` per ``nudge_id``: a nudge held for quiet
 hours is published once, when its fate is known, so dedup by id never hides
-an outcome.
-
-A nudge the engine holds for quiet hours is also announced at once by a ``NudgeHeld``
-(when it was held and until when), so the hold is visible before the final record;
-the dispatcher ignores it.
+an outcome. The hold itself is announced at once by a ``NudgeHeld`` (when it was
+held and until when; its own table, ``nudge_holds``), so it is visible before the
+final record; the dispatcher only audits it.
 
 Topics: ``Nudge``, ``NudgeHeld``, ``NudgeCancellation`` and ``CampaignMessage`` go to ``nudges``;
 ``VipUpgrade`` goes to ``vip``. ``load_decision`` reads any of them back by its ``type``.

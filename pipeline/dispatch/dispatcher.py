@@ -471,17 +471,25 @@ class Dispatcher:
             return
         subjects = {w.record.user_key: w.record.subjects for w in work}
         contacts = await self.warehouse(self.directory.contacts, subjects)
+        # Messages released from quiet hours in this run, per user: the cap counts them
+        # before their sends are noted (the steps run concurrently).
+        released: dict[str, int] = {}
         await asyncio.gather(
-            *(self._step(w, contacts.get(w.record.user_key, Contact()), now_ms) for w in work)
+            *(
+                self._step(w, contacts.get(w.record.user_key, Contact()), now_ms, released)
+                for w in work
+            )
         )
 
-    async def _step(self, work: _Work, contact: Contact, now_ms: int) -> None:
+    async def _step(
+        self, work: _Work, contact: Contact, now_ms: int, released: dict[str, int]
+    ) -> None:
         record, partition, why = work.record, work.partition, work.why
         consented = frozenset(contact.consented)
         if record.content.get("channels"):  # a campaign's channel policy
             consented &= frozenset(record.content["channels"])
         reach = policy.Reach(consented, self.paused)
-        if not record.tried and self._not_now(work, reach, now_ms):
+        if not record.tried and self._not_now(work, reach, now_ms, released):
             self._save(partition, record, now_ms)
             return
         while True:
@@ -534,7 +542,9 @@ class Dispatcher:
             break
         self._save(partition, record, now_ms)
 
-    def _not_now(self, work: _Work, reach: policy.Reach, now_ms: int) -> bool:
+    def _not_now(
+        self, work: _Work, reach: policy.Reach, now_ms: int, released: dict[str, int]
+    ) -> bool:
         """The send-time gate before a message's first channel: expired, held for quiet
         hours, or (released from them) over the daily cap. True when it is not sent now.
         No consent at all is left to the channel step, which records it."""
@@ -565,10 +575,12 @@ class Dispatcher:
             return True
         if record.hold == "quiet_hours":  # released: the cap is checked again
             record.hold = None
-            sent_today = self._user(record.user_key, work.partition).sent_within_day(now_ms)
+            user = self._user(record.user_key, work.partition)
+            sent_today = user.sent_within_day(now_ms) + released.get(record.user_key, 0)
             if policy.cap_reached(sent_today, self.settings.daily_cap, record.forced):
                 self._finish(record, "suppressed", "frequency_cap", now_ms)
                 return True
+            released[record.user_key] = released.get(record.user_key, 0) + 1
         return False
 
     def _finish(self, record: MessageRecord, status: str, reason: str, now_ms: int) -> None:

@@ -57,6 +57,7 @@ class Provider:
         self.sent: list[str] = []
 
     async def send(self, message: Outgoing) -> SendResult:
+        await asyncio.sleep(0)  # a network call: other sends run meanwhile
         self.sent.append(message.message_id)
         return SendResult(provider_message_id=f"{self.channel}-{len(self.sent)}")
 
@@ -240,6 +241,16 @@ def test_a_release_over_the_daily_cap_is_suppressed() -> None:
     asyncio.run(d.tick(MORNING_MS))
     assert steps(d) == [("suppressed", "frequency_cap")]
     assert channels["whatsapp"].sent == [f"{2:032x}"]
+
+
+def test_two_releases_in_one_tick_share_the_daily_cap() -> None:
+    d, _, channels = make(daily_cap=1)
+    decide(d, nudge(1), now_ms=NIGHT_MS)
+    decide(d, nudge(2, product_id="p2"), now_ms=NIGHT_MS + 1)  # nothing sent yet: held too
+    assert [s for s, _ in steps(d)] == ["held", "held"]
+    asyncio.run(d.tick(MORNING_MS))
+    assert sorted(steps(d)) == [("sent", None), ("suppressed", "frequency_cap")]
+    assert len(channels["whatsapp"].sent) == 1
 
 
 def test_without_consent_nothing_is_held() -> None:
