@@ -46,7 +46,12 @@ _STILL_HELD = f"""
 SELECT kind, uniqExact(nudge_id)
 FROM nudge_holds
 WHERE run_id = {{run_id:String}} AND {in_range("held_at")}
-  AND nudge_id NOT IN (SELECT nudge_id FROM nudges WHERE run_id = {{run_id:String}})
+  AND nudge_id NOT IN (
+      -- A hold's final nudge is decided at or after the hold: the range start bounds it.
+      SELECT nudge_id FROM nudges
+      WHERE run_id = {{run_id:String}}
+        AND decided_at >= fromUnixTimestamp64Milli({{start_ms:Int64}}, 'UTC')
+  )
 GROUP BY kind
 ORDER BY kind
 """
