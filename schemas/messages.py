@@ -218,7 +218,10 @@ ReceiptStatus = Literal[
     "held",
     "expired",
 ]
-EXPIRY_REASONS = ("stale", "quiet_hours_max_hold")
+# Why a message expired at send time: too old for its kind; held past the maximum hold.
+EXPIRED_STALE = "stale"
+EXPIRED_MAX_HOLD = "quiet_hours_max_hold"
+EXPIRY_REASONS = (EXPIRED_STALE, EXPIRED_MAX_HOLD)
 HELD_UNTIL_PREFIX = "quiet_hours_until:"
 MessageKind = Literal["cart_rescue", "high_intent", "vip_upgrade", "campaign"]
 

@@ -17,6 +17,7 @@ from datetime import time
 
 from pipeline.domain.clock import quiet_until, zone
 from pipeline.domain.rules import Rules
+from schemas.messages import EXPIRED_MAX_HOLD, EXPIRED_STALE
 
 CHANNEL_ORDER = ("whatsapp", "sms")
 
@@ -149,7 +150,7 @@ def at_send_time(
     max_age = rules.max_age_ms.get(kind)
     stale_after = None if max_age is None else triggered_ms + max_age
     if stale_after is not None and now_ms > stale_after:
-        return Expire("stale")
+        return Expire(EXPIRED_STALE)
     if not quiet_hours or rules.quiet_start is None or rules.quiet_end is None:
         return GO
     tz = zone(timezone, rules.default_timezone)
@@ -158,7 +159,7 @@ def at_send_time(
         return GO
     hold_ends = (now_ms if held_since_ms is None else held_since_ms) + rules.max_hold_ms
     if now_ms >= hold_ends:
-        return Expire("quiet_hours_max_hold")
+        return Expire(EXPIRED_MAX_HOLD)
     wake = min(until, hold_ends)
     if stale_after is not None:
         wake = min(wake, stale_after + 1)
