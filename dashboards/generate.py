@@ -549,6 +549,31 @@ def nudges() -> dict[str, Any]:
         12,
         7,
     )
+    layout.add(
+        panel(
+            "table",
+            "Not sent, and why",
+            "Every non-send of GET /v1/metrics/nudges/not_sent: held (quiet hours), expired "
+            "(stale, or held past the maximum hold), suppressed, cancelled. Stage decision: "
+            "the engine, by event time; send: the dispatcher at send time. still_held: held "
+            "by the engine and not yet released.",
+            [
+                target(
+                    "/v1/metrics/nudges/not_sent",
+                    list(TIME_RANGE),
+                    [
+                        column("outcome", "string"),
+                        column("stage", "string"),
+                        column("kind", "string"),
+                        column("reason", "string"),
+                        column("messages", "number"),
+                    ],
+                )
+            ],
+        ),
+        24,
+        8,
+    )
     variables = [
         custom(
             "kind",

@@ -2,11 +2,13 @@
 
 The contract shared by the domain fold (which makes them), the dispatcher
 (which sends or drops them) and the warehouse sink (which records every one,
-suppressed ones included). One record per ``nudge_id``: a nudge held for quiet
+suppressed ones included). One ``Nudge`` per ``nudge_id``: a nudge held for quiet
 hours is published once, when its fate is known, so dedup by id never hides
-an outcome.
+an outcome. The hold itself is announced at once by a ``NudgeHeld`` (when it was
+held and until when; its own table, ``nudge_holds``), so it is visible before the
+final record; the dispatcher only audits it.
 
-Topics: ``Nudge``, ``NudgeCancellation`` and ``CampaignMessage`` go to ``nudges``;
+Topics: ``Nudge``, ``NudgeHeld``, ``NudgeCancellation`` and ``CampaignMessage`` go to ``nudges``;
 ``VipUpgrade`` goes to ``vip``. ``load_decision`` reads any of them back by its ``type``.
 """
 
@@ -74,6 +76,9 @@ class Nudge(_Message):
     signals: Signals = ()
     rules_version: str
     trigger_event_id: str
+    # The shopper's IANA zone as the engine knew it (quiet hours at send time); None when
+    # unknown: the dispatcher then uses the rules' default zone.
+    timezone: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "Nudge":
@@ -84,6 +89,25 @@ class Nudge(_Message):
         if self.kind == "high_intent" and not self.product_id:
             raise ValueError("a high_intent nudge needs its product_id")
         return self
+
+
+HoldReason = Literal["quiet_hours"]
+
+
+class NudgeHeld(_Message):
+    """The engine holds a triggered nudge (quiet hours): the final ``Nudge`` follows later
+    under the same id, released, suppressed or withdrawn. Recorded, never sent."""
+
+    type: Literal["nudge_held"] = "nudge_held"
+    nudge_id: NudgeId
+    kind: NudgeKind
+    user_key: str
+    reason: HoldReason = "quiet_hours"
+    held_at: AwareDatetime
+    # When the hold ends: the quiet hours' end, or earlier if that is past the maximum hold.
+    release_at: AwareDatetime
+    rules_version: str
+    trigger_event_id: str
 
 
 class NudgeCancellation(_Message):
@@ -114,6 +138,7 @@ class VipUpgrade(_Message):
     channels: tuple[Channel, ...] = ()
     rules_version: str
     trigger_event_id: str
+    timezone: str | None = None  # the shopper's zone, as on Nudge
     # The signed token (schemas.tokens), added by the agent before it is published.
     token: str | None = None
 
@@ -154,23 +179,22 @@ class CampaignMessage(_Message):
     launched_at: AwareDatetime
 
 
-Decision = Annotated[
-    Nudge | NudgeCancellation | VipUpgrade | CampaignMessage, Field(discriminator="type")
-]
+AnyDecision = Nudge | NudgeHeld | NudgeCancellation | VipUpgrade | CampaignMessage
+Decision = Annotated[AnyDecision, Field(discriminator="type")]
 _DECISION = TypeAdapter(Decision)
 
 
-def load_decision(
-    data: bytes | str,
-) -> Nudge | NudgeCancellation | VipUpgrade | CampaignMessage:
+def load_decision(data: bytes | str) -> AnyDecision:
     """Read a decision back from its topic; raises ``pydantic.ValidationError``."""
     return _DECISION.validate_json(data)
 
 
-def decided_at(decision: Nudge | NudgeCancellation | VipUpgrade | CampaignMessage) -> datetime:
+def decided_at(decision: AnyDecision) -> datetime:
     """The event time a decision belongs to (for windows and sink partitions)."""
     if isinstance(decision, Nudge):
         return decision.decided_at
+    if isinstance(decision, NudgeHeld):
+        return decision.held_at
     if isinstance(decision, CampaignMessage):
         return decision.launched_at
     if isinstance(decision, NudgeCancellation):
@@ -181,8 +205,24 @@ def decided_at(decision: Nudge | NudgeCancellation | VipUpgrade | CampaignMessag
 # --- delivery -----------------------------------------------------------------
 
 ReceiptStatus = Literal[
-    "sent", "delivered", "read", "clicked", "failed", "fallback", "cancelled", "suppressed"
+    "sent",
+    "delivered",
+    "read",
+    "clicked",
+    "failed",
+    "fallback",
+    "cancelled",
+    "suppressed",
+    # Send-time checks (pipeline/dispatch/policy.py): held until quiet hours end, with
+    # detail "quiet_hours_until:<UTC ISO time>"; expired with detail in EXPIRY_REASONS.
+    "held",
+    "expired",
 ]
+# Why a message expired at send time: too old for its kind; held past the maximum hold.
+EXPIRED_STALE = "stale"
+EXPIRED_MAX_HOLD = "quiet_hours_max_hold"
+EXPIRY_REASONS = (EXPIRED_STALE, EXPIRED_MAX_HOLD)
+HELD_UNTIL_PREFIX = "quiet_hours_until:"
 MessageKind = Literal["cart_rescue", "high_intent", "vip_upgrade", "campaign"]
 
 

@@ -25,19 +25,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 __all__ = ["LOOPBACK", "PROJECT_ROOT", "free_port"]
 
 
-def zone_at_local_hour(hour: int, now: datetime | None = None) -> str:
-    """A fixed-offset IANA zone in which it is ``hour`` o'clock (±1 h) now.
-
-    Quiet hours (21:00-08:00 by default) hold nudges decided on the real clock: a
-    test that runs a journey "now" picks its shopper's zone with this, so it means
-    the same at any hour of the day.
-    """
-    utc_hour = (now or datetime.now(UTC)).hour
-    offset = (hour - utc_hour + 12) % 24 - 12  # UTC-12 .. UTC+11
-    # POSIX sign convention: Etc/GMT-5 is five hours *ahead* of UTC.
-    return "Etc/GMT" if offset == 0 else f"Etc/GMT{-offset:+d}"
-
-
 def wait_for(
     condition: Callable[[], bool], timeout_s: float, what: str, interval_s: float = 0.1
 ) -> None:
@@ -207,3 +194,10 @@ def fresh_database(warehouse: str, prefix: str) -> Iterator[Any]:
         client.close()
         admin.command(f"DROP DATABASE IF EXISTS {database}")
         admin.close()
+
+
+def zone_at(local_hour: int) -> str:
+    """A fixed-offset zone where it is now ``local_hour`` o'clock (this hour of the real
+    clock): tests pin a shopper's zone to day or night whatever the hour they run at."""
+    offset = (local_hour - datetime.now(UTC).hour + 12) % 24 - 12
+    return "UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"

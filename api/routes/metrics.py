@@ -23,6 +23,7 @@ from api.deps import ClickHouseDep, ResourcesDep, SettingsDep
 from api.kafka_lag import consumer_lag
 from api.queries.common import LIVE_RUN, TimeRange
 from api.queries.funnel import BREAKDOWN_COLUMNS, funnel
+from api.queries.not_sent import not_sent
 from api.queries.nudges import nudge_outcomes
 from api.queries.series import Metric, dead_letters, timeseries
 from api.queries.uplift import uplift
@@ -250,6 +251,34 @@ def get_nudges(
         raise invalid("run_id", "letters, digits and _.:- only, at most 128")
     rows = run_query(nudge_outcomes, clickhouse, span, settings.attribution_window_s, run_id)
     return {"rows": rows}
+
+
+class NotSentRow(BaseModel):
+    outcome: Literal["held", "expired", "suppressed", "cancelled", "still_held"]
+    stage: Literal["decision", "send"]
+    kind: str
+    reason: str
+    messages: int
+
+
+class NotSentResponse(BaseModel):
+    rows: list[NotSentRow]
+
+
+@router.get(
+    "/nudges/not_sent",
+    response_model=NotSentResponse,
+    summary="Every non-send: held, expired, suppressed, cancelled, by stage and reason",
+)
+def get_not_sent(
+    caller: ReadCaller,
+    clickhouse: ClickHouseDep,
+    span: TimeRangeDep,
+    run_id: Annotated[str, Query(description="Decisions of this run")] = LIVE_RUN,
+) -> dict[str, Any]:
+    if not _RUN_ID.match(run_id):
+        raise invalid("run_id", "letters, digits and _.:- only, at most 128")
+    return {"rows": run_query(not_sent, clickhouse, span, run_id)}
 
 
 @router.get("/uplift", response_model=UpliftResponse, summary="Nudged vs holdout conversion")

@@ -8,6 +8,7 @@ without the other failing the request.
 
 import asyncio
 import json
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel
 from api.auth import ReadCaller
 from api.deps import ClickHouseDep, SettingsDep
 from api.queries.decisions import recent_decisions
+from schemas.time import as_utc
 
 router = APIRouter(prefix="/v1/users", tags=["profiles"])
 
@@ -36,6 +38,12 @@ class Decision(BaseModel):
     score: float
     signals: list[tuple[str, float]]
     rules_version: str
+    # Why not (yet): the engine's hold (status "held") ends then; null otherwise.
+    held_until: str | None = None
+    # What the dispatcher last did: its latest receipt's status and detail ("" if none),
+    # e.g. held / quiet_hours_until:..., expired / stale, sent, delivered.
+    delivery: str = ""
+    delivery_detail: str = ""
 
 
 class UserProfileResponse(BaseModel):
@@ -63,6 +71,10 @@ async def _live_state(worker_url: str | None, user_id: str) -> tuple[str, dict |
     return "ok", response.json()
 
 
+def _iso(moment: datetime) -> str:
+    return as_utc(moment).isoformat().replace("+00:00", "Z")
+
+
 def _decisions(clickhouse: ClickHouseDep, user_id: str) -> tuple[str, list[Decision]]:
     try:
         rows = recent_decisions(clickhouse, user_id)
@@ -70,7 +82,8 @@ def _decisions(clickhouse: ClickHouseDep, user_id: str) -> tuple[str, list[Decis
         return "unavailable", []
     decisions = []
     for row in rows:
-        row["decided_at"] = row["decided_at"].isoformat().replace("+00:00", "Z")
+        row["decided_at"] = _iso(row["decided_at"])
+        row["held_until"] = _iso(row["held_until"]) if row["held_until"] else None
         row["signals"] = [tuple(pair) for pair in json.loads(row["signals"] or "[]")]
         decisions.append(Decision(**row))
     return "ok", decisions

@@ -28,6 +28,7 @@ from pipeline.dispatch.directory import Directory
 from pipeline.dispatch.dispatcher import Dispatcher
 from pipeline.dispatch.records import record_from_bytes, record_to_bytes
 from pipeline.dispatch.settings import DispatchSettings
+from pipeline.domain.rules import rules_from
 from pipeline.engine.batched import BatchedAgents
 from pipeline.engine.outputs import KafkaOutputs
 from pipeline.engine.state_store import UserStateStore
@@ -154,7 +155,14 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
         name: HttpChannel(name, settings.provider_url, http, settings.send_attempts)
         for name in ("whatsapp", "sms")
     }
-    dispatcher = Dispatcher(store, Directory(warehouse, master), channels, settings, name(RECEIPTS))
+    dispatcher = Dispatcher(
+        store,
+        Directory(warehouse, master),
+        channels,
+        settings,
+        name(RECEIPTS),
+        rules_from(settings.rules),  # quiet hours and maximum ages, as the engine's
+    )
     indexed: set[int] = set()
     last_poll = 0.0
 

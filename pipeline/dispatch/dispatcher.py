@@ -30,25 +30,36 @@ from pipeline.dispatch import policy
 from pipeline.dispatch.channels import Channel, Outgoing, SendResult
 from pipeline.dispatch.directory import Contact, Directory
 from pipeline.dispatch.records import (
+    EXPIRY_PREFIX,
+    INDEX_MARK,
+    PENDING_PREFIX,
+    IndexEntry,
     MessageRecord,
     Record,
     UserRecord,
+    expiry_key,
     message_key,
+    parse_expiry_key,
+    pending_key,
     user_key_of,
 )
 from pipeline.dispatch.settings import DispatchSettings
+from pipeline.domain.rules import Rules, default_rules
 from pipeline.engine.outputs import Record as OutRecord
 from schemas import pii
 from schemas.messages import (
+    HELD_UNTIL_PREFIX,
     CampaignMessage,
     Nudge,
     NudgeCancellation,
+    NudgeHeld,
     Receipt,
     VipUpgrade,
     load_decision,
 )
 from schemas.receipt_ids import receipt_id
 from schemas.templates import render
+from schemas.time import epoch_ms
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +74,7 @@ class RecordStore(Protocol):
     def put(self, key: str, partition: int, state: Record) -> None: ...
     def delete(self, key: str, partition: int) -> None: ...
     def scan(self, partition: int) -> Iterable[tuple[str, Record]]: ...
+    def scan_prefix(self, partition: int, prefix: str) -> Iterable[tuple[str, Record]]: ...
 
 
 @dataclass(slots=True)
@@ -77,6 +89,11 @@ def _iso(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
 
 
+def held_until(ms: int) -> str:
+    """A ``held`` receipt's detail: quiet hours, and when they end (UTC)."""
+    return HELD_UNTIL_PREFIX + _iso(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -85,8 +102,11 @@ class Dispatcher:
         channels: dict[str, Channel],
         settings: DispatchSettings,
         receipts_topic: str,
+        rules: Rules | None = None,
     ) -> None:
         self.store = store
+        # Quiet hours, their maximum hold and the maximum ages: the engine's rules file.
+        self.send_rules = policy.SendRules.of(rules or default_rules())
         self.directory = directory
         self.channels = channels
         self.settings = settings
@@ -114,24 +134,87 @@ class Dispatcher:
     def _index(self, partition: int, record: MessageRecord) -> None:
         deadlines = self._deadlines.setdefault(partition, {})
         if record.stage in ("held", "awaiting") and record.deadline_ms is not None:
-            deadlines[record.message_id] = (record.deadline_ms, record.stage == "held")
+            # A paused channel is looked at every tick; quiet hours only at their deadline.
+            every_tick = record.stage == "held" and record.hold != "quiet_hours"
+            deadlines[record.message_id] = (record.deadline_ms, every_tick)
         else:
             deadlines.pop(record.message_id, None)
 
     def rebuild(self, partition: int, now_ms: int | None = None) -> int:
         """After an assignment: index the held and awaiting messages stored on the partition.
 
-        With ``now_ms``, their delivery timeouts wait ``fallback_grace_s`` from then, so
-        that "delivered" receipts which arrived while no dispatcher owned the partition
-        are read before any SMS is sent in their place.
+        Reads only the pending index (``p:`` keys), so its cost is what is in flight, not
+        every message ever sent; a partition stored before the index existed is scanned
+        once to build it. With ``now_ms``, delivery timeouts wait ``fallback_grace_s`` from
+        then, so that "delivered" receipts which arrived while no dispatcher owned the
+        partition are read before any SMS is sent in their place.
         """
         self._deadlines[partition] = {}
         if now_ms is not None:
             self._grace_until[partition] = now_ms + int(self.settings.fallback_grace_s * 1000)
-        for _, record in self.store.scan(partition):
+        if self.store.get(INDEX_MARK, partition) is None:
+            self._build_indexes(partition, now_ms)
+        for key, _ in list(self.store.scan_prefix(partition, PENDING_PREFIX)):
+            record = self.store.get(message_key(key[len(PENDING_PREFIX) :]), partition)
             if isinstance(record, MessageRecord):
                 self._index(partition, record)
+            else:
+                self.store.delete(key, partition)  # its message was erased
         return len(self._deadlines[partition])
+
+    def _build_indexes(self, partition: int, now_ms: int | None) -> None:
+        """Once per partition stored before the indexes: the full scan they replace."""
+        records = [r for _, r in self.store.scan(partition) if isinstance(r, MessageRecord)]
+        for record in records:
+            if _pending(record):
+                self.store.put(pending_key(record.message_id), partition, IndexEntry(now_ms or 0))
+            elif record.expires_ms is None:
+                self._save(partition, record, record.created_ms if now_ms is None else now_ms)
+        self.store.put(INDEX_MARK, partition, IndexEntry(now_ms or 0))
+
+    def _expires(self, record: MessageRecord, now_ms: int) -> int:
+        """A finished record is kept ``record_retention_s``, and at least until its decision
+        is too old to send: a re-delivery before then must still find it."""
+        keep = now_ms + int(self.settings.record_retention_s * 1000)
+        max_age = self.send_rules.max_age_ms.get(record.kind)
+        if max_age is None or record.forced:
+            return keep
+        triggered = record.created_ms if record.triggered_ms is None else record.triggered_ms
+        return max(keep, triggered + max_age + 1)
+
+    def expire(self, now_ms: int) -> int:
+        """Delete finished records whose time has come, earliest first, at most
+        ``tick_max_messages`` per call; their ids leave the user's record too."""
+        budget = self.settings.tick_max_messages
+        removed = 0
+        for partition in list(self._deadlines):
+            due: list[tuple[str, int, str]] = []
+            for key, _ in self.store.scan_prefix(partition, EXPIRY_PREFIX):
+                at, message_id = parse_expiry_key(key)
+                if at > now_ms or len(due) >= budget - removed:
+                    break
+                due.append((key, at, message_id))
+            for key, at, message_id in due:
+                self.store.delete(key, partition)
+                record = self.store.get(message_key(message_id), partition)
+                if not isinstance(record, MessageRecord) or record.expires_ms != at:
+                    continue  # erased, or pending again: nothing of it to delete here
+                self.store.delete(message_key(message_id), partition)
+                self._forget_message(record.user_key, message_id, partition, now_ms)
+                removed += 1
+            if removed >= budget:
+                break
+        return removed
+
+    def _forget_message(self, user_key: str, message_id: str, partition: int, now_ms: int) -> None:
+        user = self.store.get(user_key_of(user_key), partition)
+        if not isinstance(user, UserRecord):
+            return
+        user.messages = [m for m in user.messages if m != message_id]
+        if not user.messages and user.sent_within_day(now_ms) == 0:
+            self.store.delete(user_key_of(user_key), partition)
+        else:
+            self.store.put(user_key_of(user_key), partition, user)
 
     def forget(self, partitions: set[int]) -> None:
         for partition in partitions:
@@ -147,8 +230,21 @@ class Dispatcher:
         found = self.store.get(user_key_of(user_key), partition)
         return found if isinstance(found, UserRecord) else UserRecord()
 
-    def _save(self, partition: int, record: MessageRecord) -> None:
+    def _save(self, partition: int, record: MessageRecord, now_ms: int) -> None:
+        was_pending = record.message_id in self._deadlines.get(partition, {})
+        pending = _pending(record)
+        if pending and record.expires_ms is not None:  # finished no more (not expected)
+            self.store.delete(expiry_key(record.expires_ms, record.message_id), partition)
+            record.expires_ms = None
+        elif not pending and record.outcome is not None and record.expires_ms is None:
+            record.expires_ms = self._expires(record, now_ms)
+            key = expiry_key(record.expires_ms, record.message_id)
+            self.store.put(key, partition, IndexEntry(now_ms))
         self.store.put(message_key(record.message_id), partition, record)
+        if pending and not was_pending:
+            self.store.put(pending_key(record.message_id), partition, IndexEntry(now_ms))
+        elif was_pending and not pending:
+            self.store.delete(pending_key(record.message_id), partition)
         self._index(partition, record)
 
     def _receipt(
@@ -188,8 +284,14 @@ class Dispatcher:
             if isinstance(decision, NudgeCancellation):
                 self._cancel(partition, decision, now_ms)
                 continue
+            if isinstance(decision, NudgeHeld):
+                # Held by the engine; the nudge follows when the hold ends. Audited only.
+                self._audit.append(_engine_audit_row(decision))
+                continue
             if isinstance(decision, Nudge) and decision.status != "emit":
-                continue  # recorded by the engine with its reason; nothing to send
+                # Recorded by the engine with its reason; nothing to send. Audited.
+                self._audit.append(_engine_audit_row(decision))
+                continue
             record = self._new_record(decision, now_ms)
             key = message_key(record.message_id)
             if self.store.get(key, partition) is not None:
@@ -201,10 +303,10 @@ class Dispatcher:
             if policy.cap_reached(sent_today, self.settings.daily_cap, record.forced):
                 record.outcome = "suppressed"
                 self._receipt(record, "suppressed", now_ms, detail="frequency_cap")
-                self._save(partition, record)
+                self._save(partition, record, now_ms)
                 continue
             reserved[record.user_key] = reserved.get(record.user_key, 0) + 1
-            self._save(partition, record)  # handled from here on, even if the send fails
+            self._save(partition, record, now_ms)  # handled from here on, even if the send fails
             work.append(_Work(partition, record))
         await self._run(work, now_ms)
 
@@ -219,7 +321,9 @@ class Dispatcher:
         if isinstance(decision, VipUpgrade):
             message_id, kind = decision.token_id, "vip_upgrade"
             content = {"discount_percent": decision.discount_percent, "token": decision.token}
+            triggered = decision.issued_at
         else:
+            triggered = decision.triggered_at
             message_id, kind = decision.nudge_id, decision.kind
             product = decision.product_id or (
                 decision.items[0].product_id if decision.items else None
@@ -233,6 +337,8 @@ class Dispatcher:
             created_ms=now_ms,
             forced=decision.rules_version == FORCED_RULES_VERSION,
             content=content,
+            triggered_ms=epoch_ms(triggered),
+            timezone=decision.timezone,
         )
 
     def _cancel(self, partition: int, cancellation: NudgeCancellation, now_ms: int) -> None:
@@ -241,7 +347,7 @@ class Dispatcher:
         if isinstance(record, MessageRecord) and record.stage == "awaiting":
             # Already sent: too late to withdraw, but no SMS follows it.
             record.stage, record.deadline_ms = "sent", None
-            self._save(partition, record)
+            self._save(partition, record, now_ms)
             return
         if isinstance(record, MessageRecord) and record.stage != "held":
             return
@@ -259,7 +365,7 @@ class Dispatcher:
         assert isinstance(record, MessageRecord)
         record.stage, record.deadline_ms, record.outcome = "done", None, "cancelled"
         self._receipt(record, "cancelled", now_ms, detail=cancellation.reason)
-        self._save(partition, record)
+        self._save(partition, record, now_ms)
 
     # --- delivery receipts --------------------------------------------------------
 
@@ -280,11 +386,11 @@ class Dispatcher:
             if receipt.status in DELIVERED:
                 if record.stage == "awaiting" and receipt.channel == record.channel:
                     record.stage, record.deadline_ms = "sent", None
-                    self._save(partition, record)
+                    self._save(partition, record, now_ms)
                 elif _late_delivery(record, receipt.channel):
                     # A WhatsApp delivery after the SMS went out: recorded, nothing sent.
                     record.late.append(str(receipt.channel))
-                    self._save(partition, record)
+                    self._save(partition, record, now_ms)
             elif record.stage == "awaiting" and receipt.channel == record.channel:
                 work.append(_Work(partition, record, why=f"{receipt.channel}_failed"))
         await self._run(work, now_ms)
@@ -313,6 +419,7 @@ class Dispatcher:
             else:
                 work.append(_Work(partition, record, why="delivery_timeout"))
         await self._run(work, now_ms)
+        self.expire(now_ms)
 
     # --- commands -----------------------------------------------------------------
 
@@ -329,6 +436,10 @@ class Dispatcher:
         user = self.store.get(user_key_of(user_key), partition)
         if isinstance(user, UserRecord):
             for message_id in user.messages:
+                record = self.store.get(message_key(message_id), partition)
+                if isinstance(record, MessageRecord) and record.expires_ms is not None:
+                    self.store.delete(expiry_key(record.expires_ms, message_id), partition)
+                self.store.delete(pending_key(message_id), partition)
                 self.store.delete(message_key(message_id), partition)
                 self._deadlines.get(partition, {}).pop(message_id, None)
             self.store.delete(user_key_of(user_key), partition)
@@ -360,21 +471,32 @@ class Dispatcher:
             return
         subjects = {w.record.user_key: w.record.subjects for w in work}
         contacts = await self.warehouse(self.directory.contacts, subjects)
+        # Messages released from quiet hours in this run, per user: the cap counts them
+        # before their sends are noted (the steps run concurrently).
+        released: dict[str, int] = {}
         await asyncio.gather(
-            *(self._step(w, contacts.get(w.record.user_key, Contact()), now_ms) for w in work)
+            *(
+                self._step(w, contacts.get(w.record.user_key, Contact()), now_ms, released)
+                for w in work
+            )
         )
 
-    async def _step(self, work: _Work, contact: Contact, now_ms: int) -> None:
+    async def _step(
+        self, work: _Work, contact: Contact, now_ms: int, released: dict[str, int]
+    ) -> None:
         record, partition, why = work.record, work.partition, work.why
         consented = frozenset(contact.consented)
         if record.content.get("channels"):  # a campaign's channel policy
             consented &= frozenset(record.content["channels"])
         reach = policy.Reach(consented, self.paused)
+        if not record.tried and self._not_now(work, reach, now_ms, released):
+            self._save(partition, record, now_ms)
+            return
         while True:
             step = policy.next_step(reach, tuple(record.tried), why)
             if isinstance(step, policy.Hold):
-                if record.stage != "held":
-                    record.stage = "held"
+                if record.stage != "held" or record.hold != "channels_paused":
+                    record.stage, record.hold = "held", "channels_paused"
                     record.deadline_ms = now_ms + int(self.settings.hold_max_s * 1000)
                 elif record.deadline_ms is not None and now_ms >= record.deadline_ms:
                     self._finish(record, "suppressed", "channels_paused", now_ms)
@@ -418,7 +540,48 @@ class Dispatcher:
             else:
                 record.stage, record.deadline_ms = "sent", None
             break
-        self._save(partition, record)
+        self._save(partition, record, now_ms)
+
+    def _not_now(
+        self, work: _Work, reach: policy.Reach, now_ms: int, released: dict[str, int]
+    ) -> bool:
+        """The send-time gate before a message's first channel: expired, held for quiet
+        hours, or (released from them) over the daily cap. True when it is not sent now.
+        No consent at all is left to the channel step, which records it."""
+        record = work.record
+        if isinstance(policy.next_step(reach), policy.Stop):
+            return False
+        verdict = policy.at_send_time(
+            self.send_rules,
+            record.kind,
+            record.created_ms if record.triggered_ms is None else record.triggered_ms,
+            now_ms,
+            record.timezone,
+            held_since_ms=record.held_ms,
+            forced=record.forced,
+            # A campaign's own quiet hours (per member zone) are kept by its launcher.
+            quiet_hours=record.kind != "campaign",
+        )
+        if isinstance(verdict, policy.Expire):
+            self._finish(record, "expired", verdict.reason, now_ms)
+            return True
+        if isinstance(verdict, policy.Wait):
+            if record.hold != "quiet_hours" or record.hold_until_ms != verdict.until_ms:
+                self._receipt(record, "held", now_ms, detail=held_until(verdict.until_ms))
+            record.stage, record.hold = "held", "quiet_hours"
+            record.hold_until_ms = verdict.until_ms
+            record.held_ms = now_ms if record.held_ms is None else record.held_ms
+            record.deadline_ms = verdict.wake_ms
+            return True
+        if record.hold == "quiet_hours":  # released: the cap is checked again
+            record.hold = None
+            user = self._user(record.user_key, work.partition)
+            sent_today = user.sent_within_day(now_ms) + released.get(record.user_key, 0)
+            if policy.cap_reached(sent_today, self.settings.daily_cap, record.forced):
+                self._finish(record, "suppressed", "frequency_cap", now_ms)
+                return True
+            released[record.user_key] = released.get(record.user_key, 0) + 1
+        return False
 
     def _finish(self, record: MessageRecord, status: str, reason: str, now_ms: int) -> None:
         record.stage, record.deadline_ms, record.outcome = "done", None, status
@@ -457,6 +620,7 @@ def _campaign_record(message: CampaignMessage, now_ms: int) -> MessageRecord:
         user_key=message.user_key,
         subjects=[message.user_key, *message.anonymous_ids],
         created_ms=now_ms,
+        triggered_ms=epoch_ms(message.launched_at),
         content={
             "discount_percent": message.discount_percent,
             "product": message.product,
@@ -466,8 +630,33 @@ def _campaign_record(message: CampaignMessage, now_ms: int) -> MessageRecord:
     )
 
 
+def _pending(record: MessageRecord) -> bool:
+    return record.stage in ("held", "awaiting") and record.deadline_ms is not None
+
+
 def _late_delivery(record: MessageRecord, channel: str | None) -> bool:
     return channel != record.channel and channel in record.tried and channel not in record.late
+
+
+def _engine_audit_row(decision: Nudge | NudgeHeld) -> list[Any]:
+    """A decision the engine did not emit (suppressed, or held for quiet hours), audited
+    under its nudge id: every non-send leaves a trace, nothing personal in it."""
+    if isinstance(decision, NudgeHeld):
+        at, status = decision.held_at, "held"
+        detail = held_until(epoch_ms(decision.release_at))
+    else:
+        at, status, detail = decision.decided_at, decision.status, decision.reason or ""
+    return [
+        receipt_id(decision.nudge_id, None, f"engine:{status}", detail),
+        at,
+        "engine",
+        "message_state",
+        decision.user_key,
+        decision.nudge_id,
+        "",
+        status,
+        detail,
+    ]
 
 
 def _audit_row(receipt: Receipt) -> list[Any]:

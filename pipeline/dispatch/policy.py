@@ -3,9 +3,21 @@
 WhatsApp first, SMS as the fallback: a channel is usable when the user has
 consented to it and a phone is known, and it is not paused. The caller says
 which channels were already tried (and why the last one did not do).
+
+``at_send_time`` is the send-time gate before a message's first channel: too old
+(per-kind maximum age, ``dispatch.max_age_s`` in the rules) → expired; in quiet
+hours in the shopper's zone → held until they end, expired once held longer than
+``suppression.quiet_hours.max_hold_s``. Admin force-sends skip both (an operator
+asked for this message now); they never skip consent.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import time
+
+from pipeline.domain.clock import quiet_until, zone
+from pipeline.domain.rules import Rules
+from schemas.messages import EXPIRED_MAX_HOLD, EXPIRED_STALE
 
 CHANNEL_ORDER = ("whatsapp", "sms")
 
@@ -67,3 +79,88 @@ def next_step(reach: Reach, tried: tuple[str, ...] = (), why: str | None = None)
 
 def cap_reached(sent_today: int, cap: int, forced: bool) -> bool:
     return not forced and sent_today >= cap
+
+
+# --- send time ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendRules:
+    """The rules' send-time checks in milliseconds."""
+
+    max_age_ms: Mapping[str, int]  # message kind -> maximum age of its trigger
+    quiet_start: time | None
+    quiet_end: time | None
+    max_hold_ms: int
+    default_timezone: str
+
+    @classmethod
+    def of(cls, rules: Rules) -> "SendRules":
+        plan = rules.plan
+        ages = rules.dispatch.max_age_s.model_dump()
+        return cls(
+            max_age_ms={kind: seconds * 1000 for kind, seconds in ages.items()},
+            quiet_start=plan.quiet_start,
+            quiet_end=plan.quiet_end,
+            max_hold_ms=plan.max_hold_ms,
+            default_timezone=plan.default_timezone,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Go:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """Held for quiet hours: they end at ``until_ms``; look again at ``wake_ms`` (the end,
+    or earlier when the message goes stale or reaches its maximum hold first)."""
+
+    until_ms: int
+    wake_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Expire:
+    reason: str  # one of schemas.messages.EXPIRY_REASONS
+
+
+GO = Go()
+Verdict = Go | Wait | Expire
+
+
+def at_send_time(
+    rules: SendRules,
+    kind: str,
+    triggered_ms: int,
+    now_ms: int,
+    timezone: str | None,
+    held_since_ms: int | None = None,
+    forced: bool = False,
+    quiet_hours: bool = True,
+) -> Verdict:
+    """May a message of ``kind`` triggered at ``triggered_ms`` go out at ``now_ms``?
+
+    ``held_since_ms``: when its quiet-hours hold began (None if never held).
+    ``quiet_hours=False`` for messages whose quiet hours were applied upstream.
+    """
+    if forced:
+        return GO
+    max_age = rules.max_age_ms.get(kind)
+    stale_after = None if max_age is None else triggered_ms + max_age
+    if stale_after is not None and now_ms > stale_after:
+        return Expire(EXPIRED_STALE)
+    if not quiet_hours or rules.quiet_start is None or rules.quiet_end is None:
+        return GO
+    tz = zone(timezone, rules.default_timezone)
+    until = quiet_until(now_ms, tz, rules.quiet_start, rules.quiet_end)
+    if until is None:
+        return GO
+    hold_ends = (now_ms if held_since_ms is None else held_since_ms) + rules.max_hold_ms
+    if now_ms >= hold_ends:
+        return Expire(EXPIRED_MAX_HOLD)
+    wake = min(until, hold_ends)
+    if stale_after is not None:
+        wake = min(wake, stale_after + 1)
+    return Wait(until, wake)

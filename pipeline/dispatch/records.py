@@ -4,6 +4,13 @@ One Faust table holds both, keyed ``m:<message id>`` and ``u:<user key>``, on
 the user's partition. A message record exists from the moment its decision is
 handled: a re-delivered nudge finds it and is dropped. The user record holds
 recent send times (the cap) and the user's message ids (erasure finds them).
+
+Two indexes in the same table keep the dispatcher's work bounded by what is live:
+``p:<message id>`` for every pending (held or awaiting) message, the only keys a
+rebuild reads after an assignment; and ``x:<expiry ms, 13 digits>:<message id>``
+for every finished message, in time order, so the clock tick deletes the expired
+ones from the front without scanning the rest. ``i:index`` marks a partition
+whose indexes are complete (written by the first rebuild after an upgrade).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -11,9 +18,11 @@ from typing import Any, Literal
 
 import orjson
 
-# held: waiting for a paused channel; awaiting: sent on WhatsApp, SMS may follow;
-# sent: on its last channel; done: ended with nothing in flight (cancelled, suppressed...).
+# held: waiting for quiet hours to end or for a paused channel (``hold`` says which);
+# awaiting: sent on WhatsApp, SMS may follow; sent: on its last channel;
+# done: ended with nothing in flight (cancelled, suppressed, expired...).
 Stage = Literal["held", "awaiting", "sent", "done"]
+Hold = Literal["quiet_hours", "channels_paused"]
 DAY_MS = 86_400_000
 
 
@@ -35,6 +44,15 @@ class MessageRecord:
     content: dict[str, Any] = field(default_factory=dict)
     provider_ids: dict[str, str] = field(default_factory=dict)
     late: list[str] = field(default_factory=list)
+    # Set when the message is finished: it is deleted at this time (epoch ms).
+    expires_ms: int | None = None
+    # Send-time checks: when the decision's trigger happened (its age), the shopper's zone
+    # (quiet hours), why it is held and, for quiet hours, since and until when.
+    triggered_ms: int | None = None
+    timezone: str | None = None
+    hold: Hold | None = None
+    held_ms: int | None = None
+    hold_until_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -49,11 +67,36 @@ class UserRecord:
         self.sends_ms = [at for at in self.sends_ms if at > now_ms - DAY_MS] + [now_ms]
 
 
-Record = MessageRecord | UserRecord
+@dataclass(slots=True)
+class IndexEntry:
+    """The value of an index key (the key says it all); ``at_ms``: when it was written."""
+
+    at_ms: int = 0
+
+
+Record = MessageRecord | UserRecord | IndexEntry
+PENDING_PREFIX = "p:"
+EXPIRY_PREFIX = "x:"
+INDEX_MARK = "i:index"
+_TAGS = {MessageRecord: "m", UserRecord: "u", IndexEntry: "i"}
+_TYPES = {tag: kind for kind, tag in _TAGS.items()}
 
 
 def message_key(message_id: str) -> str:
     return f"m:{message_id}"
+
+
+def pending_key(message_id: str) -> str:
+    return f"{PENDING_PREFIX}{message_id}"
+
+
+def expiry_key(expires_ms: int, message_id: str) -> str:
+    return f"{EXPIRY_PREFIX}{expires_ms:013d}:{message_id}"
+
+
+def parse_expiry_key(key: str) -> tuple[int, str]:
+    at, _, message_id = key[len(EXPIRY_PREFIX) :].partition(":")
+    return int(at), message_id
 
 
 def user_key_of(user_key: str) -> str:
@@ -61,11 +104,9 @@ def user_key_of(user_key: str) -> str:
 
 
 def record_to_bytes(record: Record) -> bytes:
-    tag = "m" if isinstance(record, MessageRecord) else "u"
-    return orjson.dumps({"t": tag, **asdict(record)})
+    return orjson.dumps({"t": _TAGS[type(record)], **asdict(record)})
 
 
 def record_from_bytes(data: bytes) -> Record:
     raw = orjson.loads(data)
-    tag = raw.pop("t")
-    return MessageRecord(**raw) if tag == "m" else UserRecord(**raw)
+    return _TYPES[raw.pop("t")](**raw)

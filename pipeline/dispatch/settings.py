@@ -22,6 +22,10 @@ class DispatchSettings(WorkerSettings):
     tick_max_messages: int = Field(default=256, ge=1)
     # A message whose every usable channel is paused waits this long, then is suppressed.
     hold_max_s: float = 3600.0
+    # A finished message's record is kept this long (and at least until its decision is
+    # too old to send), then deleted: it only has to outlive re-deliveries of uncommitted
+    # batches and late receipts.
+    record_retention_s: float = Field(default=172_800.0, ge=0)
     # Messages per user per rolling 24 h (admin force-sends are exempt).
     daily_cap: int = Field(default=3, ge=1)
     # Pause switches and revocations are read from the warehouse this often.

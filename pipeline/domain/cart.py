@@ -139,6 +139,6 @@ def rescue(state: UserState, plan: Plan, out: Decisions) -> None:
         trigger_event_id=cart.cart_id,
     )
     published = suppression.settle(state, nudge, at, plan)
-    if published is not None:
+    if isinstance(published, Nudge):
         cart.rescue_emitted = published.status == "emit"
-        out.append(published)
+    out.append(published)

@@ -28,9 +28,9 @@ from pipeline.domain.signals import (
 )
 from pipeline.domain.state import GRANTED, HAS_PHONE, Intent, ProductIntent, UserState
 from schemas.events import Event
-from schemas.messages import Nudge, NudgeCancellation, VipUpgrade
+from schemas.messages import Nudge, NudgeCancellation, NudgeHeld, VipUpgrade
 
-Decision = Nudge | NudgeCancellation | VipUpgrade
+Decision = Nudge | NudgeHeld | NudgeCancellation | VipUpgrade
 Handler = Callable[[UserState, Event, int, Plan, list], None]
 # The low 64 bits of an event id: enough to tell a user's recent events apart.
 _MASK64 = (1 << 64) - 1

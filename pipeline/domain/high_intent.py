@@ -59,9 +59,7 @@ def check(
         rules_version=plan.version,
         trigger_event_id=event_id,
     )
-    published = suppression.settle(state, nudge, ts, plan)
-    if published is not None:
-        out.append(published)
+    out.append(suppression.settle(state, nudge, ts, plan))
 
 
 def withdraw_held(state: UserState, products: set[str], ts: int, out: list) -> None:

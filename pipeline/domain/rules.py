@@ -140,6 +140,25 @@ class Suppression(_Section):
         return name
 
 
+class MaxAges(_Section):
+    """How old a decision's trigger may be when it is sent, per message kind.
+
+    A nudge's age includes the night the engine held it: its maximum age must cover the
+    quiet hours' maximum hold (checked in ``Rules``), or every held nudge would expire.
+    """
+
+    cart_rescue: Seconds = 57_600
+    high_intent: Seconds = 57_600
+    vip_upgrade: Seconds = 604_800
+    campaign: Seconds = 86_400
+
+
+class Dispatch(_Section):
+    """Send-time checks the dispatcher applies (pipeline/dispatch/policy.py)."""
+
+    max_age_s: MaxAges = MaxAges()
+
+
 class Dedup(_Section):
     window_s: Seconds = 3600
     max_ids: Annotated[int, Field(ge=1, le=1024)] = 12
@@ -161,6 +180,22 @@ class Rules(_Section):
     vip: Vip = Vip()
     suppression: Suppression
     dedup: Dedup = Dedup()
+    dispatch: Dispatch = Dispatch()
+
+    @model_validator(mode="after")
+    def _ages_cover_the_hold(self) -> "Rules":
+        quiet = self.suppression.quiet_hours
+        if quiet is None:
+            return self
+        for kind in ("cart_rescue", "high_intent"):
+            age = getattr(self.dispatch.max_age_s, kind)
+            if age < quiet.max_hold_s:
+                raise ValueError(
+                    f"dispatch.max_age_s.{kind} ({age}) is shorter than"
+                    f" suppression.quiet_hours.max_hold_s ({quiet.max_hold_s}):"
+                    " every nudge held through quiet hours would expire"
+                )
+        return self
 
     @cached_property
     def plan(self) -> "Plan":

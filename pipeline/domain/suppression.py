@@ -3,7 +3,8 @@
 Checks run in this order, each on the shopper's local calendar:
 1. consent: no deliverable consented channel -> suppressed(no_consent);
 2. quiet hours: held in the state until they end (``release``), or
-   suppressed(quiet_hours_stale) if that is longer than the maximum hold;
+   suppressed(quiet_hours_stale) if that is longer than the maximum hold; the hold
+   itself is published at once as a ``NudgeHeld`` (recorded, never sent);
 3. frequency cap per local day, all nudge kinds -> suppressed(frequency_cap);
 4. holdout -> suppressed(holdout).
 The holdout comes last and counts against the cap, so the control group is
@@ -14,7 +15,7 @@ from pipeline.domain.clock import local_day, quiet_until, to_datetime, zone
 from pipeline.domain.ids import in_holdout
 from pipeline.domain.rules import Plan
 from pipeline.domain.state import GRANTED, HAS_PHONE, Held, UserState
-from schemas.messages import Nudge
+from schemas.messages import Nudge, NudgeHeld
 
 # Preference order the dispatcher tries (WhatsApp, then SMS, then email).
 CHANNELS = ("whatsapp", "sms", "email")
@@ -31,8 +32,10 @@ def allowed_channels(state: UserState) -> tuple[str, ...]:
     return tuple(allowed)
 
 
-def settle(state: UserState, nudge: Nudge, at_ms: int, plan: Plan) -> Nudge | None:
-    """The published form of a nudge triggered at ``at_ms``, or None when it is held."""
+def settle(state: UserState, nudge: Nudge, at_ms: int, plan: Plan) -> Nudge | NudgeHeld:
+    """The published form of a nudge triggered at ``at_ms``, or, when it is held, the
+    record of the hold (the nudge itself is published when the hold ends)."""
+    nudge = nudge.model_copy(update={"timezone": state.timezone})
     channels = allowed_channels(state)
     if not channels:
         return _final(nudge, "no_consent", at_ms, channels)
@@ -42,7 +45,15 @@ def settle(state: UserState, nudge: Nudge, at_ms: int, plan: Plan) -> Nudge | No
         if release is not None:
             deadline = min(release, at_ms + plan.max_hold_ms)
             state.held.append(Held(deadline, release, nudge))
-            return None
+            return NudgeHeld(
+                nudge_id=nudge.nudge_id,
+                kind=nudge.kind,
+                user_key=nudge.user_key,
+                held_at=to_datetime(at_ms),
+                release_at=to_datetime(deadline),
+                rules_version=nudge.rules_version,
+                trigger_event_id=nudge.trigger_event_id,
+            )
     return _cap_and_holdout(state, nudge, at_ms, channels, plan)
 
 

@@ -43,4 +43,5 @@ def maybe_upgrade(state: UserState, ts: int, event_id: str, plan: Plan) -> VipUp
         channels=allowed_channels(state),
         rules_version=plan.version,
         trigger_event_id=event_id,
+        timezone=state.timezone,
     )

@@ -133,6 +133,40 @@ class UserStateStore(Generic[State]):
             raise RuntimeError("forget() before flush() would lose state")
         self._cache.clear()
 
+    def scan_prefix(self, partition: int, prefix: str) -> Iterator[tuple[str, State]]:
+        """The states of one partition whose keys start with ``prefix``, in key order
+        (RocksDB's bytewise order, which UTF-8 keeps), unflushed writes included and
+        deletions honoured. Lazy: RocksDB seeks to the prefix, so reading the first few
+        costs those few, not the partition."""
+        raw_prefix = prefix.encode()
+        db = self._db(partition)
+        unflushed = sorted(
+            k for k, p in self._dirty.items() if p == partition and k.startswith(prefix)
+        )
+        i = 0
+        for raw_key, raw_value in db.items(from_key=raw_prefix):
+            if not raw_key.startswith(raw_prefix):
+                break
+            key = raw_key.decode()
+            while i < len(unflushed) and unflushed[i] < key:
+                yield from self._live(unflushed[i])
+                i += 1
+            if i < len(unflushed) and unflushed[i] == key:
+                i += 1
+                yield from self._live(key)  # the unflushed state wins
+                continue
+            cached = self._cache.get(key)
+            if cached is _DELETED:
+                continue
+            yield key, cached if cached is not None else self._decode(raw_value)
+        for key in unflushed[i:]:
+            yield from self._live(key)
+
+    def _live(self, key: str) -> Iterator[tuple[str, State]]:
+        state = self._cache.get(key)
+        if state is not None and state is not _DELETED:
+            yield key, state
+
     def scan(self, partition: int) -> Iterator[tuple[str, State]]:
         """Every stored state of one partition (to rebuild the deadline index on assignment)."""
         db = self._db(partition)

@@ -7,7 +7,7 @@ dispatcher consumes. This tally is what the summary reports as "would send".
 
 from collections import Counter
 
-from schemas.messages import Nudge, NudgeCancellation, VipUpgrade
+from schemas.messages import Nudge, NudgeCancellation, NudgeHeld, VipUpgrade
 
 
 class DryRunDispatcher:
@@ -15,10 +15,12 @@ class DryRunDispatcher:
         self.would_send: Counter[str] = Counter()
         self.withdrawn = 0
 
-    def dispatch(self, decision: Nudge | NudgeCancellation | VipUpgrade) -> None:
+    def dispatch(self, decision: Nudge | NudgeHeld | NudgeCancellation | VipUpgrade) -> None:
         if isinstance(decision, NudgeCancellation):
             self.withdrawn += 1
             return
+        if isinstance(decision, NudgeHeld):
+            return  # the nudge itself follows when the hold ends
         if isinstance(decision, Nudge) and decision.status != "emit":
             return
         # The live dispatcher tries the first deliverable channel (WhatsApp, then SMS).

@@ -32,7 +32,7 @@ from pipeline.replay.runner import ReplayRunner, longest_deadline_ms
 from pipeline.replay.source import TimeRange, TopicScan
 from pipeline.replay.warehouse import RunRecord, delete_run, write_run
 from pipeline.settings import WorkerSettings
-from schemas.messages import Nudge, NudgeCancellation, VipUpgrade, load_decision
+from schemas.messages import Nudge, NudgeCancellation, NudgeHeld, VipUpgrade, load_decision
 
 # Outputs are produced in chunks this large (decisions are ~1 % of events).
 _SEND_CHUNK = 5_000
@@ -70,7 +70,9 @@ class ReplaySummary:
     unplaceable: int = 0
     watermark_end_ms: int = 0
     elapsed_s: float = 0.0
-    decisions: list[Nudge | NudgeCancellation | VipUpgrade] = field(default_factory=list)
+    decisions: list[Nudge | NudgeHeld | NudgeCancellation | VipUpgrade] = field(
+        default_factory=list
+    )
     dead_letters: int = 0
     orders: int = 0
     would_send: Counter[str] = field(default_factory=Counter)
@@ -124,7 +126,7 @@ class _Shipper:
         self._decision_topics = decision_topics
         self._dlq = dlq
         self._pending: list[Record] = []
-        self.decisions: list[Nudge | NudgeCancellation | VipUpgrade] = []
+        self.decisions: list[Nudge | NudgeHeld | NudgeCancellation | VipUpgrade] = []
         self.dead_letters = 0
 
     async def add(self, records: list[Record], flush: bool = False) -> None:

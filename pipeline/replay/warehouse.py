@@ -15,15 +15,17 @@ from pipeline.replay.namespace import check_run_id
 from pipeline.replay.runner import RecordedOrder
 from pipeline.sink.rows import (
     NUDGE_CANCELLATIONS,
+    NUDGE_HOLDS,
     NUDGES,
     VIP_UPGRADES,
     Table,
     cancellation_row,
+    hold_row,
     ms,
     nudge_row,
     vip_row,
 )
-from schemas.messages import Nudge, NudgeCancellation, VipUpgrade
+from schemas.messages import Nudge, NudgeCancellation, NudgeHeld, VipUpgrade
 
 REPLAY_RUNS = Table(
     "replay_runs",
@@ -46,7 +48,7 @@ REPLAY_RUNS = Table(
     ),
 )
 REPLAY_ORDERS = Table("replay_orders", ("run_id", "order_id", "user_key", "ordered_at", "total"))
-RUN_TABLES = (NUDGES, NUDGE_CANCELLATIONS, VIP_UPGRADES, REPLAY_ORDERS, REPLAY_RUNS)
+RUN_TABLES = (NUDGES, NUDGE_CANCELLATIONS, NUDGE_HOLDS, VIP_UPGRADES, REPLAY_ORDERS, REPLAY_RUNS)
 _INSERT_CHUNK = 50_000
 
 
@@ -97,17 +99,24 @@ def _insert(client: Client, table: Table, rows: Sequence[tuple], attempt: str) -
 def write_run(
     client: Client,
     run: RunRecord,
-    decisions: Sequence[Nudge | NudgeCancellation | VipUpgrade],
+    decisions: Sequence[Nudge | NudgeHeld | NudgeCancellation | VipUpgrade],
     orders: Sequence[RecordedOrder],
 ) -> dict[str, int]:
     """Insert the run's decisions, orders and run row; returns rows written per table."""
     run_id = check_run_id(run.run_id)
-    by_table: dict[Table, list[tuple]] = {NUDGES: [], NUDGE_CANCELLATIONS: [], VIP_UPGRADES: []}
+    by_table: dict[Table, list[tuple]] = {
+        NUDGES: [],
+        NUDGE_CANCELLATIONS: [],
+        NUDGE_HOLDS: [],
+        VIP_UPGRADES: [],
+    }
     for decision in decisions:
         if isinstance(decision, Nudge):
             by_table[NUDGES].append(nudge_row(decision, run_id))
         elif isinstance(decision, NudgeCancellation):
             by_table[NUDGE_CANCELLATIONS].append(cancellation_row(decision, run_id))
+        elif isinstance(decision, NudgeHeld):
+            by_table[NUDGE_HOLDS].append(hold_row(decision, run_id))
         else:
             by_table[VIP_UPGRADES].append(vip_row(decision, run_id))
     by_table[REPLAY_ORDERS] = [

@@ -15,6 +15,7 @@ from pipeline.sink.rows import (
     DEAD_LETTERS,
     EVENTS,
     NUDGE_CANCELLATIONS,
+    NUDGE_HOLDS,
     NUDGES,
     RECEIPTS,
     VIP_UPGRADES,
@@ -22,13 +23,21 @@ from pipeline.sink.rows import (
     cancellation_row,
     dead_letter_row,
     event_row,
+    hold_row,
     nudge_row,
     receipt_row,
     vip_row,
 )
 from schemas.deadletter import DeadLetter
 from schemas.events import EventError, load_event
-from schemas.messages import Nudge, NudgeCancellation, Receipt, VipUpgrade, load_decision
+from schemas.messages import (
+    Nudge,
+    NudgeCancellation,
+    NudgeHeld,
+    Receipt,
+    VipUpgrade,
+    load_decision,
+)
 
 # A decoded record: the table it goes to and its row; None when it is not stored.
 Output = tuple[Table, tuple] | None
@@ -45,7 +54,8 @@ def process_event(value: bytes, timestamp_ms: int) -> Output:
 
 
 def decision_processor(run_id: str) -> Processor:
-    """Nudges and cancellations (``nudges`` topic) and VIP upgrades (``vip``) of one run."""
+    """Nudges, their holds and cancellations (``nudges`` topic) and VIP upgrades (``vip``)
+    of one run."""
 
     def process_decision(value: bytes, timestamp_ms: int) -> Output:
         decision = load_decision(value)
@@ -53,6 +63,8 @@ def decision_processor(run_id: str) -> Processor:
             return NUDGES, nudge_row(decision, run_id)
         if isinstance(decision, NudgeCancellation):
             return NUDGE_CANCELLATIONS, cancellation_row(decision, run_id)
+        if isinstance(decision, NudgeHeld):
+            return NUDGE_HOLDS, hold_row(decision, run_id)
         if isinstance(decision, VipUpgrade):
             return VIP_UPGRADES, vip_row(decision, run_id)
         return None

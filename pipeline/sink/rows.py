@@ -15,7 +15,7 @@ import orjson
 
 from schemas.deadletter import DeadLetter
 from schemas.events import Event
-from schemas.messages import Nudge, NudgeCancellation, Receipt, VipUpgrade
+from schemas.messages import Nudge, NudgeCancellation, NudgeHeld, Receipt, VipUpgrade
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,20 @@ NUDGE_CANCELLATIONS = Table(
         "user_key",
         "reason",
         "at",
+        "rules_version",
+        "trigger_event_id",
+    ),
+)
+NUDGE_HOLDS = Table(
+    "nudge_holds",
+    (
+        "run_id",
+        "nudge_id",
+        "kind",
+        "user_key",
+        "reason",
+        "held_at",
+        "release_at",
         "rules_version",
         "trigger_event_id",
     ),
@@ -237,6 +251,20 @@ def cancellation_row(cancellation: NudgeCancellation, run_id: str) -> tuple:
         ms(cancellation.at),
         cancellation.rules_version,
         cancellation.trigger_event_id,
+    )
+
+
+def hold_row(held: NudgeHeld, run_id: str) -> tuple:
+    return (
+        run_id,
+        held.nudge_id,
+        held.kind,
+        held.user_key,
+        held.reason,
+        ms(held.held_at),
+        ms(held.release_at),
+        held.rules_version,
+        held.trigger_event_id,
     )
 
 

@@ -5,6 +5,12 @@ Tests run in file order and share the processes: the burst comes first (with a
 long delivery timeout), then the dispatcher is restarted with a short one and an
 engine worker starts, whose sink brings orders and receipts to the warehouse for the
 conversion metrics.
+
+Send time: the dispatcher checks quiet hours (21:00-08:00) in the shopper's zone. Its
+rules here make the default zone one where it is midday when the module starts (a
+fixed-offset ``Etc/GMT`` zone computed from the real clock), so journeys without a zone
+never meet quiet hours whatever the hour the tests run at; quiet hours are tested with
+a zone where it is night, computed the same way.
 """
 
 import asyncio
@@ -15,14 +21,17 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
+from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
 import pytest
+import yaml
 from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
 
 from api.privacy.store import ConsentDecision, PrivacyStore
+from pipeline.domain.rules import default_rules
 from schemas import pii
 from schemas.keys import hash_api_key
 from schemas.messages import CartItem, Nudge
@@ -46,6 +55,18 @@ WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
 SERVER = {"Authorization": f"Bearer {SERVER_KEY}"}
 READ = {"Authorization": f"Bearer {READ_KEY}"}
 BURST = 1000
+# A held message expires this long after its hold began (the rules' max_hold_s).
+MAX_HOLD_S = 8
+
+
+def dispatch_rules(path: Path) -> Path:
+    raw = default_rules().model_dump()
+    raw["suppression"]["default_timezone"] = support.zone_at(12)
+    raw["suppression"]["quiet_hours"]["max_hold_s"] = MAX_HOLD_S
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 KILL_AT = int(os.environ.get("TEST_DISPATCH_KILL_AT", "250"))
 
 
@@ -124,6 +145,7 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
                 "batch_size": "100",
                 "control_poll_s": "0.3",
                 "delivery_timeout_s": "600",
+                "rules": str(dispatch_rules(tmp / "dispatch-rules.yaml")),
             },
         )
         try:
@@ -221,7 +243,7 @@ def cart_rescue(stack, user: str) -> str:
     return response.json()["message_id"]
 
 
-def nudge(user: str) -> Nudge:
+def nudge(user: str, triggered_at: datetime | None = None, timezone: str | None = None) -> Nudge:
     now = datetime.now(UTC)
     return Nudge(
         nudge_id=uuid.uuid4().hex,
@@ -229,7 +251,7 @@ def nudge(user: str) -> Nudge:
         user_key=user,
         user_id=user,
         status="emit",
-        triggered_at=now,
+        triggered_at=triggered_at or now,
         decided_at=now,
         cart_id="c1",
         items=(CartItem(product_id="p1", quantity=1, price=10.0),),
@@ -238,6 +260,7 @@ def nudge(user: str) -> Nudge:
         score=1.0,
         rules_version="test",
         trigger_event_id="e1",
+        timezone=timezone,
     )
 
 
@@ -491,6 +514,85 @@ def test_revoking_consent_cancels_the_queued_nudge(stack):
             http.post(f"{api}/v1/admin/channels/{channel}/resume", headers=ADMIN)
     time.sleep(1.5)
     assert sim_messages(stack, message_id) == []
+
+
+# --- send time ---------------------------------------------------------------------------
+
+
+def test_stale_and_night_time_nudges_are_expired_or_held_never_sent(stack, engine):
+    """Five days old: expired. Night in the shopper's zone: held until 08:00 there, then
+    expired past the maximum hold. Day there: sent. Seen in the audit log, the profile
+    and the metrics; the simulator never receives the first two."""
+    night, day = support.zone_at(2), support.zone_at(12)
+    users = {k: f"{k}-{uuid.uuid4().hex[:8]}" for k in ("stale", "night", "day")}
+    store = PrivacyStore(stack["ch"], pii.MasterKey.from_secret(MASTER))
+    now = datetime.now(UTC)
+    store.record(
+        [
+            ConsentDecision(u, "whatsapp", True, now, str(uuid.uuid4()), f"+1555020{i:04d}")
+            for i, u in enumerate(users.values())
+        ]
+    )
+    stale = nudge(users["stale"], triggered_at=now - timedelta(days=5), timezone=day)
+    held = nudge(users["night"], timezone=night)
+    sent = nudge(users["day"], timezone=day)
+    asyncio.run(produce(stack["broker"], [stale, held, sent], per_second=50))
+
+    wait_until(
+        lambda: ("sent", "whatsapp", "") in statuses(stack, sent.nudge_id), 60, "the day send"
+    )
+    wait_until(
+        lambda: ("expired", "", "stale") in statuses(stack, stale.nudge_id), 30, "the stale one"
+    )
+    local = now.astimezone(ZoneInfo(night))
+    until = datetime.combine(local.date(), datetime.min.time().replace(hour=8), ZoneInfo(night))
+    if local.hour >= 8:  # the hour turned since zone_at: night is then tomorrow's
+        until += timedelta(days=1)
+    detail = "quiet_hours_until:" + until.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    wait_until(lambda: ("held", "", detail) in statuses(stack, held.nudge_id), 30, "the hold")
+    assert sim_messages(stack, held.nudge_id) == []
+    wait_until(
+        lambda: ("expired", "", "quiet_hours_max_hold") in statuses(stack, held.nudge_id),
+        MAX_HOLD_S + 20,
+        "the hold expired",
+    )
+    assert sim_messages(stack, stale.nudge_id) == [] and sim_messages(stack, held.nudge_id) == []
+
+    # The warehouse (the engine's sink) shows why not: the profile and the breakdown.
+    def profile(user: str) -> dict:
+        response = stack["http"].get(f"{stack['api']}/v1/users/{user}/profile", headers=READ)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def delivery(user: str) -> tuple[str, str] | None:
+        decisions = profile(user)["decisions"]
+        return (decisions[0]["delivery"], decisions[0]["delivery_detail"]) if decisions else None
+
+    wait_until(lambda: delivery(users["stale"]) == ("expired", "stale"), 60, "profile: stale")
+    wait_until(
+        lambda: delivery(users["night"]) == ("expired", "quiet_hours_max_hold"),
+        60,
+        "profile: the hold expired",
+    )
+
+    def not_sent() -> set[tuple[str, str, str, str]]:
+        response = stack["http"].get(
+            f"{stack['api']}/v1/metrics/nudges/not_sent",
+            params={
+                "from": (now - timedelta(days=6)).isoformat(),
+                "to": (now + timedelta(days=1)).isoformat(),
+            },
+            headers=READ,
+        )
+        assert response.status_code == 200, response.text
+        return {(r["outcome"], r["stage"], r["kind"], r["reason"]) for r in response.json()["rows"]}
+
+    wanted = {
+        ("expired", "send", "cart_rescue", "stale"),
+        ("expired", "send", "cart_rescue", "quiet_hours_max_hold"),
+        ("held", "send", "cart_rescue", "quiet_hours"),
+    }
+    wait_until(lambda: wanted <= not_sent(), 60, "the non-sends in the metrics")
 
 
 # --- webhooks -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 from aiokafka import AIOKafkaProducer
@@ -29,13 +30,8 @@ def shopper() -> str:
     raise AssertionError("no user outside the holdout")
 
 
-def journey(user: str, start: datetime) -> list[bytes]:
-    """Consent, then lingering on one product's specs until high intent fires, then a cart.
-
-    The shopper's zone is one where ``start`` is early afternoon: the high-intent
-    nudge must be decided, not held for quiet hours, whatever hour the test runs at.
-    """
-    timezone = support.zone_at_local_hour(13, start)
+def journey(user: str, start: datetime, timezone: str) -> list[bytes]:
+    """Consent, then lingering on one product's specs until high intent fires, then a cart."""
     steps = [
         ("consent", {"channel": "whatsapp", "granted": True, "phone": "+15550100077"}),
         ("product_view", {"product_id": "p-prof", "category": "shoes"}),
@@ -98,18 +94,26 @@ def test_profile_shows_scores_cart_consent_and_decisions_with_reasons(
         clickhouse_database=clickhouse.database,
         worker_url=f"http://127.0.0.1:{web_port}",
     )
-    user = shopper()
+    # Quiet hours (21:00-08:00) are the shopper's: one where it is midday now, whose nudge
+    # goes out, and one where it is night, whose nudge the engine holds.
+    user, night_owl, night = shopper(), shopper(), support.zone_at(2)
+    start = datetime.now(UTC) - timedelta(minutes=1)
     # The phone of the consent event is not what this test is about; the collector
     # normally seals it, here the record is produced directly.
-    records = [
-        r.replace(
-            b'"phone":"+15550100077"', b'"phone_ref":"test-ref","phone_masked":"+1 ******0077"'
-        )
-        for r in journey(user, datetime.now(UTC) - timedelta(minutes=1))
-    ]
+    records = {
+        who: [
+            r.replace(
+                b'"phone":"+15550100077"',
+                b'"phone_ref":"test-ref","phone_masked":"+1 ******0077"',
+            )
+            for r in journey(who, start, zone)
+        ]
+        for who, zone in ((user, support.zone_at(12)), (night_owl, night))
+    }
     worker.start()
     try:
-        asyncio.run(produce(broker, user, records))
+        for who, values in records.items():
+            asyncio.run(produce(broker, who, values))
         with running_api(settings) as api:
             headers = {"Authorization": f"Bearer {READ_KEY}"}
             url = f"{api}/v1/users/{user}/profile"
@@ -121,6 +125,14 @@ def test_profile_shows_scores_cart_consent_and_decisions_with_reasons(
 
             support.wait_for(complete, 90, "the profile with its decisions", interval_s=0.5)
             body = httpx.get(url, headers=headers, timeout=5).json()
+            held_url = f"{api}/v1/users/{night_owl}/profile"
+
+            def held() -> list[dict]:
+                response = httpx.get(held_url, headers=headers, timeout=5)
+                return response.json().get("decisions", []) if response.status_code == 200 else []
+
+            support.wait_for(held, 60, "the held nudge in the profile", interval_s=0.5)
+            (held_decision,) = held()
             unauthorized = httpx.get(url, timeout=5)
             unknown = httpx.get(
                 f"{api}/v1/users/nobody-{uuid.uuid4().hex}/profile", headers=headers, timeout=5
@@ -145,5 +157,11 @@ def test_profile_shows_scores_cart_consent_and_decisions_with_reasons(
     )
     assert decision["rules_version"] == RULES.version
     assert any(name == "spec_linger" for name, _ in decision["signals"])
+    # Why not: held by the engine for the night-owl's quiet hours, until 08:00 there.
+    release = datetime.now(ZoneInfo(night)).replace(hour=8, minute=0, second=0, microsecond=0)
+    if datetime.now(ZoneInfo(night)).hour >= 8:  # the hour turned since zone_at
+        release += timedelta(days=1)
+    assert (held_decision["status"], held_decision["reason"]) == ("held", "quiet_hours")
+    assert held_decision["held_until"] == release.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert unauthorized.status_code == 401
     assert unknown.status_code == 404

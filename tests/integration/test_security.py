@@ -160,6 +160,11 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         only(200, "read"),
     ),
     ("GET", "/v1/metrics/nudges"): (f"/v1/metrics/nudges?{SPAN}", {}, only(200, "read")),
+    ("GET", "/v1/metrics/nudges/not_sent"): (
+        f"/v1/metrics/nudges/not_sent?{SPAN}",
+        {},
+        only(200, "read"),
+    ),
     ("GET", "/v1/metrics/uplift"): (f"/v1/metrics/uplift?{SPAN}", {}, only(200, "read")),
     ("GET", "/v1/metrics/consumer_lag"): ("/v1/metrics/consumer_lag", {}, only(200, "read")),
     ("GET", "/v1/metrics/dead_letters"): (
@@ -296,6 +301,7 @@ def injection_requests(payload: str) -> list[tuple[str, str, dict[str, Any], str
         ("GET", f"/v1/metrics/timeseries?metric=events&{q({'interval': payload})}", {}, "read"),
         ("GET", f"/v1/metrics/nudges?{q({'run_id': payload})}", {}, "read"),
         ("GET", f"/v1/metrics/nudges?{q({'from': payload})}", {}, "read"),
+        ("GET", f"/v1/metrics/nudges/not_sent?{q({'run_id': payload})}", {}, "read"),
         ("GET", f"/v1/metrics/uplift?{q({'kind': payload})}", {}, "read"),
         ("GET", f"/v1/metrics/dead_letters?{q({'to': payload})}", {}, "read"),
         ("GET", f"/v1/backtests/compare?{q({'a': payload, 'b': 'live'})}", {}, "read"),

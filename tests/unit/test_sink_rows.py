@@ -8,6 +8,7 @@ from pipeline.sink.processors import decision_processor, process_dead_letter, pr
 from pipeline.sink.rows import (
     DEAD_LETTERS,
     EVENTS,
+    NUDGE_HOLDS,
     NUDGES,
     VIP_UPGRADES,
     dead_letter_row,
@@ -18,7 +19,7 @@ from pipeline.sink.rows import (
 )
 from schemas.deadletter import DeadLetter
 from schemas.events import parse_event
-from schemas.messages import CartItem, Nudge, VipUpgrade
+from schemas.messages import CartItem, Nudge, NudgeHeld, VipUpgrade
 
 AT = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)
 
@@ -104,6 +105,23 @@ def test_decisions_carry_the_run_and_never_the_token() -> None:
     assert "secret.jwt.value" not in vip and len(vip) == len(VIP_UPGRADES.columns)
     table, _ = decision_processor("live")(upgrade.to_json(), 0)
     assert table is VIP_UPGRADES
+
+
+def test_an_engine_hold_is_its_own_row() -> None:
+    held = NudgeHeld(
+        nudge_id="c" * 32,
+        kind="high_intent",
+        user_key="u-1",
+        held_at=AT,
+        release_at=AT + timedelta(hours=8),
+        rules_version="r1",
+        trigger_event_id="e3",
+    )
+    table, row = decision_processor("live")(held.to_json(), 0)
+    assert table is NUDGE_HOLDS
+    named = dict(zip(NUDGE_HOLDS.columns, row, strict=True))
+    assert (named["run_id"], named["reason"]) == ("live", "quiet_hours")
+    assert named["release_at"] - named["held_at"] == 8 * 3_600_000
 
 
 def test_dead_letter_row_keeps_location_and_size_not_bytes() -> None:

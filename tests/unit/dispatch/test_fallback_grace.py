@@ -33,6 +33,11 @@ class MemoryStore:
     def scan(self, partition: int) -> Iterable[tuple[str, Record]]:
         return list(self.data.get(partition, {}).items())
 
+    def scan_prefix(self, partition: int, prefix: str) -> Iterable[tuple[str, Record]]:
+        return sorted(
+            (k, v) for k, v in self.data.get(partition, {}).items() if k.startswith(prefix)
+        )
+
 
 class NoConsent:
     """A directory where nobody may be reached: a fallback ends the message, sends nothing."""

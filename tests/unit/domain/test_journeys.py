@@ -11,6 +11,7 @@ from pipeline.domain import (
     wants_merge,
 )
 from pipeline.domain.clock import to_datetime, to_ms
+from schemas.messages import NudgeHeld
 
 from .builders import (
     NOON,
@@ -298,15 +299,18 @@ def test_quiet_hours_hold_until_they_end():
     shopper = Shopper(timezone="Europe/Berlin", start=NOON.replace(hour=20))  # 21:00 Berlin
     state, _ = fold(browse_and_cart(shopper), rules)
     deadline = shopper.clock + TIMEOUT
-    state, held = run_until(state, deadline, rules)
-    assert held == []
+    state, [held] = run_until(state, deadline, rules)
     release = NOON.replace(day=21, hour=7)  # 08:00 in Berlin (UTC+1)
+    # The hold is announced at once (visible before the nudge is released), never sent.
+    assert isinstance(held, NudgeHeld)
+    assert (held.reason, held.held_at, held.release_at) == ("quiet_hours", deadline, release)
     assert next_deadline(state) == to_ms(release)
     state, early = run_until(state, release - timedelta(seconds=1), rules)
     assert early == []
     state, [rescue] = run_until(state, release, rules)
-    assert rescue.status == "emit"
+    assert rescue.status == "emit" and rescue.nudge_id == held.nudge_id
     assert (rescue.triggered_at, rescue.decided_at) == (deadline, release)
+    assert rescue.timezone == "Europe/Berlin"  # the dispatcher's quiet hours use it
     assert next_deadline(state) is None
 
     # The order then cancels what was sent.

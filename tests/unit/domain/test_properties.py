@@ -19,7 +19,7 @@ from pipeline.domain import (
 from pipeline.domain.clock import to_ms
 from pipeline.domain.scoring import value
 from schemas.events import Event
-from schemas.messages import Nudge
+from schemas.messages import Nudge, NudgeHeld
 
 from .builders import Decision, Shopper, fold, rules_with
 
@@ -122,6 +122,25 @@ def one_record_per_nudge_id(decisions: list[Decision]) -> bool:
     return len(ids) == len(set(ids))
 
 
+def every_hold_announced_once_then_settled(decisions: list[Decision]) -> bool:
+    """A held nudge is announced once, before its one final record, which is decided
+    no later than the announced release (or it was withdrawn earlier)."""
+    held = {}
+    for position, d in enumerate(decisions):
+        if isinstance(d, NudgeHeld):
+            if d.nudge_id in held or d.release_at < d.held_at:
+                return False
+            held[d.nudge_id] = (position, d)
+    finals = {d.nudge_id: (i, d) for i, d in enumerate(decisions) if isinstance(d, Nudge)}
+    for nudge_id, (position, hold) in held.items():
+        if nudge_id not in finals:
+            return False  # never settled, though every deadline has passed
+        at, final = finals[nudge_id]
+        if at < position or final.decided_at > hold.release_at:
+            return False
+    return True
+
+
 def every_decision_stamped_with_rules_version(decisions: list[Decision]) -> bool:
     return all(d.rules_version == RULES.version for d in decisions)
 
@@ -176,6 +195,13 @@ def test_at_most_one_cart_rescue_per_cart_and_one_record_per_nudge(steps):
     _, decisions = fold_and_finish(build(steps, Shopper()))
     assert at_most_one_cart_rescue_per_cart(decisions)
     assert one_record_per_nudge_id(decisions)
+
+
+@SETTINGS
+@given(JOURNEY)
+def test_every_engine_hold_is_announced_then_settled(steps):
+    _, decisions = fold_and_finish(build(steps, Shopper()))
+    assert every_hold_announced_once_then_settled(decisions)
 
 
 @SETTINGS

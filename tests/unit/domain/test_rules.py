@@ -25,6 +25,14 @@ def test_the_default_rules_load_and_are_frozen():
     assert rules_from(None) is rules
 
 
+def test_maximum_ages_default_per_kind_when_a_file_omits_them(tmp_path):
+    raw = default_raw_rules()
+    raw.pop("dispatch")
+    ages = load_rules(write(tmp_path, raw)).dispatch.max_age_s
+    assert ages == default_rules().dispatch.max_age_s
+    assert ages.vip_upgrade == 7 * 86_400 and ages.campaign == 86_400
+
+
 def test_a_good_file_loads(tmp_path):
     raw = default_raw_rules()
     raw["version"] = "candidate-2"
@@ -49,6 +57,10 @@ def test_a_toml_file_loads(tmp_path):
         (lambda r: r["cart_rescue"].update(exit_intent_grace_s=99_999), "cart_rescue"),
         (lambda r: r.pop("version"), "version"),
         (lambda r: r.update(surprise=1), "surprise"),
+        (lambda r: r["dispatch"]["max_age_s"].update(campaign=0), "dispatch.max_age_s.campaign"),
+        (lambda r: r["dispatch"]["max_age_s"].update(sms_blast=60), "max_age_s.sms_blast"),
+        # Every nudge held through quiet hours would then expire at send time.
+        (lambda r: r["dispatch"]["max_age_s"].update(cart_rescue=3600), "max_age_s.cart_rescue"),
     ],
 )
 def test_a_bad_file_is_refused_naming_the_path_and_the_field(tmp_path, change, field):
