@@ -21,6 +21,7 @@ from pipeline.domain.state import UserState, state_from_bytes, state_to_bytes
 from pipeline.engine.clock import PartitionClock
 from pipeline.engine.outputs import Record
 from schemas.deadletter import DeadLetter
+from schemas.erasure import ErasureList
 from schemas.events import Event, EventError, load_event
 from schemas.messages import VipUpgrade
 from schemas.time import epoch_ms
@@ -68,8 +69,11 @@ class EngineProcessor:
         clock: PartitionClock,
         topics: EngineTopics,
         sign_vip: Callable[[VipUpgrade], str],
+        erasures: ErasureList | None = None,
     ) -> None:
         self.rules = rules
+        # Erased subjects (schemas/erasure.py): their records, re-read, are not folded.
+        self.erasures = erasures
         self.store = store
         self.clock = clock
         self.topics = topics
@@ -78,6 +82,7 @@ class EngineProcessor:
         self.events_processed = 0
         self.dead_letters = 0
         self.erased = 0
+        self.skipped_erased = 0
 
     def drain(self) -> list[Record]:
         out, self._out = self._out, []
@@ -94,6 +99,12 @@ class EngineProcessor:
             event = load_event(value or b"")
         except EventError as exc:
             self._dead_letter(self.topics.raw, partition, offset, key, value, exc)
+            return None
+        if self.erasures is not None and self.erasures.covers_event(event):
+            # An erased subject's record read again: not folded, not recorded. Its
+            # time still moves the watermark, so others' deadlines fire as they did live.
+            self.skipped_erased += 1
+            self._observe(partition, event)
             return None
         user_key = event.key
         if event.name == "identify" and key is not None and key != user_key.encode():
@@ -143,6 +154,10 @@ class EngineProcessor:
     # folded there, in order with the events it claims, and the state goes
     # over at once; one keyed by the user id (a producer other than ours)
     # sends a claim there first. The hand-over is merged on the user's side.
+    # An anonymous id is bound to the first user id that claims it: the fold sets
+    # the anonymous state's ``user_id`` once, and after the hand-over a marker
+    # state keeps that binding, so a later claim by another user id (anyone with
+    # the public write key can send one) hands nothing over.
 
     def _claim(self, anonymous_id: str, user_id: str | None, at_ms: int) -> None:
         claim = {"kind": "claim", "anonymous_id": anonymous_id, "user_id": user_id, "at": at_ms}
@@ -152,7 +167,9 @@ class EngineProcessor:
         try:
             record = orjson.loads(value)
             kind = record["kind"]
-            if kind == "claim":
+            if self._erased_claim(record):
+                self.skipped_erased += 1
+            elif kind == "claim":
                 self._on_claim(partition, record["anonymous_id"], record["user_id"], record["at"])
             elif kind == "handover":
                 anonymous = state_from_bytes(base64.b64decode(record["state"]))
@@ -162,10 +179,17 @@ class EngineProcessor:
         except (ValueError, KeyError, TypeError) as exc:
             self._dead_letter(self.topics.identity, partition, offset, key, value, exc)
 
+    def _erased_claim(self, record: dict) -> bool:
+        if self.erasures is None:
+            return False
+        return self.erasures.covers(record["user_id"], record["anonymous_id"], record["at"])
+
     def _on_claim(self, partition: int, anonymous_id: str, user_id: str, at_ms: int) -> None:
         anonymous = self.store.get(anonymous_id, partition)
         if anonymous is None:
             return
+        if anonymous.user_id is not None and anonymous.user_id != user_id:
+            return  # bound to the user id that claimed it first
         handover = {
             "kind": "handover",
             "user_id": user_id,
@@ -174,7 +198,8 @@ class EngineProcessor:
             "state": base64.b64encode(state_to_bytes(anonymous)).decode(),
         }
         self._out.append((self.topics.identity, user_id.encode(), orjson.dumps(handover), None))
-        self.store.delete(anonymous_id, partition)
+        # Emptied, but the binding stays: a marker with the claiming user id only.
+        self.store.put(anonymous_id, partition, UserState(anonymous_id, user_id, anonymous_id))
         self.clock.schedule(partition, anonymous_id, None)
 
     def _on_handover(self, partition: int, user_id: str, anonymous: UserState, at_ms: int) -> None:
@@ -190,7 +215,8 @@ class EngineProcessor:
     # --- commands ----------------------------------------------------------
 
     def on_control(self, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
-        """``{"command": "erase", "user_key": ...}``: forget the user's state for good."""
+        """``{"command": "erase", "user_key": ..., "at": ms}``: forget the user's state for good,
+        and from now on skip the user's records received up to ``at`` if read again."""
         try:
             record = orjson.loads(value)
             if record["command"] != "erase":
@@ -204,6 +230,9 @@ class EngineProcessor:
         # A tombstone in RocksDB and in the changelog: recovery forgets it too.
         self.store.delete(user_key, partition)
         self.clock.schedule(partition, user_key, None)
+        at = record.get("at")
+        if self.erasures is not None and isinstance(at, int):
+            self.erasures.add(user_key, at)
         self.erased += 1
 
     # --- outputs -----------------------------------------------------------
