@@ -27,6 +27,7 @@ from pipeline.settings import WorkerSettings
 from pipeline.sink.agents import SinkConfig
 from pipeline.sink.held import HeldEventSink
 from pipeline.sink.writer import WarehouseWriter
+from pipeline.warehouse.erasures import engine_erasures
 from schemas.messages import VipUpgrade
 from schemas.tokens import TokenKeys, sign_token
 from schemas.topics import USER_PARTITIONS
@@ -57,7 +58,12 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
     def sign_vip(upgrade: VipUpgrade) -> str:
         return sign_token(upgrade.claims(), keys)
 
-    engine = EngineProcessor(rules, store, clock, topics, sign_vip)
+    erasures = engine_erasures(
+        settings.clickhouse_url,
+        settings.clickhouse_database,
+        settings.pii_master_key.get_secret_value(),
+    )
+    engine = EngineProcessor(rules, store, clock, topics, sign_vip, erasures)
     # Live only: the events the engine parsed go to the warehouse in the same pass.
     sink = None
     if not settings.namespace:

@@ -32,6 +32,8 @@ from pipeline.replay.runner import ReplayRunner, longest_deadline_ms
 from pipeline.replay.source import TimeRange, TopicScan
 from pipeline.replay.warehouse import RunRecord, delete_run, write_run
 from pipeline.settings import WorkerSettings
+from pipeline.warehouse.erasures import ErasureListUnavailable, load_erasures
+from schemas.erasure import ErasureList
 from schemas.messages import Nudge, NudgeCancellation, VipUpgrade, load_decision
 
 # Outputs are produced in chunks this large (decisions are ~1 % of events).
@@ -51,6 +53,9 @@ class ReplayRequest:
     clickhouse_url: str | None = None
     clickhouse_database: str = "intentflow"
     write_topics: bool = True
+    # Erased subjects, whose records are skipped (schemas/erasure.py); the command
+    # always loads them, and refuses to run when it cannot.
+    erasures: ErasureList | None = None
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
@@ -68,6 +73,8 @@ class ReplaySummary:
     source_name: str
     events: int = 0
     unplaceable: int = 0
+    # Records of erased subjects skipped (schemas/erasure.py).
+    erased: int = 0
     watermark_end_ms: int = 0
     elapsed_s: float = 0.0
     decisions: list[Nudge | NudgeCancellation | VipUpgrade] = field(default_factory=list)
@@ -108,6 +115,8 @@ class ReplaySummary:
         ]
         if self.unplaceable:
             out.append(f"{self.unplaceable:,} records without a readable event time skipped")
+        if self.erased:
+            out.append(f"{self.erased:,} records of erased users skipped")
         if self.topics:
             out.append("topics: " + ", ".join(self.topics))
         if self.warehouse_rows:
@@ -204,7 +213,7 @@ async def run_replay(request: ReplayRequest, progress: Progress | None = None) -
     async with _source(request) as source:
         # Dead letters name the original topic, as the live engine's do.
         topics = run_topics(request.run_id, source.topic)
-        runner = ReplayRunner(rules, source.partitions, topics)
+        runner = ReplayRunner(rules, source.partitions, topics, request.erasures)
         outputs = None
         names: tuple[str, ...] = ()
         if request.write_topics:
@@ -236,6 +245,7 @@ async def run_replay(request: ReplayRequest, progress: Progress | None = None) -
         source_name=source.name,
         events=runner.records,
         unplaceable=source.unplaceable,
+        erased=runner.processor.skipped_erased,
         watermark_end_ms=end_ms,
         decisions=shipper.decisions,
         dead_letters=shipper.dead_letters,
@@ -330,6 +340,14 @@ def replay_command(
     """
     settings = WorkerSettings()
     try:
+        erasures = load_erasures(
+            settings.clickhouse_url,
+            settings.clickhouse_database,
+            settings.pii_master_key.get_secret_value(),
+        )
+    except ErasureListUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
         rules = load_rules(rules_path)
         if (from_ is None) != (to is None) or (topic is not None and from_ is None):
             raise ValueError("--topic needs both --from and --to")
@@ -344,6 +362,7 @@ def replay_command(
             bootstrap_servers=tuple(settings.bootstrap_servers),
             clickhouse_url=None if no_warehouse else settings.clickhouse_url,
             clickhouse_database=settings.clickhouse_database,
+            erasures=erasures,
         )
     except (RulesError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None

@@ -11,6 +11,8 @@ to the user's partition, are routed in process: to the partition the default
 partitioner gives their key, right after the record that produced them.
 
 VIP upgrades are not signed: a replay never mints a redeemable discount token.
+Erased subjects' records (schemas/erasure.py) are skipped by the processor, as
+live: a replay, of a topic or of any file, makes no decision for them.
 """
 
 from collections import Counter
@@ -26,10 +28,9 @@ from pipeline.engine.memory_store import MemoryStateStore
 from pipeline.engine.outputs import Record
 from pipeline.engine.processor import EngineProcessor, EngineTopics
 from pipeline.replay.recorded import RecordedEvent
-from schemas.events import EventError, load_event
+from schemas.erasure import ErasureList
+from schemas.events import Event
 from schemas.messages import VipUpgrade
-
-_ORDER_MARK = b'"order_placed"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +55,19 @@ def _unsigned(upgrade: VipUpgrade) -> None:
 
 
 class ReplayRunner:
-    def __init__(self, rules: Rules, partitions: int, topics: EngineTopics) -> None:
+    def __init__(
+        self,
+        rules: Rules,
+        partitions: int,
+        topics: EngineTopics,
+        erasures: ErasureList | None = None,
+    ) -> None:
         self.rules = rules
         self.partitions = partitions
         self.topics = topics
         self.clock = PartitionClock(allowed_lateness_ms=0)
         self.processor = EngineProcessor(
-            rules, MemoryStateStore[UserState](), self.clock, topics, _unsigned
+            rules, MemoryStateStore[UserState](), self.clock, topics, _unsigned, erasures
         )
         # Decisions and dead letters for the run's own topics, in the order made.
         self.outputs: list[Record] = []
@@ -74,12 +81,12 @@ class ReplayRunner:
         last = self.last_event_ms if self.last_event_ms is not None else -1
         count = 0
         for record in records:
-            processor.on_raw(record.partition, record.offset, record.key, record.value)
+            event = processor.on_raw(record.partition, record.offset, record.key, record.value)
             route(processor.drain())
             if record.event_ms > last:
                 last = record.event_ms
-            if _ORDER_MARK in record.value:
-                self._note_order(record.value)
+            if event is not None and event.name == "order_placed":
+                self._note_order(event)
             count += 1
         self.records += count
         self.last_event_ms = last if last >= 0 else None
@@ -115,13 +122,7 @@ class ReplayRunner:
                     self.counts[topic] += 1
             pending = hops
 
-    def _note_order(self, value: bytes) -> None:
-        try:
-            event = load_event(value)
-        except EventError:
-            return
-        if event.name != "order_placed":
-            return
+    def _note_order(self, event: Event) -> None:
         order_id = str(event.properties["order_id"])
         if order_id not in self.orders:
             self.orders[order_id] = RecordedOrder(
