@@ -21,6 +21,7 @@ from api.privacy.audit import record_action, subject_hash
 from api.privacy.consent import master_key
 from api.privacy.erasure import erase_warehouse
 from api.producer import BrokerUnavailable
+from schemas import pii
 from schemas.dispatch_tables import PII_KEYS, PRIVACY_TABLES
 from schemas.erasure import ERASED_SUBJECTS
 from schemas.time import epoch_ms
@@ -68,6 +69,8 @@ async def erase_user(
     settings: SettingsDep,
 ) -> dict[str, Any]:
     master = master_key(settings.pii_master_key.get_secret_value())
+    # An id that is an e-mail or phone was stored as its token (api/privacy/traits.py).
+    user_id = pii.redact_text(master, user_id)
     try:
         erased = await asyncio.to_thread(erase_warehouse, clickhouse, user_id, master)
     except Exception as exc:
