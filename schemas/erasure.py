@@ -76,6 +76,8 @@ class ErasureList:
 
     def covers_event(self, event: Any) -> bool:
         """``covers`` for a parsed ``Event``; one without a receipt time counts as old."""
+        if not self._erased_at:
+            return False
         received = event.received_at
         received_ms = epoch_ms(received) if received is not None else 0
         return self.covers(event.user_id, event.anonymous_id, received_ms)
