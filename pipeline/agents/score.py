@@ -58,12 +58,7 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
     def sign_vip(upgrade: VipUpgrade) -> str:
         return sign_token(upgrade.claims(), keys)
 
-    erasures = engine_erasures(
-        settings.clickhouse_url,
-        settings.clickhouse_database,
-        settings.pii_master_key.get_secret_value(),
-    )
-    engine = EngineProcessor(rules, store, clock, topics, sign_vip, erasures)
+    engine = EngineProcessor(rules, store, clock, topics, sign_vip, engine_erasures(settings))
     # Live only: the events the engine parsed go to the warehouse in the same pass.
     sink = None
     if not settings.namespace:

@@ -20,7 +20,7 @@ from pipeline.replay.progress import Progress
 from pipeline.replay.recorded import ExportHeader, RecordFileError, RecordWriter, file_format
 from pipeline.replay.source import ScanCounts, TimeRange, TopicScan
 from pipeline.settings import WorkerSettings
-from pipeline.warehouse.erasures import ErasureListUnavailable, load_erasures
+from pipeline.warehouse.erasures import command_erasures
 from schemas.erasure import ErasureList
 
 
@@ -91,14 +91,7 @@ def export_command(topic: str, from_: datetime, to: datetime, out: Path) -> None
     except (RecordFileError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     settings = WorkerSettings()
-    try:
-        erasures = load_erasures(
-            settings.clickhouse_url,
-            settings.clickhouse_database,
-            settings.pii_master_key.get_secret_value(),
-        )
-    except ErasureListUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
+    erasures = command_erasures(settings)
     progress = Progress("export")
     try:
         result = asyncio.run(

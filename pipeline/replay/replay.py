@@ -32,7 +32,7 @@ from pipeline.replay.runner import ReplayRunner, longest_deadline_ms
 from pipeline.replay.source import TimeRange, TopicScan
 from pipeline.replay.warehouse import RunRecord, delete_run, write_run
 from pipeline.settings import WorkerSettings
-from pipeline.warehouse.erasures import ErasureListUnavailable, load_erasures
+from pipeline.warehouse.erasures import command_erasures
 from schemas.erasure import ErasureList
 from schemas.messages import Nudge, NudgeCancellation, VipUpgrade, load_decision
 
@@ -339,14 +339,7 @@ def replay_command(
     Brokers and warehouse come from INTENTFLOW_* settings.
     """
     settings = WorkerSettings()
-    try:
-        erasures = load_erasures(
-            settings.clickhouse_url,
-            settings.clickhouse_database,
-            settings.pii_master_key.get_secret_value(),
-        )
-    except ErasureListUnavailable as exc:
-        raise click.ClickException(str(exc)) from None
+    erasures = command_erasures(settings)
     try:
         rules = load_rules(rules_path)
         if (from_ is None) != (to is None) or (topic is not None and from_ is None):

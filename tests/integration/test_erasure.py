@@ -15,16 +15,15 @@ from pathlib import Path
 
 import orjson
 import pytest
-from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from pipeline.cli import main
 from pipeline.domain import rules as rules_module
 from pipeline.sink.rows import EVENTS, event_row
 from schemas.events import load_event
 from schemas.keys import hash_api_key
+from tests import support
 from tests.collector_server import WRITE_KEY, collector_settings, consume_raw
 
 ADMIN_KEY = "ak_test-erasure-admin"
@@ -110,15 +109,7 @@ def send(api: TestClient, broker: str, clickhouse: Client, events: list[dict]) -
 
 
 def cli(args: list[str], broker: str, warehouse: str, database: str) -> str:
-    env = {
-        "INTENTFLOW_KAFKA_BROKERS": broker,
-        "INTENTFLOW_CLICKHOUSE_URL": warehouse,
-        "INTENTFLOW_CLICKHOUSE_DATABASE": database,
-        "INTENTFLOW_PII_MASTER_KEY": MASTER,
-    }
-    result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
+    return support.run_intentflow(args, broker, warehouse, database, pii_master_key=MASTER)
 
 
 def decided_for(clickhouse: Client, run_id: str) -> set[str]:
