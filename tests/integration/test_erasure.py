@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
@@ -211,3 +212,88 @@ def test_erasing_a_user_never_erases_an_anonymous_id_someone_else_claimed_first(
     assert linked[victim] == "requested" and "identify" in linked[victim_anon]
     assert left("events", "anonymous_id", victim_anon) == 0
     assert {t: left(t, "user_key", victim_anon) for t in held} == dict.fromkeys(held, 0)
+
+
+def changelog_keys(broker: str, topic: str) -> dict[bytes, bool]:
+    """Each key of the state changelog, and whether its last record holds a state."""
+
+    async def read() -> dict[bytes, bool]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=broker, group_id=None)
+        await consumer.start()
+        try:
+            await consumer.topics()
+            partitions = [
+                TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()
+            ]
+            if not partitions:
+                return {}
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            keys: dict[bytes, bool] = {}
+            while batch := await consumer.getmany(timeout_ms=500):
+                for messages in batch.values():
+                    keys.update((m.key, m.value is not None) for m in messages)
+            return keys
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(read())
+
+
+def test_a_new_consumer_group_rereading_the_log_does_not_bring_the_user_back(
+    api: TestClient, broker: str, warehouse: str, clickhouse: Client, tmp_path: Path
+):
+    """A worker of a new app id (a new group, from the earliest offset): its engine skips
+    the erased user's records, so neither state nor warehouse rows come back."""
+    tag = uuid.uuid4().hex[:8]
+    erased, erased_anon = f"erased-{tag}", f"anon-erased-{tag}"
+    other, other_anon = f"other-{tag}", f"anon-other-{tag}"
+    at = DAY + timedelta(hours=14)
+    send(api, broker, clickhouse, journey(erased, erased_anon, at, "A/1"))
+    send(api, broker, clickhouse, journey(other, other_anon, at, "B/1"))
+    assert api.delete(f"/v1/users/{erased}", headers=ADMIN).json()["complete"]
+
+    app_id = f"test-erasure-{tag}"
+    env = support.child_env(
+        env="test",
+        app_id=app_id,
+        kafka_brokers=broker,
+        clickhouse_url=warehouse,
+        clickhouse_database=clickhouse.database,
+        data_dir=str(tmp_path),
+        token_secret="test-token-secret-of-at-least-32-bytes",
+        pii_master_key=MASTER,
+        web_enabled="false",
+        wall_clock_watermark="false",
+        batch_within_s="0.01",
+    )
+    log = tmp_path / "worker.log"
+    worker = support.python_process("worker", ["-m", "pipeline.cli", "worker"], log, env)
+    worker.start()
+    try:
+        # Sentinels on every partition, sent after: once their rows are in, the worker
+        # has read (and its sink recorded) everything before them.
+        later = at + timedelta(hours=1)
+        sentinels = [
+            ev("page_view", later, f"sentinel-{tag}-{p}", url="https://s/") for p in range(16)
+        ]
+        response = api.post("/v1/track", json={"batch": sentinels}, headers=WRITE)
+        assert response.status_code == 202, response.text
+        ids = [s["event_id"] for s in sentinels]
+
+        def recorded() -> bool:
+            query = "SELECT uniqExact(event_id) FROM events WHERE event_id IN {ids:Array(UUID)}"
+            return clickhouse.query(query, parameters={"ids": ids}).result_rows[0][0] == len(ids)
+
+        support.wait_for(recorded, 120, "the new worker's sink to record the sentinels")
+    finally:
+        worker.stop(15)
+    assert "Traceback" not in log.read_text(), worker.log_tail(40)
+    keys = changelog_keys(broker, f"{app_id}-user-state-changelog")
+    assert keys.get(other.encode()), "the new worker re-read the log"
+    assert not keys.get(erased.encode()) and not keys.get(erased_anon.encode())
+    rows = clickhouse.query(
+        "SELECT count() FROM events WHERE user_id = {u:String} OR anonymous_id = {a:String}",
+        parameters={"u": erased, "a": erased_anon},
+    ).result_rows[0][0]
+    assert rows == 0
