@@ -341,3 +341,21 @@ def test_erased_users_records_read_again_are_not_folded():
     )
     assert processor.on_raw(0, 10, shopper.encode(), back) is not None
     assert processor.store.get(shopper, 0) is not None
+
+
+def test_an_erased_users_hand_over_read_again_is_dropped():
+    """identity.handover holds an anonymous state on its way to the user: re-read after
+    the user's erasure, it must not bring the state back."""
+    processor = engine()
+    (user,) = users_outside_holdout(1, prefix="user-")
+    anonymous = "anon-browser-3"
+    for offset, value in enumerate(anonymous_cart_then_identify(user, anonymous)):
+        processor.on_raw(1, offset, anonymous.encode(), value)
+    (handover,) = identity_records(processor)
+    replay = engine(erasures=ErasureList(MasterKey.from_secret("test-pii-master-key")))
+    erased_at = int((T0 + timedelta(minutes=5)).timestamp() * 1000)
+    erase = {"command": "erase", "user_key": user, "at": erased_at}
+    replay.on_control(2, 0, user.encode(), orjson.dumps(erase))
+    replay.on_identity(2, 0, *handover)
+    assert replay.store.get(user, 2) is None
+    assert replay.drain() == [] and replay.skipped_erased == 1
