@@ -119,6 +119,26 @@ def worker_settings(
     )
 
 
+def run_intentflow(
+    args: list[str], brokers: str, warehouse: str, database: str, **intentflow: str
+) -> str:
+    """``intentflow ARGS`` in process, on these parts (plus INTENTFLOW_<NAME> values);
+    asserts it succeeded and returns its output."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    env = {
+        "INTENTFLOW_KAFKA_BROKERS": brokers,
+        "INTENTFLOW_CLICKHOUSE_URL": warehouse,
+        "INTENTFLOW_CLICKHOUSE_DATABASE": database,
+        **{f"INTENTFLOW_{name.upper()}": value for name, value in intentflow.items()},
+    }
+    result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def api_settings(brokers: str, clickhouse_url: str, **overrides: Any) -> ApiSettings:
     return ApiSettings(
         env="test",

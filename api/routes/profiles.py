@@ -19,7 +19,9 @@ from pydantic import BaseModel
 
 from api.auth import ReadCaller
 from api.deps import ClickHouseDep, SettingsDep
+from api.privacy.consent import master_key
 from api.queries.decisions import recent_decisions
+from schemas import pii
 from schemas.time import as_utc
 
 router = APIRouter(prefix="/v1/users", tags=["profiles"])
@@ -96,6 +98,8 @@ def _decisions(clickhouse: ClickHouseDep, user_id: str) -> tuple[str, list[Decis
 async def get_user_profile(
     user_id: UserIdPath, caller: ReadCaller, settings: SettingsDep, clickhouse: ClickHouseDep
 ) -> UserProfileResponse:
+    # An id that is an e-mail or phone was stored as its token (api/privacy/traits.py).
+    user_id = pii.redact_text(master_key(settings.pii_master_key.get_secret_value()), user_id)
     (live_state, live), (decisions_state, decisions) = await asyncio.gather(
         _live_state(settings.worker_url, user_id),
         asyncio.to_thread(_decisions, clickhouse, user_id),

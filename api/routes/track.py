@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from api.auth import Scope, TrackCaller
 from api.deps import ResourcesDep, SettingsDep
 from api.privacy.consent import ConsentStoreUnavailable, master_key, protect_consents
-from api.privacy.traits import seal_identity_traits
+from api.privacy.traits import pseudonymise_ids, redact_events, seal_identity_traits
 from api.producer import BrokerUnavailable
 from schemas.events import SERVER_EVENTS, Event, EventError, parse_event
 from schemas.topics import TELEMETRY_RAW
@@ -205,12 +205,14 @@ async def track(
     # A store backend's address says nothing about the shopper: keep only browsers'.
     ip = request.client.host if request.client and caller.scope is Scope.WRITE else None
     events, rejected = _validate(raws, caller.scope, datetime.now(UTC), ip)
+    master = master_key(settings.pii_master_key.get_secret_value())
     try:
-        # Consent is recorded and phones sealed before anything is produced (docs/dispatch.md).
+        # No e-mail or phone in clear past this point (api/privacy/traits.py): ids first,
+        # since the consent store keys by them; consent is recorded and phones sealed
+        # before anything is produced (docs/dispatch.md).
+        events = pseudonymise_ids(events, master)
         events = await protect_consents(events, resources, settings)
-        events = seal_identity_traits(
-            events, master_key(settings.pii_master_key.get_secret_value())
-        )
+        events = redact_events(seal_identity_traits(events, master), master)
         await resources.events.publish(
             TELEMETRY_RAW.name, [(event.key.encode(), event.to_json()) for event in events]
         )

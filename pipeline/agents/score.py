@@ -28,6 +28,7 @@ from pipeline.settings import WorkerSettings
 from pipeline.sink.agents import SinkConfig
 from pipeline.sink.held import HeldEventSink, NoEventSink
 from pipeline.sink.writer import WarehouseWriter
+from pipeline.warehouse.erasures import engine_erasures
 from schemas.messages import VipUpgrade
 from schemas.tokens import TokenKeys, sign_token
 from schemas.topics import USER_PARTITIONS
@@ -58,7 +59,7 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
     def sign_vip(upgrade: VipUpgrade) -> str:
         return sign_token(upgrade.claims(), keys)
 
-    engine = EngineProcessor(rules, store, clock, topics, sign_vip)
+    engine = EngineProcessor(rules, store, clock, topics, sign_vip, engine_erasures(settings))
     # Live only: the events the engine parsed go to the warehouse in the same pass.
     events_sink: HeldEventSink | NoEventSink = NoEventSink()
     if not settings.namespace:

@@ -29,6 +29,7 @@ from schemas.engine_records import (
     read_watermark,
     watermark_record,
 )
+from schemas.erasure import ErasureList
 from schemas.events import Event, EventError, load_event
 from schemas.messages import VipUpgrade
 from schemas.time import epoch_ms
@@ -76,8 +77,11 @@ class EngineProcessor:
         clock: PartitionClock,
         topics: EngineTopics,
         sign_vip: Callable[[VipUpgrade], str],
+        erasures: ErasureList | None = None,
     ) -> None:
         self.rules = rules
+        # Erased subjects (schemas/erasure.py): their records, re-read, are not folded.
+        self.erasures = erasures
         self.store = store
         self.clock = clock
         self.topics = topics
@@ -86,6 +90,7 @@ class EngineProcessor:
         self.events_processed = 0
         self.dead_letters = 0
         self.erased = 0
+        self.skipped_erased = 0
 
     def drain(self) -> list[Record]:
         out, self._out = self._out, []
@@ -108,6 +113,12 @@ class EngineProcessor:
             event = load_event(value or b"")
         except EventError as exc:
             self._dead_letter(self.topics.raw, partition, offset, key, value, exc)
+            return None
+        if self.erasures is not None and self.erasures.covers_event(event):
+            # An erased subject's record read again: not folded, not recorded. Its
+            # time still moves the watermark, so others' deadlines fire as they did live.
+            self.skipped_erased += 1
+            self._observe(partition, event)
             return None
         user_key = event.key
         if event.name == "identify" and key is not None and key != user_key.encode():
@@ -178,6 +189,10 @@ class EngineProcessor:
     # record in the raw topic, keyed by the user id (schemas/engine_records.py):
     # merged where it lands in the user's log, so a replay merges it at the
     # same point among the user's events.
+    # An anonymous id is bound to the first user id that claims it: the fold sets
+    # the anonymous state's ``user_id`` once, and after the hand-over a marker
+    # state keeps that binding, so a later claim by another user id (anyone with
+    # the public write key can send one) hands nothing over.
 
     def _claim(self, anonymous_id: str, user_id: str | None, at_ms: int) -> None:
         claim = {"kind": "claim", "anonymous_id": anonymous_id, "user_id": user_id, "at": at_ms}
@@ -187,7 +202,9 @@ class EngineProcessor:
         try:
             record = orjson.loads(value)
             kind = record["kind"]
-            if kind == "claim":
+            if self._erased_claim(record):
+                self.skipped_erased += 1
+            elif kind == "claim":
                 at = record["at"]
                 self._on_claim(partition, record["anonymous_id"], record["user_id"], at, at)
             elif kind == "handover":  # written by a version that sent them here
@@ -198,16 +215,24 @@ class EngineProcessor:
         except (ValueError, KeyError, TypeError) as exc:
             self._dead_letter(self.topics.identity, partition, offset, key, value, exc)
 
+    def _erased_claim(self, record: dict) -> bool:
+        if self.erasures is None:
+            return False
+        return self.erasures.covers(record["user_id"], record["anonymous_id"], record["at"])
+
     def _on_claim(
         self, partition: int, anonymous_id: str, user_id: str, at_ms: int, arrival_ms: int
     ) -> None:
         anonymous = self.store.get(anonymous_id, partition)
         if anonymous is None:
             return
+        if anonymous.user_id is not None and anonymous.user_id != user_id:
+            return  # bound to the user id that claimed it first
         handover = Handover(user_id, anonymous_id, at_ms, state_to_bytes(anonymous))
         record = handover.to_record(arrival_ms)
         self._out.append((self.topics.raw, user_id.encode(), record, None))
-        self.store.delete(anonymous_id, partition)
+        # Emptied, but the binding stays: a marker with the claiming user id only.
+        self.store.put(anonymous_id, partition, UserState(anonymous_id, user_id, anonymous_id))
         self.clock.schedule(partition, anonymous_id, None)
 
     def _on_handover_record(
@@ -218,6 +243,11 @@ class EngineProcessor:
             anonymous = state_from_bytes(handover.state)
         except (ValueError, KeyError, TypeError) as exc:
             self._dead_letter(self.topics.raw, partition, offset, key, value, exc)
+            return
+        if self.erasures is not None and self.erasures.covers(
+            handover.user_id, handover.anonymous_id, handover.at_ms
+        ):
+            self.skipped_erased += 1
             return
         self._on_handover(partition, handover.user_id, anonymous, handover.at_ms)
 
@@ -234,7 +264,8 @@ class EngineProcessor:
     # --- commands ----------------------------------------------------------
 
     def on_control(self, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
-        """``{"command": "erase", "user_key": ...}``: forget the user's state for good."""
+        """``{"command": "erase", "user_key": ..., "at": ms}``: forget the user's state for good,
+        and from now on skip the user's records received up to ``at`` if read again."""
         try:
             record = orjson.loads(value)
             if record["command"] != "erase":
@@ -248,6 +279,9 @@ class EngineProcessor:
         # A tombstone in RocksDB and in the changelog: recovery forgets it too.
         self.store.delete(user_key, partition)
         self.clock.schedule(partition, user_key, None)
+        at = record.get("at")
+        if self.erasures is not None and isinstance(at, int):
+            self.erasures.add(user_key, at)
         self.erased += 1
 
     # --- outputs -----------------------------------------------------------

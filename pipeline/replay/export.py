@@ -20,6 +20,8 @@ from pipeline.replay.progress import Progress
 from pipeline.replay.recorded import ExportHeader, RecordFileError, RecordWriter, file_format
 from pipeline.replay.source import ScanCounts, TimeRange, TopicScan
 from pipeline.settings import WorkerSettings
+from pipeline.warehouse.erasures import command_erasures
+from schemas.erasure import ErasureList
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +37,10 @@ async def export_range(
     topic: str,
     window: TimeRange,
     out: Path,
+    erasures: ErasureList,
     progress: Progress | None = None,
 ) -> ExportResult:
-    scan = TopicScan(bootstrap_servers, topic, window)
+    scan = TopicScan(bootstrap_servers, topic, window, erasures=erasures)
     if progress is not None:
         progress.fraction = scan.progress
     # Written under a temporary name: a failed export leaves no half file behind.
@@ -79,7 +82,8 @@ def export_command(topic: str, from_: datetime, to: datetime, out: Path) -> None
 
     Selects by each event's own timestamp (late events included), reading every
     partition from its beginning; keeps each record's partition and offset.
-    Brokers come from INTENTFLOW_KAFKA_BROKERS.
+    Leaves out the events of erased users (the warehouse's erasure list: it
+    must be readable). Brokers come from INTENTFLOW_KAFKA_BROKERS.
     """
     try:
         file_format(out)
@@ -87,9 +91,12 @@ def export_command(topic: str, from_: datetime, to: datetime, out: Path) -> None
     except (RecordFileError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     settings = WorkerSettings()
+    erasures = command_erasures(settings)
     progress = Progress("export")
     try:
-        result = asyncio.run(export_range(settings.bootstrap_servers, topic, window, out, progress))
+        result = asyncio.run(
+            export_range(settings.bootstrap_servers, topic, window, out, erasures, progress)
+        )
     except LookupError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -99,6 +106,7 @@ def export_command(topic: str, from_: datetime, to: datetime, out: Path) -> None
     click.echo(
         f"exported {result.written:,} events of {counts.read:,} read from {topic} "
         f"({result.partitions} partitions) to {out}; {counts.unplaceable:,} records without "
-        f"a readable event time skipped; {result.elapsed_s:.1f} s, {rate:,.0f} records/s",
+        f"a readable event time skipped; {counts.erased:,} records of erased users left out; "
+        f"{result.elapsed_s:.1f} s, {rate:,.0f} records/s",
         file=sys.stdout,
     )

@@ -32,6 +32,8 @@ from pipeline.replay.runner import ReplayRunner, longest_deadline_ms
 from pipeline.replay.source import TimeRange, TopicScan
 from pipeline.replay.warehouse import RunRecord, delete_run, write_run
 from pipeline.settings import WorkerSettings
+from pipeline.warehouse.erasures import command_erasures
+from schemas.erasure import ErasureList
 from schemas.messages import Nudge, NudgeCancellation, NudgeHeld, VipUpgrade, load_decision
 
 # Outputs are produced in chunks this large (decisions are ~1 % of events).
@@ -51,6 +53,9 @@ class ReplayRequest:
     clickhouse_url: str | None = None
     clickhouse_database: str = "intentflow"
     write_topics: bool = True
+    # Erased subjects, whose records are skipped (schemas/erasure.py); the command
+    # always loads them, and refuses to run when it cannot.
+    erasures: ErasureList | None = None
 
     def __post_init__(self) -> None:
         check_run_id(self.run_id)
@@ -68,6 +73,8 @@ class ReplaySummary:
     source_name: str
     events: int = 0
     unplaceable: int = 0
+    # Records of erased subjects skipped (schemas/erasure.py).
+    erased: int = 0
     watermark_end_ms: int = 0
     elapsed_s: float = 0.0
     decisions: list[Nudge | NudgeHeld | NudgeCancellation | VipUpgrade] = field(
@@ -110,6 +117,8 @@ class ReplaySummary:
         ]
         if self.unplaceable:
             out.append(f"{self.unplaceable:,} records without a readable event time skipped")
+        if self.erased:
+            out.append(f"{self.erased:,} records of erased users skipped")
         if self.topics:
             out.append("topics: " + ", ".join(self.topics))
         if self.warehouse_rows:
@@ -209,7 +218,9 @@ async def run_replay(request: ReplayRequest, progress: Progress | None = None) -
     async with _source(request) as source:
         # Dead letters name the original topic, as the live engine's do.
         topics = run_topics(request.run_id, source.topic)
-        runner = ReplayRunner(rules, source.partitions, topics, source.handovers_logged)
+        runner = ReplayRunner(
+            rules, source.partitions, topics, source.handovers_logged, request.erasures
+        )
         outputs = None
         names: tuple[str, ...] = ()
         if request.write_topics:
@@ -241,6 +252,7 @@ async def run_replay(request: ReplayRequest, progress: Progress | None = None) -
         source_name=source.name,
         events=runner.records,
         unplaceable=source.unplaceable,
+        erased=runner.processor.skipped_erased,
         watermark_end_ms=end_ms,
         decisions=shipper.decisions,
         dead_letters=shipper.dead_letters,
@@ -334,6 +346,7 @@ def replay_command(
     Brokers and warehouse come from INTENTFLOW_* settings.
     """
     settings = WorkerSettings()
+    erasures = command_erasures(settings)
     try:
         rules = load_rules(rules_path)
         if (from_ is None) != (to is None) or (topic is not None and from_ is None):
@@ -349,6 +362,7 @@ def replay_command(
             bootstrap_servers=tuple(settings.bootstrap_servers),
             clickhouse_url=None if no_warehouse else settings.clickhouse_url,
             clickhouse_database=settings.clickhouse_database,
+            erasures=erasures,
         )
     except (RulesError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None

@@ -20,6 +20,8 @@ Claims (an identify keyed by the user id) hop through ``identity.handover`` in
 process, to the partition the default partitioner gives their key.
 
 VIP upgrades are not signed: a replay never mints a redeemable discount token.
+Erased subjects' records (schemas/erasure.py) are skipped by the processor, as
+live: a replay, of a topic or of any file, makes no decision for them.
 """
 
 from collections import Counter
@@ -36,10 +38,9 @@ from pipeline.engine.outputs import Record
 from pipeline.engine.processor import EngineProcessor, EngineTopics
 from pipeline.replay.recorded import RecordedEvent
 from schemas.engine_records import is_handover, is_watermark, read_handover
-from schemas.events import EventError, load_event
+from schemas.erasure import ErasureList
+from schemas.events import Event
 from schemas.messages import VipUpgrade
-
-_ORDER_MARK = b'"order_placed"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +66,19 @@ def _unsigned(upgrade: VipUpgrade) -> None:
 
 class ReplayRunner:
     def __init__(
-        self, rules: Rules, partitions: int, topics: EngineTopics, handovers_logged: bool = True
+        self,
+        rules: Rules,
+        partitions: int,
+        topics: EngineTopics,
+        handovers_logged: bool = True,
+        erasures: ErasureList | None = None,
     ) -> None:
         self.rules = rules
         self.partitions = partitions
         self.topics = topics
         self.clock = PartitionClock()
         self.processor = EngineProcessor(
-            rules, MemoryStateStore[UserState](), self.clock, topics, _unsigned
+            rules, MemoryStateStore[UserState](), self.clock, topics, _unsigned, erasures
         )
         # Decisions and dead letters for the run's own topics, in the order made.
         self.outputs: list[Record] = []
@@ -95,15 +101,15 @@ class ReplayRunner:
                 processor.on_raw(record.partition, record.offset, record.key, self._own(value))
                 route(processor.drain())
                 continue
-            processor.on_raw(record.partition, record.offset, record.key, value)
+            event = processor.on_raw(record.partition, record.offset, record.key, value)
             route(processor.drain())
             if is_watermark(value):
                 self.counts["watermarks"] += 1
                 continue
             if record.event_ms > last:
                 last = record.event_ms
-            if _ORDER_MARK in value:
-                self._note_order(value)
+            if event is not None and event.name == "order_placed":
+                self._note_order(event)
             count += 1
         self.records += count
         self.last_event_ms = last if last >= 0 else None
@@ -170,13 +176,7 @@ class ReplayRunner:
         self.counts["handovers"] += 1
         return self._parked.pop(link, logged)
 
-    def _note_order(self, value: bytes) -> None:
-        try:
-            event = load_event(value)
-        except EventError:
-            return
-        if event.name != "order_placed":
-            return
+    def _note_order(self, event: Event) -> None:
         order_id = str(event.properties["order_id"])
         if order_id not in self.orders:
             self.orders[order_id] = RecordedOrder(

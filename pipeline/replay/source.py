@@ -21,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline.replay.recorded import RecordedEvent, arrival_ms, event_time_ms
+from schemas.erasure import ErasureList
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,8 @@ class ScanCounts:
     selected: int = 0
     # Not a JSON object with a zoned timestamp: cannot be placed in time.
     unplaceable: int = 0
+    # Records of erased subjects (schemas/erasure.py), left out.
+    erased: int = 0
 
 
 Selected = tuple[RecordedEvent, dict[str, Any]]
@@ -61,10 +64,12 @@ class TopicScan:
         topic: str,
         window: TimeRange,
         fetch_timeout_ms: int = 300,
+        erasures: ErasureList | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.window = window
+        self.erasures = erasures
         self.fetch_timeout_ms = fetch_timeout_ms
         self.counts = ScanCounts()
         self.partitions = 0
@@ -121,7 +126,7 @@ class TopicScan:
         assigned: list[TopicPartition],
         ends: dict[TopicPartition, int],
     ) -> AsyncIterator[list[Selected]]:
-        counts, window = self.counts, self.window
+        counts, window, erasures = self.counts, self.window, self.erasures
         loads = orjson.loads
         starts = await consumer.beginning_offsets(assigned)
         merge = ArrivalMerge({tp.partition: starts[tp] >= ends[tp] for tp in assigned})
@@ -152,6 +157,11 @@ class TopicScan:
                     if moment not in window:
                         continue
                     arrival = arrival_ms(event, moment)
+                    if erasures is not None and erasures.covers(
+                        event.get("user_id"), event.get("anonymous_id"), arrival
+                    ):
+                        counts.erased += 1
+                        continue
                     record = RecordedEvent(
                         tp.partition, message.offset, message.key, value, moment, arrival
                     )

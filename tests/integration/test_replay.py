@@ -30,12 +30,10 @@ from pathlib import Path
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from click.testing import CliRunner
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from pipeline.cli import main
 from pipeline.domain import rules as rules_module
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.simulate import generate_events
@@ -254,17 +252,6 @@ def live_day(own_broker: str, warehouse: str, clickhouse: Client, tmp_path_facto
     return canonical(live)
 
 
-def run_cli(args: list[str], brokers: str, warehouse: str, database: str) -> str:
-    env = {
-        "INTENTFLOW_KAFKA_BROKERS": brokers,
-        "INTENTFLOW_CLICKHOUSE_URL": warehouse,
-        "INTENTFLOW_CLICKHOUSE_DATABASE": database,
-    }
-    result = CliRunner().invoke(main, args, env=env, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 def live_fingerprint(client: Client) -> tuple:
     row = client.query(
         "SELECT count(), groupBitXor(cityHash64(nudge_id, status, reason, decided_at)) "
@@ -284,7 +271,7 @@ def test_replays_reproduce_live_and_a_candidate_is_compared_exactly(
     same, low = rules_files
 
     def cli(*args: str) -> str:
-        return run_cli(list(args), own_broker, warehouse, clickhouse.database)
+        return support.run_intentflow(list(args), own_broker, warehouse, clickhouse.database)
 
     live_topics = [NUDGES.name, VIP.name, RECEIPTS.name]
     offsets_before = asyncio.run(end_offsets(own_broker, live_topics))

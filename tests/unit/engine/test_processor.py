@@ -13,9 +13,11 @@ from pipeline.engine.clock import PartitionClock
 from pipeline.engine.memory_store import MemoryStateStore
 from pipeline.engine.processor import EngineProcessor, EngineTopics
 from schemas.deadletter import DeadLetter
-from schemas.engine_records import read_handover, watermark_record
+from schemas.engine_records import is_handover, read_handover, watermark_record
+from schemas.erasure import ErasureList
 from schemas.events import parse_event
 from schemas.messages import Nudge, VipUpgrade, load_decision
+from schemas.pii import MasterKey
 from schemas.time import epoch_ms as ms
 from schemas.tokens import TokenKeys, sign_token, verify_token
 from schemas.topics import TELEMETRY_RAW
@@ -27,13 +29,14 @@ T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 CART_TIMEOUT = timedelta(seconds=RULES.cart_rescue.timeout_s)
 
 
-def engine() -> EngineProcessor:
+def engine(erasures: ErasureList | None = None) -> EngineProcessor:
     return EngineProcessor(
         RULES,
         MemoryStateStore[UserState](),
         PartitionClock(),
         TOPICS,
         lambda upgrade: sign_token(upgrade.claims(), KEYS),
+        erasures,
     )
 
 
@@ -214,7 +217,16 @@ def anonymous_cart_then_identify(user: str, anonymous: str) -> list[bytes]:
 
 
 def identity_records(processor: EngineProcessor) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for t, k, v, _ in processor.drain() if t == TOPICS.identity]
+    """Claims (on the identity topic) and hand-overs (records in the raw topic)."""
+    return [
+        (k, v)
+        for t, k, v, _ in processor.drain()
+        if t == TOPICS.identity or (t == TOPICS.raw and is_handover(v))
+    ]
+
+
+def kind_of(value: bytes) -> str:
+    return "handover" if is_handover(value) else orjson.loads(value)["kind"]
 
 
 def assert_merged(processor: EngineProcessor, user: str, anonymous: str, partition: int) -> None:
@@ -230,13 +242,20 @@ def assert_merged(processor: EngineProcessor, user: str, anonymous: str, partiti
     assert anonymous in merged.merged
 
 
+def assert_emptied_and_bound(
+    processor: EngineProcessor, anonymous: str, user: str, partition: int
+) -> None:
+    # Handed over; what stays is a marker of the binding to the first claimant.
+    assert processor.store.get(anonymous, partition) == UserState(anonymous, user, anonymous)
+
+
 def test_identify_keyed_by_the_anonymous_id_hands_the_state_over_at_once():
     processor = engine()
     (user,) = users_outside_holdout(1, prefix="user-")
     anonymous = "anon-browser-1"
     for offset, value in enumerate(anonymous_cart_then_identify(user, anonymous)):
         processor.on_raw(1, offset, anonymous.encode(), value)
-    assert processor.store.get(anonymous, 1) is None
+    assert_emptied_and_bound(processor, anonymous, user, 1)
     assert_merged(processor, user, anonymous, partition=2)
 
 
@@ -248,9 +267,9 @@ def test_identify_keyed_by_the_user_id_claims_the_state_from_its_partition_first
     processor.on_raw(1, 0, anonymous.encode(), cart)
     processor.on_raw(2, 0, user.encode(), identify)  # some other producer's keying
     (claim,) = identity_records(processor)
-    assert claim[0] == anonymous.encode() and orjson.loads(claim[1])["kind"] == "claim"
+    assert claim[0] == anonymous.encode() and kind_of(claim[1]) == "claim"
     processor.on_identity(1, 0, *claim)
-    assert processor.store.get(anonymous, 1) is None
+    assert_emptied_and_bound(processor, anonymous, user, 1)
     assert_merged(processor, user, anonymous, partition=2)
 
 
@@ -292,3 +311,92 @@ def test_erase_command_removes_the_users_state_and_a_bad_command_is_dead_lettere
     assert processor.clock.pending(0) == 0
     (letter,) = [DeadLetter.model_validate_json(v) for t, _, v, _ in processor.drain()]
     assert (letter.source_topic, letter.offset, letter.reason) == (TOPICS.control, 1, "ValueError")
+
+
+def test_an_anonymous_id_stays_with_the_user_who_claimed_it_first():
+    """Issue 15 finding 2: anyone with the public write key can pair an id of theirs
+    with a victim's anonymous id; that claim must hand none of the victim's state over."""
+    processor = engine()
+    victim, attacker = users_outside_holdout(2, prefix="user-")
+    anonymous = "anon-victim"
+    for offset, value in enumerate(anonymous_cart_then_identify(victim, anonymous)):
+        processor.on_raw(1, offset, anonymous.encode(), value)
+    assert [r[0] for r in identity_records(processor)] == [victim.encode()]
+    # The victim browses on after logging out; then the forged claims come, both ways.
+    later = T0 + timedelta(hours=1)
+    processor.on_raw(
+        1,
+        10,
+        anonymous.encode(),
+        raw("add_to_cart", later, anonymous, anonymous, product_id="p7", quantity=1, price=5.0),
+    )
+    forged = raw("identify", later + timedelta(seconds=1), attacker, anonymous)
+    processor.on_raw(1, 11, anonymous.encode(), forged)
+    processor.on_raw(2, 0, attacker.encode(), forged)  # keyed by the attacker: a claim
+    records = identity_records(processor)
+    for key, value in list(records):
+        if kind_of(value) == "claim":
+            processor.on_identity(1, 1, key, value)
+    records += identity_records(processor)
+    handovers = [key for key, value in records if kind_of(value) == "handover"]
+    assert handovers == []  # nothing of the victim's handed over to the attacker
+    assert processor.store.get(attacker, 2) is None
+    assert processor.store.get(anonymous, 1).user_id == victim
+    assert "p7" in processor.store.get(anonymous, 1).cart.items
+
+
+def test_erased_users_records_read_again_are_not_folded():
+    """A new consumer group (or an offset reset) re-reads the raw log after an erasure."""
+    processor = engine(erasures=ErasureList(MasterKey.from_secret("test-pii-master-key")))
+    (shopper,) = users_outside_holdout(1)
+    before = [
+        consent(T0, shopper),
+        raw(
+            "add_to_cart",
+            T0 + timedelta(seconds=1),
+            shopper,
+            product_id="p1",
+            quantity=1,
+            price=5.0,
+        ),
+    ]
+    erase_at = T0 + timedelta(minutes=5)
+    erase = {"command": "erase", "user_key": shopper, "at": int(erase_at.timestamp() * 1000)}
+    processor.on_control(0, 0, shopper.encode(), orjson.dumps(erase))
+    for offset, value in enumerate(before):
+        assert processor.on_raw(0, offset, shopper.encode(), value) is None
+    processor.on_raw(
+        0, 9, b"other", raw("page_view", T0 + timedelta(hours=2), "anon-x", url="https://s/")
+    )
+    assert processor.store.get(shopper, 0) is None
+    assert [t for t, *_ in processor.drain()] == []
+    assert processor.skipped_erased == 2
+    # Received after the erasure: a new history.
+    back = raw(
+        "add_to_cart",
+        erase_at + timedelta(minutes=1),
+        shopper,
+        product_id="p2",
+        quantity=1,
+        price=5.0,
+    )
+    assert processor.on_raw(0, 10, shopper.encode(), back) is not None
+    assert processor.store.get(shopper, 0) is not None
+
+
+def test_an_erased_users_hand_over_read_again_is_dropped():
+    """A hand-over record holds an anonymous state on its way to the user: re-read after
+    the user's erasure, it must not bring the state back."""
+    processor = engine()
+    (user,) = users_outside_holdout(1, prefix="user-")
+    anonymous = "anon-browser-3"
+    for offset, value in enumerate(anonymous_cart_then_identify(user, anonymous)):
+        processor.on_raw(1, offset, anonymous.encode(), value)
+    (handover,) = identity_records(processor)
+    replay = engine(erasures=ErasureList(MasterKey.from_secret("test-pii-master-key")))
+    erased_at = int((T0 + timedelta(minutes=5)).timestamp() * 1000)
+    erase = {"command": "erase", "user_key": user, "at": erased_at}
+    replay.on_control(2, 0, user.encode(), orjson.dumps(erase))
+    assert replay.on_raw(2, 0, *handover) is None
+    assert replay.store.get(user, 2) is None
+    assert replay.drain() == [] and replay.skipped_erased == 1
