@@ -7,11 +7,13 @@ a manual assignment (no consumer group, nothing committed: the live group's
 offsets are never touched) and each record is kept when its own event
 timestamp lies in ``[from, to)``. Partitions are interleaved in arrival order
 (``ArrivalMerge``), each kept in offset order. Reading stops once every partition is past
-the end offset seen at the start and a fetch brings nothing new (Tansu's end
-offsets can fall short of a multi-record batch's tail, so they are not trusted
-alone).
+the end offset seen at the start and nothing new has come for ``quiet_s`` (Tansu's
+end offsets can fall short of a multi-record batch's tail, so they are not trusted
+alone; and one empty fetch under load proved too little: an export lost a
+partition's tail).
 """
 
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -64,6 +66,7 @@ class TopicScan:
         topic: str,
         window: TimeRange,
         fetch_timeout_ms: int = 300,
+        quiet_s: float = 1.0,
         erasures: ErasureList | None = None,
     ) -> None:
         self.bootstrap_servers = bootstrap_servers
@@ -71,6 +74,7 @@ class TopicScan:
         self.window = window
         self.erasures = erasures
         self.fetch_timeout_ms = fetch_timeout_ms
+        self.quiet_s = quiet_s
         self.counts = ScanCounts()
         self.partitions = 0
         # Sum of end offsets at the start: the (approximate) work to do, for progress.
@@ -130,17 +134,23 @@ class TopicScan:
         loads = orjson.loads
         starts = await consumer.beginning_offsets(assigned)
         merge = ArrivalMerge({tp.partition: starts[tp] >= ends[tp] for tp in assigned})
+        last_data = time.monotonic()
         while True:
             fetched = await consumer.getmany(timeout_ms=self.fetch_timeout_ms, max_records=20_000)
             if not fetched:
                 positions = [await consumer.position(tp) for tp in assigned]
-                if all(pos >= ends[tp] for pos, tp in zip(positions, assigned, strict=True)):
+                at_ends = all(pos >= ends[tp] for pos, tp in zip(positions, assigned, strict=True))
+                # Tansu's end offsets can stop short of a batch's tail, and under load one
+                # fetch may come back empty while the tail is on its way: the end is where
+                # nothing more has come for quiet_s.
+                if at_ends and time.monotonic() - last_data >= self.quiet_s:
                     rest = merge.drain(final=True)
                     counts.selected += len(rest)
                     if rest:
                         yield rest
                     return
                 continue
+            last_data = time.monotonic()
             for tp, messages in fetched.items():
                 counts.read += len(messages)
                 selected: list[Selected] = []
