@@ -32,6 +32,9 @@ MAX_PROPERTIES_BYTES = 32 * 1024
 MAX_FUTURE_SKEW = timedelta(hours=24)
 
 ShortStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# Ids key partitions and states; no control characters (the state store reserves a
+# NUL-prefixed key, and no shopper's id needs one).
+Id = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Text = Annotated[str, StringConstraints(max_length=2048)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -229,8 +232,8 @@ class Event(_Model):
     timestamp: IsoDatetime = Field(
         description="When it happened, ISO-8601 with a zone. At most 24 h ahead of the server."
     )
-    anonymous_id: ShortStr = Field(description="Stable per browser (or device) until erased.")
-    user_id: ShortStr | None = Field(default=None, description="Set once the shopper is known.")
+    anonymous_id: Id = Field(description="Stable per browser (or device) until erased.")
+    user_id: Id | None = Field(default=None, description="Set once the shopper is known.")
     session_id: ShortStr | None = None
     properties: dict[str, Any] = Field(
         default_factory=dict,

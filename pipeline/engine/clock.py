@@ -34,10 +34,13 @@ class PartitionClock:
     def watermark(self, partition: int) -> int:
         return self._partition(partition).watermark
 
-    def observe(self, partition: int, event_ms: int) -> None:
+    def observe(self, partition: int, event_ms: int) -> bool:
+        """Move the watermark up to ``event_ms``; whether it moved."""
         p = self._partition(partition)
         if event_ms > p.watermark:
             p.watermark = event_ms
+            return True
+        return False
 
     def next_deadline(self, partition: int) -> int | None:
         """The earliest deadline still pending on the partition."""

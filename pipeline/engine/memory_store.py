@@ -9,6 +9,13 @@ State = TypeVar("State")
 class MemoryStateStore(Generic[State]):
     def __init__(self) -> None:
         self._states: dict[int, dict[str, State]] = {}
+        self._watermarks: dict[int, int] = {}
+
+    def put_watermark(self, partition: int, watermark_ms: int) -> None:
+        self._watermarks[partition] = watermark_ms
+
+    def watermark(self, partition: int) -> int | None:
+        return self._watermarks.get(partition)
 
     def get(self, key: str, partition: int) -> State | None:
         return self._states.get(partition, {}).get(key)

@@ -67,6 +67,8 @@ class StateAccess(Protocol):
     def put(self, key: str, partition: int, state: UserState) -> None: ...
     def delete(self, key: str, partition: int) -> None: ...
     def scan(self, partition: int) -> Iterator[tuple[str, UserState]]: ...
+    def put_watermark(self, partition: int, watermark_ms: int) -> None: ...
+    def watermark(self, partition: int) -> int | None: ...
 
 
 class EngineProcessor:
@@ -141,9 +143,14 @@ class EngineProcessor:
         # The server's receipt time bounds a client clock that runs fast.
         if received_ms is None:
             received_ms = epoch_ms(event.received_at)
-        self.clock.observe(partition, min(event.ts_ms, received_ms))
-        self.fire_due(partition)
+        self._advance(partition, min(event.ts_ms, received_ms))
         self.events_processed += 1
+
+    def _advance(self, partition: int, moment_ms: int) -> None:
+        if self.clock.observe(partition, moment_ms):
+            # Kept with the states it was reached with (a restart goes on from it).
+            self.store.put_watermark(partition, moment_ms)
+        self.fire_due(partition)
 
     def _on_watermark(
         self, partition: int, offset: int, key: bytes | None, value: bytes | None
@@ -153,8 +160,7 @@ class EngineProcessor:
         except ValueError as exc:
             self._dead_letter(self.topics.raw, partition, offset, key, value, exc)
             return
-        self.clock.observe(partition, at_ms)
-        self.fire_due(partition)
+        self._advance(partition, at_ms)
 
     def mark_watermark(self, partition: int, at_ms: int) -> None:
         """Append a watermark record to the partition; the watermark moves when it is read."""
@@ -171,7 +177,11 @@ class EngineProcessor:
             self._publish(decisions)
 
     def rebuild_deadlines(self, partition: int) -> int:
-        """After a partition is assigned: index the deadlines its stored states hold."""
+        """After a partition is assigned: its watermark as the states were left with it,
+        and the deadlines they hold, indexed."""
+        watermark = self.store.watermark(partition)
+        if watermark is not None:
+            self.clock.observe(partition, watermark)
         count = 0
         for user_key, state in self.store.scan(partition):
             deadline = next_deadline(state)

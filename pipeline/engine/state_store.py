@@ -34,6 +34,11 @@ State = TypeVar("State")
 _DELETED = object()
 # Faust keeps the partition's persisted changelog offset in the same database.
 FAUST_OFFSET_KEY = b"__faust\0offset__"
+# The partition's event-time watermark, beside its states in the same atomic write and
+# changelog: a restarted or new owner goes on from the watermark the states were made
+# under, as a replay of the log does. Ids never hold control characters (the event
+# contract), so no state key can start with a NUL.
+WATERMARK_KEY = b"\0intentflow\0watermark"
 
 
 class UserStateStore(Generic[State]):
@@ -52,6 +57,7 @@ class UserStateStore(Generic[State]):
         self._max_cached = max_cached
         self._cache: dict[str, Any] = {}
         self._dirty: dict[str, int] = {}
+        self._watermarks: dict[int, int] = {}  # partition -> watermark not yet flushed
 
     # Faust's RocksDB store opens one database per partition; Faust owns opening
     # and closing them, we only batch writes into them.
@@ -79,19 +85,36 @@ class UserStateStore(Generic[State]):
         self._cache[key] = _DELETED
         self._dirty[key] = partition
 
+    def put_watermark(self, partition: int, watermark_ms: int) -> None:
+        self._watermarks[partition] = watermark_ms
+
+    def watermark(self, partition: int) -> int | None:
+        """The partition's watermark as last written (flushed or not); None if never."""
+        pending = self._watermarks.get(partition)
+        if pending is not None:
+            return pending
+        raw = self._db(partition).get(WATERMARK_KEY)
+        return None if raw is None else int(raw)
+
     @property
     def dirty_count(self) -> int:
         return len(self._dirty)
 
     async def flush(self) -> None:
         """Persist every dirty state: the changelog (acknowledged by Kafka), then RocksDB."""
-        if not self._dirty:
+        if not self._dirty and not self._watermarks:
             return
         topic = self.changelog_topic
         # Snapshot: states dirtied while we await belong to the next flush.
         dirty, self._dirty = self._dirty, {}
+        watermarks, self._watermarks = self._watermarks, {}
         batches: dict[int, WriteBatch] = {}
         changelog: list[Record] = []
+        for partition, watermark_ms in watermarks.items():
+            value = str(watermark_ms).encode()
+            batches[partition] = WriteBatch(raw_mode=True)
+            batches[partition].put(WATERMARK_KEY, value)
+            changelog.append((topic, WATERMARK_KEY, value, partition))
         for key, partition in dirty.items():
             state = self._cache[key]
             raw_key = key.encode()
@@ -129,7 +152,7 @@ class UserStateStore(Generic[State]):
         if not partitions:
             return
         stale = [k for k, p in self._dirty.items() if p in partitions]
-        if stale:
+        if stale or partitions & self._watermarks.keys():
             raise RuntimeError("forget() before flush() would lose state")
         self._cache.clear()
 
@@ -171,7 +194,7 @@ class UserStateStore(Generic[State]):
         """Every stored state of one partition (to rebuild the deadline index on assignment)."""
         db = self._db(partition)
         for raw_key, raw_value in db.items():
-            if raw_key == FAUST_OFFSET_KEY:
+            if raw_key in (FAUST_OFFSET_KEY, WATERMARK_KEY):
                 continue
             key = raw_key.decode()
             cached = self._cache.get(key)

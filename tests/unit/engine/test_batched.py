@@ -6,6 +6,7 @@ for a crash between one agent's flush and the other's send.
 """
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,10 +16,20 @@ from rocksdict import Options, Rdict
 from pipeline.domain.state import state_from_bytes, state_to_bytes
 from pipeline.engine.batched import BatchedAgents
 from pipeline.engine.clock import PartitionClock
+from pipeline.engine.memory_store import MemoryStateStore
 from pipeline.engine.processor import EngineProcessor
 from pipeline.engine.state_store import UserStateStore
-from schemas.messages import VipUpgrade, load_decision
-from tests.unit.engine.test_processor import RULES, T0, TOPICS, raw
+from schemas.engine_records import watermark_record
+from schemas.messages import Nudge, VipUpgrade, load_decision
+from schemas.time import epoch_ms as ms
+from tests.unit.engine.test_processor import (
+    RULES,
+    T0,
+    TOPICS,
+    consent,
+    raw,
+    users_outside_holdout,
+)
 
 
 class GatedOutputs:
@@ -132,3 +143,50 @@ def test_a_state_is_never_flushed_before_the_outputs_it_caused(tmp_path: Path):
     finally:
         dbs[0].close()
     assert upgrade.user_key == "shopper-b"
+
+
+def test_a_restarted_worker_goes_on_from_the_watermark_its_states_were_made_under(
+    tmp_path: Path,
+):
+    """A watermark record was read, shipped and committed; then the worker died. The
+    next owner must fold what follows under that watermark, as a replay of the log does."""
+    dbs = {0: Rdict(str(tmp_path / "p0"), Options(raw_mode=True))}
+    (shopper,) = users_outside_holdout(1)
+    now_ms = ms(T0 + timedelta(days=3))
+    cart = [
+        consent(T0, shopper),
+        raw("add_to_cart", T0, shopper, product_id="p1", quantity=1, price=9.0),
+    ]
+
+    def kinds(records: list[tuple]) -> list[str]:
+        decided = [load_decision(v) for t, _, v, _ in records if t == TOPICS.nudges]
+        return [d.kind for d in decided if isinstance(d, Nudge)]
+
+    async def live() -> list[str]:
+        first = GatedOutputs()
+        first.release.set()
+        engine, batched = worker(dbs, first)
+        await batched.step(
+            "the watermark record", lambda: engine.on_raw(0, 0, b"", watermark_record(now_ms))
+        )
+        # The worker died here; the next one is assigned the partition.
+        then = GatedOutputs()
+        then.release.set()
+        engine, batched = worker(dbs, then)
+        engine.rebuild_deadlines(0)
+
+        def fold() -> None:
+            for offset, value in enumerate(cart, start=1):
+                engine.on_raw(0, offset, shopper.encode(), value)
+
+        await batched.step("the records after it", fold)
+        return kinds(then.sent)
+
+    replay = EngineProcessor(RULES, MemoryStateStore(), PartitionClock(), TOPICS, lambda u: "")
+    for offset, value in enumerate([watermark_record(now_ms), *cart]):
+        replay.on_raw(0, offset, shopper.encode(), value)
+    try:
+        assert kinds(replay.drain()) == ["cart_rescue"]  # the cart was overdue at once
+        assert asyncio.run(live()) == ["cart_rescue"]
+    finally:
+        dbs[0].close()
