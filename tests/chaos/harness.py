@@ -461,7 +461,7 @@ def crash_with_wall_clock(
             asyncio.run(produce_paced(brokers, records, seconds, on_tick))
             result.sent = result.accepted = len(ids)
             wait_stored(client, ids, settle_s)
-            log = asyncio.run(read_raw_log(brokers))
+            log = asyncio.run(read_raw_log(brokers, ids))
             engine_records = sum(is_handover(r.value) or is_watermark(r.value) for r in log)
             result.notes.append(f"{engine_records} engine records in the log")
             settle_and_count(result, client, ids, replayed_nudges(log), timeout_s=settle_s)
@@ -473,10 +473,15 @@ def crash_with_wall_clock(
     return result
 
 
-async def read_raw_log(brokers: str) -> list[RecordedEvent]:
-    """Every record of ``telemetry.raw``, each partition in offset order."""
+async def read_raw_log(brokers: str, ids: set[str]) -> list[RecordedEvent]:
+    """Every record of ``telemetry.raw``, each partition in offset order; it must hold
+    every event id sent (a reference made from part of the log proves nothing)."""
     async with TopicScan([brokers], "telemetry.raw", TimeRange(0, 2**62)) as scan:
-        return [record async for batch in scan.batches() for record, _ in batch]
+        log = [record async for batch in scan.batches() for record, _ in batch]
+    read = {orjson.loads(r.value).get("event_id") for r in log}
+    if not ids <= read:
+        raise AssertionError(f"the raw log read back lacks {len(ids - read)} events")
+    return log
 
 
 def replayed_nudges(log: list[RecordedEvent]) -> set[str]:
