@@ -6,7 +6,7 @@ and the answer is written with orjson. A 202 means Kafka acknowledged every
 accepted event.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -128,14 +128,14 @@ def _events_in(payload: Any, max_events: int) -> list[Any]:
 
 
 def _validate(
-    raws: list[Any], scope: Scope, received_at: datetime, ip: str | None
+    raws: list[Any], scope: Scope, received_at: datetime, ip: str | None, max_age: timedelta
 ) -> tuple[list[Event], list[dict[str, Any]]]:
     events: list[Event] = []
     rejected: list[dict[str, Any]] = []
     may_send_server_events = scope is Scope.SERVER
     for index, raw in enumerate(raws):
         try:
-            event = parse_event(raw, received_at=received_at, ip=ip)
+            event = parse_event(raw, received_at=received_at, ip=ip, max_age=max_age)
         except EventError as exc:
             rejected.append({"index": index, "errors": exc.errors})
             continue
@@ -204,7 +204,8 @@ async def track(
 
     # A store backend's address says nothing about the shopper: keep only browsers'.
     ip = request.client.host if request.client and caller.scope is Scope.WRITE else None
-    events, rejected = _validate(raws, caller.scope, datetime.now(UTC), ip)
+    max_age = timedelta(days=settings.max_event_age_days)
+    events, rejected = _validate(raws, caller.scope, datetime.now(UTC), ip, max_age)
     try:
         # Consent is recorded and phones sealed before anything is produced (docs/dispatch.md).
         events = await protect_consents(events, resources, settings)
