@@ -24,13 +24,14 @@ from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from api.auth import AdminCaller, Caller, Scope, require
 from api.deps import ClickHouseDep, SettingsDep
+from api.params import TimeRangeDep
 from api.privacy.audit import actor_of, record_action
 from api.queries.campaigns import CampaignFilter, definitions, insert_campaign, outcomes
 from api.queries.segments import load_segment
-from api.routes.metrics import TimeRangeDep
+from api.routing import GuardedRoute
 from schemas.campaigns import CAMPAIGN_CHANNELS
 
-router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], route_class=GuardedRoute)
 
 ReportCaller = Annotated[Caller, Depends(require(Scope.READ, Scope.ADMIN))]
 CampaignIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]

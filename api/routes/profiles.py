@@ -19,8 +19,9 @@ from pydantic import BaseModel
 from api.auth import ReadCaller
 from api.deps import ClickHouseDep, SettingsDep
 from api.queries.decisions import recent_decisions
+from api.routing import GuardedRoute
 
-router = APIRouter(prefix="/v1/users", tags=["profiles"])
+router = APIRouter(prefix="/v1/users", tags=["profiles"], route_class=GuardedRoute)
 
 UserIdPath = Annotated[str, Path(min_length=1, max_length=256)]
 

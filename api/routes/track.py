@@ -18,10 +18,11 @@ from api.deps import ResourcesDep, SettingsDep
 from api.privacy.consent import ConsentStoreUnavailable, master_key, protect_consents
 from api.privacy.traits import seal_identity_traits
 from api.producer import BrokerUnavailable
+from api.routing import GuardedRoute
 from schemas.events import SERVER_EVENTS, Event, EventError, parse_event
 from schemas.topics import TELEMETRY_RAW
 
-router = APIRouter(prefix="/v1", tags=["collector"])
+router = APIRouter(prefix="/v1", tags=["collector"], route_class=GuardedRoute)
 
 # text/plain is what navigator.sendBeacon can send cross-origin without a preflight.
 JSON_MEDIA_TYPES = ("application/json", "text/plain")
@@ -87,25 +88,6 @@ _OPENAPI_BODY = {
 
 def _error(code: int, detail: str, headers: dict[str, str] | None = None) -> HTTPException:
     return HTTPException(code, detail=detail, headers=headers)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _error(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
-    if declared is not None:
-        body = await request.body()
-        if len(body) > limit:
-            raise _error(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
-        return body
-    # Chunked upload: stop reading as soon as it is too large.
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _error(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _events_in(payload: Any, max_events: int) -> list[Any]:
@@ -184,7 +166,8 @@ async def track(
         raise _error(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send JSON (Content-Type: application/json)"
         )
-    body = await _read_body(request, settings.max_body_bytes)
+    # At most INTENTFLOW_MAX_BODY_BYTES: enforced while it is read (api/routing.py, 413).
+    body = await request.body()
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

@@ -17,10 +17,11 @@ from api.deps import ClickHouseDep, ResourcesDep
 from api.privacy.audit import record_action, subject_hash
 from api.privacy.erasure import erase_warehouse
 from api.producer import BrokerUnavailable
+from api.routing import GuardedRoute
 from schemas.dispatch_tables import PII_KEYS, PRIVACY_TABLES
 from schemas.topics import CONTROL
 
-router = APIRouter(prefix="/v1/users", tags=["users"])
+router = APIRouter(prefix="/v1/users", tags=["users"], route_class=GuardedRoute)
 
 STREAM_STORES = [
     "engine: user state (RocksDB table and its changelog, tombstoned)",
