@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -16,6 +17,8 @@ from clickhouse_connect.driver.client import Client
 from pipeline.campaigns.command import CampaignSettings, run_launcher
 from schemas.campaigns import CAMPAIGN_COLUMNS
 from tests import support
+from tests.collector_server import running_api
+from tests.integration.test_security import ADMIN_KEY, settings_for
 from tests.shoppers import write_shoppers
 
 MASTER = "test-pii-master-key"
@@ -114,3 +117,107 @@ def test_a_campaign_that_cannot_launch_is_failed_and_the_others_launch(
     assert found[broken["campaign_id"]][0] == "failed"
     assert found[broken["campaign_id"]][1]
     print({r["name"]: found[r["campaign_id"]] for r in rows})
+
+
+# --- the API: send times in a sane window, cancel and delete ---------------------------
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def api(broker: str, warehouse: str, clickhouse: Client) -> Iterator[str]:
+    with running_api(settings_for(broker, warehouse, clickhouse.database)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def http(api: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=api, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def segment_id(http: httpx.Client) -> str:
+    rules = {"op": "AND", "rules": [{"field": "user_key", "op": "contains", "value": "nobody-"}]}
+    created = http.post("/v1/segments", json={"name": "none", "rules": rules}, headers=ADMIN)
+    assert created.status_code == 201, created.text
+    return created.json()["segment_id"]
+
+
+def create(http: httpx.Client, segment_id: str, send_at: str | None) -> httpx.Response:
+    schedule = {"send_at": send_at} if send_at else {}
+    body = {"name": "window", "segment_id": segment_id, "schedule": schedule}
+    return http.post("/v1/campaigns", json=body, headers=ADMIN)
+
+
+@pytest.mark.parametrize(
+    "send_at",
+    [
+        "0001-01-01T00:00:00Z",
+        "1970-01-01T00:00:00Z",
+        (datetime.now(UTC) - timedelta(days=2)).isoformat(),
+        (datetime.now(UTC) + timedelta(days=400)).isoformat(),
+        "9999-12-31T23:59:59Z",
+    ],
+)
+def test_a_send_time_outside_the_window_is_422(http: httpx.Client, segment_id: str, send_at: str):
+    response = create(http, segment_id, send_at)
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    assert error["loc"][-2:] == ["schedule", "send_at"]
+    assert "365 days" in error["msg"]
+
+
+def test_a_send_time_within_the_window_is_accepted(http: httpx.Client, segment_id: str):
+    later = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    assert create(http, segment_id, later).status_code == 202
+
+
+def report(http: httpx.Client, campaign_id: str) -> httpx.Response:
+    return http.get(f"/v1/campaigns/{campaign_id}", headers=ADMIN)
+
+
+def test_cancel_then_delete_a_scheduled_campaign(http: httpx.Client, segment_id: str):
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    campaign_id = create(http, segment_id, later).json()["campaign_id"]
+
+    cancelled = http.post(f"/v1/campaigns/{campaign_id}/cancel", headers=ADMIN)
+    assert cancelled.json() == {"campaign_id": campaign_id, "status": "cancelled"}
+    shown = report(http, campaign_id).json()
+    assert (shown["status"], shown["live"]) == ("cancelled", False)
+    assert shown["status_reason"].startswith("cancelled by ")
+    again = http.post(f"/v1/campaigns/{campaign_id}/cancel", headers=ADMIN)
+    assert again.status_code == 409
+
+    deleted = http.delete(f"/v1/campaigns/{campaign_id}", headers=ADMIN)
+    assert deleted.json() == {"campaign_id": campaign_id, "status": "deleted"}
+    assert report(http, campaign_id).status_code == 404
+    assert http.delete(f"/v1/campaigns/{campaign_id}", headers=ADMIN).status_code == 404
+
+
+def test_a_launched_campaign_can_be_cancelled_but_not_deleted(
+    http: httpx.Client, clickhouse: Client
+):
+    now = datetime.now(UTC)
+    launched = campaign_row("launched", now, "nobody-", status="launched", launched_at=now)
+    clickhouse.insert("campaigns", [[launched[c] for c in CAMPAIGN_COLUMNS]], CAMPAIGN_COLUMNS)
+    campaign_id = launched["campaign_id"]
+
+    refused = http.delete(f"/v1/campaigns/{campaign_id}", headers=ADMIN)
+    assert refused.status_code == 409 and "report" in refused.text
+    # Deferred messages (quiet hours) of a cancelled campaign are never released.
+    assert http.post(f"/v1/campaigns/{campaign_id}/cancel", headers=ADMIN).status_code == 200
+    assert report(http, campaign_id).json()["status"] == "cancelled"
+    assert http.delete(f"/v1/campaigns/{campaign_id}", headers=ADMIN).status_code == 409
+
+
+def test_a_campaign_stored_with_year_one_is_listed_and_can_be_deleted(
+    http: httpx.Client, clickhouse: Client
+):
+    poison = campaign_row("year one", datetime(1, 1, 1, tzinfo=UTC), "nobody-")
+    clickhouse.insert("campaigns", [[poison[c] for c in CAMPAIGN_COLUMNS]], CAMPAIGN_COLUMNS)
+
+    listed = http.get("/v1/campaigns", headers=ADMIN)
+    assert listed.status_code == 200, listed.text
+    assert poison["campaign_id"] in {row["campaign_id"] for row in listed.json()["rows"]}
+    assert http.delete(f"/v1/campaigns/{poison['campaign_id']}", headers=ADMIN).status_code == 200
