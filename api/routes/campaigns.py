@@ -13,8 +13,9 @@ API's shape for Grafana. docs/segments.md.
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -38,6 +39,8 @@ from api.queries.campaigns import (
 from api.queries.segments import load_segment
 from api.routing import GuardedRoute
 from schemas.campaigns import CAMPAIGN_CHANNELS, CANCELLABLE, DELETABLE
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], route_class=GuardedRoute)
 
@@ -273,11 +276,16 @@ class CampaignChanged(BaseModel):
     status: Literal["cancelled", "deleted"]
 
 
-async def _status_of(clickhouse: ClickHouseDep, campaign_id: str) -> tuple[str, bool]:
+async def _in_warehouse(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` in a thread; the warehouse not answering is a 503."""
     try:
-        found = await asyncio.to_thread(campaign_status, clickhouse, campaign_id)
+        return await asyncio.to_thread(call, *args)
     except (ClickHouseError, OSError) as exc:
         raise _unavailable(exc) from None
+
+
+async def _status_of(clickhouse: ClickHouseDep, campaign_id: str) -> tuple[str, bool]:
+    found = await _in_warehouse(campaign_status, clickhouse, campaign_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such campaign")
     return found
@@ -300,12 +308,7 @@ async def cancel_campaign(
     if current not in CANCELLABLE:
         raise HTTPException(status.HTTP_409_CONFLICT, f"the campaign is {current}: not cancelled")
     reason = f"cancelled by {actor_of(caller)}"
-    try:
-        await asyncio.to_thread(
-            change_status, clickhouse, campaign_id, "cancelled", reason, CANCELLABLE
-        )
-    except (ClickHouseError, OSError) as exc:
-        raise _unavailable(exc) from None
+    await _in_warehouse(change_status, clickhouse, campaign_id, "cancelled", reason, CANCELLABLE)
     await record_action(clickhouse, caller, "campaign_cancel", detail=campaign_id)
     return CampaignChanged(campaign_id=campaign_id, status="cancelled")
 
@@ -327,9 +330,6 @@ async def delete_campaign_route(
     if launched or current not in DELETABLE:
         message = "it launched: kept for its report (cancel it)" if launched else current
         raise HTTPException(status.HTTP_409_CONFLICT, f"the campaign is not deleted: {message}")
-    try:
-        await asyncio.to_thread(delete_campaign, clickhouse, campaign_id)
-    except (ClickHouseError, OSError) as exc:
-        raise _unavailable(exc) from None
+    await _in_warehouse(delete_campaign, clickhouse, campaign_id)
     await record_action(clickhouse, caller, "campaign_delete", detail=campaign_id)
     return CampaignChanged(campaign_id=campaign_id, status="deleted")

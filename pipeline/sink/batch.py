@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline.sink.rows import Table, dead_letter_row, partition_of
 from schemas.deadletter import DeadLetter
@@ -52,6 +53,17 @@ class SinkBatch:
         self.rows.setdefault(table, []).append(row)
         origin = Origin(partition, offset, key, value, timestamp_ms)
         self.origins.setdefault(table, []).append(origin)
+
+    def add_message(self, message: Any, output: tuple[Table, tuple] | None) -> None:
+        """``add`` for a Kafka message (Faust's): its location, key, value and time."""
+        self.add(
+            message.partition,
+            message.offset,
+            output,
+            key=message.key,
+            value=message.value,
+            timestamp_ms=int(message.timestamp * 1000),
+        )
 
     def __len__(self) -> int:
         return sum(len(rows) for rows in self.rows.values())

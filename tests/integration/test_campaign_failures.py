@@ -17,7 +17,7 @@ from clickhouse_connect.driver.client import Client
 from pipeline.campaigns.command import CampaignSettings, run_launcher
 from schemas.campaigns import CAMPAIGN_COLUMNS
 from tests import support
-from tests.collector_server import running_api
+from tests.collector_server import api_client
 from tests.integration.test_security import ADMIN_KEY, settings_for
 from tests.shoppers import write_shoppers
 
@@ -125,14 +125,9 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @pytest.fixture(scope="module")
-def api(broker: str, warehouse: str, clickhouse: Client) -> Iterator[str]:
-    with running_api(settings_for(broker, warehouse, clickhouse.database)) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
+def http(broker: str, warehouse: str, clickhouse: Client) -> Iterator[httpx.Client]:
+    """The API with the security table's keys, on this module's database."""
+    with api_client(settings_for(broker, warehouse, clickhouse.database)) as client:
         yield client
 
 

@@ -27,7 +27,7 @@ from clickhouse_connect.driver.client import Client
 
 from schemas.signatures import signature_headers
 from schemas.tokens import sign_token
-from tests.collector_server import SERVER_KEY, event, running_api
+from tests.collector_server import SERVER_KEY, api_client, event
 from tests.integration.test_security import ADMIN_KEY, GENUINE, KEYS, ROWS, settings_for
 
 # Query, path and header values.
@@ -155,14 +155,9 @@ def replaced(value: Any, path: tuple, token: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def api(broker: str, warehouse: str, clickhouse: Client) -> Iterator[str]:
-    with running_api(settings_for(broker, warehouse, clickhouse.database)) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
+def http(broker: str, warehouse: str, clickhouse: Client) -> Iterator[httpx.Client]:
+    """The API with the security table's keys, on this module's database."""
+    with api_client(settings_for(broker, warehouse, clickhouse.database)) as client:
         yield client
 
 
