@@ -53,18 +53,16 @@ def json_safe(value: Any, depth: int = 0) -> Any:
 def _error(error: Any) -> dict[str, Any]:
     if not isinstance(error, dict):
         return {"type": "value_error", "loc": [], "msg": json_safe(str(error))}
-    rendered = {
-        "type": json_safe(error.get("type", "value_error")),
-        "loc": json_safe(list(error.get("loc", ()))),
-        "msg": json_safe(error.get("msg", "")),
-    }
-    if "input" in error:
-        rendered["input"] = json_safe(error["input"])
+    # Every key FastAPI would show (and a route's own, e.g. "unknown_words"), made safe.
+    rendered = {str(key): json_safe(value) for key, value in error.items()}
+    rendered["type"] = json_safe(error.get("type", "value_error"))
+    rendered["loc"] = json_safe(list(error.get("loc", ())))
+    rendered["msg"] = json_safe(error.get("msg", ""))
     return rendered
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """422 with ``{"detail": [{"type", "loc", "msg", "input"}]}``, as FastAPI's, but never a 500."""
+    """422 with ``{"detail": [{"type", "loc", "msg", "input", ...}]}`` as FastAPI's, never a 500."""
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     try:
         detail = [_error(error) for error in errors]
