@@ -27,12 +27,12 @@ class Origin:
 class SinkBatch:
     topic: str
     rows: dict[Table, list[tuple]] = field(default_factory=dict)
-    # the record of each row, in the order of ``rows``
-    origins: dict[Table, list[Origin]] = field(default_factory=dict)
     # partition → (lowest, highest) offset seen in this batch
     offsets: dict[int, tuple[int, int]] = field(default_factory=dict)
     # records that made no row (invalid, already dead-lettered upstream)
     skipped: int = 0
+    # the record of each row, in the order of ``rows``
+    origins: dict[Table, list[Origin]] = field(default_factory=dict)
 
     def add(
         self,
