@@ -14,9 +14,10 @@ the ``Authorization: Bearer`` header only, never from a URL.
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, status
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.dependencies.models import Dependant
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.deps import SettingsDep
@@ -87,6 +88,12 @@ def authenticate(
     raise _unauthorized(f"invalid API key: this endpoint takes a {allowed} key")
 
 
+@dataclass(frozen=True, slots=True)
+class KeyRequirement:
+    scopes: tuple[Scope, ...]
+    beacon: bool
+
+
 def require(*scopes: Scope, beacon: bool = False) -> Callable[..., Awaitable[Caller]]:
     """A dependency admitting keys of ``scopes``; ``beacon`` also takes a write key from the URL."""
     if beacon:
@@ -97,12 +104,26 @@ def require(*scopes: Scope, beacon: bool = False) -> Callable[..., Awaitable[Cal
             token = bearer.credentials if bearer else None
             return authenticate(settings, scopes, token, beacon_key)
 
+        caller_with_beacon.key_requirement = KeyRequirement(scopes, beacon)  # type: ignore[attr-defined]
         return caller_with_beacon
 
     async def caller(settings: SettingsDep, bearer: BearerDep) -> Caller:
         return authenticate(settings, scopes, bearer.credentials if bearer else None)
 
+    caller.key_requirement = KeyRequirement(scopes, beacon)  # type: ignore[attr-defined]
     return caller
+
+
+def key_requirement(dependant: Dependant) -> KeyRequirement | None:
+    """The key a route's dependencies require (``require(...)``), if any."""
+    for dependency in dependant.dependencies:
+        found: Any = getattr(dependency.call, "key_requirement", None)
+        if isinstance(found, KeyRequirement):
+            return found
+        found = key_requirement(dependency)
+        if found is not None:
+            return found
+    return None
 
 
 WriteCaller = Annotated[Caller, Depends(require(Scope.WRITE))]
@@ -111,3 +132,13 @@ ReadCaller = Annotated[Caller, Depends(require(Scope.READ))]
 AdminCaller = Annotated[Caller, Depends(require(Scope.ADMIN))]
 # The collector: browsers (also by beacon) and store backends.
 TrackCaller = Annotated[Caller, Depends(require(Scope.WRITE, Scope.SERVER, beacon=True))]
+
+
+async def authenticate_request(
+    settings: ApiSettings, requirement: KeyRequirement, request: Request
+) -> Caller:
+    """``authenticate`` from the request's headers (and URL, for beacons) alone."""
+    bearer = await _bearer(request)
+    beacon_key = await _beacon_key(request) if requirement.beacon else None
+    token = bearer.credentials if bearer else None
+    return authenticate(settings, requirement.scopes, token, beacon_key)

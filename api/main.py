@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api import errors
 from api.resources import Resources
 from api.routes import (
     admin,
@@ -66,6 +67,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    errors.install(app)
     for router in ROUTERS:
         app.include_router(router)
     # nosniff on every response; a CSP and no framing for the docs pages.

@@ -20,6 +20,9 @@ class ApiSettings(CommonSettings):
     rate_limit_burst: int = 100_000
     max_batch_events: int = 500
     max_body_bytes: int = 1 << 20
+    # Live collection refuses events whose time is older than this (per event, with the
+    # reason): a tracker's offline queue fits, a history does not (docs/collector.md).
+    max_event_age_days: int = Field(default=30, ge=1, le=3650)
     produce_timeout_s: float = 5.0
     # Per-provider HMAC secrets of delivery webhooks; a provider without one is refused.
     whatsapp_webhook_secret: SecretStr | None = None

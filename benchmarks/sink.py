@@ -78,7 +78,9 @@ def run(events: int = 100_000) -> dict:
 
         def sink_insert() -> None:
             for batch in batches:
-                fresh = SinkBatch(f"ready-{next(generation)}", batch.rows, batch.offsets)
+                fresh = SinkBatch(
+                    f"ready-{next(generation)}", batch.rows, batch.offsets, origins=batch.origins
+                )
                 writer.write_batch(fresh)
 
         def reference() -> None:

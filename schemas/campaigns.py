@@ -7,7 +7,13 @@ Shared by the API (which stores campaigns and reports on them) and the launcher
 from hashlib import blake2b
 from typing import Literal
 
-CampaignStatus = Literal["scheduled", "launched"]
+# scheduled → launched; scheduled → failed (the launcher could not launch it, with the
+# reason); scheduled or launched → cancelled (an admin; deferred messages are not sent).
+CampaignStatus = Literal["scheduled", "launched", "failed", "cancelled"]
+# Not finished: an admin may still cancel it (a launched one may have deferred messages).
+CANCELLABLE: tuple[CampaignStatus, ...] = ("scheduled", "launched")
+# Never sent anything: an admin may delete it.
+DELETABLE: tuple[CampaignStatus, ...] = ("scheduled", "failed", "cancelled")
 MemberGroup = Literal["target", "holdout", "no_consent"]
 # Channels the dispatcher can send on, in its order of preference.
 CAMPAIGN_CHANNELS = ("whatsapp", "sms")
@@ -32,6 +38,21 @@ CAMPAIGN_COLUMNS = [
     "launched_at",
     "updated_at",
 ]
+# A new status (and its reason) for one campaign, copied server-side from its current
+# row: no value is read back into Python, so a row whose times Python cannot hold (a
+# send_at in year 1, stored before the API refused it) can still be failed or
+# cancelled. Only from the statuses given; the newest updated_at wins
+# (ReplacingMergeTree(updated_at)).
+_CHANGED = {
+    "status": "{status:String}",
+    "updated_at": "greatest(now64(3, 'UTC'), updated_at + toIntervalMillisecond(1))",
+}
+STATUS_CHANGE_SQL = f"""
+INSERT INTO campaigns ({", ".join(CAMPAIGN_COLUMNS)}, status_reason)
+SELECT {", ".join(_CHANGED.get(c, c) for c in CAMPAIGN_COLUMNS)}, {{reason:String}}
+FROM campaigns FINAL
+WHERE campaign_id = {{campaign_id:String}} AND status IN {{from_statuses:Array(String)}}
+"""
 MEMBER_COLUMNS = [
     "campaign_id",
     "user_key",

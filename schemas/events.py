@@ -300,11 +300,19 @@ def _details(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[d
     return [{"loc": [*prefix, *err["loc"]], "msg": err["msg"]} for err in exc.errors()]
 
 
-def parse_event(raw: Any, *, received_at: datetime, ip: str | None = None) -> Event:
+def parse_event(
+    raw: Any,
+    *,
+    received_at: datetime,
+    ip: str | None = None,
+    max_age: timedelta | None = None,
+) -> Event:
     """Validate one event as sent by a client; stamp server fields. Raises ``EventError``.
 
     Time is an argument: an event may not claim to happen more than 24 h after
-    it was received. Late events are accepted.
+    it was received, nor (when ``max_age`` is given: live collection) more than
+    ``max_age`` before. Reading back from the raw topic passes no ``max_age``:
+    what the collector accepted stays readable.
     """
     if not isinstance(raw, dict):
         raise EventError([{"loc": [], "msg": "an event must be a JSON object"}])
@@ -336,6 +344,11 @@ def parse_event(raw: Any, *, received_at: datetime, ip: str | None = None) -> Ev
             errors.append({"loc": ["properties"], "msg": "properties exceed 32 KiB"})
     if event.timestamp > received_at + MAX_FUTURE_SKEW:
         errors.append({"loc": ["timestamp"], "msg": "timestamp is more than 24 h in the future"})
+    elif max_age is not None and event.timestamp < received_at - max_age:
+        days = max_age / timedelta(days=1)
+        errors.append(
+            {"loc": ["timestamp"], "msg": f"timestamp is more than {days:g} days in the past"}
+        )
     if event.name == "identify" and not event.user_id:
         errors.append({"loc": ["user_id"], "msg": "identify needs a user_id"})
     if errors:

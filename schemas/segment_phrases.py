@@ -384,16 +384,22 @@ def _split(text: str) -> list[tuple[str, str]]:
 
 def _read_clause(clause: str) -> tuple[list[Condition], list[str]]:
     found: list[Condition] = []
+    refused: list[str] = []
     rest = f" {clause} "
     for pattern, build in PATTERNS:
         while True:
             match = pattern.search(rest)
             if match is None or not match.group(0).strip():
                 break
-            found.extend(build(match))
+            try:
+                found.extend(build(match))
+            except (ValueError, KeyError):  # pydantic's ValidationError is a ValueError
+                # Read, but not a value a rule may hold ("inactive for 10^30 days"): its
+                # words are reported as not understood, never a crash.
+                refused.extend(re.findall(r"[^\s,.;:!?()]+", match.group(0)))
             rest = rest[: match.start()] + " " + rest[match.end() :]
     words = re.findall(r"[^\s,.;:!?()]+", rest)
-    return found, [w for w in words if w not in FILLER]
+    return found, refused + [w for w in words if w not in FILLER]
 
 
 def parse_phrase(text: str) -> ParsedPhrase:

@@ -95,7 +95,9 @@ _TIME = TypeAdapter(AwareDatetime)
 def _number(value: Any, integral: bool) -> float | int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError("must be a number")
-    if not math.isfinite(value) or abs(value) > 1e15:
+    # An int is compared as an int: math.isfinite(10**400) raises OverflowError.
+    out_of_range = abs(value) > 10**15 if isinstance(value, int) else not math.isfinite(value)
+    if out_of_range or abs(value) > 1e15:
         raise ValueError("must be a finite number of at most 1e15")
     if integral:
         if value != int(value):

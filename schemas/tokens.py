@@ -5,6 +5,7 @@ tokens and tests can move the clock. Single use is enforced by whoever redeems
 (the API), not here.
 """
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -78,6 +79,38 @@ def verify_token(token: str, keys: TokenKeys, *, now: datetime) -> dict[str, Any
         ) from None
     except jwt.PyJWTError as exc:
         raise TokenError("malformed", str(exc)) from None
-    if not isinstance(claims["exp"], int | float) or claims["exp"] <= now.timestamp():
+    _check_claims(claims)
+    if claims["exp"] <= now.timestamp():
         raise TokenError("expired", "the token has expired")
     return claims
+
+
+# Epoch seconds of 9999-12-31T23:59:59Z: later is not a time.
+_MAX_EXP = 253_402_300_799
+
+
+def _number(value: Any, low: float, high: float) -> bool:
+    """A JSON number (not a boolean), finite, within [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return low <= value <= high
+
+
+def _check_claims(claims: Mapping[str, Any]) -> None:
+    """Every claim the redeemer reads has its type and range, before anything is recorded.
+
+    The signature proves who made a token, not that its claims are well formed (a
+    signing bug, an old key): a wrong type must be refused here, not fail after the
+    token was marked redeemed.
+    """
+    jti, sub = claims["jti"], claims["sub"]
+    if not isinstance(jti, str) or not 1 <= len(jti) <= 128:
+        raise TokenError("malformed", "claim jti must be a string of 1 to 128 characters")
+    if not isinstance(sub, str) or not 1 <= len(sub) <= 256:
+        raise TokenError("malformed", "claim sub must be a string of 1 to 256 characters")
+    if not _number(claims["exp"], 0, _MAX_EXP):
+        raise TokenError("malformed", "claim exp must be epoch seconds (a number)")
+    if "discount_percent" in claims and not _number(claims["discount_percent"], 0, 100):
+        raise TokenError("malformed", "claim discount_percent must be a number from 0 to 100")

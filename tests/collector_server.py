@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import orjson
 import uvicorn
 from aiokafka import AIOKafkaConsumer
@@ -60,6 +61,13 @@ def running_api(settings: ApiSettings) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+@contextmanager
+def api_client(settings: ApiSettings) -> Iterator[httpx.Client]:
+    """An httpx client on ``create_app(settings)`` served on a free loopback port."""
+    with running_api(settings) as url, httpx.Client(base_url=url, timeout=30) as client:
+        yield client
 
 
 def event(name: str = "page_view", **fields: Any) -> dict[str, Any]:

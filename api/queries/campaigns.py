@@ -9,7 +9,6 @@ read while a campaign runs, the figures are live.
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -17,15 +16,24 @@ from clickhouse_connect.driver.client import Client
 from api.queries.attribution import ATTRIBUTED_ORDERS_SQL
 from api.queries.common import iso_ms
 from api.queries.uplift import newcombe
-from schemas.campaigns import CAMPAIGN_COLUMNS
-from schemas.time import as_utc
+from schemas.campaigns import CAMPAIGN_COLUMNS, STATUS_CHANGE_SQL
 
+# Times as epoch ms: a row holding a time Python's datetime cannot (a send_at in year 1,
+# stored before the API refused it) is still listed, never a 500 for every campaign.
+_TIMES = ("send_at", "created_at", "launched_at", "updated_at")
+_SELECTED = ", ".join(
+    f"toUnixTimestamp64Milli({c}) AS {c}_ms" if c in _TIMES else c for c in CAMPAIGN_COLUMNS
+)
 _DEFINITIONS = f"""
-SELECT {", ".join(CAMPAIGN_COLUMNS)}
+SELECT {_SELECTED}, status_reason
 FROM campaigns FINAL
 WHERE {{where}}
 ORDER BY created_at DESC, campaign_id
 LIMIT {{{{limit:UInt32}}}}
+"""
+_STATUS = """
+SELECT status, launched_at IS NOT NULL FROM campaigns FINAL
+WHERE campaign_id = {campaign_id:String}
 """
 # waiting: targets whose message waits for their quiet hours to end (local time).
 _MEMBERS = """
@@ -107,13 +115,13 @@ class CampaignFilter:
     limit: int = 100
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else as_utc(value)
-
-
-def _iso(value: datetime | None) -> str | None:
-    moment = _utc(value)
-    return None if moment is None else iso_ms(int(moment.timestamp() * 1000))
+def _iso(epoch_ms: int | None) -> str | None:
+    if epoch_ms is None:
+        return None
+    try:
+        return iso_ms(epoch_ms)
+    except OverflowError:
+        return None
 
 
 def insert_campaign(client: Client, row: dict[str, Any]) -> None:
@@ -133,7 +141,37 @@ def definitions(client: Client, where: CampaignFilter) -> list[dict[str, Any]]:
         params["to_ms"] = where.created_to_ms
     sql = _DEFINITIONS.format(where=" AND ".join(conditions))
     result = client.query(sql, parameters=params)
-    return [dict(zip(CAMPAIGN_COLUMNS, row, strict=True)) for row in result.result_rows]
+    columns = [*CAMPAIGN_COLUMNS, "status_reason"]
+    return [dict(zip(columns, row, strict=True)) for row in result.result_rows]
+
+
+def campaign_status(client: Client, campaign_id: str) -> tuple[str, bool] | None:
+    """(status, whether it ever launched); None when there is no such campaign."""
+    rows = client.query(_STATUS, parameters={"campaign_id": campaign_id}).result_rows
+    return (rows[0][0], bool(rows[0][1])) if rows else None
+
+
+def change_status(
+    client: Client, campaign_id: str, status: str, reason: str, from_statuses: tuple[str, ...]
+) -> None:
+    client.command(
+        STATUS_CHANGE_SQL,
+        parameters={
+            "campaign_id": campaign_id,
+            "status": status,
+            "reason": reason,
+            "from_statuses": list(from_statuses),
+        },
+    )
+
+
+def delete_campaign(client: Client, campaign_id: str) -> None:
+    """The campaign's definition and any members a failed launch left behind."""
+    for table in ("campaigns", "campaign_members", "campaign_releases"):
+        client.command(
+            f"DELETE FROM {table} WHERE campaign_id = {{campaign_id:String}}",
+            parameters={"campaign_id": campaign_id},
+        )
 
 
 def _rate(converted: int, users: int) -> float:
@@ -153,9 +191,9 @@ def outcomes(
             stats[cid].update(zip(COUNTS, map(int, counts), strict=True))
         for cid, *counts in client.query(_RECEIPTS, parameters=params).result_rows:
             stats[cid].update(zip(RECEIPT_COUNTS, map(int, counts), strict=True))
-        launched = [_utc(c["launched_at"]) for c in campaigns if c["launched_at"] is not None]
+        launched = [c["launched_at"] for c in campaigns if c["launched_at"] is not None]
         if launched:
-            start_ms = int(min(launched).timestamp() * 1000)  # type: ignore[union-attr]
+            start_ms = min(launched)
             conversion_params = {
                 **params,
                 "start_ms": start_ms,
@@ -185,6 +223,7 @@ def _row(campaign: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
         "name": campaign["name"],
         "segment_id": campaign["segment_id"],
         "status": campaign["status"],
+        "status_reason": campaign["status_reason"],
         "template": campaign["template"],
         "channels": ",".join(campaign["channels"]),
         "discount_percent": float(campaign["discount_percent"]),

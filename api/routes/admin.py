@@ -21,12 +21,13 @@ from api.deps import ClickHouseDep, ResourcesDep, SettingsDep
 from api.privacy.audit import actor_of, read_log, record_action
 from api.privacy.consent import privacy_store
 from api.producer import BrokerUnavailable
+from api.routing import GuardedRoute
 from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.messages import CartItem, Nudge
 from schemas.templates import render
 from schemas.topics import NUDGES
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=GuardedRoute)
 
 ChannelName = Literal["whatsapp", "sms"]
 # The dispatcher treats this rules version as an operator's force-send (no daily cap).

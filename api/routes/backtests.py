@@ -12,9 +12,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.auth import ReadCaller
 from api.deps import ClickHouseDep
+from api.routing import GuardedRoute
 from schemas.backtests import BacktestComparison, UnknownRun, compare_runs
 
-router = APIRouter(prefix="/v1/backtests", tags=["backtests"])
+router = APIRouter(prefix="/v1/backtests", tags=["backtests"], route_class=GuardedRoute)
 
 RunId = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")]
 

@@ -13,8 +13,9 @@ API's shape for Grafana. docs/segments.md.
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
@@ -24,13 +25,24 @@ from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from api.auth import AdminCaller, Caller, Scope, require
 from api.deps import ClickHouseDep, SettingsDep
+from api.params import TimeRangeDep
 from api.privacy.audit import actor_of, record_action
-from api.queries.campaigns import CampaignFilter, definitions, insert_campaign, outcomes
+from api.queries.campaigns import (
+    CampaignFilter,
+    campaign_status,
+    change_status,
+    definitions,
+    delete_campaign,
+    insert_campaign,
+    outcomes,
+)
 from api.queries.segments import load_segment
-from api.routes.metrics import TimeRangeDep
-from schemas.campaigns import CAMPAIGN_CHANNELS
+from api.routing import GuardedRoute
+from schemas.campaigns import CAMPAIGN_CHANNELS, CANCELLABLE, DELETABLE
 
-router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+T = TypeVar("T")
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], route_class=GuardedRoute)
 
 ReportCaller = Annotated[Caller, Depends(require(Scope.READ, Scope.ADMIN))]
 CampaignIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
@@ -45,12 +57,30 @@ class QuietHours(BaseModel):
     end: Hour = 9
 
 
+# How far a send time may be from now: a little in the past is "at once", a year ahead
+# is the furthest a campaign is planned. Outside it a time is a mistake (year 1, 9999).
+SEND_AT_PAST = timedelta(days=1)
+SEND_AT_AHEAD = timedelta(days=365)
+
+
 class Schedule(BaseModel):
     # None: as soon as the launcher sees it.
     send_at: AwareDatetime | None = None
     quiet_hours: QuietHours | None = None
     # The zone of members whose own zone is unknown (their events carried none).
     timezone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+
+    @field_validator("send_at")
+    @classmethod
+    def _sane_send_at(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return value
+        now = datetime.now(UTC)
+        if not now - SEND_AT_PAST <= value <= now + SEND_AT_AHEAD:
+            raise ValueError(
+                "must be at most 1 day before and 365 days after now (omit it to send at once)"
+            )
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -96,7 +126,9 @@ class CampaignReport(BaseModel):
     campaign_id: str
     name: str
     segment_id: str
+    # scheduled, launched, failed (status_reason: the launcher's error) or cancelled.
     status: str
+    status_reason: str
     template: str
     channels: str
     discount_percent: float
@@ -237,3 +269,67 @@ async def get_campaign(
     report["rules"] = orjson.loads(report["rules"])
     report["live"] = report["status"] == "launched"
     return report
+
+
+class CampaignChanged(BaseModel):
+    campaign_id: str
+    status: Literal["cancelled", "deleted"]
+
+
+async def _in_warehouse(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` in a thread; the warehouse not answering is a 503."""
+    try:
+        return await asyncio.to_thread(call, *args)
+    except (ClickHouseError, OSError) as exc:
+        raise _unavailable(exc) from None
+
+
+async def _status_of(clickhouse: ClickHouseDep, campaign_id: str) -> tuple[str, bool]:
+    found = await _in_warehouse(campaign_status, clickhouse, campaign_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such campaign")
+    return found
+
+
+@router.post(
+    "/{campaign_id}/cancel",
+    response_model=CampaignChanged,
+    responses={
+        404: {"description": "No such campaign."},
+        409: {"description": "The campaign is failed or cancelled already."},
+    },
+)
+async def cancel_campaign(
+    campaign_id: CampaignIdPath, caller: AdminCaller, clickhouse: ClickHouseDep
+) -> CampaignChanged:
+    """Stop a campaign that has not finished: a scheduled one never launches; a launched
+    one sends none of the messages still waiting for their members' quiet hours."""
+    current, _ = await _status_of(clickhouse, campaign_id)
+    if current not in CANCELLABLE:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the campaign is {current}: not cancelled")
+    reason = f"cancelled by {actor_of(caller)}"
+    await _in_warehouse(change_status, clickhouse, campaign_id, "cancelled", reason, CANCELLABLE)
+    await record_action(clickhouse, caller, "campaign_cancel", detail=campaign_id)
+    return CampaignChanged(campaign_id=campaign_id, status="cancelled")
+
+
+@router.delete(
+    "/{campaign_id}",
+    response_model=CampaignChanged,
+    responses={
+        404: {"description": "No such campaign."},
+        409: {"description": "The campaign launched: kept for its report (cancel it)."},
+    },
+)
+async def delete_campaign_route(
+    campaign_id: CampaignIdPath, caller: AdminCaller, clickhouse: ClickHouseDep
+) -> CampaignChanged:
+    """Delete a campaign that never sent anything (scheduled, failed or cancelled
+    before launch); a launched campaign is kept for its report."""
+    current, launched = await _status_of(clickhouse, campaign_id)
+    if launched or current not in DELETABLE:
+        message = "it launched: kept for its report (cancel it)" if launched else current
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the campaign is not deleted: {message}")
+    await _in_warehouse(delete_campaign, clickhouse, campaign_id)
+    await record_action(clickhouse, caller, "campaign_delete", detail=campaign_id)
+    return CampaignChanged(campaign_id=campaign_id, status="deleted")

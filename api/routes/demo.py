@@ -16,9 +16,10 @@ from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import RedirectResponse
 
 from api.deps import SettingsDep
+from api.routing import GuardedRoute
 from api.settings import ApiSettings
 
-router = APIRouter(prefix="/demo", include_in_schema=False)
+router = APIRouter(prefix="/demo", include_in_schema=False, route_class=GuardedRoute)
 
 STATIC = Path(__file__).resolve().parent.parent / "static" / "demo"
 PAGE = Template((STATIC / "page.html").read_text(encoding="utf-8"))

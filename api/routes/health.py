@@ -15,8 +15,9 @@ from pydantic import BaseModel
 
 from api.deps import ResourcesDep, SettingsDep
 from api.resources import Resources
+from api.routing import GuardedRoute
 
-router = APIRouter(prefix="/v1", tags=["health"])
+router = APIRouter(prefix="/v1", tags=["health"], route_class=GuardedRoute)
 
 CHECK_TIMEOUT_S = 2.0
 # A group with members in any other state (joining, rebalancing, Stable; Tansu reports

@@ -9,96 +9,35 @@ bind every value and take identifiers only from their whitelists.
 import re
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.exceptions import OperationalError
-from fastapi import APIRouter, Depends, HTTPException, Query, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
 from api.auth import ReadCaller
 from api.deps import ClickHouseDep, ResourcesDep, SettingsDep
 from api.kafka_lag import consumer_lag
+from api.params import IntervalDep, TimeRangeDep, invalid
 from api.queries.common import LIVE_RUN, TimeRange
 from api.queries.funnel import BREAKDOWN_COLUMNS, funnel
 from api.queries.not_sent import not_sent
 from api.queries.nudges import nudge_outcomes
 from api.queries.series import Metric, dead_letters, timeseries
 from api.queries.uplift import uplift
+from api.routing import GuardedRoute
 from schemas.events import EVENT_NAME_PATTERN
 
-router = APIRouter(prefix="/v1/metrics", tags=["metrics"])
+router = APIRouter(prefix="/v1/metrics", tags=["metrics"], route_class=GuardedRoute)
 
-DEFAULT_SPAN = timedelta(days=7)
-MAX_SPAN_MS = 400 * 86_400_000
 MAX_BUCKETS = 10_000
 MAX_STEPS = 10
 MAX_WINDOW_S = 90 * 86_400
 _EVENT_NAME = re.compile(EVENT_NAME_PATTERN)
-_DURATION = re.compile(r"^(\d{1,10})(ms|s|m|h|d)?$")
-_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 T = TypeVar("T")
-
-
-def invalid(field: str, message: str) -> RequestValidationError:
-    """A 422 in FastAPI's own shape: ``{"detail": [{"loc": ["query", field], "msg": ...}]}``."""
-    return RequestValidationError(
-        [{"loc": ("query", field), "msg": message, "type": "value_error"}]
-    )
-
-
-def parse_time(field: str, value: str) -> int:
-    """ISO-8601 with a zone, or integer epoch milliseconds → epoch milliseconds."""
-    text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise invalid(field, "must be ISO-8601 with a zone or epoch milliseconds") from None
-    if moment.tzinfo is None:
-        raise invalid(field, "must have a zone, e.g. 2024-05-01T00:00:00Z")
-    return int(moment.timestamp() * 1000)
-
-
-def time_range(
-    start: Annotated[
-        str | None, Query(alias="from", description="ISO-8601 with a zone, or epoch ms")
-    ] = None,
-    end: Annotated[
-        str | None, Query(alias="to", description="ISO-8601 with a zone, or epoch ms")
-    ] = None,
-) -> TimeRange:
-    end_ms = parse_time("to", end) if end else int(datetime.now().timestamp() * 1000)
-    if start:
-        start_ms = parse_time("from", start)
-    else:
-        start_ms = end_ms - int(DEFAULT_SPAN.total_seconds() * 1000)
-    if end_ms <= start_ms:
-        raise invalid("to", "must be after from")
-    if end_ms - start_ms > MAX_SPAN_MS:
-        raise invalid("to", "the range may span at most 400 days")
-    return TimeRange(start_ms, end_ms)
-
-
-def interval_seconds(
-    interval: Annotated[str, Query(description="30s, 5m, 1h, 1d, or seconds")] = "1h",
-) -> int:
-    match = _DURATION.match(interval.strip())
-    if match is None:
-        raise invalid("interval", "must be a duration such as 30s, 5m, 1h, 1d, or seconds")
-    amount, unit = int(match.group(1)), match.group(2) or "s"
-    milliseconds = amount * _UNIT_MS[unit]
-    seconds = max(1, -(-milliseconds // 1000))  # rounded up to whole seconds
-    return seconds
-
-
-TimeRangeDep = Annotated[TimeRange, Depends(time_range)]
-IntervalDep = Annotated[int, Depends(interval_seconds)]
 
 
 def check_buckets(span: TimeRange, step_s: int) -> None:

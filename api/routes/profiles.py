@@ -21,10 +21,11 @@ from api.auth import ReadCaller
 from api.deps import ClickHouseDep, SettingsDep
 from api.privacy.consent import master_key
 from api.queries.decisions import recent_decisions
+from api.routing import GuardedRoute
 from schemas import pii
 from schemas.time import as_utc
 
-router = APIRouter(prefix="/v1/users", tags=["profiles"])
+router = APIRouter(prefix="/v1/users", tags=["profiles"], route_class=GuardedRoute)
 
 UserIdPath = Annotated[str, Path(min_length=1, max_length=256)]
 

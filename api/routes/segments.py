@@ -21,11 +21,12 @@ from api.auth import AdminCaller
 from api.deps import ClickHouseDep
 from api.privacy.audit import actor_of, record_action
 from api.queries.segments import StoredSegment, list_segments, load_segment, preview, save_segment
+from api.routing import GuardedRoute
 from api.segment_llm import SuggesterDep
 from schemas.segment_phrases import parse_phrase
 from schemas.segments import Condition, Group, load_rule
 
-router = APIRouter(prefix="/v1/segments", tags=["segments"])
+router = APIRouter(prefix="/v1/segments", tags=["segments"], route_class=GuardedRoute)
 
 SegmentIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 

@@ -19,10 +19,11 @@ from pydantic import BaseModel, Field
 
 from api.auth import Caller, Scope, require
 from api.deps import ClickHouseDep, SettingsDep
+from api.routing import GuardedRoute
 from api.settings import ApiSettings
 from schemas.tokens import TokenError, TokenKeys, verify_token
 
-router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], route_class=GuardedRoute)
 
 # Store backends redeem at checkout; operators may too.
 RedeemCaller = Annotated[Caller, Depends(require(Scope.SERVER, Scope.ADMIN))]

@@ -6,7 +6,7 @@ and the answer is written with orjson. A 202 means Kafka acknowledged every
 accepted event.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -18,10 +18,11 @@ from api.deps import ResourcesDep, SettingsDep
 from api.privacy.consent import ConsentStoreUnavailable, master_key, protect_consents
 from api.privacy.traits import pseudonymise_ids, redact_events, seal_identity_traits
 from api.producer import BrokerUnavailable
+from api.routing import GuardedRoute
 from schemas.events import SERVER_EVENTS, Event, EventError, parse_event
 from schemas.topics import TELEMETRY_RAW
 
-router = APIRouter(prefix="/v1", tags=["collector"])
+router = APIRouter(prefix="/v1", tags=["collector"], route_class=GuardedRoute)
 
 # text/plain is what navigator.sendBeacon can send cross-origin without a preflight.
 JSON_MEDIA_TYPES = ("application/json", "text/plain")
@@ -89,25 +90,6 @@ def _error(code: int, detail: str, headers: dict[str, str] | None = None) -> HTT
     return HTTPException(code, detail=detail, headers=headers)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _error(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
-    if declared is not None:
-        body = await request.body()
-        if len(body) > limit:
-            raise _error(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
-        return body
-    # Chunked upload: stop reading as soon as it is too large.
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _error(status.HTTP_413_CONTENT_TOO_LARGE, f"body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _events_in(payload: Any, max_events: int) -> list[Any]:
     if isinstance(payload, dict) and "batch" in payload:
         batch = payload["batch"]
@@ -128,14 +110,14 @@ def _events_in(payload: Any, max_events: int) -> list[Any]:
 
 
 def _validate(
-    raws: list[Any], scope: Scope, received_at: datetime, ip: str | None
+    raws: list[Any], scope: Scope, received_at: datetime, ip: str | None, max_age: timedelta
 ) -> tuple[list[Event], list[dict[str, Any]]]:
     events: list[Event] = []
     rejected: list[dict[str, Any]] = []
     may_send_server_events = scope is Scope.SERVER
     for index, raw in enumerate(raws):
         try:
-            event = parse_event(raw, received_at=received_at, ip=ip)
+            event = parse_event(raw, received_at=received_at, ip=ip, max_age=max_age)
         except EventError as exc:
             rejected.append({"index": index, "errors": exc.errors})
             continue
@@ -184,7 +166,8 @@ async def track(
         raise _error(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, "send JSON (Content-Type: application/json)"
         )
-    body = await _read_body(request, settings.max_body_bytes)
+    # At most INTENTFLOW_MAX_BODY_BYTES: enforced while it is read (api/routing.py, 413).
+    body = await request.body()
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -204,7 +187,8 @@ async def track(
 
     # A store backend's address says nothing about the shopper: keep only browsers'.
     ip = request.client.host if request.client and caller.scope is Scope.WRITE else None
-    events, rejected = _validate(raws, caller.scope, datetime.now(UTC), ip)
+    max_age = timedelta(days=settings.max_event_age_days)
+    events, rejected = _validate(raws, caller.scope, datetime.now(UTC), ip, max_age)
     master = master_key(settings.pii_master_key.get_secret_value())
     try:
         # No e-mail or phone in clear past this point (api/privacy/traits.py): ids first,

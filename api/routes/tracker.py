@@ -4,7 +4,9 @@ from pathlib import Path
 
 from fastapi import APIRouter, Response
 
-router = APIRouter(tags=["tracker"])
+from api.routing import GuardedRoute
+
+router = APIRouter(tags=["tracker"], route_class=GuardedRoute)
 
 TRACKER_JS = (Path(__file__).resolve().parent.parent / "static" / "tracker.js").read_bytes()
 # Storefronts on any origin load it with a <script> tag; it runs no code of theirs.

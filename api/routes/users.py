@@ -21,13 +21,14 @@ from api.privacy.audit import record_action, subject_hash
 from api.privacy.consent import master_key
 from api.privacy.erasure import erase_warehouse
 from api.producer import BrokerUnavailable
+from api.routing import GuardedRoute
 from schemas import pii
 from schemas.dispatch_tables import PII_KEYS, PRIVACY_TABLES
 from schemas.erasure import ERASED_SUBJECTS
 from schemas.time import epoch_ms
 from schemas.topics import CONTROL, IDENTITY, TELEMETRY_RAW
 
-router = APIRouter(prefix="/v1/users", tags=["users"])
+router = APIRouter(prefix="/v1/users", tags=["users"], route_class=GuardedRoute)
 
 STREAM_STORES = [
     "engine: user state (RocksDB table and its changelog, tombstoned)",

@@ -14,8 +14,18 @@ import signal
 import click
 import clickhouse_connect
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
 
-from pipeline.campaigns.launcher import due_campaigns, launch, release_due, utc_now
+from pipeline.campaigns.launcher import (
+    due_campaigns,
+    launch,
+    load_campaign,
+    mark_failed,
+    release_due,
+    utc_now,
+)
 from pipeline.worker import configure_logging
 from schemas.settings import CommonSettings
 from schemas.topics import NUDGES
@@ -27,6 +37,26 @@ class CampaignSettings(CommonSettings):
     # How often the warehouse is asked for due campaigns.
     campaign_poll_s: float = 1.0
     log_level: str = "info"
+
+
+# The warehouse or the broker not answering: every campaign waits for the next poll.
+UNAVAILABLE = (OperationalError, KafkaError, OSError, TimeoutError)
+
+
+async def launch_or_fail(client: Client, producer: AIOKafkaProducer, campaign_id: str) -> None:
+    """Launch one due campaign; one that cannot launch is marked failed with the reason,
+    so it neither blocks the others nor is retried every poll."""
+    try:
+        campaign = await asyncio.to_thread(load_campaign, client, campaign_id)
+        if campaign is not None:
+            await launch(client, producer, NUDGES.name, campaign, utc_now())
+    except UNAVAILABLE:
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        # The reason goes to the warehouse (admins read it); the log names the type only.
+        log.error("campaign %s failed and will not launch (%s)", campaign_id, type(exc).__name__)
+        await asyncio.to_thread(mark_failed, client, campaign_id, reason)
 
 
 async def run_launcher(settings: CampaignSettings, stop: asyncio.Event) -> None:
@@ -47,8 +77,8 @@ async def run_launcher(settings: CampaignSettings, stop: asyncio.Event) -> None:
     try:
         while not stop.is_set():
             try:
-                for campaign in await asyncio.to_thread(due_campaigns, client, utc_now()):
-                    await launch(client, producer, NUDGES.name, campaign, utc_now())
+                for campaign_id in await asyncio.to_thread(due_campaigns, client, utc_now()):
+                    await launch_or_fail(client, producer, campaign_id)
                 await release_due(client, producer, NUDGES.name, utc_now())
             except Exception as exc:  # the warehouse or broker away: try again next poll
                 log.warning("campaign launch deferred: %s: %s", type(exc).__name__, exc)

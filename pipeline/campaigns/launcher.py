@@ -26,6 +26,7 @@ from pipeline.domain.clock import quiet_until, to_datetime, to_ms, zone
 from schemas.campaigns import (
     CAMPAIGN_COLUMNS,
     MEMBER_COLUMNS,
+    STATUS_CHANGE_SQL,
     member_group,
     member_message_id,
 )
@@ -35,10 +36,16 @@ from schemas.time import as_utc
 
 log = logging.getLogger(__name__)
 
-_DUE = f"""
-SELECT {", ".join(CAMPAIGN_COLUMNS)} FROM campaigns FINAL
-WHERE status = 'scheduled' AND send_at <= fromUnixTimestamp64Milli({{now_ms:Int64}}, 'UTC')
+# Ids first, then each campaign on its own: one row that cannot be read (a time Python
+# cannot hold) fails that campaign only, never the poll.
+_DUE = """
+SELECT campaign_id FROM campaigns FINAL
+WHERE status = 'scheduled' AND send_at <= fromUnixTimestamp64Milli({now_ms:Int64}, 'UTC')
 ORDER BY send_at, campaign_id
+"""
+_CAMPAIGN = f"""
+SELECT {", ".join(CAMPAIGN_COLUMNS)} FROM campaigns FINAL
+WHERE campaign_id = {{campaign_id:String}} AND status = 'scheduled'
 """
 
 
@@ -73,11 +80,29 @@ class Launch:
     deferred: int = 0
 
 
-def due_campaigns(client: Client, now: datetime) -> list[dict[str, Any]]:
-    """Scheduled campaigns whose send time has come."""
-    now_ms = to_ms(now)
-    rows = client.query(_DUE, parameters={"now_ms": now_ms}).result_rows
-    return [dict(zip(CAMPAIGN_COLUMNS, row, strict=True)) for row in rows]
+def due_campaigns(client: Client, now: datetime) -> list[str]:
+    """Ids of the scheduled campaigns whose send time has come, oldest first."""
+    rows = client.query(_DUE, parameters={"now_ms": to_ms(now)}).result_rows
+    return [campaign_id for (campaign_id,) in rows]
+
+
+def load_campaign(client: Client, campaign_id: str) -> dict[str, Any] | None:
+    """The campaign's row if it is still scheduled; raises if a value cannot be read."""
+    rows = client.query(_CAMPAIGN, parameters={"campaign_id": campaign_id}).result_rows
+    return dict(zip(CAMPAIGN_COLUMNS, rows[0], strict=True)) if rows else None
+
+
+def mark_failed(client: Client, campaign_id: str, reason: str) -> None:
+    """The campaign will not launch: its status and why, for GET /v1/campaigns."""
+    client.command(
+        STATUS_CHANGE_SQL,
+        parameters={
+            "campaign_id": campaign_id,
+            "status": "failed",
+            "reason": reason,
+            "from_statuses": ["scheduled"],
+        },
+    )
 
 
 def send_after(now: datetime, campaign: dict[str, Any], member_timezone: str) -> datetime:

@@ -85,7 +85,7 @@ def fill_batch(topic: str, events: list, processor: Processor) -> SinkBatch:
                 reason=f"unreadable_{type(exc).__name__}",
             )
             output = (DEAD_LETTERS, dead_letter_row(letter, int(message.timestamp * 1000)))
-        batch.add(message.partition, message.offset, output)
+        batch.add_message(message, output)
     return batch
 
 

@@ -42,7 +42,7 @@ class HeldEventSink:
         record.message.incref()
         message = record.message
         output = (EVENTS, event_row(event)) if event is not None else None
-        self._batch.add(message.partition, message.offset, output)
+        self._batch.add_message(message, output)
         if not self._held:
             self._opened_at = time.monotonic()
         self._held.append(record)

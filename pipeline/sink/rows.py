@@ -9,6 +9,7 @@ warehouse's dedup relies on).
 import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import orjson
@@ -22,6 +23,9 @@ from schemas.messages import Nudge, NudgeCancellation, NudgeHeld, Receipt, VipUp
 class Table:
     name: str
     columns: tuple[str, ...]
+    # The time column (epoch ms in rows) whose month partitions the table
+    # (``PARTITION BY toYYYYMM(...)`` in its migration).
+    partitioned_by: str | None = None
 
 
 EVENTS = Table(
@@ -52,6 +56,7 @@ EVENTS = Table(
         "properties",
         "ip",
     ),
+    "timestamp",
 )
 NUDGES = Table(
     "nudges",
@@ -75,6 +80,7 @@ NUDGES = Table(
         "rules_version",
         "trigger_event_id",
     ),
+    "decided_at",
 )
 NUDGE_CANCELLATIONS = Table(
     "nudge_cancellations",
@@ -88,6 +94,7 @@ NUDGE_CANCELLATIONS = Table(
         "rules_version",
         "trigger_event_id",
     ),
+    "at",
 )
 NUDGE_HOLDS = Table(
     "nudge_holds",
@@ -118,6 +125,7 @@ VIP_UPGRADES = Table(
         "trigger_event_id",
         "channels",
     ),
+    "issued_at",
 )
 RECEIPTS = Table(
     "receipts",
@@ -133,6 +141,7 @@ RECEIPTS = Table(
         "provider_message_id",
         "detail",
     ),
+    "at",
 )
 DEAD_LETTERS = Table(
     "dead_letters",
@@ -146,6 +155,7 @@ DEAD_LETTERS = Table(
         "value_bytes",
         "at",
     ),
+    "at",
 )
 
 
@@ -156,6 +166,26 @@ _MS = timedelta(milliseconds=1)
 def ms(moment: datetime) -> int:
     """DateTime64(3) as epoch milliseconds: exact, and written by the client without conversion."""
     return (moment - _EPOCH) // _MS
+
+
+@cache
+def _partition_column(table: Table) -> int | None:
+    return table.columns.index(table.partitioned_by) if table.partitioned_by else None
+
+
+def partition_of(table: Table, row: tuple) -> int:
+    """The row's partition in ``table``: the month (YYYYMM, UTC) of its time column; 0 if none.
+
+    Times beyond what a date can hold share one key per side, as ClickHouse clamps them.
+    """
+    column = _partition_column(table)
+    if column is None:
+        return 0
+    try:
+        moment = _EPOCH + row[column] * _MS
+    except OverflowError:
+        return -1 if row[column] < 0 else 999_999
+    return moment.year * 100 + moment.month
 
 
 def _text(value: Any) -> str:

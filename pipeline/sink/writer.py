@@ -1,5 +1,13 @@
 """Inserts a batch into ClickHouse with clickhouse-connect, retrying until it is in.
 
+Each table's rows go in as inserts of at most ``MAX_PARTITIONS_PER_INSERT``
+partitions (``SinkBatch.inserts``). Rows the warehouse refuses for what they
+hold (a value it cannot parse or store, a constraint: ``REFUSED_CODES``) are
+quarantined rather than retried forever: the insert is halved until the refused
+rows are alone, and each becomes a ``dead_letters`` row naming its record
+(topic, partition, offset) and the warehouse's reason. Any other failure (the
+warehouse away, overloaded) is retried until it is in.
+
 Column-oriented inserts: the rows are transposed once (``zip``) and the client
 writes each column in one go, which is the cheapest path through
 clickhouse-connect (the client, not the server, is the bottleneck; see
@@ -9,15 +17,56 @@ warehouse never blocks the worker's event loop (heartbeats, other agents).
 
 import asyncio
 import logging
+import struct
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from tenacity import AsyncRetrying, wait_exponential_jitter
 
 from pipeline.sink.batch import SinkBatch
-from pipeline.sink.rows import Table
+from pipeline.sink.rows import DEAD_LETTERS, Table
 
 log = logging.getLogger(__name__)
+
+# ClickHouse errors that refuse the rows themselves: the same rows fail every time.
+REFUSED_CODES = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        38,  # CANNOT_PARSE_DATE
+        41,  # CANNOT_PARSE_DATETIME
+        53,  # TYPE_MISMATCH
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        131,  # TOO_LARGE_STRING_SIZE
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        376,  # CANNOT_PARSE_UUID
+        469,  # VIOLATED_CONSTRAINT
+    }
+)
+# TOO_MANY_PARTS is also "merges are behind" (transient): only its per-block form refuses rows.
+_TOO_MANY_PARTITIONS = (252, "partitions for single INSERT block")
+# Raised by the client while it encodes a value its column cannot hold.
+_ENCODING_ERRORS = (OverflowError, struct.error, UnicodeError)
+
+
+def refusal(exc: BaseException) -> str | None:
+    """The reason the warehouse refused these rows for their content; None if it may pass later."""
+    if isinstance(exc, OperationalError):
+        return None
+    if isinstance(exc, DatabaseError) and exc.code is not None:
+        name = exc.name or f"CODE_{exc.code}"
+        if exc.code in REFUSED_CODES:
+            return f"warehouse_refused_{name}"
+        if exc.code == _TOO_MANY_PARTITIONS[0] and _TOO_MANY_PARTITIONS[1] in str(exc):
+            return f"warehouse_refused_{name}"
+        return None
+    if isinstance(exc, _ENCODING_ERRORS):
+        return f"warehouse_refused_{type(exc).__name__}"
+    return None
 
 
 class WarehouseWriter:
@@ -31,6 +80,8 @@ class WarehouseWriter:
         self._client: Client | None = None
         self.rows_written = 0
         self.retries = 0
+        # Rows the warehouse refused, recorded as dead letters.
+        self.quarantined = 0
 
     def client(self) -> Client:
         if self._client is None:
@@ -58,8 +109,52 @@ class WarehouseWriter:
         )
 
     def write_batch(self, batch: SinkBatch) -> None:
-        for table, rows in batch.rows.items():
-            self.insert(table, rows, batch.dedup_token(table))
+        for table in list(batch.rows):
+            for indexes, token in batch.inserts(table):
+                self._insert_or_quarantine(batch, table, indexes, token)
+
+    def _insert_or_quarantine(
+        self, batch: SinkBatch, table: Table, indexes: list[int], token: str
+    ) -> None:
+        """Insert these rows; rows the warehouse refuses become dead letters, the rest go in.
+
+        Halving is deterministic, so a retry of the batch repeats the same inserts
+        with the same tokens, which ClickHouse drops.
+        """
+        rows = batch.rows[table]
+        try:
+            self.insert(table, [rows[i] for i in indexes], token)
+            return
+        except Exception as exc:
+            reason = refusal(exc)
+            if reason is None:
+                raise  # retried whole by write()
+            # The error's name and code only: ClickHouse's message may quote the values.
+            code = getattr(exc, "code", None)
+            detail = f"refused by the warehouse: {reason.removeprefix('warehouse_refused_')}"
+            detail += f" (code {code})" if code is not None else ""
+        if len(indexes) > 1:
+            half = len(indexes) // 2
+            self._insert_or_quarantine(batch, table, indexes[:half], f"{token}|a")
+            self._insert_or_quarantine(batch, table, indexes[half:], f"{token}|b")
+            return
+        origin = batch.origins[table][indexes[0]]
+        # Where and why, never the row (personal data): the record stays in its topic.
+        log.error(
+            "%s[%d]@%d: %s row refused by the warehouse (%s); dead-lettered",
+            batch.topic,
+            origin.partition,
+            origin.offset,
+            table.name,
+            reason,
+        )
+        letters = batch.dead_letters(table, indexes, reason, detail)
+        if table == DEAD_LETTERS:
+            # A dead letter refused as such has nowhere further to go: counted and logged.
+            self.quarantined += 1
+            return
+        self.insert(DEAD_LETTERS, letters, f"{token}|quarantine")
+        self.quarantined += 1
 
     async def write(self, batch: SinkBatch) -> None:
         """Insert every table's rows; on failure retry with backoff, forever.

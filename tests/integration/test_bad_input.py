@@ -238,9 +238,11 @@ async def test_duplicate_keys_take_the_last_value(http: httpx.Client, broker: st
 @pytest.mark.parametrize(
     ("timestamp", "accepted"),
     [
-        ("0001-01-01T00:00:00Z", 1),
-        ("1970-01-01T00:00:00Z", 1),
-        ((datetime.now(UTC) - timedelta(days=3650)).isoformat(), 1),
+        ("0001-01-01T00:00:00Z", 0),
+        ("1970-01-01T00:00:00Z", 0),
+        ((datetime.now(UTC) - timedelta(days=3650)).isoformat(), 0),
+        ((datetime.now(UTC) - timedelta(days=31)).isoformat(), 0),
+        ((datetime.now(UTC) - timedelta(days=29)).isoformat(), 1),
         ((datetime.now(UTC) + timedelta(hours=23)).isoformat(), 1),
         ((datetime.now(UTC) + timedelta(hours=25)).isoformat(), 0),
         ("9999-12-31T23:59:59Z", 0),
@@ -255,3 +257,21 @@ def test_timestamps_far_in_the_past_and_future(http: httpx.Client, timestamp: st
     assert body["accepted"] == accepted, body
     if not accepted:
         assert body["rejected"][0]["errors"][0]["loc"] == ["timestamp"]
+
+
+def test_a_batch_spread_over_many_months_is_refused_per_event(http: httpx.Client):
+    """The write key is public: 120 events a month apart would make the warehouse insert
+    span 120 partitions. Events older than the collection window (30 days) are refused
+    one by one with the reason; the recent one in the batch is accepted."""
+    now = datetime.now(UTC)
+    batch = [event(timestamp=(now - timedelta(days=31 * (n + 1))).isoformat()) for n in range(120)]
+    batch.append(event())
+    response = http.post("/v1/track", json={"batch": batch}, headers=WRITE)
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["accepted"] == 1
+    assert [r["index"] for r in body["rejected"]] == list(range(120))
+    for rejected in body["rejected"]:
+        assert rejected["errors"] == [
+            {"loc": ["timestamp"], "msg": "timestamp is more than 30 days in the past"}
+        ]

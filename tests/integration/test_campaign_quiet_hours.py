@@ -12,7 +12,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from clickhouse_connect.driver.client import Client
 
-from api.queries.campaigns import outcomes
+from api.queries.campaigns import CampaignFilter, definitions, outcomes
 from pipeline.campaigns.launcher import launch, release_due
 from pipeline.local.broker import ensure_topics
 from schemas.campaigns import CAMPAIGN_COLUMNS, member_message_id
@@ -143,7 +143,9 @@ def test_members_in_quiet_hours_get_their_message_when_those_hours_end(
     assert set(messages) == ids(reachable), "every target exactly one message id, nobody else"
     assert {m["user_key"] for m in messages.values()} == reachable
 
-    launched_row = {**campaign, "status": "launched", "launched_at": now}
+    # As the API reads it (times as epoch ms: api/queries/campaigns.py).
+    (launched_row,) = definitions(client, CampaignFilter(campaign_id, limit=1))
+    assert launched_row["status"] == "launched"
     reports = {
         when: outcomes(client, [launched_row], 3600, int(when.timestamp() * 1000))[0]
         for when in (now, later)

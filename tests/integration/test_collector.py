@@ -308,7 +308,8 @@ def valid_events(draw: st.DrawFn) -> dict[str, Any]:
         properties = draw(st.dictionaries(st.text(max_size=10), json_values, max_size=5))
     else:
         properties = draw(STANDARD_PROPERTIES[name])
-    past = draw(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=400)))
+    # Within the collection window (30 days; older is refused: test_bad_input.py).
+    past = draw(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=29)))
     fields: dict[str, Any] = {
         "timestamp": (datetime.now(UTC) - past).isoformat(),
         "anonymous_id": draw(ids),

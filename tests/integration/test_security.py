@@ -191,6 +191,16 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         {},
         only(404, "read", "admin"),
     ),
+    ("POST", "/v1/campaigns/{campaign_id}/cancel"): (
+        "/v1/campaigns/" + "0" * 32 + "/cancel",
+        {},
+        only(404, "admin"),
+    ),
+    ("DELETE", "/v1/campaigns/{campaign_id}"): (
+        "/v1/campaigns/" + "0" * 32,
+        {},
+        only(404, "admin"),
+    ),
     ("POST", "/v1/tokens/redeem"): (
         "/v1/tokens/redeem",
         {"json": {"token": "not.a.token"}},

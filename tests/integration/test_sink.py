@@ -99,6 +99,71 @@ def test_redelivery_with_other_boundaries_is_not_counted_twice(clickhouse: Clien
     clickhouse.command("TRUNCATE TABLE events")
 
 
+def month_events(months: int, normal: int) -> list[bytes]:
+    """``months`` events one month apart from 2000-01 (as a hostile write key can send them)
+    and ``normal`` events of the test week."""
+    values = []
+    for n in range(months):
+        at = datetime(2000 + n // 12, n % 12 + 1, 15, tzinfo=UTC)
+        raw = {
+            "event_id": str(uuid.uuid4()),
+            "name": "page_view",
+            "timestamp": at.isoformat(),
+            "anonymous_id": f"anon-month-{n}",
+            "properties": {"url": "https://shop.example/"},
+        }
+        values.append(parse_event(raw, received_at=START).to_json())
+    return values + raw_records(normal, seed=23)
+
+
+def test_a_batch_over_more_than_100_months_lands_whole(clickhouse: Client) -> None:
+    """One insert may span at most 100 partitions (months): the sink splits by partition,
+    so a batch with events of 150 months is stored whole, not lost or retried forever."""
+    writer = fixture_writer(clickhouse)
+    values = month_events(150, 500)
+    batch = batch_of("t.months", located(values))
+
+    asyncio.run(asyncio.wait_for(writer.write(batch), 60))
+
+    assert clickhouse.command("SELECT count() FROM events") == len(values)
+    assert clickhouse.command("SELECT uniqExact(toYYYYMM(timestamp)) FROM events") >= 151
+    assert writer.quarantined == 0
+    # Re-delivered with the same boundaries: the same split, the same tokens, nothing doubled.
+    writer.write_batch(batch_of("t.months", located(values)))
+    assert clickhouse.command("SELECT count() FROM events") == len(values)
+    clickhouse.command("TRUNCATE TABLE events")
+
+
+def test_rows_the_warehouse_refuses_are_dead_lettered_and_the_rest_land(warehouse: str) -> None:
+    """A row the warehouse refuses for its content (here a CHECK constraint the test adds)
+    becomes a dead letter with the reason and its record's location; the others are stored
+    and the write returns instead of retrying forever."""
+    with support.fresh_database(warehouse, "sink_refused") as client:
+        client.command(
+            "ALTER TABLE events ADD CONSTRAINT recent CHECK timestamp >= '2020-01-01 00:00:00'"
+        )
+        writer = fixture_writer(client)
+        values = month_events(3, 400)  # three events of 2000: refused
+        records = located(values)
+        batch = batch_of("t.refused", records)
+
+        asyncio.run(asyncio.wait_for(writer.write(batch), 60))
+
+        assert client.command("SELECT count() FROM events") == 400
+        letters = client.query(
+            "SELECT source_topic, partition, offset, reason, errors FROM dead_letters"
+            " ORDER BY partition, offset"
+        ).result_rows
+        assert [(t, p, o) for t, p, o, _, _ in letters] == sorted(
+            ("t.refused", p, o) for p, o, _ in records[:3]
+        )
+        assert {reason for _, _, _, reason, _ in letters} == {
+            "warehouse_refused_VIOLATED_CONSTRAINT"
+        }
+        assert all("VIOLATED_CONSTRAINT" in errors for *_, errors in letters)
+        assert writer.quarantined == 3
+
+
 def _warehouse(data: Path, port: int, log: Path):
     return support.python_process(
         "warehouse",

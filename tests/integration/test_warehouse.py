@@ -172,6 +172,25 @@ def test_failed_insert_is_reported_and_the_next_one_succeeds(client: Client) -> 
     assert client.query("SELECT n FROM strict_numbers ORDER BY n").result_rows == [(7,), (8,)]
 
 
+def test_insert_the_engine_refuses_is_an_error_not_a_silent_success(client: Client) -> None:
+    """Rows over more than max_partitions_per_insert_block (100) partitions: ClickHouse
+    refuses the insert (TOO_MANY_PARTS); the local warehouse must say so, not answer 200."""
+    client.command(
+        "CREATE TABLE monthly (n UInt32, ts DateTime64(3, 'UTC'))"
+        " ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY n"
+    )
+    rows = [[n, dt.datetime(2000, 1, 1) + dt.timedelta(days=31 * n)] for n in range(101)]
+
+    with pytest.raises(DatabaseError, match="TOO_MANY_PARTS") as raised:
+        client.insert("monthly", rows, column_names=["n", "ts"])
+
+    assert raised.value.code == 252
+    assert client.command("SELECT count() FROM monthly") == 0
+    # A hundred partitions is within the limit, and stored.
+    client.insert("monthly", rows[:100], column_names=["n", "ts"])
+    assert client.command("SELECT count() FROM monthly") == 100
+
+
 def test_ping_command_arrow_and_dataframe(warehouse: WarehouseProcess, client: Client) -> None:
     assert client.ping()
     connection = http.client.HTTPConnection(HOST, warehouse.port, timeout=5)

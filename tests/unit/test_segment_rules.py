@@ -1,8 +1,11 @@
 """Segment rules and phrases, without a warehouse: validation, SQL shape, the parser."""
 
+import contextlib
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from schemas.segment_phrases import parse_phrase
@@ -117,3 +120,44 @@ def test_words_not_understood_are_named_and_nothing_is_guessed(text: str, unknow
     parsed = parse_phrase(text)
     assert parsed.rule is None
     assert parsed.unknown == unknown
+
+
+hostile_numbers = (
+    st.integers()
+    | st.integers(min_value=10**300, max_value=10**4000)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([2**64, -(2**63) - 1, 10**400, float("nan"), float("inf")])
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    field=st.sampled_from(sorted(FIELDS)),
+    op=st.sampled_from(["=", ">", "between", "in", "inactive_days", "within_days"]),
+    value=hostile_numbers | st.lists(hostile_numbers, min_size=1, max_size=3),
+)
+def test_any_number_in_a_condition_is_accepted_or_refused_never_raised(field, op, value):
+    """Integers beyond 64 bits (10**400 has no float), NaN, infinities: a ValidationError
+    (a 422 naming the field) or a valid condition, nothing else."""
+    with contextlib.suppress(ValidationError):
+        load_rule({"op": "AND", "rules": [{"field": field, "op": op, "value": value}]})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    number=st.integers(min_value=0, max_value=10**500).map(str)
+    | st.sampled_from(["\xb2", "\u0661\u0662", "\uff11\uff12", "9" * 5000, "1e309"]),
+    template=st.sampled_from(
+        [
+            "inactive for {} days",
+            "not visited in the last {} days",
+            "spent more than {} dollars",
+            "more than {} orders",
+            "intent score above {}",
+            "customers who ordered in the last {} weeks",
+        ]
+    ),
+)
+def test_a_phrase_with_any_number_is_read_or_reported_never_raised(number: str, template: str):
+    parsed = parse_phrase(template.format(number))
+    assert parsed.rule is not None or parsed.unknown

@@ -3,6 +3,9 @@
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pipeline.sink.batch import SinkBatch
 from pipeline.sink.processors import decision_processor, process_dead_letter, process_event
 from pipeline.sink.rows import (
@@ -15,6 +18,7 @@ from pipeline.sink.rows import (
     event_row,
     ms,
     nudge_row,
+    partition_of,
     vip_row,
 )
 from schemas.deadletter import DeadLetter
@@ -155,3 +159,29 @@ def test_batch_token_names_the_offsets() -> None:
         batch.add(partition, offset, None if offset == 4 else (EVENTS, (offset,)))
     assert len(batch) == 3 and batch.skipped == 1
     assert batch.dedup_token(EVENTS) == "telemetry.raw|events|0:3-4,1:5-7"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    times=st.lists(
+        st.integers(min_value=-(2**62), max_value=2**62) | st.integers(-(10**12), 10**13),
+        min_size=1,
+        max_size=400,
+    ),
+    limit=st.integers(min_value=1, max_value=120),
+)
+def test_inserts_cover_every_row_once_within_the_partition_limit(times: list[int], limit: int):
+    """Whatever months the rows fall in (event time is the client's), each insert spans at
+    most ``limit`` partitions, every row is in exactly one insert, and the split is stable."""
+    batch = SinkBatch("t")
+    for offset, at in enumerate(times):
+        batch.add(0, offset, (EVENTS, ("id", "page_view", at)))
+
+    inserts = list(batch.inserts(EVENTS, limit))
+
+    indexes = [i for chunk, _ in inserts for i in chunk]
+    assert sorted(indexes) == list(range(len(times)))
+    rows = batch.rows[EVENTS]
+    assert all(len({partition_of(EVENTS, rows[i]) for i in chunk}) <= limit for chunk, _ in inserts)
+    assert len({token for _, token in inserts}) == len(inserts)
+    assert list(batch.inserts(EVENTS, limit)) == inserts

@@ -30,6 +30,18 @@ MAX_SESSION_TIMEOUT_S = 3600.0  # ClickHouse's max_session_timeout
 _CODE_RE = re.compile(r"Code: (\d+)\.")
 _SETTING_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHUTDOWN_WAIT_S = 30.0
+# Errors a table raises while rows are written into it (after the input is parsed):
+# too many partitions in one block, a CHECK constraint. chDB's streaming insert
+# (send_insert) swallows them: it reports the rows written and stores none.
+_WRITE_PATH_ERRORS = (
+    "TOO_MANY_PARTS",
+    "VIOLATED_CONSTRAINT",
+    "TOO_MANY_PARTITIONS",
+    "DUPLICATE_DATA_PART",
+)
+_WRITE_PATH_ERROR_COUNTS = (
+    "SELECT code, name, value, last_error_message FROM system.errors WHERE name IN ({names})"
+).format(names=", ".join(f"'{name}'" for name in _WRITE_PATH_ERRORS))
 
 
 class EngineError(Exception):
@@ -89,8 +101,11 @@ class Handle:
     stops sending a setting, and before a SET statement runs.
     """
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, write_lock: "threading.Lock | None" = None) -> None:
         self._conn = conn
+        # Held around every write, so a write-path error counted in system.errors
+        # while it is held belongs to that write (see insert()).
+        self._write_lock = write_lock or threading.Lock()
         self._session_database = "default"  # moved by USE statements
         self._connection_database = "default"
         self._url_settings: dict[str, str] = {}  # in force on the connection
@@ -111,7 +126,12 @@ class Handle:
         else:
             self._apply_settings(settings)
         self._use(database or self._session_database)
-        result = self._run(sql, default_format, params)
+        if keyword == "INSERT":
+            # Its write-path errors must not be taken for a concurrent streamed insert's.
+            with self._write_lock:
+                result = self._run(sql, default_format, params)
+        else:
+            result = self._run(sql, default_format, params)
         if keyword == "USE":
             current = self._run("SELECT currentDatabase()", "TabSeparated").bytes().decode().strip()
             self._session_database = self._connection_database = current
@@ -140,18 +160,15 @@ class Handle:
         """Stream `data` into chDB as the rows of an INSERT without its data clause."""
         self._apply_settings(settings)
         self._use(database or self._session_database)
-        try:
-            inserter = self._conn.send_insert(insert_statement.decode(), input_format)
-        except Exception as exc:
-            raise engine_error(exc) from None
-        with inserter:  # cancels the insert unless finished
-            try:
-                for chunk in data:
-                    if chunk:
-                        inserter.append(chunk)
-                written = inserter.finish()
-            except (RuntimeError, chdb.ChdbError) as exc:
-                raise engine_error(exc) from None
+        with self._write_lock:
+            before = self._write_path_errors()
+            written = self._stream_insert(insert_statement, input_format, data)
+            refused = self._write_path_errors()
+        for code, (count, name, message) in refused.items():
+            if count > before.get(code, (0, "", ""))[0]:
+                # The engine refused the rows after reading them: answer its error, as
+                # ClickHouse does, never "written" for rows that were not stored.
+                raise clickhouse_error(code, name, message.rstrip(". "))
         summary = {
             "read_rows": "0",
             "read_bytes": "0",
@@ -162,6 +179,29 @@ class Handle:
             "elapsed_ns": str(int(written.elapsed * 1e9)),
         }
         return Outcome(b"", summary)
+
+    def _stream_insert(self, insert_statement: bytes, input_format: str, data: Iterator[bytes]):
+        try:
+            inserter = self._conn.send_insert(insert_statement.decode(), input_format)
+        except Exception as exc:
+            raise engine_error(exc) from None
+        with inserter:  # cancels the insert unless finished
+            try:
+                for chunk in data:
+                    if chunk:
+                        inserter.append(chunk)
+                return inserter.finish()
+            except (RuntimeError, chdb.ChdbError) as exc:
+                raise engine_error(exc) from None
+
+    def _write_path_errors(self) -> dict[int, tuple[int, str, str]]:
+        """code → (times raised in this process, name, last message) of write-path errors."""
+        rows = self._run(_WRITE_PATH_ERROR_COUNTS, "JSONCompactEachRow").bytes()
+        found = {}
+        for line in rows.splitlines():
+            code, name, count, message = json.loads(line)
+            found[int(code)] = (int(count), name, message)
+        return found
 
     def close(self) -> None:
         self._conn.close()
@@ -261,6 +301,8 @@ class Engine:
             for code, name in (line.split("\t") for line in names.bytes().decode().splitlines())
         }
         self._sessions: dict[str, _Session] = {}
+        # Writes run one at a time: see Handle.insert.
+        self._write_lock = threading.Lock()
         self._lock = threading.Condition()
         self._active = 0
         self._closing = False
@@ -288,7 +330,7 @@ class Engine:
                     session.last_used = time.monotonic()
                     session.lock.release()
             else:
-                handle = Handle(self._connect())
+                handle = Handle(self._connect(), self._write_lock)
                 try:
                     yield handle
                 finally:
@@ -313,7 +355,7 @@ class Engine:
                     raise clickhouse_error(
                         372, "SESSION_NOT_FOUND", f"Session {session_id} not found"
                     )
-                session = _Session(Handle(self._connect()), timeout)
+                session = _Session(Handle(self._connect(), self._write_lock), timeout)
                 self._sessions[session_id] = session
             session.timeout_s = timeout
             if not session.lock.acquire(blocking=False):
