@@ -262,7 +262,12 @@ class _Journey:
         rng = self.rng
         channel = rng.choices(("whatsapp", "sms", "email"), weights=(6, 3, 1))[0]
         granted = rng.random() < 0.85
-        properties: dict[str, Any] = {"channel": channel, "granted": granted}
+        # Simulated shoppers agree to offers (marketing): nudges need that consent.
+        properties: dict[str, Any] = {
+            "channel": channel,
+            "granted": granted,
+            "purpose": "marketing",
+        }
         if channel != "email":
             properties["phone"] = fake_phone(rng)
         if granted:

@@ -29,10 +29,25 @@ def shopper() -> str:
     raise AssertionError("no user outside the holdout")
 
 
+def daytime_zone(now: datetime) -> str:
+    """A fixed-offset zone where ``now`` is about midday: quiet hours (21:00-08:00 local)
+    never hold the decision, whatever the time of day the test runs."""
+    offset = (12 - now.hour + 12) % 24 - 12  # hours east of UTC, -12..11
+    return "Etc/GMT" + (f"{-offset:+d}" if offset else "")  # Etc/ names count westwards
+
+
 def journey(user: str, start: datetime) -> list[bytes]:
     """Consent, then lingering on one product's specs until high intent fires, then a cart."""
     steps = [
-        ("consent", {"channel": "whatsapp", "granted": True, "phone": "+15550100077"}),
+        (
+            "consent",
+            {
+                "channel": "whatsapp",
+                "granted": True,
+                "phone": "+15550100077",
+                "purpose": "marketing",
+            },
+        ),
         ("product_view", {"product_id": "p-prof", "category": "shoes"}),
         ("spec_linger", {"product_id": "p-prof", "dwell_ms": 20_000}),
         ("spec_linger", {"product_id": "p-prof", "dwell_ms": 20_000}),
@@ -48,7 +63,7 @@ def journey(user: str, start: datetime) -> list[bytes]:
             "anonymous_id": f"anon-{user}",
             "user_id": user,
             "properties": properties,
-            "context": {"timezone": "UTC"},
+            "context": {"timezone": daytime_zone(start)},
         }
         out.append(parse_event(raw, received_at=at).to_json())
     return out
@@ -131,7 +146,8 @@ def test_profile_shows_scores_cart_consent_and_decisions_with_reasons(
     assert dict(live["products"]["p-prof"]["signals"])["spec_linger"] > 0
     assert live["cart"]["items"] == {"p-other": {"quantity": 2, "price": 9.5}}
     assert live["cart"]["rescue_due"] is not None
-    assert live["consent"]["whatsapp"]["granted"] is True
+    assert live["consent"]["whatsapp"]["marketing"] is True
+    assert live["consent"]["whatsapp"]["granted"] is False  # order updates: never asked
     (decision,) = body["decisions"]
     assert (decision["kind"], decision["status"], decision["product_id"]) == (
         "high_intent",
