@@ -1,6 +1,6 @@
 """Names of the warehouse tables the privacy store, the admin API and the dispatcher share.
 
-Their DDL is in ``schemas/migrations/0050``–``0054`` and ``0140``–``0142``; see docs/dispatch.md.
+Their DDL is in ``schemas/migrations/0050``–``0054`` and ``0140``–``0143``; see docs/dispatch.md.
 """
 
 # Wrapped per-user data keys (append-only; a ciphertext names the key that sealed it).
@@ -11,6 +11,8 @@ PII_PHONES = "pii_phones"
 CONSENTS = "consents"
 # Phones a public write key offered in place of a user's phone: sealed, pending, unused.
 PHONE_CHANGES = "phone_changes"
+# Opt-outs by reply (STOP, UNSUBSCRIBE, ...), for the metric.
+OPT_OUTS = "opt_outs"
 # Why a phone change was not applied.
 PHONE_CHANGE_NEEDS_VERIFICATION = "phone_change_needs_verification"
 # Channel pause switches set by operators; the dispatcher polls them.

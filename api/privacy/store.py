@@ -24,6 +24,7 @@ from clickhouse_connect.driver.client import Client
 from schemas import pii
 from schemas.dispatch_tables import (
     CONSENTS,
+    OPT_OUTS,
     PHONE_CHANGE_NEEDS_VERIFICATION,
     PHONE_CHANGES,
     PII_KEYS,
@@ -50,6 +51,11 @@ class StoredPhone:
     masked: str
     # Set when the phone was kept pending instead of applied, with the reason.
     pending: str | None = None
+
+
+def opt_out_event_id(channel: str, provider_event_id: str, user_key: str) -> str:
+    """The consent event id of an opt-out: a re-delivered webhook makes the same one."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opt-out:{channel}:{provider_event_id}:{user_key}"))
 
 
 def phone_hash(master: pii.MasterKey, phone: str) -> str:
@@ -284,6 +290,36 @@ class PrivacyStore:
                 parameters={"c": channel, "h": phone_hash(self._master, phone)},
             ).result_rows
         ]
+
+    def opt_out(
+        self, channel: str, phone: str, keyword: str, provider_event_id: str, at: datetime
+    ) -> list[str]:
+        """A STOP reply from ``phone``: marketing consent on ``channel`` revoked at ``at``
+        for every subject using that phone there, and the opt-out recorded for the metric.
+        Returns the subjects (none when the phone is unknown)."""
+        users = self.users_by_phone(channel, phone)
+        if not users:
+            return []
+        self.record(
+            [
+                ConsentDecision(
+                    user_key,
+                    channel,
+                    False,
+                    at,
+                    opt_out_event_id(channel, provider_event_id, user_key),
+                    purpose="marketing",
+                    trusted=True,
+                )
+                for user_key in users
+            ]
+        )
+        self._client.insert(
+            OPT_OUTS,
+            [[at, user_key, channel, keyword, provider_event_id] for user_key in users],
+            column_names=["at", "user_key", "channel", "keyword", "provider_event_id"],
+        )
+        return users
 
     def consents(self, user_key: str) -> list[dict]:
         """The user's current consent per channel and purpose, phones masked (for admins)."""

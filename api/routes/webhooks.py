@@ -1,4 +1,6 @@
-"""``POST /v1/webhooks/{provider}``: a provider's delivery status becomes a ``Receipt``.
+"""``POST /v1/webhooks/{provider}``: a provider's delivery status becomes a ``Receipt``;
+an inbound message (a shopper's reply, in the provider's own shape: schemas/inbound.py)
+that is a STOP word revokes marketing consent on that channel (api/privacy/opt_out.py).
 
 Refused with 401, and nothing produced, unless the HMAC signature over the
 timestamp and body verifies with that provider's secret (constant-time) and the
@@ -7,13 +9,16 @@ provider's event id, so a re-delivered webhook collapses downstream.
 """
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from api.deps import ResourcesDep, SettingsDep
+from api.privacy.opt_out import handle_replies
 from api.producer import BrokerUnavailable
+from schemas.inbound import parse_inbound
 from schemas.messages import Receipt
 from schemas.receipt_ids import receipt_id
 from schemas.signatures import verify
@@ -44,6 +49,11 @@ class WebhookAccepted(BaseModel):
     receipt_id: str
 
 
+class InboundAccepted(BaseModel):
+    messages: int  # inbound messages read
+    opted_out: int  # users whose marketing consent a STOP reply revoked
+
+
 def _secret(settings: SettingsDep, provider: str) -> str | None:
     value = getattr(settings, f"{provider}_webhook_secret")
     return value.get_secret_value() if value is not None else None
@@ -66,8 +76,8 @@ def to_receipt(provider: str, event: WebhookEvent) -> Receipt:
 
 @router.post(
     "/webhooks/{provider}",
-    response_model=WebhookAccepted,
-    summary="Delivery status from a message provider (signed)",
+    response_model=WebhookAccepted | InboundAccepted,
+    summary="Delivery status, or a shopper's reply, from a message provider (signed)",
     responses={401: {"description": "Missing, forged or stale signature."}},
 )
 async def receive_webhook(
@@ -77,7 +87,7 @@ async def receive_webhook(
     resources: ResourcesDep,
     signature: Annotated[str | None, Header(alias="X-Intentflow-Signature")] = None,
     timestamp: Annotated[str | None, Header(alias="X-Intentflow-Timestamp")] = None,
-) -> WebhookAccepted:
+) -> WebhookAccepted | InboundAccepted:
     body = await request.body()
     if len(body) > MAX_WEBHOOK_BYTES:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, "webhook body too large")
@@ -89,6 +99,19 @@ async def receive_webhook(
     )
     if problem is not None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"webhook refused: {problem}")
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    inbound = parse_inbound(provider, body, content_type, datetime.now(UTC))
+    if inbound is not None:
+        try:
+            opted_out = await handle_replies(provider, inbound, resources, settings)
+        except BrokerUnavailable as exc:
+            # Recorded in the consent store already; a retried webhook repeats it harmlessly.
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "reply not fully recorded; retry",
+                headers={"Retry-After": str(exc.retry_after_s)},
+            ) from None
+        return InboundAccepted(messages=len(inbound), opted_out=opted_out)
     try:
         event = WebhookEvent.model_validate_json(body)
     except ValidationError as exc:

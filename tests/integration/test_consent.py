@@ -1,4 +1,4 @@
-"""Consent by purpose and phone changes, on the real parts: broker,
+"""Consent by purpose, STOP replies and phone changes, on the real parts: broker,
 warehouse, the API, the provider simulator and the dispatcher as real processes (the
 ``stack`` of test_dispatch.py, reused with a database of this module's own).
 
@@ -7,12 +7,19 @@ engine decides them; these nudges are produced or forced directly).
 """
 
 import asyncio
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
+from schemas.topics import NUDGES
+from tests.collector_server import consume_matching
 from tests.integration.test_dispatch import (
     ADMIN,
+    READ,
     SERVER,
     WRITE,
     consent,
@@ -53,6 +60,15 @@ def force_send(stack, user: str) -> str:
     return response.json()["message_id"]
 
 
+def reply(stack, channel: str, phone: str, text: str) -> dict:
+    """The shopper answers on their phone: the simulator posts the provider's webhook."""
+    response = stack["http"].post(
+        f"{stack['sim']}/v1/{channel}/inbound", json={"from": phone, "text": text}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def consents_of(stack, user: str) -> dict[tuple[str, str], bool]:
     response = stack["http"].post(
         f"{stack['api']}/v1/admin/messages/preview", json={"user_id": user}, headers=ADMIN
@@ -66,6 +82,30 @@ def send_nudge(stack, user: str) -> str:
     decided = nudge(user)
     asyncio.run(produce(stack["broker"], [decided], per_second=100))
     return decided.nudge_id
+
+
+async def produce_one(brokers: str, user: str) -> tuple[str, int, int]:
+    """A nudge for ``user`` on the topic: (its id, partition, offset)."""
+    decided = nudge(user)
+    producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all")
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(NUDGES.name, decided.to_json(), key=user.encode())
+    finally:
+        await producer.stop()
+    return decided.nudge_id, meta.partition, meta.offset
+
+
+async def committed(brokers: str, group: str, partition: int) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    await admin.start()
+    try:
+        tp = TopicPartition(NUDGES.name, partition)
+        offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
+        meta = offsets.get(tp)
+        return meta.offset if meta is not None else -1
+    finally:
+        await admin.close()
 
 
 # --- consent by purpose ------------------------------------------------------------------
@@ -92,6 +132,103 @@ def test_order_updates_consent_alone_does_not_let_a_nudge_out_at_send_time(dispa
     wait_until(lambda: len(sim_messages(stack, message_id)) == 1, 30, "the nudge sent")
     [sent] = sim_messages(stack, message_id)
     assert (sent["channel"], sent["to_masked"]) == ("whatsapp", "+1 ••••••5555")
+
+
+# --- STOP replies ------------------------------------------------------------------------
+
+
+def test_a_stop_reply_revokes_marketing_cancels_the_queued_message_and_counts(dispatching):
+    stack = dispatching
+    http, api = stack["http"], stack["api"]
+    user = f"stop-{uuid.uuid4().hex[:8]}"
+    phone = "+15550108888"
+    write_key(
+        stack,
+        [
+            consent(user, "whatsapp", True, phone, purpose="transactional"),
+            consent(user, "whatsapp", True, phone, purpose="marketing"),
+        ],
+    )
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    assert http.post(f"{api}/v1/admin/channels/whatsapp/pause", headers=ADMIN).status_code == 200
+    try:
+        # Nothing observable says the dispatcher polled the switch (every 0.3 s here): as
+        # test_dispatch does. A held message writes no receipt: its offset is waited for.
+        time.sleep(1.0)
+        message_id, partition, offset = asyncio.run(produce_one(stack["broker"], user))
+        # The dispatcher commits a batch's offsets once it has handled it (docs/dispatch.md).
+        group = f"{stack['dispatcher'].env['app_id']}.dispatch"
+        wait_until(
+            lambda: asyncio.run(committed(stack["broker"], group, partition)) > offset,
+            30,
+            "the dispatcher past the nudge",
+        )
+        assert statuses(stack, message_id) == set()  # queued: its only channel is paused
+        assert sim_messages(stack, message_id) == []
+
+        answer = reply(stack, "whatsapp", phone, "  Stop ")
+        assert answer["webhook_status"] == 200, answer
+        assert answer["answer"] == {"messages": 1, "opted_out": 1}
+        wait_until(
+            lambda: ("cancelled", "", "consent_revoked") in statuses(stack, message_id),
+            20,
+            "the queued message cancelled",
+        )
+    finally:
+        http.post(f"{api}/v1/admin/channels/whatsapp/resume", headers=ADMIN)
+    # Marketing revoked on WhatsApp only; order updates stay as they were.
+    assert consents_of(stack, user) == {
+        ("whatsapp", "marketing"): False,
+        ("whatsapp", "transactional"): True,
+    }
+    # The engine hears of it too: a consent event (marketing, revoked) on the raw topic.
+    raw = asyncio.run(
+        consume_matching(
+            stack["broker"],
+            lambda v: v["name"] == "consent" and v["anonymous_id"] == user,
+            until=bool,
+        )
+    )
+    assert raw[0]["properties"] == {"channel": "whatsapp", "granted": False, "purpose": "marketing"}
+    # A re-delivered webhook, or a non-STOP reply, changes nothing more.
+    assert reply(stack, "whatsapp", phone, "thanks!")["answer"] == {"messages": 1, "opted_out": 0}
+
+    def opted_out() -> int:
+        response = http.get(
+            f"{api}/v1/metrics/opt_outs",
+            params={
+                "from": since.isoformat(),
+                "to": datetime.now(UTC).isoformat(),
+                "interval": "1h",
+            },
+            headers=READ,
+        )
+        assert response.status_code == 200, response.text
+        return sum(r["count"] for r in response.json()["rows"] if r["channel"] == "whatsapp")
+
+    assert opted_out() >= 1
+    # The phone is matched by its keyed hash: it is nowhere in clear in the warehouse.
+    for table in ("opt_outs", "pii_phones", "consents"):
+        dump = stack["ch"].query(f"SELECT * FROM {table}").result_rows
+        assert phone not in repr(dump) and phone[1:] not in repr(dump), table
+
+
+def test_an_sms_stop_in_twilios_shape_revokes_sms_marketing(dispatching):
+    stack = dispatching
+    user = f"sms-stop-{uuid.uuid4().hex[:8]}"
+    phone = "+15550109999"
+    write_key(
+        stack,
+        [
+            consent(user, "sms", True, phone, purpose="marketing"),
+            consent(user, "whatsapp", True, phone, purpose="marketing"),
+        ],
+    )
+    assert reply(stack, "sms", phone, "UNSUBSCRIBE")["answer"] == {"messages": 1, "opted_out": 1}
+    assert consents_of(stack, user) == {
+        ("sms", "marketing"): False,
+        ("whatsapp", "marketing"): True,
+    }
 
 
 # --- a phone changes only through a trusted path -----------------------------------------
