@@ -102,15 +102,13 @@ async def receive_webhook(
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     inbound = parse_inbound(provider, body, content_type, datetime.now(UTC))
     if inbound is not None:
+        # The provider retries a webhook that was not acknowledged; a repeat is harmless.
         try:
             opted_out = await handle_replies(provider, inbound, resources, settings)
         except BrokerUnavailable as exc:
-            # Recorded in the consent store already; a retried webhook repeats it harmlessly.
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                "reply not fully recorded; retry",
-                headers={"Retry-After": str(exc.retry_after_s)},
-            ) from None
+            raise _retry_later("reply not fully recorded", exc.retry_after_s) from None
+        except Exception as exc:  # the consent store (warehouse) did not answer
+            raise _retry_later(f"consent store unavailable: {type(exc).__name__}", 2) from None
         return InboundAccepted(messages=len(inbound), opted_out=opted_out)
     try:
         event = WebhookEvent.model_validate_json(body)
@@ -124,9 +122,13 @@ async def receive_webhook(
         )
     except BrokerUnavailable as exc:
         # The provider retries a webhook that was not acknowledged.
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "receipt not recorded; retry",
-            headers={"Retry-After": str(exc.retry_after_s)},
-        ) from None
+        raise _retry_later("receipt not recorded", exc.retry_after_s) from None
     return WebhookAccepted(receipt_id=receipt.receipt_id)
+
+
+def _retry_later(what: str, retry_after_s: float) -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"{what}; retry",
+        headers={"Retry-After": str(retry_after_s)},
+    )
