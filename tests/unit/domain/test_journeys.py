@@ -277,6 +277,18 @@ def test_each_purpose_is_granted_and_revoked_on_its_own():
     assert state.consent["whatsapp"][0] & MARKETING == 0
 
 
+def test_a_vip_upgrade_names_only_channels_consented_for_marketing():
+    shopper = Shopper(user_id="u1")
+    events = [
+        shopper.consent("whatsapp", purpose=None),  # order updates
+        shopper.consent("sms", purpose="marketing"),
+        *(shopper.order(f"o{i}") for i in range(3)),
+    ]
+    _state, decisions = fold(events, RULES)
+    [vip] = upgrades(decisions)
+    assert vip.channels == ("sms",)
+
+
 def test_a_late_marketing_grant_does_not_undo_a_newer_revoke():
     shopper = Shopper()
     grant = shopper.consent("whatsapp")
