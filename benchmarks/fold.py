@@ -69,7 +69,12 @@ def _properties(name: str, rng: random.Random, product: str) -> dict:
                 "currency": "EUR",
             }
         case "consent":
-            return {"channel": "whatsapp", "granted": True, "phone": "+491511234567"}
+            return {
+                "channel": "whatsapp",
+                "granted": True,
+                "phone": "+491511234567",
+                "purpose": "marketing",
+            }
         case "identify":
             return {"traits": {}}
         case _:

@@ -32,7 +32,12 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 def session(rng: random.Random, user: str) -> list:
     at = START + timedelta(seconds=rng.randrange(86_400))
     products = [f"p{rng.randrange(5000)}" for _ in range(4)]
-    steps = [("consent", {"channel": "whatsapp", "granted": True, "phone_ref": "ref"})]
+    steps = [
+        (
+            "consent",
+            {"channel": "whatsapp", "granted": True, "phone_ref": "ref", "purpose": "marketing"},
+        )
+    ]
     for product in products:
         category = f"c{int(product[1:]) % 40}"
         steps.append(("product_view", {"product_id": product, "category": category}))

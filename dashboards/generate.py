@@ -574,6 +574,33 @@ def nudges() -> dict[str, Any]:
         24,
         8,
     )
+    layout.add(
+        panel(
+            "timeseries",
+            "Opt-outs by reply",
+            "Inbound STOP / UNSUBSCRIBE replies per channel (each revokes the shopper's "
+            "marketing consent on that channel and cancels what is queued).",
+            [
+                target(
+                    "/v1/metrics/opt_outs",
+                    [INTERVAL, *TIME_RANGE],
+                    [
+                        column("t", "timestamp", "time"),
+                        column("channel", "string"),
+                        column("count", "number"),
+                        column("users", "number"),
+                    ],
+                )
+            ],
+            defaults={"custom": {"drawStyle": "bars", "fillOpacity": 80}},
+            transformations=[
+                exclude("users"),
+                {"id": "partitionByValues", "options": {"fields": ["channel"]}},
+            ],
+        ),
+        24,
+        7,
+    )
     variables = [
         custom(
             "kind",

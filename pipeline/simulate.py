@@ -105,6 +105,8 @@ class _Shopper:
     budget: int
     cart: dict[str, int] = field(default_factory=dict)
     consented: set[str] = field(default_factory=set)
+    # One phone per shopper: a browser cannot replace a known phone (docs/dispatch.md).
+    phone: str | None = None
 
 
 class _Journey:
@@ -262,9 +264,16 @@ class _Journey:
         rng = self.rng
         channel = rng.choices(("whatsapp", "sms", "email"), weights=(6, 3, 1))[0]
         granted = rng.random() < 0.85
-        properties: dict[str, Any] = {"channel": channel, "granted": granted}
+        # Simulated shoppers agree to offers (marketing): nudges need that consent.
+        properties: dict[str, Any] = {
+            "channel": channel,
+            "granted": granted,
+            "purpose": "marketing",
+        }
         if channel != "email":
-            properties["phone"] = fake_phone(rng)
+            if self.shopper.phone is None:
+                self.shopper.phone = fake_phone(rng)
+            properties["phone"] = self.shopper.phone
         if granted:
             self.shopper.consented.add(channel)
         self.emit("consent", properties)

@@ -1,14 +1,20 @@
 """Names of the warehouse tables the privacy store, the admin API and the dispatcher share.
 
-Their DDL is in ``schemas/migrations/0050``–``0054``; see docs/dispatch.md.
+Their DDL is in ``schemas/migrations/0050``–``0054`` and ``0140``–``0143``; see docs/dispatch.md.
 """
 
 # Wrapped per-user data keys (append-only; a ciphertext names the key that sealed it).
 PII_KEYS = "pii_keys"
 # Encrypted phone per user and channel, newest by event time wins.
 PII_PHONES = "pii_phones"
-# Consent decisions per user and channel, newest by event time wins.
+# Consent decisions per user, channel and purpose, newest by event time wins.
 CONSENTS = "consents"
+# Phones a public write key offered in place of a user's phone: sealed, pending, unused.
+PHONE_CHANGES = "phone_changes"
+# Opt-outs by reply (STOP, UNSUBSCRIBE, ...), for the metric.
+OPT_OUTS = "opt_outs"
+# Why a phone change was not applied.
+PHONE_CHANGE_NEEDS_VERIFICATION = "phone_change_needs_verification"
 # Channel pause switches set by operators; the dispatcher polls them.
 CHANNEL_CONTROLS = "channel_controls"
 # Admin actions and every message state change.
@@ -26,4 +32,4 @@ AUDIT_COLUMNS = (
     "detail",
 )
 
-PRIVACY_TABLES = (PII_KEYS, PII_PHONES, CONSENTS)
+PRIVACY_TABLES = (PII_KEYS, PII_PHONES, CONSENTS, PHONE_CHANGES)

@@ -40,6 +40,9 @@ Url = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Money = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{6,14}$")]
 Channel = Literal["whatsapp", "sms", "email"]
+# What a consent is for (as Segment/Unomi model it): order updates, or offers.
+Purpose = Literal["transactional", "marketing"]
+PURPOSES: tuple[str, ...] = ("transactional", "marketing")
 
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
@@ -172,6 +175,12 @@ class Identify(_Properties):
 class Consent(_Properties):
     channel: Channel
     granted: bool
+    purpose: Purpose = Field(
+        default="transactional",
+        description="What the shopper agreed to on this channel: 'transactional' (order"
+        " updates) or 'marketing' (offers, reminders, campaigns). Without it a consent is"
+        " for transactional messages only; each purpose is granted and revoked on its own.",
+    )
     # Sent by the client; the collector seals it in the consent store and replaces it
     # with the two fields below before anything is produced (docs/dispatch.md).
     phone: E164 | None = None

@@ -130,6 +130,7 @@ def write_shoppers(
                         last - timedelta(days=100),
                         str(uuid.uuid4()),
                         phone if channel != "email" else None,
+                        purpose="marketing",  # campaigns are offers
                     )
                 )
                 if granted:

@@ -4,6 +4,10 @@ Runs before anything is produced: the event that reaches ``telemetry.raw``
 carries ``phone_ref`` (the stored, encrypted copy) and ``phone_masked`` only,
 and the decision is already in the store the dispatcher checks at send time,
 so a revoke blocks sending before the event is even on the topic.
+
+A consent that would replace a user's phone with another, sent with a public
+write key, is kept pending (``phone_change_needs_verification``): it is not
+produced, and is reported back to the caller as pending (docs/dispatch.md).
 """
 
 import asyncio
@@ -31,7 +35,7 @@ def privacy_store(resources: ResourcesDep, settings: SettingsDep) -> PrivacyStor
     )
 
 
-def _decision(event: Event) -> ConsentDecision:
+def _decision(event: Event, trusted: bool) -> ConsentDecision:
     props = event.properties
     return ConsentDecision(
         user_key=event.key,
@@ -40,6 +44,9 @@ def _decision(event: Event) -> ConsentDecision:
         decided_at=event.timestamp,
         event_id=str(event.event_id),
         phone=props.get("phone"),
+        # Without a purpose a consent is for transactional messages (order updates) only.
+        purpose="marketing" if props.get("purpose") == "marketing" else "transactional",
+        trusted=trusted,
     )
 
 
@@ -90,21 +97,30 @@ _recorders: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 async def protect_consents(
-    events: list[Event], resources: ResourcesDep, settings: SettingsDep
-) -> list[Event]:
-    """The events to produce: consents recorded and their phones replaced by a reference."""
+    events: list[Event], resources: ResourcesDep, settings: SettingsDep, trusted: bool = False
+) -> tuple[list[Event], list[dict]]:
+    """The events to produce (consents recorded, their phones replaced by a reference)
+    and the consents kept pending (``{"event_id", "reason"}``), which are not produced.
+
+    ``trusted``: sent with the server key, so a consent may replace a user's phone."""
     consents = [event for event in events if event.name == "consent"]
     if not consents:
-        return events
+        return events, []
     try:
         recorder = _recorders.get(resources)
         if recorder is None:
             # Building the store connects to the warehouse: inside the guard.
             recorder = _recorders[resources] = ConsentRecorder(privacy_store(resources, settings))
-        stored = await recorder.record([_decision(e) for e in consents])
+        stored = await recorder.record([_decision(e, trusted) for e in consents])
     except Exception as exc:
         raise ConsentStoreUnavailable(type(exc).__name__) from exc
-    return [
-        _without_phone(event, stored.get(str(event.event_id))) if event.name == "consent" else event
-        for event in events
-    ]
+    produce, pending = [], []
+    for event in events:
+        phone = stored.get(str(event.event_id)) if event.name == "consent" else None
+        if phone is not None and phone.pending:
+            pending.append({"event_id": str(event.event_id), "reason": phone.pending})
+        elif event.name == "consent":
+            produce.append(_without_phone(event, phone))
+        else:
+            produce.append(event)
+    return produce, pending

@@ -2,7 +2,15 @@
 
 Blocking clickhouse-connect calls; async callers run them in a thread. Phones
 are sealed with the user's data key before they leave this module; the data
-key exists in the clear only in memory, for one call.
+key exists in the clear only in memory, for one call. Beside each sealed phone
+is its keyed hash (``pii.pseudonym``), so an inbound reply is matched to its
+user without the number being stored in clear.
+
+A phone changes only through a trusted path: a decision that is not ``trusted``
+(a public write key) sets a phone for a user who has none, but a *different*
+phone for a user who has one is kept pending in ``phone_changes``
+(``phone_change_needs_verification``) and the decision is not applied: the
+consent and phone in use stay as they were (docs/dispatch.md).
 """
 
 import os
@@ -14,7 +22,14 @@ from datetime import UTC, datetime
 from clickhouse_connect.driver.client import Client
 
 from schemas import pii
-from schemas.dispatch_tables import CONSENTS, PII_KEYS, PII_PHONES
+from schemas.dispatch_tables import (
+    CONSENTS,
+    OPT_OUTS,
+    PHONE_CHANGE_NEEDS_VERIFICATION,
+    PHONE_CHANGES,
+    PII_KEYS,
+    PII_PHONES,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +40,27 @@ class ConsentDecision:
     decided_at: datetime
     event_id: str
     phone: str | None = None
+    purpose: str = "transactional"
+    # Sent with the server key (or by the server itself): may replace a user's phone.
+    trusted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class StoredPhone:
     phone_ref: str
     masked: str
+    # Set when the phone was kept pending instead of applied, with the reason.
+    pending: str | None = None
+
+
+def opt_out_event_id(channel: str, provider_event_id: str, user_key: str) -> str:
+    """The consent event id of an opt-out: a re-delivered webhook makes the same one."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opt-out:{channel}:{provider_event_id}:{user_key}"))
+
+
+def phone_hash(master: pii.MasterKey, phone: str) -> str:
+    """The keyed hash stored beside a sealed phone (matches inbound messages to users)."""
+    return pii.pseudonym(master, "phone", phone)
 
 
 class PrivacyStore:
@@ -73,21 +103,107 @@ class PrivacyStore:
             )
         return found
 
+    def _related(self, user_keys: set[str]) -> dict[str, set[str]]:
+        """Each key with the keys the events link to it (a user id and its anonymous ids):
+        the dispatcher uses the newest phone under any of them, so all are checked."""
+        related = {key: {key} for key in user_keys}
+        if not user_keys:
+            return related
+        rows = self._client.query(
+            "SELECT DISTINCT user_id, anonymous_id FROM events"
+            " WHERE (user_id IN {keys:Array(String)} OR anonymous_id IN {keys:Array(String)})"
+            " AND user_id != '' AND anonymous_id != ''",
+            parameters={"keys": sorted(user_keys)},
+        ).result_rows
+        for user_id, anonymous_id in rows:
+            for key in (user_id, anonymous_id):
+                if key in related:
+                    related[key] |= {user_id, anonymous_id}
+        return related
+
+    def _phone_hashes(self, subjects: set[str]) -> dict[str, set[str]]:
+        """Keyed hashes of the phones in use per subject (phones stored before the hash
+        column are opened to hash them; shredded ones are skipped)."""
+        if not subjects:
+            return {}
+        params = {"keys": sorted(subjects)}
+        rows = self._client.query(
+            f"SELECT user_key, channel, key_id, ciphertext, phone_hash FROM {PII_PHONES} FINAL"
+            " WHERE user_key IN {keys:Array(String)}",
+            parameters=params,
+        ).result_rows
+        wrapped = {}
+        if any(not row[4] for row in rows):
+            wrapped = {
+                (user_key, key_id): pii.from_text(text)
+                for user_key, key_id, text in self._client.query(
+                    f"SELECT user_key, key_id, wrapped FROM {PII_KEYS}"
+                    " WHERE user_key IN {keys:Array(String)}",
+                    parameters=params,
+                ).result_rows
+            }
+        found: dict[str, set[str]] = {}
+        for user_key, channel, key_id, text, hashed in rows:
+            if not hashed:
+                try:
+                    data_key = pii.unwrap_key(self._master, user_key, wrapped[(user_key, key_id)])
+                    phone = pii.decrypt_phone(data_key, user_key, channel, pii.from_text(text))
+                except (KeyError, pii.PiiError):
+                    continue
+                hashed = phone_hash(self._master, phone)
+            found.setdefault(user_key, set()).add(hashed)
+        return found
+
     def record(self, decisions: list[ConsentDecision]) -> dict[str, StoredPhone]:
-        """Store consent decisions (phones sealed first); returns each phone's ref by event id."""
+        """Store consent decisions (phones sealed first); returns each phone's ref by event id.
+
+        A phone offered without trust in place of a user's phone is stored pending, and
+        its decision is not applied (the returned ``StoredPhone.pending`` says why)."""
         if not decisions:
             return {}
         with_phone = [d for d in decisions if d.phone]
         keys = self.data_keys(d.user_key for d in with_phone)
+        related = self._related({d.user_key for d in with_phone if not d.trusted})
+        in_use = self._phone_hashes(set().union(*related.values()))
         stored: dict[str, StoredPhone] = {}
-        phone_rows = []
+        phone_rows, pending_rows, pending_ids = [], [], set()
+        now = datetime.now(UTC)
         for decision in with_phone:
             assert decision.phone is not None
             key_id, data_key = keys[decision.user_key]
             sealed = pii.encrypt_phone(
                 data_key, decision.user_key, decision.channel, decision.phone
             )
+            hashed = phone_hash(self._master, decision.phone)
+            subjects = related.get(decision.user_key, {decision.user_key})
+            known = set().union(*(in_use.get(s, set()) for s in subjects))
             ref = StoredPhone(uuid.UUID(bytes=os.urandom(16)).hex, pii.mask_phone(decision.phone))
+            if not decision.trusted and known and hashed not in known:
+                if not decision.granted:
+                    continue  # a revoke needs no verification; the new phone is not kept
+                stored[decision.event_id] = StoredPhone(
+                    ref.phone_ref, ref.masked, PHONE_CHANGE_NEEDS_VERIFICATION
+                )
+                pending_ids.add(decision.event_id)
+                pending_rows.append(
+                    [
+                        decision.user_key,
+                        decision.channel,
+                        decision.purpose,
+                        int(decision.granted),
+                        ref.phone_ref,
+                        key_id,
+                        pii.to_text(sealed),
+                        ref.masked,
+                        hashed,
+                        PHONE_CHANGE_NEEDS_VERIFICATION,
+                        decision.decided_at,
+                        decision.event_id,
+                        now,
+                    ]
+                )
+                continue
+            in_use.setdefault(decision.user_key, set()).add(hashed)
             stored[decision.event_id] = ref
             phone_rows.append(
                 [
@@ -97,8 +213,29 @@ class PrivacyStore:
                     key_id,
                     pii.to_text(sealed),
                     ref.masked,
+                    hashed,
                     decision.decided_at,
                 ]
+            )
+        if pending_rows:
+            self._client.insert(
+                PHONE_CHANGES,
+                pending_rows,
+                column_names=[
+                    "user_key",
+                    "channel",
+                    "purpose",
+                    "granted",
+                    "phone_ref",
+                    "key_id",
+                    "ciphertext",
+                    "masked",
+                    "phone_hash",
+                    "reason",
+                    "decided_at",
+                    "event_id",
+                    "recorded_at",
+                ],
             )
         if phone_rows:
             self._client.insert(
@@ -111,37 +248,99 @@ class PrivacyStore:
                     "key_id",
                     "ciphertext",
                     "masked",
+                    "phone_hash",
                     "decided_at",
                 ],
             )
-        now = datetime.now(UTC)
-        self._client.insert(
-            CONSENTS,
-            [
-                [d.user_key, d.channel, int(d.granted), d.decided_at, d.event_id, now]
-                for d in decisions
-            ],
-            column_names=[
-                "user_key",
-                "channel",
-                "granted",
-                "decided_at",
-                "event_id",
-                "recorded_at",
-            ],
-        )
+        applied = [d for d in decisions if d.event_id not in pending_ids]
+        if applied:
+            self._client.insert(
+                CONSENTS,
+                [
+                    [
+                        d.user_key,
+                        d.channel,
+                        d.purpose,
+                        int(d.granted),
+                        d.decided_at,
+                        d.event_id,
+                        now,
+                    ]
+                    for d in applied
+                ],
+                column_names=[
+                    "user_key",
+                    "channel",
+                    "purpose",
+                    "granted",
+                    "decided_at",
+                    "event_id",
+                    "recorded_at",
+                ],
+            )
         return stored
 
+    def users_by_phone(self, channel: str, phone: str) -> list[str]:
+        """The subjects whose phone in use on ``channel`` is ``phone`` (by its keyed hash)."""
+        return [
+            user_key
+            for (user_key,) in self._client.query(
+                f"SELECT user_key FROM {PII_PHONES} FINAL"
+                " WHERE channel = {c:String} AND phone_hash = {h:String} ORDER BY user_key",
+                parameters={"c": channel, "h": phone_hash(self._master, phone)},
+            ).result_rows
+        ]
+
+    def opt_out(
+        self, channel: str, phone: str, keyword: str, provider_event_id: str, at: datetime
+    ) -> list[str]:
+        """A STOP reply from ``phone``: marketing consent on ``channel`` revoked at ``at``
+        for every subject using that phone there, and the opt-out recorded for the metric.
+        Returns the subjects (none when the phone is unknown)."""
+        users = self.users_by_phone(channel, phone)
+        if not users:
+            return []
+        self.record(
+            [
+                ConsentDecision(
+                    user_key,
+                    channel,
+                    False,
+                    at,
+                    opt_out_event_id(channel, provider_event_id, user_key),
+                    purpose="marketing",
+                    trusted=True,
+                )
+                for user_key in users
+            ]
+        )
+        self._client.insert(
+            OPT_OUTS,
+            [[at, user_key, channel, keyword, provider_event_id] for user_key in users],
+            column_names=["at", "user_key", "channel", "keyword", "provider_event_id"],
+        )
+        return users
+
     def consents(self, user_key: str) -> list[dict]:
-        """The user's current consent per channel, phones masked (for admins)."""
+        """The user's current consent per channel and purpose, phones masked (for admins)."""
         rows = self._client.query(
-            f"SELECT c.channel, c.granted, c.decided_at, p.masked FROM {CONSENTS} AS c FINAL"
-            f" LEFT JOIN (SELECT channel, masked FROM {PII_PHONES} FINAL"
+            # '' is a decision recorded before purposes existed: order updates.
+            "SELECT c.channel, c.purpose, c.granted, c.decided, p.masked FROM ("
+            " SELECT channel, if(purpose = '', 'transactional', purpose) AS purpose,"
+            " argMax(granted, decided_at) AS granted, max(decided_at) AS decided"
+            f" FROM {CONSENTS} FINAL WHERE user_key = {{k:String}} GROUP BY channel, purpose"
+            f") AS c LEFT JOIN (SELECT channel, masked FROM {PII_PHONES} FINAL"
             " WHERE user_key = {k:String}) AS p ON p.channel = c.channel"
-            " WHERE c.user_key = {k:String} ORDER BY c.channel",
+            " ORDER BY c.channel, c.purpose",
             parameters={"k": user_key},
         ).result_rows
         return [
-            {"channel": c, "granted": bool(g), "decided_at": at, "phone": m or None}
-            for c, g, at, m in rows
+            {
+                "channel": c,
+                "purpose": p,
+                "granted": bool(g),
+                "decided_at": at,
+                "phone": m or None,
+            }
+            for c, p, g, at, m in rows
         ]

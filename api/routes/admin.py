@@ -99,7 +99,12 @@ async def _publish(resources, nudge: Nudge) -> None:
 
 
 def _usable(consents: list[dict[str, Any]]) -> tuple[str, ...]:
-    return tuple(c["channel"] for c in consents if c["granted"] and c["phone"])
+    # Every flow an admin starts (cart rescue, force-send of a nudge) is marketing.
+    return tuple(
+        c["channel"]
+        for c in consents
+        if c["granted"] and c["phone"] and c["purpose"] == "marketing"
+    )
 
 
 @router.post("/channels/{channel}/{action}", response_model=ChannelState)

@@ -111,7 +111,14 @@ async def checkout(settings: SettingsDep) -> Response:
         '<form id="checkout-form">'
         '<p><label>Customer id <input id="customer-id" autocomplete="off"></label></p>'
         '<p><label>Phone <input id="phone" type="tel" placeholder="+12025550123"></label></p>'
+        # Each channel and purpose asked separately (docs/dispatch.md): order updates are
+        # transactional, offers are marketing (what nudges and campaigns need).
+        '<fieldset id="consents"><legend>Messages to this phone</legend>'
         '<p><label><input id="whatsapp" type="checkbox"> Order updates on WhatsApp</label></p>'
+        '<p><label><input id="whatsapp-offers" type="checkbox"> Offers on WhatsApp</label></p>'
+        '<p><label><input id="sms" type="checkbox"> Order updates by SMS</label></p>'
+        '<p><label><input id="sms-offers" type="checkbox"> Offers by SMS</label></p>'
+        "</fieldset>"
         '<p><button id="place-order" type="submit">Place order</button></p>'
         '</form><p id="confirmation"></p></div>'
     )

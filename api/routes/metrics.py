@@ -1,4 +1,4 @@
-"""``/v1/metrics/*``: funnels, time series, nudge outcomes, uplift, dead letters.
+"""``/v1/metrics/*``: funnels, time series, nudge outcomes, uplift, dead letters, opt-outs.
 
 The contract (parameters, row shapes, examples) is docs/metrics.md; responses
 are ``{"rows": [...]}`` for Grafana's Infinity datasource. Parameters are
@@ -24,6 +24,7 @@ from api.queries.common import LIVE_RUN, TimeRange
 from api.queries.funnel import BREAKDOWN_COLUMNS, funnel
 from api.queries.not_sent import not_sent
 from api.queries.nudges import nudge_outcomes
+from api.queries.opt_outs import opt_outs
 from api.queries.series import Metric, dead_letters, timeseries
 from api.queries.uplift import uplift
 from api.routing import GuardedRoute
@@ -237,6 +238,30 @@ def get_dead_letters(
 ) -> dict[str, Any]:
     check_buckets(span, step_s)
     rows = run_query(dead_letters, clickhouse, step_s, span)
+    return {"rows": [asdict(row) for row in rows]}
+
+
+class OptOutBucket(BaseModel):
+    t: str
+    channel: str
+    count: int
+    users: int
+
+
+class OptOutsResponse(BaseModel):
+    rows: list[OptOutBucket]
+
+
+@router.get(
+    "/opt_outs",
+    response_model=OptOutsResponse,
+    summary="Opt-outs by reply (STOP, UNSUBSCRIBE, ...) per channel",
+)
+def get_opt_outs(
+    caller: ReadCaller, clickhouse: ClickHouseDep, span: TimeRangeDep, step_s: IntervalDep
+) -> dict[str, Any]:
+    check_buckets(span, step_s)
+    rows = run_query(opt_outs, clickhouse, step_s, span)
     return {"rows": [asdict(row) for row in rows]}
 
 

@@ -38,9 +38,18 @@ class RejectedEvent(BaseModel):
     errors: list[FieldError]
 
 
+class PendingConsent(BaseModel):
+    event_id: str
+    reason: str = Field(description="phone_change_needs_verification (docs/dispatch.md).")
+
+
 class TrackAccepted(BaseModel):
     accepted: int = Field(description="Events acknowledged by Kafka.")
     rejected: list[RejectedEvent]
+    pending: list[PendingConsent] = Field(
+        default_factory=list,
+        description="Consents not applied: a write key cannot replace a user's phone.",
+    )
 
 
 class ErrorMessage(BaseModel):
@@ -195,7 +204,9 @@ async def track(
         # since the consent store keys by them; consent is recorded and phones sealed
         # before anything is produced (docs/dispatch.md).
         events = pseudonymise_ids(events, master)
-        events = await protect_consents(events, resources, settings)
+        events, pending = await protect_consents(
+            events, resources, settings, trusted=caller.scope is Scope.SERVER
+        )
         events = redact_events(seal_identity_traits(events, master), master)
         await resources.events.publish(
             TELEMETRY_RAW.name, [(event.key.encode(), event.to_json()) for event in events]
@@ -213,7 +224,13 @@ async def track(
             headers={"Retry-After": str(exc.retry_after_s)},
         ) from None
     return Response(
-        orjson.dumps({"accepted": len(events), "rejected": rejected}),
+        orjson.dumps(
+            {
+                "accepted": len(events),
+                "rejected": rejected,
+                **({"pending": pending} if pending else {}),
+            }
+        ),
         status_code=status.HTTP_202_ACCEPTED,
         media_type="application/json",
     )

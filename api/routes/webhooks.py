@@ -1,4 +1,6 @@
-"""``POST /v1/webhooks/{provider}``: a provider's delivery status becomes a ``Receipt``.
+"""``POST /v1/webhooks/{provider}``: a provider's delivery status becomes a ``Receipt``;
+an inbound message (a shopper's reply, in the provider's own shape: schemas/inbound.py)
+that is a STOP word revokes marketing consent on that channel (api/privacy/opt_out.py).
 
 Refused with 401, and nothing produced, unless the HMAC signature over the
 timestamp and body verifies with that provider's secret (constant-time) and the
@@ -7,14 +9,17 @@ provider's event id, so a re-delivered webhook collapses downstream.
 """
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Request, status
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from api.deps import ResourcesDep, SettingsDep
+from api.privacy.opt_out import handle_replies
 from api.producer import BrokerUnavailable
 from api.routing import GuardedRoute
+from schemas.inbound import parse_inbound
 from schemas.messages import Receipt
 from schemas.receipt_ids import receipt_id
 from schemas.signatures import stale, verify
@@ -44,6 +49,11 @@ class WebhookAccepted(BaseModel):
     receipt_id: str
 
 
+class InboundAccepted(BaseModel):
+    messages: int  # inbound messages read
+    opted_out: int  # users whose marketing consent a STOP reply revoked
+
+
 def _secret(settings: SettingsDep, provider: str) -> str | None:
     value = getattr(settings, f"{provider}_webhook_secret")
     return value.get_secret_value() if value is not None else None
@@ -66,8 +76,8 @@ def to_receipt(provider: str, event: WebhookEvent) -> Receipt:
 
 @router.post(
     "/webhooks/{provider}",
-    response_model=WebhookAccepted,
-    summary="Delivery status from a message provider (signed)",
+    response_model=WebhookAccepted | InboundAccepted,
+    summary="Delivery status, or a shopper's reply, from a message provider (signed)",
     responses={401: {"description": "Missing, forged or stale signature."}},
 )
 async def receive_webhook(
@@ -77,7 +87,7 @@ async def receive_webhook(
     resources: ResourcesDep,
     signature: Annotated[str | None, Header(alias="X-Intentflow-Signature")] = None,
     timestamp: Annotated[str | None, Header(alias="X-Intentflow-Timestamp")] = None,
-) -> WebhookAccepted:
+) -> WebhookAccepted | InboundAccepted:
     secret = _secret(settings, provider)
     now_s, tolerance_s = time.time(), settings.webhook_tolerance_s
     # The headers first: a request without a fresh signed timestamp is refused unread.
@@ -92,6 +102,17 @@ async def receive_webhook(
         problem = verify(secret, signature, timestamp, body, now_s, tolerance_s)
     if problem is not None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"webhook refused: {problem}")
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    inbound = parse_inbound(provider, body, content_type, datetime.now(UTC))
+    if inbound is not None:
+        # The provider retries a webhook that was not acknowledged; a repeat is harmless.
+        try:
+            opted_out = await handle_replies(provider, inbound, resources, settings)
+        except BrokerUnavailable as exc:
+            raise _retry_later("reply not fully recorded", exc.retry_after_s) from None
+        except Exception as exc:  # the consent store (warehouse) did not answer
+            raise _retry_later(f"consent store unavailable: {type(exc).__name__}", 2) from None
+        return InboundAccepted(messages=len(inbound), opted_out=opted_out)
     try:
         event = WebhookEvent.model_validate_json(body)
     except ValidationError as exc:
@@ -104,9 +125,13 @@ async def receive_webhook(
         )
     except BrokerUnavailable as exc:
         # The provider retries a webhook that was not acknowledged.
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "receipt not recorded; retry",
-            headers={"Retry-After": str(exc.retry_after_s)},
-        ) from None
+        raise _retry_later("receipt not recorded", exc.retry_after_s) from None
     return WebhookAccepted(receipt_id=receipt.receipt_id)
+
+
+def _retry_later(what: str, retry_after_s: float) -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"{what}; retry",
+        headers={"Retry-After": str(retry_after_s)},
+    )

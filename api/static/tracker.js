@@ -14,7 +14,8 @@
  *   data-if-prop-quantity="1" data-if-prop-price="9.99">. Buttons with an id are also
  *   reported as button_click when they carry data-if-click.
  * API: intentflow.track(name, props), .page(), .identify(userId, traits),
- *   .consent(channel, granted, phone), .flush(), .anonymousId(), .userId().
+ *   .consent(channel, granted, phone, purpose), .flush(), .anonymousId(), .userId().
+ *   purpose: "transactional" (order updates; the default) or "marketing" (offers).
  *
  * Delivery: events queue in localStorage (bounded), are sent in batches with the
  * write key in the Authorization header, and are retried with exponential backoff
@@ -349,9 +350,10 @@
       save("user_id", String(userId));
       return track("identify", { traits: traits || {} });
     },
-    consent: function (channel, granted, phone) {
+    consent: function (channel, granted, phone, purpose) {
       var props = { channel: channel, granted: !!granted };
       if (phone) props.phone = phone;
+      if (purpose) props.purpose = purpose;
       return track("consent", props);
     },
     reset: function () { // log-out: a new anonymous id, no user

@@ -2,7 +2,10 @@
 
 Read fresh for every batch (consent is checked at send time); phones stay
 sealed until the moment of sending. Consent given before login sits under the
-anonymous id: a user's decision per channel is the newest under any of their keys.
+anonymous id: a user's decision per channel and purpose is the newest under any of
+their keys. Every kind the dispatcher sends (cart rescue, high intent, VIP upgrade,
+campaign) is marketing, so ``Contact.consented`` holds the channels consented *for
+marketing*; consent to order updates alone (transactional) is not enough.
 """
 
 from dataclasses import dataclass, field
@@ -25,7 +28,10 @@ class SealedPhone:
 
 @dataclass(slots=True)
 class Contact:
+    # Channels with marketing consent and a phone: what the dispatcher may use.
     consented: set[str] = field(default_factory=set)
+    # Channels with transactional consent (order updates) and a phone.
+    transactional: set[str] = field(default_factory=set)
     phones: dict[str, SealedPhone] = field(default_factory=dict)
 
 
@@ -44,13 +50,16 @@ class Directory:
         if not every:
             return {}
         params = {"keys": every}
-        decisions: dict[tuple[str, str], tuple[datetime, bool]] = {}
-        for subject, channel, granted, decided_at in self._client.query(
-            f"SELECT user_key, channel, granted, decided_at FROM {CONSENTS} FINAL"
+        decisions: dict[tuple[str, str, str], tuple[datetime, bool]] = {}
+        for subject, channel, purpose, granted, decided_at in self._client.query(
+            f"SELECT user_key, channel, purpose, granted, decided_at FROM {CONSENTS} FINAL"
             " WHERE user_key IN {keys:Array(String)}",
             parameters=params,
         ).result_rows:
-            decisions[(subject, channel)] = (decided_at, bool(granted))
+            # '' is a decision recorded before purposes existed: order updates.
+            key = (subject, channel, purpose or "transactional")
+            if key not in decisions or decided_at > decisions[key][0]:
+                decisions[key] = (decided_at, bool(granted))
         wrapped_keys = {
             (subject, key_id): pii.from_text(wrapped)
             for subject, key_id, wrapped in self._client.query(
@@ -76,20 +85,29 @@ class Directory:
         for user_key, keys in subjects.items():
             contact = Contact()
             for channel in ("whatsapp", "sms"):
-                newest = max(
-                    (decisions[(s, channel)] for s in keys if (s, channel) in decisions),
-                    default=None,
-                    key=lambda d: d[0],
-                )
                 phone = max(
                     (phones[(s, channel)] for s in keys if (s, channel) in phones),
                     default=None,
                     key=lambda p: p[0],
                 )
-                if phone is not None:
-                    contact.phones[channel] = phone[1]
-                if newest is not None and newest[1] and phone is not None:
-                    contact.consented.add(channel)
+                if phone is None:
+                    continue
+                contact.phones[channel] = phone[1]
+                for purpose, consented in (
+                    ("marketing", contact.consented),
+                    ("transactional", contact.transactional),
+                ):
+                    newest = max(
+                        (
+                            decisions[(s, channel, purpose)]
+                            for s in keys
+                            if (s, channel, purpose) in decisions
+                        ),
+                        default=None,
+                        key=lambda d: d[0],
+                    )
+                    if newest is not None and newest[1]:
+                        consented.add(channel)
             out[user_key] = contact
         return out
 

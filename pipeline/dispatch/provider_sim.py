@@ -7,6 +7,11 @@ nothing), then posts signed delivery webhooks to ``{webhook_url}/v1/webhooks/
 delays (``POST /v1/config`` changes them at run time). ``GET /v1/messages``
 lists what it took, so tests count sends by message id. Phones are kept and
 logged masked only.
+
+``POST /v1/{channel}/inbound`` ``{"from": "+1…", "text": "STOP"}`` plays a shopper's
+reply: the simulator posts it, signed, to the same webhook in the provider's own
+inbound shape (Meta's ``value.messages[]``, Twilio's form ``From``/``Body``;
+schemas/inbound.py).
 """
 
 import asyncio
@@ -30,6 +35,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from pipeline.dispatch.settings import ProviderSimSettings
 from pipeline.worker import configure_logging
 from schemas import pii
+from schemas.inbound import FORM, sms_body, whatsapp_body
 from schemas.signatures import signature_headers
 
 log = logging.getLogger("intentflow.provider_sim")
@@ -65,6 +71,11 @@ class Metadata(BaseModel):
     message_id: str
     user_key: str
     kind: str
+
+
+class InboundRequest(BaseModel):
+    from_: Annotated[str, Field(alias="from", pattern=r"^\+[1-9][0-9]{6,14}$")]
+    text: Annotated[str, Field(max_length=1600)]
 
 
 class SendRequest(BaseModel):
@@ -175,6 +186,24 @@ class Simulator:
             await asyncio.sleep(behaviour.delay_s)
             await self._post_webhook(message, status)
 
+    async def reply(self, channel: str, phone: str, text: str) -> tuple[str, int, bytes]:
+        """A shopper's reply posted to the webhook: (provider event id, status, answer)."""
+        assert self._http is not None
+        if channel == "whatsapp":
+            event_id = f"wamid.{uuid.uuid4().hex}"
+            body = whatsapp_body(phone, text, event_id, datetime.now(UTC))
+            headers = {"Content-Type": "application/json"}
+        else:
+            event_id = f"SM{uuid.uuid4().hex}"
+            body, headers = sms_body(phone, text, event_id), {"Content-Type": FORM}
+        secret = self.secret(channel)
+        if secret is not None:
+            headers.update(signature_headers(secret, int(time.time()), body))
+        url = f"{self.settings.webhook_url.rstrip('/')}/v1/webhooks/{channel}"
+        async with self._posting:
+            response = await self._http.post(url, content=body, headers=headers)
+        return event_id, response.status_code, response.content
+
     async def _post_webhook(self, message: Accepted, status: str) -> None:
         assert self._http is not None
         body = orjson.dumps(
@@ -244,6 +273,15 @@ def create_sim_app(settings: ProviderSimSettings | None = None) -> FastAPI:
             "provider_message_id": accepted.provider_message_id,
             "status": "accepted",
             "duplicate": duplicate,
+        }
+
+    @app.post("/v1/{channel}/inbound")
+    async def inbound(channel: ChannelName, request: InboundRequest) -> dict[str, Any]:
+        event_id, status, answer = await simulator.reply(channel, request.from_, request.text)
+        return {
+            "provider_event_id": event_id,
+            "webhook_status": status,
+            "answer": orjson.loads(answer or b"null"),
         }
 
     @app.get("/v1/messages")

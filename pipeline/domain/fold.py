@@ -26,7 +26,14 @@ from pipeline.domain.signals import (
     EXIT_INTENT,
     SPEC_LINGER,
 )
-from pipeline.domain.state import GRANTED, HAS_PHONE, Intent, ProductIntent, UserState
+from pipeline.domain.state import (
+    HAS_PHONE,
+    PURPOSE_SLOTS,
+    Intent,
+    ProductIntent,
+    UserState,
+    consent_entry,
+)
 from schemas.events import Event
 from schemas.messages import Nudge, NudgeCancellation, NudgeHeld, VipUpgrade
 
@@ -278,15 +285,17 @@ def _consent(state: UserState, event: Event, ts: int, plan: Plan, out: list) -> 
     channel = props["channel"]
     if channel not in suppression.CHANNELS:
         return
-    flags, decided = state.consent.get(channel, (0, -1))
+    # Without a purpose a consent is for transactional messages (order updates) only.
+    purpose = "marketing" if props.get("purpose") == "marketing" else "transactional"
+    entry = consent_entry(state, channel)
     # Only whether a phone is known is kept; the dispatcher stores the number.
-    known = props.get("phone_ref") or props.get("phone")  # the collector seals phones
-    has_phone = HAS_PHONE if known or flags & HAS_PHONE else 0
-    if ts >= decided:
-        granted = GRANTED if props["granted"] is True else 0
-        state.consent[channel] = [granted | has_phone, ts]
-    else:
-        state.consent[channel] = [(flags & GRANTED) | has_phone, decided]
+    if props.get("phone_ref") or props.get("phone"):  # the collector seals phones
+        entry[0] |= HAS_PHONE
+    bit, slot = PURPOSE_SLOTS[purpose]
+    if ts >= entry[slot]:  # the newest decision per purpose wins, whatever the arrival order
+        entry[0] = (entry[0] | bit) if props["granted"] is True else (entry[0] & ~bit)
+        entry[slot] = ts
+    state.consent[channel] = entry
 
 
 def _identify(state: UserState, event: Event, ts: int, plan: Plan, out: list) -> None:

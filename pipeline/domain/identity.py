@@ -16,7 +16,17 @@ from pipeline.domain import high_intent
 from pipeline.domain.fold import Decision, fire_due
 from pipeline.domain.rules import Plan, Rules
 from pipeline.domain.scoring import merge_into, value, weakest
-from pipeline.domain.state import HAS_PHONE, Cart, Held, Intent, ProductIntent, UserState
+from pipeline.domain.state import (
+    HAS_PHONE,
+    NO_TIME,
+    PURPOSE_SLOTS,
+    Cart,
+    Held,
+    Intent,
+    ProductIntent,
+    UserState,
+    consent_entry,
+)
 from pipeline.domain.vip import RECENT_ORDERS, maybe_upgrade
 from schemas.events import Event
 
@@ -155,15 +165,15 @@ def _merge_orders(user: UserState, anon: UserState) -> None:
 
 
 def _merge_consent(user: UserState, anon: UserState) -> None:
-    # The newer decision per channel wins; a known phone stays known.
-    for channel, (flags, decided) in anon.consent.items():
-        mine = user.consent.get(channel)
-        if mine is None:
-            user.consent[channel] = [flags, decided]
-            continue
-        phone = (mine[0] | flags) & HAS_PHONE
-        newest = [flags, decided] if decided > mine[1] else mine
-        user.consent[channel] = [(newest[0] & ~HAS_PHONE) | phone, newest[1]]
+    # The newer decision per channel and purpose wins; a known phone stays known.
+    for channel in anon.consent:
+        mine, theirs = consent_entry(user, channel), consent_entry(anon, channel)
+        merged = [(mine[0] | theirs[0]) & HAS_PHONE, NO_TIME, NO_TIME]
+        for bit, slot in PURPOSE_SLOTS.values():
+            newest = theirs if theirs[slot] > mine[slot] else mine
+            merged[0] |= newest[0] & bit
+            merged[slot] = newest[slot]
+        user.consent[channel] = merged
 
 
 def _merge_seen(user: UserState, anon: UserState, plan: Plan) -> None:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pipeline.domain.clock import to_datetime
 from pipeline.domain.rules import Rules
 from pipeline.domain.scoring import Signals, top_signals, value
-from pipeline.domain.state import GRANTED, HAS_PHONE, UserState
+from pipeline.domain.state import GRANTED, HAS_PHONE, MARKETING, NO_TIME, UserState, consent_entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +24,11 @@ class CartView:
 
 @dataclass(frozen=True, slots=True)
 class ConsentView:
-    granted: bool
+    granted: bool  # transactional: order updates
     has_phone: bool
-    at: str  # ISO time of the latest decision
+    at: str | None  # ISO time of the latest transactional decision
+    marketing: bool = False  # offers: nudges, VIP upgrades, campaigns
+    marketing_at: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +72,7 @@ def profile(state: UserState, at_ms: int, rules: Rules) -> Profile:
         products={k: view(s, plan.decay_product) for k, s in state.products.items()},
         categories={k: view(s, plan.decay_category) for k, s in state.categories.items()},
         cart=cart,
-        consent={
-            channel: ConsentView(bool(flags & GRANTED), bool(flags & HAS_PHONE), _iso(at))
-            for channel, (flags, at) in state.consent.items()
-        },
+        consent={channel: _consent_view(state, channel) for channel in state.consent},
         orders=state.orders,
         last_seen=_iso(state.last_ms) if state.last_ms >= 0 else None,
     )
@@ -81,3 +80,14 @@ def profile(state: UserState, at_ms: int, rules: Rules) -> Profile:
 
 def _iso(ms: int) -> str:
     return to_datetime(ms).isoformat().replace("+00:00", "Z")
+
+
+def _consent_view(state: UserState, channel: str) -> ConsentView:
+    flags, at, marketing_at = consent_entry(state, channel)
+    return ConsentView(
+        granted=bool(flags & GRANTED),
+        has_phone=bool(flags & HAS_PHONE),
+        at=_iso(at) if at != NO_TIME else None,
+        marketing=bool(flags & MARKETING),
+        marketing_at=_iso(marketing_at) if marketing_at != NO_TIME else None,
+    )

@@ -5,7 +5,8 @@ one state per key; nothing else holds a reference). Scores are integer
 milli-points, times integer epoch milliseconds, so the byte form (orjson of a
 positional list) round-trips exactly and a restarted worker decides exactly as
 an uninterrupted one would. No phone number is ever stored: consent keeps only
-"a phone is known" per channel.
+"a phone is known" per channel, with the decision per purpose (transactional,
+marketing) and when each was made.
 """
 
 import base64
@@ -19,9 +20,14 @@ from schemas.messages import Nudge
 FORMAT_VERSION = 1
 NO_TIME = -1  # before any event time (events are at or after the epoch)
 
-# Consent flags per channel.
+# Consent flags per channel: GRANTED is transactional consent (order updates),
+# MARKETING consent to offers (nudges, VIP upgrades, campaigns); each purpose is
+# decided on its own, so each has its own decision time.
 GRANTED = 1
 HAS_PHONE = 2
+MARKETING = 4
+# purpose -> (its flag, where its decision time sits in a consent entry)
+PURPOSE_SLOTS = {"transactional": (GRANTED, 1), "marketing": (MARKETING, 2)}
 
 
 @dataclass(slots=True)
@@ -89,7 +95,8 @@ class UserState:
     orders: int = 0
     order_ids: list[str] = field(default_factory=list)  # recent ones, to drop re-sent orders
     vip: bool = False
-    consent: dict[str, list[int]] = field(default_factory=dict)  # channel -> [flags, ms]
+    # channel -> [flags, transactional decision ms, marketing decision ms]
+    consent: dict[str, list[int]] = field(default_factory=dict)
     timezone: str | None = None
     cap_day: int = 0  # local day ordinal the count is for
     cap_count: int = 0
@@ -136,6 +143,19 @@ def _cart_out(c: Cart | None) -> list | None:
         c.rescue_id,
         c.rescue_emitted,
     ]
+
+
+def consent_entry(state: UserState, channel: str) -> list[int]:
+    """``[flags, transactional ms, marketing ms]`` of a channel (NO_TIME: never decided).
+
+    States written before consent had a purpose hold ``[flags, ms]``: their decision
+    was for order updates, so they read as transactional with no marketing decision."""
+    entry = state.consent.get(channel)
+    if entry is None:
+        return [0, NO_TIME, NO_TIME]
+    if len(entry) == 2:
+        return [entry[0] & (GRANTED | HAS_PHONE), entry[1], NO_TIME]
+    return list(entry)
 
 
 def state_to_bytes(state: UserState) -> bytes:

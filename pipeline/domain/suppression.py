@@ -1,7 +1,8 @@
 """Whether a triggered nudge is sent, held for quiet hours, or recorded as suppressed.
 
 Checks run in this order, each on the shopper's local calendar:
-1. consent: no deliverable consented channel -> suppressed(no_consent);
+1. consent: no deliverable channel with marketing consent -> suppressed(no_consent)
+   (nudges and VIP upgrades are offers: consent to order updates is not enough);
 2. quiet hours: held in the state until they end (``release``), or
    suppressed(quiet_hours_stale) if that is longer than the maximum hold; the hold
    itself is published at once as a ``NudgeHeld`` (recorded, never sent);
@@ -14,7 +15,7 @@ exactly "would have been sent": uplift compares like with like.
 from pipeline.domain.clock import local_day, quiet_until, to_datetime, zone
 from pipeline.domain.ids import in_holdout
 from pipeline.domain.rules import Plan
-from pipeline.domain.state import GRANTED, HAS_PHONE, Held, UserState
+from pipeline.domain.state import HAS_PHONE, PURPOSE_SLOTS, Held, UserState, consent_entry
 from schemas.messages import Nudge, NudgeHeld
 
 # Preference order the dispatcher tries (WhatsApp, then SMS, then email).
@@ -22,12 +23,14 @@ CHANNELS = ("whatsapp", "sms", "email")
 _NEEDS_PHONE = frozenset({"whatsapp", "sms"})
 
 
-def allowed_channels(state: UserState) -> tuple[str, ...]:
-    """Consented channels that can be delivered: whatsapp and sms need a known phone."""
+def allowed_channels(state: UserState, purpose: str = "marketing") -> tuple[str, ...]:
+    """Channels consented for ``purpose`` that can be delivered: whatsapp and sms need
+    a known phone. Every message the engine decides (nudges, VIP upgrades) is marketing."""
+    bit = PURPOSE_SLOTS[purpose][0]
     allowed = []
     for channel in CHANNELS:
-        flags = state.consent.get(channel, (0,))[0]
-        if flags & GRANTED and (channel not in _NEEDS_PHONE or flags & HAS_PHONE):
+        flags = consent_entry(state, channel)[0]
+        if flags & bit and (channel not in _NEEDS_PHONE or flags & HAS_PHONE):
             allowed.append(channel)
     return tuple(allowed)
 

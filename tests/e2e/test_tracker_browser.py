@@ -90,6 +90,7 @@ def test_a_shopping_journey_arrives_with_its_properties(
         page.fill("#customer-id", "cust-42")
         page.fill("#phone", "+12025550123")
         page.check("#whatsapp")
+        page.check("#sms-offers")
         page.click("#place-order")
         page.wait_for_selector("#confirmation:has-text('Thank you')")
         wait_until_sent(page)
@@ -137,6 +138,17 @@ def test_a_shopping_journey_arrives_with_its_properties(
     assert identify["user_id"] == "cust-42"
     assert "user_id" not in by_name["add_to_cart"][0]
     assert by_name["consent"][0]["user_id"] == "cust-42"
+    # Each channel and purpose is its own decision: only what was ticked is granted.
+    decisions = {
+        (e["properties"]["channel"], e["properties"]["purpose"]): e["properties"]["granted"]
+        for e in by_name["consent"]
+    }
+    assert decisions == {
+        ("whatsapp", "transactional"): True,
+        ("whatsapp", "marketing"): False,
+        ("sms", "transactional"): False,
+        ("sms", "marketing"): True,
+    }
     assert all(e["ip"] == "127.0.0.0" for e in events)
 
 

@@ -214,8 +214,16 @@ def wait_until(condition, timeout_s: float, what: str) -> None:
     support.wait_for(condition, timeout_s, what, interval_s=0.3)
 
 
-def consent(user: str, channel: str, granted: bool, phone: str | None = None) -> dict:
-    props = {"channel": channel, "granted": granted, **({"phone": phone} if phone else {})}
+def consent(
+    user: str,
+    channel: str,
+    granted: bool,
+    phone: str | None = None,
+    purpose: str | None = "marketing",  # every message the dispatcher sends is marketing
+) -> dict:
+    props: dict = {"channel": channel, "granted": granted, **({"phone": phone} if phone else {})}
+    if purpose is not None:
+        props["purpose"] = purpose
     return {
         "event_id": str(uuid.uuid4()),
         "name": "consent",
@@ -286,7 +294,9 @@ def test_a_killed_dispatcher_sends_every_nudge_exactly_once(stack):
     now = datetime.now(UTC)
     store.record(
         [
-            ConsentDecision(u, "whatsapp", True, now, str(uuid.uuid4()), f"+1555010{i:04d}")
+            ConsentDecision(
+                u, "whatsapp", True, now, str(uuid.uuid4()), f"+1555010{i:04d}", "marketing"
+            )
             for i, u in enumerate(users)
         ]
     )

@@ -94,7 +94,7 @@ def journeys(start: datetime) -> tuple[list[tuple[float, str, bytes]], dict[str,
         plan.append((offset, name, who, anonymous or f"anon-{who}", props))
 
     cart = {"product_id": "p1", "quantity": 1, "price": 25.0}
-    phone = {"granted": True, "phone": "+15550100042"}
+    phone = {"granted": True, "phone": "+15550100042", "purpose": "marketing"}
     for journey in ("browse", "abandon", "order", "exit", "vip", "identify", "holdout"):
         at(0.0, "consent", users[journey], channel="whatsapp", **phone)
     at(0.1, "page_view", users["browse"], url="https://shop.test/")

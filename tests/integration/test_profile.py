@@ -33,7 +33,15 @@ def shopper() -> str:
 def journey(user: str, start: datetime, timezone: str) -> list[bytes]:
     """Consent, then lingering on one product's specs until high intent fires, then a cart."""
     steps = [
-        ("consent", {"channel": "whatsapp", "granted": True, "phone": "+15550100077"}),
+        (
+            "consent",
+            {
+                "channel": "whatsapp",
+                "granted": True,
+                "phone": "+15550100077",
+                "purpose": "marketing",
+            },
+        ),
         ("product_view", {"product_id": "p-prof", "category": "shoes"}),
         ("spec_linger", {"product_id": "p-prof", "dwell_ms": 20_000}),
         ("spec_linger", {"product_id": "p-prof", "dwell_ms": 20_000}),
@@ -148,7 +156,8 @@ def test_profile_shows_scores_cart_consent_and_decisions_with_reasons(
     assert dict(live["products"]["p-prof"]["signals"])["spec_linger"] > 0
     assert live["cart"]["items"] == {"p-other": {"quantity": 2, "price": 9.5}}
     assert live["cart"]["rescue_due"] is not None
-    assert live["consent"]["whatsapp"]["granted"] is True
+    assert live["consent"]["whatsapp"]["marketing"] is True
+    assert live["consent"]["whatsapp"]["granted"] is False  # order updates: never asked
     (decision,) = body["decisions"]
     assert (decision["kind"], decision["status"], decision["product_id"]) == (
         "high_intent",

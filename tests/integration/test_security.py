@@ -172,6 +172,7 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         {},
         only(200, "read"),
     ),
+    ("GET", "/v1/metrics/opt_outs"): (f"/v1/metrics/opt_outs?{SPAN}", {}, only(200, "read")),
     ("GET", "/v1/users/{user_id}/profile"): ("/v1/users/sec-nobody/profile", {}, only(200, "read")),
     # Segments and campaigns (admin; campaign reports also read). Bodies are left empty:
     # the table is about who gets past authentication, not the payloads.
@@ -314,6 +315,7 @@ def injection_requests(payload: str) -> list[tuple[str, str, dict[str, Any], str
         ("GET", f"/v1/metrics/nudges/not_sent?{q({'run_id': payload})}", {}, "read"),
         ("GET", f"/v1/metrics/uplift?{q({'kind': payload})}", {}, "read"),
         ("GET", f"/v1/metrics/dead_letters?{q({'to': payload})}", {}, "read"),
+        ("GET", f"/v1/metrics/opt_outs?{q({'interval': payload})}", {}, "read"),
         ("GET", f"/v1/backtests/compare?{q({'a': payload, 'b': 'live'})}", {}, "read"),
         ("GET", f"/v1/backtests/compare?{q({'a': 'live', 'b': payload})}", {}, "read"),
         ("GET", f"/v1/users/{quoted(payload)}/profile", {}, "read"),

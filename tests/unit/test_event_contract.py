@@ -5,6 +5,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from schemas.events import (
     PROPERTY_MODELS,
@@ -128,6 +130,27 @@ def test_identify_needs_a_user_id():
 def test_consent_phone_numbers_must_be_e164(phone: str):
     props = {"channel": "sms", "granted": True, "phone": phone}
     assert ("properties", "phone") in errors_of(raw("consent", properties=props))
+
+
+@given(
+    channel=st.sampled_from(["whatsapp", "sms", "email"]),
+    granted=st.booleans(),
+    purpose=st.one_of(st.none(), st.sampled_from(["transactional", "marketing"])),
+)
+def test_a_consent_is_for_one_purpose_transactional_unless_it_says_marketing(
+    channel: str, granted: bool, purpose: str | None
+):
+    props: dict[str, Any] = {"channel": channel, "granted": granted}
+    if purpose is not None:
+        props["purpose"] = purpose
+    event = parse_event(raw("consent", properties=props), received_at=NOW)
+    assert event.properties.get("purpose", "transactional") == (purpose or "transactional")
+
+
+@given(purpose=st.text(max_size=20).filter(lambda p: p not in ("transactional", "marketing")))
+def test_a_consent_purpose_other_than_the_two_is_refused_by_name(purpose: str):
+    props = {"channel": "whatsapp", "granted": True, "purpose": purpose}
+    assert ("properties", "purpose") in errors_of(raw("consent", properties=props))
 
 
 def test_envelope_and_property_problems_are_reported_together():

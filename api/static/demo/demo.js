@@ -90,9 +90,15 @@
       e.preventDefault();
       var customer = document.getElementById("customer-id").value.trim();
       var phone = document.getElementById("phone").value.trim();
-      var whatsapp = document.getElementById("whatsapp").checked;
       if (customer) tracker.identify(customer, { source: "checkout" });
-      if (phone) tracker.consent("whatsapp", whatsapp, phone);
+      if (phone) {
+        // One decision per channel and purpose: order updates (transactional) and offers
+        // (marketing) are asked separately, and only offers allow nudges.
+        [["whatsapp", "whatsapp", "transactional"], ["whatsapp-offers", "whatsapp", "marketing"],
+         ["sms", "sms", "transactional"], ["sms-offers", "sms", "marketing"]].forEach(function (c) {
+          tracker.consent(c[1], document.getElementById(c[0]).checked, phone, c[2]);
+        });
+      }
       // A real shop's backend would now send order_placed with its server key.
       saveCart({});
       tracker.flush();

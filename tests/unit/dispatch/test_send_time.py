@@ -43,7 +43,7 @@ class Reachable:
     def contacts(self, subjects: dict[str, list[str]]) -> dict[str, Contact]:
         self.lookups += 1
         phones: dict[str, Any] = {c: f"sealed-{c}" for c in self.consented}
-        return {user: Contact(set(self.consented), phones) for user in subjects}
+        return {user: Contact(set(self.consented), phones=phones) for user in subjects}
 
     def phone(self, sealed: Any) -> str:
         return "+15550000000"

@@ -100,8 +100,17 @@ class Shopper:
             "order_placed", after_s, order_id=order_id, items=items, total=10.0, currency="EUR"
         )
 
-    def consent(self, channel: str = "whatsapp", granted: bool = True, phone: bool = True):
+    def consent(
+        self,
+        channel: str = "whatsapp",
+        granted: bool = True,
+        phone: bool = True,
+        purpose: str | None = "marketing",
+    ):
+        # Nudges need marketing consent; purpose=None sends none (transactional only).
         props: dict[str, Any] = {"channel": channel, "granted": granted}
+        if purpose is not None:
+            props["purpose"] = purpose
         if phone and channel != "email":
             props["phone"] = PHONE
         return self.event("consent", 1, **props)

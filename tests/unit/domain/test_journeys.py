@@ -11,6 +11,7 @@ from pipeline.domain import (
     wants_merge,
 )
 from pipeline.domain.clock import to_datetime, to_ms
+from pipeline.domain.state import MARKETING
 from schemas.messages import NudgeHeld
 
 from .builders import (
@@ -182,7 +183,7 @@ def test_anonymous_state_carries_over_on_identify_without_a_second_rescue():
     assert merged == []
     assert user.key == "u9" and user.merged == ["anon-9"]
     assert user.cart is not None and user.cart.rescue_id == rescue.nudge_id
-    assert "p1" in user.products and user.consent["whatsapp"][0] & 1
+    assert "p1" in user.products and user.consent["whatsapp"][0] & MARKETING
     user, later = run_until(user, shopper.clock + 10 * TIMEOUT, RULES)
     assert later == []
 
@@ -243,6 +244,72 @@ def test_revoked_consent_suppresses():
     state, [rescue] = run_until(state, shopper.clock + TIMEOUT, RULES)
     assert rescue.reason == "no_consent"
     assert "+49" not in state_to_bytes(state).decode()
+
+
+def test_consent_to_order_updates_only_does_not_allow_nudges():
+    # The demo's "order updates on WhatsApp": a consent without a purpose is transactional.
+    shopper = Shopper()
+    events = [shopper.consent("whatsapp", purpose=None), *browse_and_cart(shopper)[1:]]
+    state, _ = fold(events, RULES)
+    state, [rescue] = run_until(state, shopper.clock + TIMEOUT, RULES)
+    assert (rescue.status, rescue.reason, rescue.channels) == ("suppressed", "no_consent", ())
+
+
+def test_each_purpose_is_granted_and_revoked_on_its_own():
+    shopper = Shopper()
+    events = [
+        shopper.consent("whatsapp", purpose="transactional"),
+        *browse_and_cart(shopper),  # marketing granted
+        shopper.consent("whatsapp", granted=False, purpose="transactional"),
+    ]
+    state, _ = fold(events, RULES)
+    state, [rescue] = run_until(state, shopper.clock + TIMEOUT, RULES)
+    assert (rescue.status, rescue.channels) == ("emit", ("whatsapp",))
+
+    shopper = Shopper()
+    events = [
+        *browse_and_cart(shopper),
+        shopper.consent("whatsapp", purpose="transactional"),
+        shopper.consent("whatsapp", granted=False, purpose="marketing"),
+    ]
+    state, _ = fold(events, RULES)
+    state, [rescue] = run_until(state, shopper.clock + TIMEOUT, RULES)
+    assert rescue.reason == "no_consent"
+    assert state.consent["whatsapp"][0] & MARKETING == 0
+
+
+def test_a_vip_upgrade_names_only_channels_consented_for_marketing():
+    shopper = Shopper(user_id="u1")
+    events = [
+        shopper.consent("whatsapp", purpose=None),  # order updates
+        shopper.consent("sms", purpose="marketing"),
+        *(shopper.order(f"o{i}") for i in range(3)),
+    ]
+    _state, decisions = fold(events, RULES)
+    [vip] = upgrades(decisions)
+    assert vip.channels == ("sms",)
+
+
+def test_a_late_marketing_grant_does_not_undo_a_newer_revoke():
+    shopper = Shopper()
+    grant = shopper.consent("whatsapp")
+    revoke = shopper.consent("whatsapp", granted=False)
+    events = [*browse_and_cart(shopper)[1:], revoke, grant]  # the grant arrives late
+    state, _ = fold(events, RULES)
+    state, [rescue] = run_until(state, shopper.clock + TIMEOUT, RULES)
+    assert rescue.reason == "no_consent"
+
+
+def test_a_state_stored_before_purposes_reads_its_consent_as_order_updates():
+    shopper = Shopper()
+    state, _ = fold([shopper.view("p1")], RULES)
+    state.consent["whatsapp"] = [1 | 2, to_ms(NOON)]  # [granted | has phone, ms]
+    state = state_from_bytes(state_to_bytes(state))
+    state, _ = fold([shopper.add("p1", qty=1, price=5.0)], RULES, state)
+    state, [rescue] = run_until(state, shopper.clock + TIMEOUT, RULES)
+    assert rescue.reason == "no_consent"
+    state, _ = fold([shopper.consent("whatsapp", phone=False)], RULES, state)
+    assert state.consent["whatsapp"][:2] == [1 | 2 | MARKETING, to_ms(NOON)]
 
 
 def test_holdout_users_are_recorded_as_suppressed_holdout():

@@ -51,6 +51,8 @@ STEP = st.tuples(
             "grant",
             "grant_no_phone",
             "revoke",
+            "grant_order_updates",
+            "revoke_order_updates",
             "search",
         ]
     ),
@@ -95,6 +97,11 @@ def build(steps, shopper: Shopper) -> list[Event]:
                 events.append(shopper.consent("sms", phone=False))
             case "revoke":
                 events.append(shopper.consent(("whatsapp", "sms", "email")[qty - 1], False))
+            case "grant_order_updates":  # no purpose: transactional only
+                events.append(shopper.consent(("whatsapp", "sms", "email")[qty - 1], purpose=None))
+            case "revoke_order_updates":
+                channel = ("whatsapp", "sms", "email")[qty - 1]
+                events.append(shopper.consent(channel, False, purpose="transactional"))
             case "search":
                 events.append(shopper.event("search", query="shoes"))
     return events
@@ -146,7 +153,8 @@ def every_decision_stamped_with_rules_version(decisions: list[Decision]) -> bool
 
 
 def no_message_without_consent(events: list[Event], decisions: list[Decision]) -> bool:
-    """An emitted nudge names only channels whose latest consent before it granted them."""
+    """An emitted nudge names only channels whose latest marketing consent before it
+    granted them: consent to order updates (no purpose, or transactional) is not enough."""
     for nudge in (d for d in decisions if isinstance(d, Nudge) and d.status == "emit"):
         if not nudge.channels:
             return False
@@ -156,6 +164,7 @@ def no_message_without_consent(events: list[Event], decisions: list[Decision]) -
                 for e in events
                 if e.name == "consent"
                 and e.properties["channel"] == channel
+                and e.properties.get("purpose") == "marketing"
                 and e.timestamp <= nudge.decided_at
             ]
             if not consents or not consents[-1].properties["granted"]:

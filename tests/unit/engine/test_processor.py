@@ -61,7 +61,15 @@ def raw(name: str, at: datetime, user: str, anonymous: str | None = None, **prop
 
 
 def consent(at: datetime, user: str) -> bytes:
-    return raw("consent", at, user, channel="whatsapp", granted=True, phone="+15550100001")
+    return raw(
+        "consent",
+        at,
+        user,
+        channel="whatsapp",
+        granted=True,
+        phone="+15550100001",
+        purpose="marketing",
+    )
 
 
 def feed(processor: EngineProcessor, records: list[bytes], partition: int = 0) -> None:

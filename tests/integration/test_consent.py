@@ -1,0 +1,262 @@
+"""Consent by purpose, STOP replies and phone changes, on the real parts: broker,
+warehouse, the API, the provider simulator and the dispatcher as real processes (the
+``stack`` of test_dispatch.py, reused with a database of this module's own).
+
+Nothing here depends on the time of day: the dispatcher applies no quiet hours (the
+engine decides them; these nudges are produced or forced directly).
+"""
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas.topics import NUDGES
+from tests.collector_server import consume_matching
+from tests.integration.test_dispatch import (
+    ADMIN,
+    READ,
+    SERVER,
+    WRITE,
+    consent,
+    nudge,
+    produce,
+    sim_messages,
+    statuses,
+    wait_until,
+)
+from tests.integration.test_dispatch import stack as _dispatch_stack  # noqa: F401 (fixture)
+
+
+@pytest.fixture(scope="module")
+def dispatching(_dispatch_stack):  # noqa: F811 (the fixture imported above)
+    _dispatch_stack["dispatcher"].start(delivery_timeout_s="3")
+    return _dispatch_stack
+
+
+def post_track(stack, events: list[dict], headers) -> dict:
+    response = stack["http"].post(
+        f"{stack['api']}/v1/track", json={"batch": events}, headers=headers
+    )
+    assert response.status_code == 202 and not response.json()["rejected"], response.text
+    return response.json()
+
+
+def write_key(stack, events: list[dict]) -> dict:
+    return post_track(stack, events, WRITE)
+
+
+def force_send(stack, user: str) -> str:
+    response = stack["http"].post(
+        f"{stack['api']}/v1/admin/messages/send",
+        json={"user_id": user, "product_id": "p-force"},
+        headers=ADMIN,
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["message_id"]
+
+
+def reply(stack, channel: str, phone: str, text: str) -> dict:
+    """The shopper answers on their phone: the simulator posts the provider's webhook."""
+    response = stack["http"].post(
+        f"{stack['sim']}/v1/{channel}/inbound", json={"from": phone, "text": text}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def consents_of(stack, user: str) -> dict[tuple[str, str], bool]:
+    response = stack["http"].post(
+        f"{stack['api']}/v1/admin/messages/preview", json={"user_id": user}, headers=ADMIN
+    )
+    assert response.status_code == 200, response.text
+    return {(r["channel"], r["purpose"]): r["granted"] for r in response.json()["recipients"]}
+
+
+def send_nudge(stack, user: str) -> str:
+    """A nudge as the engine publishes it (decided earlier with WhatsApp allowed)."""
+    decided = nudge(user)
+    asyncio.run(produce(stack["broker"], [decided], per_second=100))
+    return decided.nudge_id
+
+
+async def produce_one(brokers: str, user: str) -> tuple[str, int, int]:
+    """A nudge for ``user`` on the topic: (its id, partition, offset)."""
+    decided = nudge(user)
+    producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all")
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(NUDGES.name, decided.to_json(), key=user.encode())
+    finally:
+        await producer.stop()
+    return decided.nudge_id, meta.partition, meta.offset
+
+
+async def committed(brokers: str, group: str, partition: int) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    await admin.start()
+    try:
+        tp = TopicPartition(NUDGES.name, partition)
+        offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
+        meta = offsets.get(tp)
+        return meta.offset if meta is not None else -1
+    finally:
+        await admin.close()
+
+
+# --- consent by purpose ------------------------------------------------------------------
+
+
+def test_order_updates_consent_alone_does_not_let_a_nudge_out_at_send_time(dispatching):
+    stack = dispatching
+    user = f"updates-{uuid.uuid4().hex[:8]}"
+    # The demo's "order updates on WhatsApp": no purpose, so transactional only.
+    write_key(stack, [consent(user, "whatsapp", True, "+15550105555", purpose=None)])
+    assert consents_of(stack, user) == {("whatsapp", "transactional"): True}
+
+    message_id = send_nudge(stack, user)
+    wait_until(
+        lambda: ("suppressed", "", "no_consent") in statuses(stack, message_id),
+        30,
+        "the nudge suppressed for want of marketing consent",
+    )
+    assert sim_messages(stack, message_id) == []
+
+    # Agreeing to offers on WhatsApp (the phone is already known) lets the next one out.
+    write_key(stack, [consent(user, "whatsapp", True, purpose="marketing")])
+    message_id = send_nudge(stack, user)
+    wait_until(lambda: len(sim_messages(stack, message_id)) == 1, 30, "the nudge sent")
+    [sent] = sim_messages(stack, message_id)
+    assert (sent["channel"], sent["to_masked"]) == ("whatsapp", "+1 ••••••5555")
+
+
+# --- STOP replies ------------------------------------------------------------------------
+
+
+def test_a_stop_reply_revokes_marketing_cancels_the_queued_message_and_counts(dispatching):
+    stack = dispatching
+    http, api = stack["http"], stack["api"]
+    user = f"stop-{uuid.uuid4().hex[:8]}"
+    phone = "+15550108888"
+    write_key(
+        stack,
+        [
+            consent(user, "whatsapp", True, phone, purpose="transactional"),
+            consent(user, "whatsapp", True, phone, purpose="marketing"),
+        ],
+    )
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    assert http.post(f"{api}/v1/admin/channels/whatsapp/pause", headers=ADMIN).status_code == 200
+    try:
+        # Nothing observable says the dispatcher polled the switch (every 0.3 s here): as
+        # test_dispatch does. A held message writes no receipt: its offset is waited for.
+        time.sleep(1.0)
+        message_id, partition, offset = asyncio.run(produce_one(stack["broker"], user))
+        # The dispatcher commits a batch's offsets once it has handled it (docs/dispatch.md).
+        group = f"{stack['dispatcher'].env['app_id']}.dispatch"
+        wait_until(
+            lambda: asyncio.run(committed(stack["broker"], group, partition)) > offset,
+            30,
+            "the dispatcher past the nudge",
+        )
+        assert statuses(stack, message_id) == set()  # queued: its only channel is paused
+        assert sim_messages(stack, message_id) == []
+
+        answer = reply(stack, "whatsapp", phone, "  Stop ")
+        assert answer["webhook_status"] == 200, answer
+        assert answer["answer"] == {"messages": 1, "opted_out": 1}
+        wait_until(
+            lambda: ("cancelled", "", "consent_revoked") in statuses(stack, message_id),
+            20,
+            "the queued message cancelled",
+        )
+    finally:
+        http.post(f"{api}/v1/admin/channels/whatsapp/resume", headers=ADMIN)
+    # Marketing revoked on WhatsApp only; order updates stay as they were.
+    assert consents_of(stack, user) == {
+        ("whatsapp", "marketing"): False,
+        ("whatsapp", "transactional"): True,
+    }
+    # The engine hears of it too: a consent event (marketing, revoked) on the raw topic.
+    raw = asyncio.run(
+        consume_matching(
+            stack["broker"],
+            lambda v: v["name"] == "consent" and v["anonymous_id"] == user,
+            until=bool,
+        )
+    )
+    assert raw[0]["properties"] == {"channel": "whatsapp", "granted": False, "purpose": "marketing"}
+    # A re-delivered webhook, or a non-STOP reply, changes nothing more.
+    assert reply(stack, "whatsapp", phone, "thanks!")["answer"] == {"messages": 1, "opted_out": 0}
+
+    def opted_out() -> int:
+        response = http.get(
+            f"{api}/v1/metrics/opt_outs",
+            params={
+                "from": since.isoformat(),
+                "to": datetime.now(UTC).isoformat(),
+                "interval": "1h",
+            },
+            headers=READ,
+        )
+        assert response.status_code == 200, response.text
+        return sum(r["count"] for r in response.json()["rows"] if r["channel"] == "whatsapp")
+
+    assert opted_out() >= 1
+    # The phone is matched by its keyed hash: it is nowhere in clear in the warehouse.
+    for table in ("opt_outs", "pii_phones", "consents"):
+        dump = stack["ch"].query(f"SELECT * FROM {table}").result_rows
+        assert phone not in repr(dump) and phone[1:] not in repr(dump), table
+
+
+def test_an_sms_stop_in_twilios_shape_revokes_sms_marketing(dispatching):
+    stack = dispatching
+    user = f"sms-stop-{uuid.uuid4().hex[:8]}"
+    phone = "+15550109999"
+    write_key(
+        stack,
+        [
+            consent(user, "sms", True, phone, purpose="marketing"),
+            consent(user, "whatsapp", True, phone, purpose="marketing"),
+        ],
+    )
+    assert reply(stack, "sms", phone, "UNSUBSCRIBE")["answer"] == {"messages": 1, "opted_out": 1}
+    assert consents_of(stack, user) == {
+        ("sms", "marketing"): False,
+        ("whatsapp", "marketing"): True,
+    }
+
+
+# --- a phone changes only through a trusted path -----------------------------------------
+
+
+def test_a_write_key_cannot_redirect_a_shoppers_messages_to_another_phone(dispatching):
+    stack = dispatching
+    victim = f"victim-{uuid.uuid4().hex[:8]}"
+    write_key(stack, [consent(victim, "whatsapp", True, "+15550106666")])  # first phone: set
+
+    # The probe: a browser-side consent for the victim with the attacker's phone, on the
+    # channel in use and on the SMS fallback; then a force-send.
+    forged = consent(victim, "whatsapp", True, "+15550107777")
+    forged_sms = consent(victim, "sms", True, "+15550107777")
+    answers = [write_key(stack, [forged]), write_key(stack, [forged_sms])]
+    message_id = force_send(stack, victim)
+    wait_until(lambda: len(sim_messages(stack, message_id)) == 1, 30, "the force-send sent")
+    [sent] = sim_messages(stack, message_id)
+    assert (sent["channel"], sent["to_masked"]) == ("whatsapp", "+1 ••••••6666")
+    # Neither consent was applied: both are reported pending with the reason.
+    assert [(a["accepted"], a["pending"]) for a in answers] == [
+        (0, [{"event_id": e["event_id"], "reason": "phone_change_needs_verification"}])
+        for e in (forged, forged_sms)
+    ]
+    assert consents_of(stack, victim) == {("whatsapp", "marketing"): True}
+
+    # The store backend (server key) may change it: the shopper changed it in their account.
+    post_track(stack, [consent(victim, "whatsapp", True, "+15550107777")], SERVER)
+    message_id = force_send(stack, victim)
+    wait_until(lambda: len(sim_messages(stack, message_id)) == 1, 30, "the second force-send")
+    assert sim_messages(stack, message_id)[0]["to_masked"] == "+1 ••••••7777"
