@@ -2,7 +2,7 @@
 
 aiokafka's admin client has no ListOffsets call, so end offsets come from a
 short-lived consumer that joins no group. On Tansu (the local stack) end
-offsets are wrong for multi-record batches (LOCAL_STACK_NOTES.md): rows say
+offsets are wrong for multi-record batches (docs/local-stack.md): rows say
 ``approximate`` there.
 """
 
@@ -53,7 +53,7 @@ async def consumer_lag(
         await consumer.stop()
     rows = []
     for group, spec in watched:
-        # Tansu needs the partitions named (LOCAL_STACK_NOTES.md).
+        # Tansu needs the partitions named (docs/local-stack.md).
         offsets = await asyncio.wait_for(
             admin.list_consumer_group_offsets(group, partitions=partitions[spec.name]), timeout_s
         )

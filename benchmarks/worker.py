@@ -106,7 +106,7 @@ async def produce(brokers: str, topic: str, records: list[tuple[bytes, bytes]]) 
 
 async def committed_total(admin: AIOKafkaAdminClient, group: str, topic: str) -> int:
     partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-    # Tansu needs the partitions named (LOCAL_STACK_NOTES.md).
+    # Tansu needs the partitions named (docs/local-stack.md).
     offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
     return sum(max(meta.offset, 0) for meta in offsets.values() if meta is not None)
 

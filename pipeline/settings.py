@@ -18,11 +18,11 @@ class WorkerSettings(CommonSettings):
     # None: the machine's host name.
     web_host: str | None = None
     log_level: str = "info"
-    # Tansu's group join waits session_timeout/2 (LOCAL_STACK_NOTES.md).
+    # Tansu's group join waits session_timeout/2 (docs/local-stack.md).
     broker_session_timeout: float = 10.0
     broker_commit_interval: float = 0.5
     # Tansu's ListOffsets is wrong for multi-record batches, which breaks Faust's
-    # changelog highwater check on restart (LOCAL_STACK_NOTES.md).
+    # changelog highwater check on restart (docs/local-stack.md).
     recovery_consistency_check: bool = False
     batch_size: int = 1000
     # The longest an event waits for its batch to fill: bounds latency at low rates.

@@ -16,7 +16,7 @@ _NOISY_LOGGERS = ("aiokafka", "faust.transport", "faust.tables", "mode")
 
 def configure_logging(level_name: str) -> None:
     """Log levels are set here, not by ``faust.Worker``: its ``warn`` level starts a
-    terminal spinner that puts the root logger at DEBUG (LOCAL_STACK_NOTES.md).
+    terminal spinner that puts the root logger at DEBUG (docs/local-stack.md).
     Log lines carry ids and counts, never event payloads (they hold personal data).
     """
     level = logging.getLevelName(level_name.upper())

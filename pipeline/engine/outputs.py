@@ -1,7 +1,7 @@
 """The worker's own aiokafka producer for decisions, dead letters and state changelogs.
 
 Faust's ``topic.send`` costs far more per record than aiokafka's ``send``
-(LOCAL_STACK_NOTES.md); outputs are produced in bulk at the end of each batch
+(docs/local-stack.md); outputs are produced in bulk at the end of each batch
 and awaited before the batch's offsets may be committed.
 """
 

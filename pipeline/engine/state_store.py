@@ -15,7 +15,7 @@ is, and a restarted worker's recovery starts after the last record flushed.
 Without it the offset stays where Faust's last recovery left it, the next
 recovery replays every later record over newer states, and on Tansu — whose
 end offsets stop at the first record of a partition's last batch
-(LOCAL_STACK_NOTES.md) — stops before the newest: a state written just before
+(docs/local-stack.md) — stops before the newest: a state written just before
 a crash went back to an older one while the raw offsets of the events folded
 into it were already committed, so those events were lost to the fold (seen in
 ``make chaos``: a cart missing an ``add_to_cart``, a different nudge).

@@ -1,7 +1,7 @@
 """Reading a topic's recorded events by event time.
 
 The broker indexes append time only (Tansu's ``offsets_for_times`` ignores
-producer timestamps, LOCAL_STACK_NOTES.md), and a late event may be appended
+producer timestamps, docs/local-stack.md), and a late event may be appended
 long after its event time. So every partition is read from its beginning with
 a manual assignment (no consumer group, nothing committed: the live group's
 offsets are never touched) and each record is kept when its own event

@@ -2,7 +2,7 @@
 
 The score agent parses every raw record anyway; recording its events from there
 saves a second Faust agent on the topic (Faust's per-event stream cost, ~70 µs
-here) and a second parse of each record (~11 µs, LOCAL_STACK_NOTES.md and
+here) and a second parse of each record (~11 µs, docs/local-stack.md and
 benchmarks/RESULTS.md). Each
 message is held (``incref``) when it is handed over, so Faust's ack at the
 end of the agent's batch does not release it: its offset becomes committable
