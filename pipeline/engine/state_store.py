@@ -110,11 +110,6 @@ class UserStateStore(Generic[State]):
         watermarks, self._watermarks = self._watermarks, {}
         batches: dict[int, WriteBatch] = {}
         changelog: list[Record] = []
-        for partition, watermark_ms in watermarks.items():
-            value = str(watermark_ms).encode()
-            batches[partition] = WriteBatch(raw_mode=True)
-            batches[partition].put(WATERMARK_KEY, value)
-            changelog.append((topic, WATERMARK_KEY, value, partition))
         for key, partition in dirty.items():
             state = self._cache[key]
             raw_key = key.encode()
@@ -127,6 +122,16 @@ class UserStateStore(Generic[State]):
             else:
                 batch.put(raw_key, value)
             changelog.append((topic, raw_key, value, partition))
+        # Watermarks last: a recovery on Tansu can stop after the first record of a
+        # partition's last batch (docs/local-stack.md); a watermark lost there only
+        # starts lower, as it did before watermarks were kept.
+        for partition, watermark_ms in watermarks.items():
+            value = str(watermark_ms).encode()
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = WriteBatch(raw_mode=True)
+            batch.put(WATERMARK_KEY, value)
+            changelog.append((topic, WATERMARK_KEY, value, partition))
         last_offsets = await self._outputs.send_all(changelog)
         for partition, batch in batches.items():
             # Faust's format (``Store.set_persisted_offset``), in the same atomic write.

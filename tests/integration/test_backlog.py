@@ -61,7 +61,11 @@ def backlog(start: datetime, seed: int = 5) -> tuple[list[tuple[datetime, str, b
         endings[user] = ending
         at = start + timedelta(seconds=rng.randrange(0, 4 * 3600))
         steps = [
-            (at, "consent", {"channel": "whatsapp", "granted": True, **SEALED_PHONE}),
+            (
+                at,
+                "consent",
+                {"channel": "whatsapp", "granted": True, "purpose": "marketing", **SEALED_PHONE},
+            ),
             (at + timedelta(seconds=30), "add_to_cart", cart),
         ]
         later = at + timedelta(seconds=30) + CART_TIMEOUT * rng.uniform(0.2, 0.9)

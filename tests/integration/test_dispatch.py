@@ -413,7 +413,7 @@ def test_an_order_from_the_link_is_attributed_to_the_message(stack, engine):
     raw = asyncio.run(
         consume_matching(
             stack["broker"],
-            lambda v: v["event_id"] == order["event_id"],
+            lambda v: v.get("event_id") == order["event_id"],
             until=lambda found: bool(found),
         )
     )
@@ -539,7 +539,9 @@ def test_stale_and_night_time_nudges_are_expired_or_held_never_sent(stack, engin
     now = datetime.now(UTC)
     store.record(
         [
-            ConsentDecision(u, "whatsapp", True, now, str(uuid.uuid4()), f"+1555020{i:04d}")
+            ConsentDecision(
+                u, "whatsapp", True, now, str(uuid.uuid4()), f"+1555020{i:04d}", "marketing"
+            )
             for i, u in enumerate(users.values())
         ]
     )

@@ -330,4 +330,7 @@ def test_state_survives_a_killed_worker_whose_rocksdb_is_wiped(
         found = asyncio.run(collect(broker, [f"{namespace}.vip"], settle_s=3, timeout_s=120))
         log = (tmp_path / f"{namespace}.log").read_text()
     upgrades = [load_decision(value) for value in found]
-    assert [(u.user_key, u.order_count) for u in upgrades] == [(shopper, 3)], log[-2000:]
+    assert [(u.user_key, u.order_count) for u in upgrades] == [(shopper, 3)], (
+        [(u.user_key, u.order_count) for u in upgrades],
+        log[-2000:],
+    )

@@ -31,7 +31,8 @@ ADMIN_KEY = "ak_test-erasure-admin"
 MASTER = "test-pii-master-key"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
-DAY = datetime(2025, 3, 10, tzinfo=UTC)
+# Within the collector's window of accepted event times (INTENTFLOW_MAX_EVENT_AGE_DAYS).
+DAY = (datetime.now(UTC) - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
 RULES = Path(rules_module.__file__).with_name("default_rules.yaml")
 
 
