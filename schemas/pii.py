@@ -210,7 +210,10 @@ _PERSONAL = re.compile(
     rf"(?P<email>{_LOCAL}(?:@|%40)(?:{_LABEL}\.)+[A-Za-z][A-Za-z0-9\-]{{1,62}})"
     r"|(?P<intl>(?:\+|%2[Bb])[1-9](?:(?:[ .()/\-]|%20){0,3}[0-9]){6,14})"
     r"|(?P<tel>\btel:[0-9(][0-9 .()/\-]{5,24}[0-9])"
-    r"|(?P<nanp>\(?[2-9][0-9]{2}\)?[ .\-]?[0-9]{3}[ .\-][0-9]{4})"
+    # Not inside a longer run of letters, digits or dashes: a UUID's "730214-9067"
+    # is no phone.
+    r"|(?P<nanp>(?<![0-9A-Za-z\-])\(?[2-9][0-9]{2}\)?[ .\-]?[0-9]{3}[ .\-][0-9]{4}"
+    r"(?![0-9A-Za-z\-]))"
     rf"|(?P<query>[?&;][^=&#\s]*?{_PHONE_NAME}[^=&#\s]*=)(?P<value>[^&#\s]+)",
     re.IGNORECASE,
 )
@@ -264,6 +267,12 @@ def is_phone_field(name: str) -> bool:
     """Whether a field's name says it holds a phone (``tel``, ``phone_e164``, "Phone Number")."""
     words = _WORD_SPLIT.split(name.strip()) if name else []
     return any(w.lower() in _PHONE_FIELD_WORDS for w in words if w)
+
+
+def redact_id(master: MasterKey, value: str) -> str:
+    """An id with its e-mails and phones replaced; an id that is only a phone (digits and
+    what people write between them, in any format) is one token."""
+    return redact_text(master, value, phone_field=True)
 
 
 def redact_text(master: MasterKey, text: str, phone_field: bool = False) -> str:

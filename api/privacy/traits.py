@@ -60,7 +60,7 @@ def pseudonymise_ids(events: list[Event], master: pii.MasterKey) -> list[Event]:
         for name in ("user_id", "anonymous_id"):
             value = getattr(event, name)
             if value is not None:
-                redacted = pii.redact_text(master, value)
+                redacted = pii.redact_id(master, value)
                 if redacted is not value:
                     update[name] = redacted
         out.append(event.model_copy(update=update) if update else event)

@@ -100,7 +100,7 @@ async def get_user_profile(
     user_id: UserIdPath, caller: ReadCaller, settings: SettingsDep, clickhouse: ClickHouseDep
 ) -> UserProfileResponse:
     # An id that is an e-mail or phone was stored as its token (api/privacy/traits.py).
-    user_id = pii.redact_text(master_key(settings.pii_master_key.get_secret_value()), user_id)
+    user_id = pii.redact_id(master_key(settings.pii_master_key.get_secret_value()), user_id)
     (live_state, live), (decisions_state, decisions) = await asyncio.gather(
         _live_state(settings.worker_url, user_id),
         asyncio.to_thread(_decisions, clickhouse, user_id),

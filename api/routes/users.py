@@ -71,7 +71,7 @@ async def erase_user(
 ) -> dict[str, Any]:
     master = master_key(settings.pii_master_key.get_secret_value())
     # An id that is an e-mail or phone was stored as its token (api/privacy/traits.py).
-    user_id = pii.redact_text(master, user_id)
+    user_id = pii.redact_id(master, user_id)
     try:
         erased = await asyncio.to_thread(erase_warehouse, clickhouse, user_id, master)
     except Exception as exc:

@@ -136,7 +136,10 @@ def nanp(draw: st.DrawFn) -> str:
     area = draw(st.from_regex(r"[2-9][0-9]{2}", fullmatch=True))
     rest = draw(st.from_regex(r"[0-9]{3}", fullmatch=True))
     line = draw(st.from_regex(r"[0-9]{4}", fullmatch=True))
-    return draw(st.sampled_from([f"({area}) {rest}-{line}", f"{area}-{rest}-{line}"]))
+    # Written apart from what surrounds it, as people write a number: glued to letters,
+    # digits or dashes, these digit groups are as often part of an id (a UUID's
+    # "730214-9067"), which is left alone.
+    return draw(st.sampled_from([f" ({area}) {rest}-{line} ", f" {area}-{rest}-{line} "]))
 
 
 SURROUNDING = st.text(string.ascii_letters + string.digits + " -_/?=&<>:,;()", max_size=12)
@@ -196,3 +199,13 @@ def test_any_email_or_phone_embedded_anywhere_never_survives(
     digits = "".join(c for c in secret if c.isdigit())
     if "@" not in secret:
         assert digits.encode() not in record
+
+
+@pytest.mark.parametrize(
+    "uuid_like",
+    ["55730214-9067-4dc4-8a47-f02a14c646d1", "cart-415-555-0142x", "order 2024-555-0142-7"],
+)
+def test_digit_groups_inside_an_id_are_not_a_phone(uuid_like: str):
+    """A simulated shopper's anonymous id (a UUID) was mangled into "55[phone:…]-4dc4…"."""
+    record = produced(embed("anonymous_id", uuid_like))
+    assert uuid_like.encode() in record
