@@ -243,6 +243,16 @@ class Worker:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.stop(5)
 
+    def kill_and_restart(self, rng: random.Random) -> None:
+        time.sleep(rng.uniform(0.0, 0.5))
+        self.kill()
+        self.start()
+
+    def note_kills(self, result: "Result") -> None:
+        result.notes.append(f"{self.starts - 1} kills ({self.killed_ready} of a Ready worker)")
+        if self.tracebacks():
+            result.notes.append(f"tracebacks in {self.tracebacks()}")
+
     def stop(self) -> None:
         if self.process is not None and self.process.is_running():
             self.process.stop(20)
@@ -393,17 +403,14 @@ def worker_crash(
     ids = event_ids(records)
     expected = expected_nudges(records)
     rng = random.Random(seed)
-    span = 0.8 / kills
-    moments = [0.1 + span * (n + rng.random()) for n in range(kills)]
+    moments = kill_moments(rng, kills)
     with fresh_broker(tmp) as broker, fresh_database(warehouse, "crash") as client:
         worker = Worker(tmp, broker.bootstrap_servers, warehouse, client.database, 0).start()
 
         def on_tick(done: float) -> None:
             while moments and done >= moments[0]:
                 moments.pop(0)
-                time.sleep(rng.uniform(0.0, 0.5))
-                worker.kill()
-                worker.start()
+                worker.kill_and_restart(rng)
 
         try:
             asyncio.run(produce_paced(broker.bootstrap_servers, records, seconds, on_tick))
@@ -411,10 +418,14 @@ def worker_crash(
             settle_and_count(result, client, ids, expected, timeout_s=settle_s)
         finally:
             worker.stop()
-        result.notes.append(f"{worker.starts - 1} kills ({worker.killed_ready} of a Ready worker)")
-        if worker.tracebacks():
-            result.notes.append(f"tracebacks in {worker.tracebacks()}")
+        worker.note_kills(result)
     return result
+
+
+def kill_moments(rng: random.Random, kills: int) -> list[float]:
+    """10–90 % of the traffic cut into ``kills`` equal spans, a random moment in each."""
+    span = 0.8 / max(kills, 1)
+    return [0.1 + span * (n + rng.random()) for n in range(kills)]
 
 
 def crash_with_wall_clock(
@@ -441,8 +452,7 @@ def crash_with_wall_clock(
     ids = event_ids(records)
     rng = random.Random(seed)
     pause_at = [(n + 1) / (pauses + 1) for n in range(pauses)]
-    span = 0.8 / max(kills, 1)
-    kill_at = [0.1 + span * (n + rng.random()) for n in range(kills)]
+    kill_at = kill_moments(rng, kills)
     with fresh_broker(tmp) as broker, fresh_database(warehouse, "wallclock") as client:
         brokers = broker.bootstrap_servers
         worker = Worker(tmp, brokers, warehouse, client.database, 0, wall_clock=True).start()
@@ -450,9 +460,7 @@ def crash_with_wall_clock(
         def on_tick(done: float) -> None:
             while kill_at and done >= kill_at[0]:
                 kill_at.pop(0)
-                time.sleep(rng.uniform(0.0, 0.5))
-                worker.kill()
-                worker.start()
+                worker.kill_and_restart(rng)
             while pause_at and done >= pause_at[0]:
                 pause_at.pop(0)
                 time.sleep(3.0)  # idle: watermark records, if the worker is up
@@ -467,9 +475,7 @@ def crash_with_wall_clock(
             settle_and_count(result, client, ids, replayed_nudges(log), timeout_s=settle_s)
         finally:
             worker.stop()
-        result.notes.append(f"{worker.starts - 1} kills ({worker.killed_ready} of a Ready worker)")
-        if worker.tracebacks():
-            result.notes.append(f"tracebacks in {worker.tracebacks()}")
+        worker.note_kills(result)
     return result
 
 
