@@ -146,7 +146,10 @@ def test_after_erasure_no_export_or_replay_gets_the_users_events_back(
     # Before: the export holds the user, and a replay decides for them.
     before, text = export("before.ndjson")
     assert erased.encode() in text and agent.encode() in text
-    assert erased in replay(f"before-{tag}", "--file", str(before))
+    # No engine ran on this topic, so the log holds no hand-over records: the replay
+    # merges the anonymous state into the user's at the end of its range, and may
+    # decide under either id before that (docs/replay.md). Either way, for this person.
+    assert replay(f"before-{tag}", "--file", str(before)) & {erased, erased_anon}
 
     report = api.delete(f"/v1/users/{erased}", headers=ADMIN)
     assert report.status_code == 200, report.text
