@@ -241,8 +241,15 @@ class EngineProcessor:
         handover = Handover(user_id, anonymous_id, at_ms, state_to_bytes(anonymous))
         record = handover.to_record(arrival_ms)
         self._out.append((self.topics.raw, user_id.encode(), record, None))
-        # Emptied, but the binding stays: a marker with the claiming user id only.
-        self.store.put(anonymous_id, partition, UserState(anonymous_id, user_id, anonymous_id))
+        # Emptied, but the binding stays: a marker with the claiming user id, and the
+        # memory of the events already folded, so a re-delivery after a crash drops them
+        # instead of folding them again into an empty state (a rescue for a cart that
+        # was handed over, under the anonymous id, that no replay of the log makes).
+        marker = UserState(anonymous_id, user_id, anonymous_id)
+        marker.last_ms, marker.horizon_ms = anonymous.last_ms, anonymous.horizon_ms
+        marker.seen = dict(anonymous.seen)
+        marker.order_ids = list(anonymous.order_ids)
+        self.store.put(anonymous_id, partition, marker)
         self.clock.schedule(partition, anonymous_id, None)
 
     def _on_handover_record(

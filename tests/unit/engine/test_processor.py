@@ -253,8 +253,29 @@ def assert_merged(processor: EngineProcessor, user: str, anonymous: str, partiti
 def assert_emptied_and_bound(
     processor: EngineProcessor, anonymous: str, user: str, partition: int
 ) -> None:
-    # Handed over; what stays is a marker of the binding to the first claimant.
-    assert processor.store.get(anonymous, partition) == UserState(anonymous, user, anonymous)
+    # Handed over; what stays is a marker of the binding to the first claimant, with
+    # the memory of the events folded (a re-delivery drops them) and nothing else.
+    marker = processor.store.get(anonymous, partition)
+    assert (marker.key, marker.user_id, marker.anonymous_id) == (anonymous, user, anonymous)
+    assert marker.cart is None and not marker.products and marker.seen
+
+
+def test_events_redelivered_after_a_hand_over_are_not_folded_again():
+    """A crash after the hand-over was flushed, before the offsets were committed: the
+    anonymous events come again. Folded into an empty state they made a second cart,
+    and a rescue under the anonymous id that no replay of the log makes."""
+    processor = engine()
+    (user,) = users_outside_holdout(1, prefix="user-")
+    anonymous = "anon-browser-4"
+    records = anonymous_cart_then_identify(user, anonymous)
+    for offset, value in enumerate(records):
+        processor.on_raw(1, offset, anonymous.encode(), value)
+    # The wall clock's watermark record came after them, then the worker died.
+    processor.on_raw(1, len(records), b"", watermark_record(ms(T0 + timedelta(days=1))))
+    processor.drain()
+    for offset, value in enumerate(records):  # re-delivered: the cart is overdue now
+        processor.on_raw(1, offset, anonymous.encode(), value)
+    assert [d for d in decisions(processor) if d.user_key == anonymous] == []
 
 
 def test_identify_keyed_by_the_anonymous_id_hands_the_state_over_at_once():
