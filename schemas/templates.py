@@ -71,12 +71,26 @@ class WhatsAppCard:
 
 
 @dataclass(frozen=True, slots=True)
+class TemplateSend:
+    """A WhatsApp template message's filled parts (Meta's ``template`` object)."""
+
+    name: str
+    language: str
+    category: str  # MARKETING or UTILITY
+    header_image_url: str | None
+    body_parameters: tuple[str, ...]  # {{1}}..{{n}} of the approved body, in order
+    button_url_suffix: str | None  # the URL button's dynamic part: the tracked link's token
+
+
+@dataclass(frozen=True, slots=True)
 class RenderedMessage:
     message_id: str
     kind: str
-    whatsapp: WhatsAppCard
+    whatsapp: WhatsAppCard  # free-form: only inside the 24-hour service window
     sms: str
     cta: str
+    # The same message as an approved template: what WhatsApp takes outside the window.
+    template: TemplateSend | None = None
 
 
 def clean(value: str, limit: int) -> str:

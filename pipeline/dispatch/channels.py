@@ -33,6 +33,9 @@ class Outgoing:
     user_key: str
     to: str  # E.164; never logged
     rendered: RenderedMessage
+    # The shopper wrote to us on this channel in the last 24 h: WhatsApp may take a
+    # free-form message; otherwise only ``rendered.template``.
+    window_open: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,9 @@ class SendResult:
     # A provider error code when the provider refused the message for good.
     error: str | None = None
     duplicate: bool = False
+    # The request may have reached the provider but no answer came back (a read
+    # timeout, a dropped connection): never resent, reconciled from status webhooks.
+    unknown: bool = False
 
 
 class Channel(Protocol):

@@ -13,7 +13,7 @@ from datetime import time
 from functools import cached_property, lru_cache
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -153,10 +153,48 @@ class MaxAges(_Section):
     campaign: Seconds = 86_400
 
 
+# What a WhatsApp template's parameters and a free-form message may be filled with.
+Placeholder = Literal["name", "product", "image", "price", "discount", "cta"]
+
+
+class WhatsAppTemplate(_Section):
+    """A template as approved in the WhatsApp Business account (Meta's template API).
+
+    Business-initiated messages outside the 24-hour service window must be one. The
+    body's ``{{1}}``…``{{n}}`` are filled, in order, from ``body``'s placeholders; the
+    header is the product's image; the URL button's dynamic suffix is the tracked
+    link's token (its approved URL ends with ``/v1/r/{{1}}`` on our API).
+    """
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,512}$")]
+    language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")] = "en_US"
+    category: Literal["MARKETING", "UTILITY"] = "MARKETING"
+    header_image: bool = True
+    body: tuple[Placeholder, ...] = ("product", "discount")
+    link_button: bool = True
+
+
+class Templates(_Section):
+    cart_rescue: WhatsAppTemplate = WhatsAppTemplate(
+        name="intentflow_cart_rescue", body=("name", "product", "discount")
+    )
+    high_intent: WhatsAppTemplate = WhatsAppTemplate(
+        name="intentflow_high_intent", body=("name", "product", "discount")
+    )
+    vip_upgrade: WhatsAppTemplate = WhatsAppTemplate(
+        name="intentflow_vip_upgrade", header_image=False, body=("name", "discount")
+    )
+    campaign: WhatsAppTemplate = WhatsAppTemplate(
+        name="intentflow_campaign", body=("product", "discount")
+    )
+
+
 class Dispatch(_Section):
-    """Send-time checks the dispatcher applies (pipeline/dispatch/policy.py)."""
+    """Send-time checks the dispatcher applies (pipeline/dispatch/policy.py), and the
+    WhatsApp templates it sends outside the service window."""
 
     max_age_s: MaxAges = MaxAges()
+    templates: Templates = Templates()
 
 
 class Dedup(_Section):
