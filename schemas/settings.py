@@ -38,6 +38,9 @@ class CommonSettings(BaseSettings):
     token_secret: SecretStr = SecretStr(PLACEHOLDER_PREFIX + "token-secret")
     token_key_id: str = "k1"
     pii_master_key: SecretStr = SecretStr(PLACEHOLDER_PREFIX + "pii-master-key")
+    # Where shoppers' phones and the providers reach our API: tracked links in messages,
+    # Twilio's StatusCallback, and the URL Twilio signs its webhooks with.
+    public_api_url: str = "http://127.0.0.1:8000"
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_local(self):
