@@ -217,6 +217,12 @@ ReceiptStatus = Literal[
     # detail "quiet_hours_until:<UTC ISO time>"; expired with detail in EXPIRY_REASONS.
     "held",
     "expired",
+    # A send whose answer never came (the dispatcher died mid-call, or the connection
+    # dropped) and that no provider webhook reconciled: never resent (providers have no
+    # idempotency keys), detail says why.
+    "unknown",
+    # A provider's webhook: it took the message (Meta's "sent", Twilio's queued/sent).
+    "accepted",
 ]
 # Why a message expired at send time: too old for its kind; held past the maximum hold.
 EXPIRED_STALE = "stale"

@@ -58,7 +58,7 @@ def failing_hard(what: str) -> Iterator[None]:
     Not Faust's default (the actor is restarted and ``take_events`` acks the failed
     batch's events, so their offsets are committed unprocessed), not a clean shutdown
     (that commits too): exiting like a SIGKILL leaves the batch uncommitted, and the
-    restarted dispatcher redoes it with the same idempotency keys.
+    restarted dispatcher redoes it; its flushed send intents are never resent.
     """
     try:
         yield
@@ -162,6 +162,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
         settings,
         name(RECEIPTS),
         rules_from(settings.rules),  # quiet hours and maximum ages, as the engine's
+        checkpoint=lambda: ship(),  # send intents are flushed before the provider calls
     )
     indexed: set[int] = set()
     last_poll = 0.0

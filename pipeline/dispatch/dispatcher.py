@@ -3,15 +3,22 @@ provider calls made, records updated and receipts out.
 
 The Faust agent (``pipeline.dispatch.agent``) feeds batches and ships ``drain()``
 (receipts first, then the table flush, then Faust commits offsets). A message
-is handled once: its record is written in the same flush as its receipts; a
-crash before that re-delivers the batch and the send is repeated with the same
-idempotency key, which the provider honours, so nothing goes out twice.
+is handled once: its record exists from the batch that read its decision.
+
+Neither Meta's Cloud API nor Twilio deduplicates a resend, and a duplicate marketing
+message is worse than a missing one. So every provider call is preceded by its
+*intent*: the record, in stage ``sending`` on that channel, is stored and flushed
+(``checkpoint``) before the request leaves. An intent whose answer never came (the
+dispatcher died mid-call; a connection dropped after the request went out) is not
+resent: a status webhook that names the message reconciles it (the provider took
+it, or failed it, and the fallback goes on from there); with none within
+``send_unknown_after_s`` it ends ``unknown``, with the reason.
 """
 
 import asyncio
 import heapq
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -63,8 +70,12 @@ from schemas.time import epoch_ms
 
 log = logging.getLogger(__name__)
 
-PROVIDER_STATUSES = frozenset({"delivered", "read", "clicked", "failed"})
+PROVIDER_STATUSES = frozenset({"accepted", "delivered", "read", "clicked", "failed"})
 DELIVERED = frozenset({"delivered", "read", "clicked"})
+# A webhook that shows the provider took the message (enough to reconcile an intent).
+TAKEN = DELIVERED | {"accepted"}
+# Why a send ended "unknown": its answer was lost and no webhook named it in time.
+NO_ANSWER = "no_provider_answer"
 # Admin flows mark their decisions with this rules version prefix (api/routes/admin.py).
 FORCED_RULES_VERSION = "admin:force"
 
@@ -103,8 +114,11 @@ class Dispatcher:
         settings: DispatchSettings,
         receipts_topic: str,
         rules: Rules | None = None,
+        checkpoint: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
+        # Makes what was saved so far durable (records, receipts): the agent's ship.
+        self._checkpoint = checkpoint or _nothing
         # Quiet hours, their maximum hold and the maximum ages: the engine's rules file.
         self.send_rules = policy.SendRules.of(rules or default_rules())
         self.directory = directory
@@ -133,7 +147,7 @@ class Dispatcher:
 
     def _index(self, partition: int, record: MessageRecord) -> None:
         deadlines = self._deadlines.setdefault(partition, {})
-        if record.stage in ("held", "awaiting") and record.deadline_ms is not None:
+        if _pending(record):
             # A paused channel is looked at every tick; quiet hours only at their deadline.
             every_tick = record.stage == "held" and record.hold != "quiet_hours"
             deadlines[record.message_id] = (record.deadline_ms, every_tick)
@@ -383,6 +397,24 @@ class Dispatcher:
             record = self.store.get(message_key(receipt.message_id), partition)
             if not isinstance(record, MessageRecord):
                 continue
+            if record.stage == "sending" and receipt.channel == record.sending:
+                # An intent whose answer was lost: the provider's webhook says what happened.
+                if receipt.status in TAKEN:
+                    self._taken(
+                        partition,
+                        record,
+                        receipt.channel,
+                        receipt.provider_message_id,
+                        now_ms,
+                        detail="reconciled",
+                    )
+                    if record.stage == "awaiting" and receipt.status in DELIVERED:
+                        record.stage, record.deadline_ms = "sent", None
+                    self._save(partition, record, now_ms)
+                elif receipt.status == "failed":
+                    record.sending = None
+                    work.append(_Work(partition, record, why=f"{receipt.channel}_failed"))
+                continue
             if receipt.status in DELIVERED:
                 if record.stage == "awaiting" and receipt.channel == record.channel:
                     record.stage, record.deadline_ms = "sent", None
@@ -414,6 +446,9 @@ class Dispatcher:
             record = self.store.get(message_key(message_id), partition)
             if not isinstance(record, MessageRecord):
                 self._deadlines[partition].pop(message_id, None)
+            elif record.stage == "sending":
+                # No answer and no webhook: it may have gone out, so it is never resent.
+                self._sent_unknown(partition, record, now_ms)
             elif record.stage == "held":
                 work.append(_Work(partition, record, resume=True))
             else:
@@ -467,23 +502,41 @@ class Dispatcher:
     # --- stepping -----------------------------------------------------------------
 
     async def _run(self, work: list[_Work], now_ms: int) -> None:
+        """Each message's next step; every provider call preceded by its stored intent.
+
+        Rounds: plan every message (send-time gate, channel), store the intents and
+        checkpoint them, call the providers concurrently, take the answers; a refusal
+        plans the fallback in the next round.
+        """
         if not work:
             return
         subjects = {w.record.user_key: w.record.subjects for w in work}
         contacts = await self.warehouse(self.directory.contacts, subjects)
         # Messages released from quiet hours in this run, per user: the cap counts them
-        # before their sends are noted (the steps run concurrently).
+        # before their sends are noted (the sends run concurrently).
         released: dict[str, int] = {}
-        await asyncio.gather(
-            *(
-                self._step(w, contacts.get(w.record.user_key, Contact()), now_ms, released)
-                for w in work
+        while work:
+            sends: list[tuple[_Work, Contact, str]] = []
+            for item in work:
+                contact = contacts.get(item.record.user_key, Contact())
+                channel = self._plan(item, contact, now_ms, released)
+                if channel is not None:
+                    sends.append((item, contact, channel))
+            if not sends:
+                return
+            await self._checkpoint()  # the intents are durable before any request leaves
+            results = await asyncio.gather(
+                *(self._send(item.record, channel, contact) for item, contact, channel in sends)
             )
-        )
+            work = []
+            for (item, _, channel), result in zip(sends, results, strict=True):
+                if self._answered(item, channel, result, now_ms):
+                    work.append(item)
 
-    async def _step(
+    def _plan(
         self, work: _Work, contact: Contact, now_ms: int, released: dict[str, int]
-    ) -> None:
+    ) -> str | None:
+        """The channel to call next, its intent saved; None when nothing is sent now."""
         record, partition, why = work.record, work.partition, work.why
         consented = frozenset(contact.consented)
         if record.content.get("channels"):  # a campaign's channel policy
@@ -491,55 +544,93 @@ class Dispatcher:
         reach = policy.Reach(consented, self.paused)
         if not record.tried and self._not_now(work, reach, now_ms, released):
             self._save(partition, record, now_ms)
-            return
-        while True:
-            step = policy.next_step(reach, tuple(record.tried), why)
-            if isinstance(step, policy.Hold):
-                if record.stage != "held" or record.hold != "channels_paused":
-                    record.stage, record.hold = "held", "channels_paused"
-                    record.deadline_ms = now_ms + int(self.settings.hold_max_s * 1000)
-                elif record.deadline_ms is not None and now_ms >= record.deadline_ms:
-                    self._finish(record, "suppressed", "channels_paused", now_ms)
-                break
-            if isinstance(step, policy.Stop):
-                if step.status == "suppressed":
-                    # A held message whose consent went away was queued: it is cancelled.
-                    status, reason = (
-                        ("cancelled", "consent_revoked")
-                        if work.resume
-                        else ("suppressed", step.reason)
-                    )
-                    self._finish(record, status, reason, now_ms)
-                else:
-                    record.stage = "sent" if record.provider_ids else "done"
-                    record.deadline_ms = None
-                    record.outcome = record.outcome or ("sent" if record.provider_ids else "failed")
-                break
-            if step.fallback_from is not None:
-                self._receipt(record, "fallback", now_ms, step.fallback_from, step.reason)
-            result = await self._send(record, step.channel, contact)
-            record.tried.append(step.channel)
-            if result.error is not None:
-                self._receipt(record, "failed", now_ms, step.channel, result.error)
-                why = f"{step.channel}_failed"
-                continue
-            assert result.provider_message_id is not None
-            first = not record.provider_ids
-            record.provider_ids[step.channel] = result.provider_message_id
-            record.channel, record.outcome = step.channel, "sent"
-            self._receipt(
-                record, "sent", now_ms, step.channel, provider_message_id=result.provider_message_id
-            )
-            if first:
-                user = self._user(record.user_key, partition)
-                user.note_send(now_ms)
-                self.store.put(user_key_of(record.user_key), partition, user)
-            if step.channel == policy.CHANNEL_ORDER[0]:
-                record.stage = "awaiting"
-                record.deadline_ms = now_ms + int(self.settings.delivery_timeout_s * 1000)
+            return None
+        step = policy.next_step(reach, tuple(record.tried), why)
+        if isinstance(step, policy.Hold):
+            if record.stage != "held" or record.hold != "channels_paused":
+                record.stage, record.hold = "held", "channels_paused"
+                record.deadline_ms = now_ms + int(self.settings.hold_max_s * 1000)
+            elif record.deadline_ms is not None and now_ms >= record.deadline_ms:
+                self._finish(record, "suppressed", "channels_paused", now_ms)
+            self._save(partition, record, now_ms)
+            return None
+        if isinstance(step, policy.Stop):
+            if step.status == "suppressed":
+                # A held message whose consent went away was queued: it is cancelled.
+                status, reason = (
+                    ("cancelled", "consent_revoked") if work.resume else ("suppressed", step.reason)
+                )
+                self._finish(record, status, reason, now_ms)
             else:
-                record.stage, record.deadline_ms = "sent", None
-            break
+                record.stage = "sent" if record.provider_ids else "done"
+                record.deadline_ms = None
+                record.outcome = record.outcome or ("sent" if record.provider_ids else "failed")
+            self._save(partition, record, now_ms)
+            return None
+        if step.fallback_from is not None:
+            self._receipt(record, "fallback", now_ms, step.fallback_from, step.reason)
+        # Tried from the intent on: whatever happens to this call, it is never repeated.
+        record.tried.append(step.channel)
+        record.stage, record.sending, record.hold = "sending", step.channel, None
+        record.deadline_ms = now_ms + int(self.settings.send_unknown_after_s * 1000)
+        self._save(partition, record, now_ms)
+        return step.channel
+
+    def _answered(self, work: _Work, channel: str, result: SendResult, now_ms: int) -> bool:
+        """Take a provider's answer; True when the next channel is to be tried."""
+        record, partition = work.record, work.partition
+        if result.unknown:
+            # The request may have gone out: the intent waits for a webhook, or "unknown".
+            log.info("%s answer for %s lost; awaiting its webhooks", channel, record.message_id)
+            return False
+        record.sending = None
+        if result.error is not None:
+            self._receipt(record, "failed", now_ms, channel, result.error)
+            work.why = f"{channel}_failed"
+            return True
+        assert result.provider_message_id is not None
+        self._taken(partition, record, channel, result.provider_message_id, now_ms)
+        self._save(partition, record, now_ms)
+        return False
+
+    def _taken(
+        self,
+        partition: int,
+        record: MessageRecord,
+        channel: str,
+        provider_message_id: str | None,
+        now_ms: int,
+        detail: str | None = None,
+    ) -> None:
+        """The provider took the message on ``channel``: sent, and counted for the cap."""
+        first = not record.provider_ids
+        record.sending = None
+        record.provider_ids[channel] = provider_message_id or ""
+        record.channel, record.outcome = channel, "sent"
+        self._receipt(
+            record, "sent", now_ms, channel, detail=detail, provider_message_id=provider_message_id
+        )
+        if first:
+            user = self._user(record.user_key, partition)
+            user.note_send(now_ms)
+            self.store.put(user_key_of(record.user_key), partition, user)
+        if channel == policy.CHANNEL_ORDER[0]:
+            record.stage = "awaiting"
+            record.deadline_ms = now_ms + int(self.settings.delivery_timeout_s * 1000)
+        else:
+            record.stage, record.deadline_ms = "sent", None
+
+    def _sent_unknown(self, partition: int, record: MessageRecord, now_ms: int) -> None:
+        """An intent no answer or webhook ever settled: counted for the cap (it may have
+        reached the shopper), never resent, ended with the reason."""
+        if not record.provider_ids:
+            user = self._user(record.user_key, partition)
+            user.note_send(now_ms)
+            self.store.put(user_key_of(record.user_key), partition, user)
+        channel, record.sending = record.sending, None
+        record.stage, record.deadline_ms = "done", None
+        record.outcome = "sent" if record.provider_ids else "unknown"
+        self._receipt(record, "unknown", now_ms, channel, NO_ANSWER)
         self._save(partition, record, now_ms)
 
     def _not_now(
@@ -631,7 +722,11 @@ def _campaign_record(message: CampaignMessage, now_ms: int) -> MessageRecord:
 
 
 def _pending(record: MessageRecord) -> bool:
-    return record.stage in ("held", "awaiting") and record.deadline_ms is not None
+    return record.stage in ("held", "sending", "awaiting") and record.deadline_ms is not None
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _late_delivery(record: MessageRecord, channel: str | None) -> bool:

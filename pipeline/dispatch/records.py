@@ -6,7 +6,7 @@ handled: a re-delivered nudge finds it and is dropped. The user record holds
 recent send times (the cap) and the user's message ids (erasure finds them).
 
 Two indexes in the same table keep the dispatcher's work bounded by what is live:
-``p:<message id>`` for every pending (held or awaiting) message, the only keys a
+``p:<message id>`` for every pending (held, sending or awaiting) message, the only keys a
 rebuild reads after an assignment; and ``x:<expiry ms, 13 digits>:<message id>``
 for every finished message, in time order, so the clock tick deletes the expired
 ones from the front without scanning the rest. ``i:index`` marks a partition
@@ -19,9 +19,11 @@ from typing import Any, Literal
 import orjson
 
 # held: waiting for quiet hours to end or for a paused channel (``hold`` says which);
+# sending: the intent to call the provider on ``sending`` is stored, its answer is not
+# (in flight, or lost in a crash: reconciled from webhooks, else ``unknown``);
 # awaiting: sent on WhatsApp, SMS may follow; sent: on its last channel;
 # done: ended with nothing in flight (cancelled, suppressed, expired...).
-Stage = Literal["held", "awaiting", "sent", "done"]
+Stage = Literal["held", "sending", "awaiting", "sent", "done"]
 Hold = Literal["quiet_hours", "channels_paused"]
 DAY_MS = 86_400_000
 
@@ -53,6 +55,8 @@ class MessageRecord:
     hold: Hold | None = None
     held_ms: int | None = None
     hold_until_ms: int | None = None
+    # The channel of the provider call whose intent is stored (stage "sending").
+    sending: str | None = None
 
 
 @dataclass(slots=True)

@@ -20,6 +20,9 @@ class DispatchSettings(WorkerSettings):
     fallback_grace_s: float = Field(default=5.0, ge=0)
     # Delivery timeouts and held messages handled per clock tick (0.5 s), earliest first.
     tick_max_messages: int = Field(default=256, ge=1)
+    # A send whose answer was lost (a crash mid-call, a dropped connection) waits this long
+    # for a provider webhook naming it, then ends "unknown"; it is never resent.
+    send_unknown_after_s: float = Field(default=120.0, gt=0)
     # A message whose every usable channel is paused waits this long, then is suppressed.
     hold_max_s: float = 3600.0
     # A finished message's record is kept this long (and at least until its decision is
