@@ -119,8 +119,10 @@ class Dispatcher:
         self.store = store
         # Makes what was saved so far durable (records, receipts): the agent's ship.
         self._checkpoint = checkpoint or _nothing
-        # Quiet hours, their maximum hold and the maximum ages: the engine's rules file.
-        self.send_rules = policy.SendRules.of(rules or default_rules())
+        # Quiet hours, their maximum hold, the maximum ages, the channel plan per country
+        # and the WhatsApp templates: the engine's rules file.
+        self.rules = rules or default_rules()
+        self.send_rules = policy.SendRules.of(self.rules)
         self.directory = directory
         self.channels = channels
         self.settings = settings
@@ -515,11 +517,14 @@ class Dispatcher:
         # Messages released from quiet hours in this run, per user: the cap counts them
         # before their sends are noted (the sends run concurrently).
         released: dict[str, int] = {}
+        orders = {user: self._channel_order(contact) for user, contact in contacts.items()}
         while work:
             sends: list[tuple[_Work, Contact, str]] = []
             for item in work:
-                contact = contacts.get(item.record.user_key, Contact())
-                channel = self._plan(item, contact, now_ms, released)
+                user = item.record.user_key
+                contact = contacts.get(user, Contact())
+                order = orders.get(user, policy.CHANNEL_ORDER)
+                channel = self._plan(item, contact, order, now_ms, released)
                 if channel is not None:
                     sends.append((item, contact, channel))
             if not sends:
@@ -533,15 +538,29 @@ class Dispatcher:
                 if self._answered(item, channel, result, now_ms):
                     work.append(item)
 
+    def _channel_order(self, contact: Contact) -> tuple[str, ...]:
+        """The channel plan for the country of the shopper's phone (WhatsApp's, else SMS's)."""
+        sealed = contact.phones.get("whatsapp") or contact.phones.get("sms")
+        try:
+            phone = None if sealed is None else self.directory.phone(sealed)
+        except pii.PiiError:
+            phone = None
+        return policy.channel_order(self.rules, phone)
+
     def _plan(
-        self, work: _Work, contact: Contact, now_ms: int, released: dict[str, int]
+        self,
+        work: _Work,
+        contact: Contact,
+        order: tuple[str, ...],
+        now_ms: int,
+        released: dict[str, int],
     ) -> str | None:
         """The channel to call next, its intent saved; None when nothing is sent now."""
         record, partition, why = work.record, work.partition, work.why
         consented = frozenset(contact.consented)
         if record.content.get("channels"):  # a campaign's channel policy
             consented &= frozenset(record.content["channels"])
-        reach = policy.Reach(consented, self.paused)
+        reach = policy.Reach(consented, self.paused, order)
         if not record.tried and self._not_now(work, reach, now_ms, released):
             self._save(partition, record, now_ms)
             return None

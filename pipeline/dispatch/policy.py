@@ -1,8 +1,9 @@
 """Which channel a message goes out on next, or why it waits or stops. Pure.
 
-WhatsApp first, SMS as the fallback: a channel is usable when the user has
-consented to it and a phone is known, and it is not paused. The caller says
-which channels were already tried (and why the last one did not do).
+The channels in the order the rules' channel plan gives the shopper's country
+(WhatsApp first, SMS as the fallback, unless the plan says otherwise): a channel is
+usable when the user has consented to it and a phone is known, and it is not paused.
+The caller says which channels were already tried (and why the last one did not do).
 
 ``at_send_time`` is the send-time gate before a message's first channel: too old
 (per-kind maximum age, ``dispatch.max_age_s`` in the rules) → expired; in quiet
@@ -18,8 +19,10 @@ from datetime import time
 from pipeline.domain.clock import quiet_until, zone
 from pipeline.domain.rules import Rules
 from schemas.messages import EXPIRED_MAX_HOLD, EXPIRED_STALE
+from schemas.pii import calling_code
 
 CHANNEL_ORDER = ("whatsapp", "sms")
+NOT_IN_PLAN = "not_in_country_plan"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,8 @@ class Reach:
 
     consented: frozenset[str]  # consent granted and a phone known
     paused: frozenset[str]
+    # The channel plan for the shopper's country, in order (rules: dispatch.channel_plan).
+    order: tuple[str, ...] = CHANNEL_ORDER
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +66,12 @@ def _skip_reason(channel: str, reach: Reach) -> str:
 
 def next_step(reach: Reach, tried: tuple[str, ...] = (), why: str | None = None) -> Step:
     """The next step for a message; ``why`` is why the last tried channel gave up."""
-    candidates = [c for c in CHANNEL_ORDER if c not in tried]
+    candidates = [c for c in reach.order if c not in tried]
     for channel in candidates:
         if channel in reach.consented and channel not in reach.paused:
             if tried:
                 return Send(channel, tried[-1], why)
-            first = CHANNEL_ORDER[0]
+            first = reach.order[0]
             if channel != first:
                 return Send(channel, first, _skip_reason(first, reach))
             return Send(channel)
@@ -74,7 +79,17 @@ def next_step(reach: Reach, tried: tuple[str, ...] = (), why: str | None = None)
         return Hold()
     if tried:
         return Stop("exhausted", why or "no_fallback")
+    if reach.consented:  # consented only where the country's plan does not send
+        return Stop("suppressed", NOT_IN_PLAN)
     return Stop("suppressed", "no_consent")
+
+
+def channel_order(rules: Rules, phone: str | None) -> tuple[str, ...]:
+    """The channel plan for the country of ``phone`` (E.164), or the default plan."""
+    plan = rules.dispatch.channel_plan
+    if phone is None:
+        return plan.default
+    return plan.by_calling_code.get(calling_code(phone), plan.default)
 
 
 def cap_reached(sent_today: int, cap: int, forced: bool) -> bool:

@@ -189,12 +189,38 @@ class Templates(_Section):
     )
 
 
+Channel = Literal["whatsapp", "sms"]
+ChannelOrder = Annotated[tuple[Channel, ...], Field(min_length=1, max_length=2)]
+CallingCode = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,2}$")]
+
+
+class ChannelPlan(_Section):
+    """Which channels, in which order, per destination country (E.164 calling code).
+
+    For example Meta does not deliver WhatsApp marketing templates to US numbers:
+    ``by_calling_code: {"1": [sms]}`` sends those shoppers SMS only.
+    """
+
+    default: ChannelOrder = ("whatsapp", "sms")
+    by_calling_code: dict[CallingCode, ChannelOrder] = {}
+
+    @field_validator("default", "by_calling_code")
+    @classmethod
+    def _no_repeats(cls, value: Any) -> Any:
+        orders = value.values() if isinstance(value, dict) else [value]
+        for order in orders:
+            if len(set(order)) != len(order):
+                raise ValueError(f"a channel is listed twice in {list(order)}")
+        return value
+
+
 class Dispatch(_Section):
-    """Send-time checks the dispatcher applies (pipeline/dispatch/policy.py), and the
-    WhatsApp templates it sends outside the service window."""
+    """Send-time checks the dispatcher applies (pipeline/dispatch/policy.py), the
+    channels per country, and the WhatsApp templates it sends outside the service window."""
 
     max_age_s: MaxAges = MaxAges()
     templates: Templates = Templates()
+    channel_plan: ChannelPlan = ChannelPlan()
 
 
 class Dedup(_Section):
