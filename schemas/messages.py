@@ -254,3 +254,6 @@ class Receipt(_Message):
     provider_message_id: str | None = None
     # Why (a reason code such as "no_consent" or a provider error code), never personal data.
     detail: str | None = None
+    # On "sent": the message's price from the rules' rate card, in its currency.
+    cost: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None

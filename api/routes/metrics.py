@@ -1,4 +1,5 @@
-"""``/v1/metrics/*``: funnels, time series, nudge outcomes, uplift, dead letters, opt-outs.
+"""``/v1/metrics/*``: funnels, time series, nudge outcomes, uplift, dead letters, opt-outs,
+message costs.
 
 The contract (parameters, row shapes, examples) is docs/metrics.md; responses
 are ``{"rows": [...]}`` for Grafana's Infinity datasource. Parameters are
@@ -21,6 +22,7 @@ from api.deps import ClickHouseDep, ResourcesDep, SettingsDep
 from api.kafka_lag import consumer_lag
 from api.params import IntervalDep, TimeRangeDep, invalid
 from api.queries.common import LIVE_RUN, TimeRange
+from api.queries.costs import ChannelCost, costs
 from api.queries.funnel import BREAKDOWN_COLUMNS, funnel
 from api.queries.not_sent import not_sent
 from api.queries.nudges import nudge_outcomes
@@ -262,6 +264,22 @@ def get_opt_outs(
 ) -> dict[str, Any]:
     check_buckets(span, step_s)
     rows = run_query(opt_outs, clickhouse, step_s, span)
+    return {"rows": [asdict(row) for row in rows]}
+
+
+class CostsResponse(BaseModel):
+    rows: list[ChannelCost]
+
+
+@router.get(
+    "/costs",
+    response_model=CostsResponse,
+    summary="Messages sent, their cost, and cost per attributed conversion, per channel",
+)
+def get_costs(
+    caller: ReadCaller, clickhouse: ClickHouseDep, settings: SettingsDep, span: TimeRangeDep
+) -> dict[str, Any]:
+    rows = run_query(costs, clickhouse, span, settings.attribution_window_s)
     return {"rows": [asdict(row) for row in rows]}
 
 

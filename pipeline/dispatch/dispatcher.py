@@ -33,7 +33,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from pipeline.dispatch import policy
+from pipeline.dispatch import policy, pricing
 from pipeline.dispatch.channels import Channel, Outgoing, SendResult
 from pipeline.dispatch.directory import Contact, Directory
 from pipeline.dispatch.records import (
@@ -271,6 +271,7 @@ class Dispatcher:
         channel: str | None = None,
         detail: str | None = None,
         provider_message_id: str | None = None,
+        cost: float | None = None,
     ) -> None:
         receipt = Receipt(
             receipt_id=receipt_id(record.message_id, channel, status, detail or ""),
@@ -283,6 +284,8 @@ class Dispatcher:
             at=_iso(now_ms),
             provider_message_id=provider_message_id,
             detail=detail,
+            cost=cost,
+            currency=None if cost is None else self.rules.dispatch.rate_card.currency,
         )
         self._out.append((self.receipts_topic, record.user_key.encode(), receipt.to_json(), None))
 
@@ -517,13 +520,14 @@ class Dispatcher:
         # Messages released from quiet hours in this run, per user: the cap counts them
         # before their sends are noted (the sends run concurrently).
         released: dict[str, int] = {}
-        orders = {user: self._channel_order(contact) for user, contact in contacts.items()}
+        countries = {user: self._calling_code(contact) for user, contact in contacts.items()}
         while work:
             sends: list[tuple[_Work, Contact, str]] = []
             for item in work:
                 user = item.record.user_key
                 contact = contacts.get(user, Contact())
-                order = orders.get(user, policy.CHANNEL_ORDER)
+                item.record.calling_code = countries.get(user)
+                order = policy.channel_order(self.rules, item.record.calling_code)
                 channel = self._plan(item, contact, order, now_ms, released)
                 if channel is not None:
                     sends.append((item, contact, channel))
@@ -534,18 +538,19 @@ class Dispatcher:
                 *(self._send(item.record, channel, contact) for item, contact, channel in sends)
             )
             work = []
-            for (item, _, channel), result in zip(sends, results, strict=True):
-                if self._answered(item, channel, result, now_ms):
+            for (item, _, channel), (result, cost) in zip(sends, results, strict=True):
+                if self._answered(item, channel, result, cost, now_ms):
                     work.append(item)
 
-    def _channel_order(self, contact: Contact) -> tuple[str, ...]:
-        """The channel plan for the country of the shopper's phone (WhatsApp's, else SMS's)."""
+    def _calling_code(self, contact: Contact) -> str | None:
+        """The country of the shopper's phone (WhatsApp's, else SMS's): the channel plan
+        and the price follow it."""
         sealed = contact.phones.get("whatsapp") or contact.phones.get("sms")
         try:
             phone = None if sealed is None else self.directory.phone(sealed)
         except pii.PiiError:
-            phone = None
-        return policy.channel_order(self.rules, phone)
+            return None
+        return pii.calling_code(phone) if phone is not None and pii.is_e164(phone) else None
 
     def _plan(
         self,
@@ -595,7 +600,9 @@ class Dispatcher:
         self._save(partition, record, now_ms)
         return step.channel
 
-    def _answered(self, work: _Work, channel: str, result: SendResult, now_ms: int) -> bool:
+    def _answered(
+        self, work: _Work, channel: str, result: SendResult, cost: float, now_ms: int
+    ) -> bool:
         """Take a provider's answer; True when the next channel is to be tried."""
         record, partition = work.record, work.partition
         if result.unknown:
@@ -608,7 +615,7 @@ class Dispatcher:
             work.why = f"{channel}_failed"
             return True
         assert result.provider_message_id is not None
-        self._taken(partition, record, channel, result.provider_message_id, now_ms)
+        self._taken(partition, record, channel, result.provider_message_id, now_ms, cost=cost)
         self._save(partition, record, now_ms)
         return False
 
@@ -620,14 +627,24 @@ class Dispatcher:
         provider_message_id: str | None,
         now_ms: int,
         detail: str | None = None,
+        cost: float | None = None,
     ) -> None:
-        """The provider took the message on ``channel``: sent, and counted for the cap."""
+        """The provider took the message on ``channel``: sent, priced, and counted for the
+        cap. Without the answer's price (a reconciled send), the template's is assumed."""
         first = not record.provider_ids
         record.sending = None
         record.provider_ids[channel] = provider_message_id or ""
         record.channel, record.outcome = channel, "sent"
+        if cost is None:
+            cost = self._list_price(record, channel)
         self._receipt(
-            record, "sent", now_ms, channel, detail=detail, provider_message_id=provider_message_id
+            record,
+            "sent",
+            now_ms,
+            channel,
+            detail=detail,
+            provider_message_id=provider_message_id,
+            cost=cost,
         )
         if first:
             user = self._user(record.user_key, partition)
@@ -697,14 +714,24 @@ class Dispatcher:
         record.stage, record.deadline_ms, record.outcome = "done", None, status
         self._receipt(record, status, now_ms, detail=reason)
 
-    async def _send(self, record: MessageRecord, channel: str, contact: Contact) -> SendResult:
+    def _list_price(self, record: MessageRecord, channel: str, sms_text: str = "") -> float:
+        card, code = self.rules.dispatch.rate_card, record.calling_code
+        if channel == "sms":
+            return pricing.sms_cost(card, sms_text or " ", code)
+        template = getattr(self.rules.dispatch.templates, record.kind)
+        return pricing.whatsapp_cost(card, template.category, code)
+
+    async def _send(
+        self, record: MessageRecord, channel: str, contact: Contact
+    ) -> tuple[SendResult, float]:
+        """The provider's answer, and what the message costs if it was taken."""
         sealed = contact.phones.get(channel)
         if sealed is None:
-            return SendResult(error="no_phone")
+            return SendResult(error="no_phone"), 0.0
         try:
             phone = self.directory.phone(sealed)
         except pii.PiiError:
-            return SendResult(error="phone_unavailable")
+            return SendResult(error="phone_unavailable"), 0.0
         content = record.content
         rendered = render(
             kind=record.kind,
@@ -720,7 +747,7 @@ class Dispatcher:
         if result.error is None:
             self.sent += 1
             self.duplicates += int(result.duplicate)
-        return result
+        return result, self._list_price(record, channel, rendered.sms)
 
 
 def _campaign_record(message: CampaignMessage, now_ms: int) -> MessageRecord:

@@ -19,7 +19,6 @@ from datetime import time
 from pipeline.domain.clock import quiet_until, zone
 from pipeline.domain.rules import Rules
 from schemas.messages import EXPIRED_MAX_HOLD, EXPIRED_STALE
-from schemas.pii import calling_code
 
 CHANNEL_ORDER = ("whatsapp", "sms")
 NOT_IN_PLAN = "not_in_country_plan"
@@ -84,12 +83,12 @@ def next_step(reach: Reach, tried: tuple[str, ...] = (), why: str | None = None)
     return Stop("suppressed", "no_consent")
 
 
-def channel_order(rules: Rules, phone: str | None) -> tuple[str, ...]:
-    """The channel plan for the country of ``phone`` (E.164), or the default plan."""
+def channel_order(rules: Rules, calling_code: str | None) -> tuple[str, ...]:
+    """The channel plan for a country (its E.164 calling code), or the default plan."""
     plan = rules.dispatch.channel_plan
-    if phone is None:
+    if calling_code is None:
         return plan.default
-    return plan.by_calling_code.get(calling_code(phone), plan.default)
+    return plan.by_calling_code.get(calling_code, plan.default)
 
 
 def cap_reached(sent_today: int, cap: int, forced: bool) -> bool:

@@ -57,6 +57,8 @@ class MessageRecord:
     hold_until_ms: int | None = None
     # The channel of the provider call whose intent is stored (stage "sending").
     sending: str | None = None
+    # The country calling code of the shopper's phone: the channel plan and the price.
+    calling_code: str | None = None
 
 
 @dataclass(slots=True)

@@ -214,6 +214,33 @@ class ChannelPlan(_Section):
         return value
 
 
+Price = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+PriceByCountry = dict[CallingCode | Literal["default"], Price]
+
+
+class RateCard(_Section):
+    """What one message costs, per channel and category, by destination calling code
+    (``default`` for the rest), in ``currency``: pipeline/dispatch/pricing.py.
+
+    The defaults are examples in the range of the providers' list prices; set the
+    prices of your own contract. Meta bills a WhatsApp template by its category;
+    a free-form reply inside the 24-hour service window is free. SMS is per segment.
+    """
+
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")] = "USD"
+    whatsapp_marketing: PriceByCountry = {"default": 0.0625, "1": 0.025, "44": 0.0529}
+    whatsapp_utility: PriceByCountry = {"default": 0.008, "1": 0.004, "44": 0.022}
+    whatsapp_service: PriceByCountry = {"default": 0.0}
+    sms: PriceByCountry = {"default": 0.05, "1": 0.0083, "44": 0.0463}
+
+    @field_validator("whatsapp_marketing", "whatsapp_utility", "whatsapp_service", "sms")
+    @classmethod
+    def _has_default(cls, prices: dict[str, float]) -> dict[str, float]:
+        if "default" not in prices:
+            raise ValueError("needs a 'default' price for the countries not listed")
+        return prices
+
+
 class Dispatch(_Section):
     """Send-time checks the dispatcher applies (pipeline/dispatch/policy.py), the
     channels per country, and the WhatsApp templates it sends outside the service window."""
@@ -221,6 +248,7 @@ class Dispatch(_Section):
     max_age_s: MaxAges = MaxAges()
     templates: Templates = Templates()
     channel_plan: ChannelPlan = ChannelPlan()
+    rate_card: RateCard = RateCard()
 
 
 class Dedup(_Section):

@@ -140,6 +140,8 @@ RECEIPTS = Table(
         "at",
         "provider_message_id",
         "detail",
+        "cost",
+        "currency",
     ),
     "at",
 )
@@ -327,6 +329,8 @@ def receipt_row(receipt: Receipt) -> tuple:
         ms(receipt.at),
         receipt.provider_message_id or "",
         receipt.detail or "",
+        receipt.cost or 0.0,
+        receipt.currency or "",
     )
 
 

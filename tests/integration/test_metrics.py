@@ -490,3 +490,58 @@ def test_dead_letters_per_reason(api: TestClient, writer: WarehouseWriter) -> No
             "count": 1,
         },
     ]
+
+
+def test_costs_per_channel_and_per_conversion_hand_computed(
+    api: TestClient, writer: WarehouseWriter
+) -> None:
+    day = datetime(2025, 2, 3, 10, 0, tzinfo=UTC)
+    m = timedelta(minutes=1)
+    w1, w2, s1 = ("1" * 32, "2" * 32, "3" * 32)
+
+    def sent(message: str, channel: str, cost: float) -> Receipt:
+        return receipt(message, "cart_rescue", channel, "sent", day).model_copy(
+            update={"cost": cost, "currency": "USD"}
+        )
+
+    receipts = [
+        sent(w1, "whatsapp", 0.0625),
+        sent(w2, "whatsapp", 0.0625),
+        sent(s1, "sms", 0.0166),  # two SMS segments
+        receipt(w1, "cart_rescue", "whatsapp", "read", day + m),
+        receipt(s1, "cart_rescue", "sms", "clicked", day + 2 * m),
+        receipt(w2, "cart_rescue", "whatsapp", "delivered", day + m),  # no engagement
+    ]
+    rows = [receipt_row(r) for r in receipts]
+    insert(writer, RECEIPTS, rows, "cost-receipts")
+    insert(writer, RECEIPTS, rows[:3], "cost-receipts-again")  # re-delivered: priced once
+    orders = [
+        order(day + 30 * m, "cw1", "cost-o1", 80.0, w1),
+        order(day + 40 * m, "cs1", "cost-o2", 20.0, s1),
+        order(day + 50 * m, "cs1", "cost-o3", 30.0, s1),
+    ]
+    insert(writer, EVENTS, [event_row(o) for o in orders], "cost-orders")
+    window = {"from": iso(day - timedelta(hours=1)), "to": iso(day + timedelta(days=1))}
+    got = {r["channel"]: r for r in get(api, "costs", **window)["rows"]}
+    assert got == {
+        "sms": {
+            "channel": "sms",
+            "currency": "USD",
+            "messages": 1,
+            "cost": 0.0166,
+            "conversions": 2,
+            "revenue": 50.0,
+            "cost_per_message": 0.0166,
+            "cost_per_conversion": 0.0083,
+        },
+        "whatsapp": {
+            "channel": "whatsapp",
+            "currency": "USD",
+            "messages": 2,
+            "cost": 0.125,
+            "conversions": 1,
+            "revenue": 80.0,
+            "cost_per_message": 0.0625,
+            "cost_per_conversion": 0.125,
+        },
+    }

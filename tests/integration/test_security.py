@@ -173,6 +173,7 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         only(200, "read"),
     ),
     ("GET", "/v1/metrics/opt_outs"): (f"/v1/metrics/opt_outs?{SPAN}", {}, only(200, "read")),
+    ("GET", "/v1/metrics/costs"): (f"/v1/metrics/costs?{SPAN}", {}, only(200, "read")),
     ("GET", "/v1/users/{user_id}/profile"): ("/v1/users/sec-nobody/profile", {}, only(200, "read")),
     # Segments and campaigns (admin; campaign reports also read). Bodies are left empty:
     # the table is about who gets past authentication, not the payloads.

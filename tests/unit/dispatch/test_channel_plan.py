@@ -33,9 +33,9 @@ class PhoneIn(Reachable):
 
 def test_the_calling_code_picks_the_plan_and_others_get_the_default() -> None:
     rules = planned({"1": ["sms"], "91": ["whatsapp"]})
-    assert policy.channel_order(rules, "+14155550142") == ("sms",)
-    assert policy.channel_order(rules, "+919876549721") == ("whatsapp",)
-    assert policy.channel_order(rules, "+447700900123") == ("whatsapp", "sms")
+    assert policy.channel_order(rules, "1") == ("sms",)
+    assert policy.channel_order(rules, "91") == ("whatsapp",)
+    assert policy.channel_order(rules, "44") == ("whatsapp", "sms")
     assert policy.channel_order(rules, None) == ("whatsapp", "sms")
 
 
