@@ -312,12 +312,17 @@ class Dispatcher:
                 self._audit.append(_engine_audit_row(decision))
                 continue
             record = self._new_record(decision, now_ms)
-            key = message_key(record.message_id)
-            if self.store.get(key, partition) is not None:
+            found = self.store.get(message_key(record.message_id), partition)
+            if found is not None and not (
+                isinstance(found, MessageRecord) and found.stage == "new"
+            ):
                 continue  # handled before: a re-delivery
             user = self._user(record.user_key, partition)
-            user.messages.append(record.message_id)
-            self.store.put(user_key_of(record.user_key), partition, user)
+            if found is None:
+                user.messages.append(record.message_id)
+                self.store.put(user_key_of(record.user_key), partition, user)
+            # else: stored by a batch that died before planning it (an earlier wave's
+            # checkpoint made it durable); its batch is read again, so it is planned now.
             sent_today = user.sent_within_day(now_ms) + reserved.get(record.user_key, 0)
             if policy.cap_reached(sent_today, self.settings.daily_cap, record.forced):
                 record.outcome = "suppressed"
@@ -325,7 +330,8 @@ class Dispatcher:
                 self._save(partition, record, now_ms)
                 continue
             reserved[record.user_key] = reserved.get(record.user_key, 0) + 1
-            self._save(partition, record, now_ms)  # handled from here on, even if the send fails
+            record.stage = "new"  # handled from here on; planned in this batch's waves
+            self._save(partition, record, now_ms)
             work.append(_Work(partition, record))
         await self._run(work, now_ms)
 
@@ -509,38 +515,43 @@ class Dispatcher:
     async def _run(self, work: list[_Work], now_ms: int) -> None:
         """Each message's next step; every provider call preceded by its stored intent.
 
-        Rounds: plan every message (send-time gate, channel), store the intents and
-        checkpoint them, call the providers concurrently, take the answers; a refusal
-        plans the fallback in the next round.
+        In waves of at most ``send_concurrency`` messages: plan each (send-time gate,
+        channel), store their intents and checkpoint them, call the providers
+        concurrently, take the answers. A crash mid-wave leaves at most one wave of
+        intents without an answer (never resent); a refusal plans the fallback in the
+        next round.
         """
         if not work:
             return
         subjects = {w.record.user_key: w.record.subjects for w in work}
         contacts = await self.warehouse(self.directory.contacts, subjects)
+        countries = {user: self._calling_code(contact) for user, contact in contacts.items()}
         # Messages released from quiet hours in this run, per user: the cap counts them
         # before their sends are noted (the sends run concurrently).
         released: dict[str, int] = {}
-        countries = {user: self._calling_code(contact) for user, contact in contacts.items()}
+        wave = self.settings.send_concurrency
         while work:
-            sends: list[tuple[_Work, Contact, str]] = []
-            for item in work:
-                user = item.record.user_key
-                contact = contacts.get(user, Contact())
-                item.record.calling_code = countries.get(user)
-                order = policy.channel_order(self.rules, item.record.calling_code)
-                channel = self._plan(item, contact, order, now_ms, released)
-                if channel is not None:
-                    sends.append((item, contact, channel))
-            if not sends:
-                return
-            await self._checkpoint()  # the intents are durable before any request leaves
-            results = await asyncio.gather(
-                *(self._send(item.record, channel, contact) for item, contact, channel in sends)
-            )
-            work = []
-            for (item, _, channel), (result, cost) in zip(sends, results, strict=True):
-                if self._answered(item, channel, result, cost, now_ms):
-                    work.append(item)
+            fallbacks: list[_Work] = []
+            for start in range(0, len(work), wave):
+                sends: list[tuple[_Work, Contact, str]] = []
+                for item in work[start : start + wave]:
+                    user = item.record.user_key
+                    contact = contacts.get(user, Contact())
+                    item.record.calling_code = countries.get(user)
+                    order = policy.channel_order(self.rules, item.record.calling_code)
+                    channel = self._plan(item, contact, order, now_ms, released)
+                    if channel is not None:
+                        sends.append((item, contact, channel))
+                if not sends:
+                    continue
+                await self._checkpoint()  # the intents are durable before a request leaves
+                results = await asyncio.gather(
+                    *(self._send(item.record, channel, contact) for item, contact, channel in sends)
+                )
+                for (item, _, channel), (result, cost) in zip(sends, results, strict=True):
+                    if self._answered(item, channel, result, cost, now_ms):
+                        fallbacks.append(item)
+            work = fallbacks
 
     def _calling_code(self, contact: Contact) -> str | None:
         """The country of the shopper's phone (WhatsApp's, else SMS's): the channel plan

@@ -18,12 +18,14 @@ from typing import Any, Literal
 
 import orjson
 
+# new: its decision read, not yet planned (a crash before its wave leaves it so: the
+# batch, uncommitted, is read again and plans it);
 # held: waiting for quiet hours to end or for a paused channel (``hold`` says which);
 # sending: the intent to call the provider on ``sending`` is stored, its answer is not
 # (in flight, or lost in a crash: reconciled from webhooks, else ``unknown``);
 # awaiting: sent on WhatsApp, SMS may follow; sent: on its last channel;
 # done: ended with nothing in flight (cancelled, suppressed, expired...).
-Stage = Literal["held", "sending", "awaiting", "sent", "done"]
+Stage = Literal["new", "held", "sending", "awaiting", "sent", "done"]
 Hold = Literal["quiet_hours", "channels_paused"]
 DAY_MS = 86_400_000
 
