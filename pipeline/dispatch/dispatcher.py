@@ -408,8 +408,10 @@ class Dispatcher:
             record = self.store.get(message_key(receipt.message_id), partition)
             if not isinstance(record, MessageRecord):
                 continue
-            if record.stage == "sending" and receipt.channel == record.sending:
-                # An intent whose answer was lost: the provider's webhook says what happened.
+            if record.sending is not None and receipt.channel == record.sending:
+                # An intent whose answer was lost: the provider's webhook says what happened
+                # (after "unknown" too: the send is then known, but nothing follows it).
+                late = record.stage != "sending"
                 if receipt.status in TAKEN:
                     self._taken(
                         partition,
@@ -419,10 +421,10 @@ class Dispatcher:
                         now_ms,
                         detail="reconciled",
                     )
-                    if record.stage == "awaiting" and receipt.status in DELIVERED:
+                    if record.stage == "awaiting" and (late or receipt.status in DELIVERED):
                         record.stage, record.deadline_ms = "sent", None
                     self._save(partition, record, now_ms)
-                elif receipt.status == "failed":
+                elif receipt.status == "failed" and not late:
                     record.sending = None
                     work.append(_Work(partition, record, why=f"{receipt.channel}_failed"))
                 continue
@@ -642,7 +644,8 @@ class Dispatcher:
     ) -> None:
         """The provider took the message on ``channel``: sent, priced, and counted for the
         cap. Without the answer's price (a reconciled send), the template's is assumed."""
-        first = not record.provider_ids
+        # An "unknown" send was counted for the cap when it ended so.
+        first = not record.provider_ids and record.outcome != "unknown"
         record.sending = None
         record.provider_ids[channel] = provider_message_id or ""
         record.channel, record.outcome = channel, "sent"
@@ -674,10 +677,10 @@ class Dispatcher:
             user = self._user(record.user_key, partition)
             user.note_send(now_ms)
             self.store.put(user_key_of(record.user_key), partition, user)
-        channel, record.sending = record.sending, None
+        # ``sending`` stays: a webhook that comes later still settles what happened.
         record.stage, record.deadline_ms = "done", None
         record.outcome = "sent" if record.provider_ids else "unknown"
-        self._receipt(record, "unknown", now_ms, channel, NO_ANSWER)
+        self._receipt(record, "unknown", now_ms, record.sending, NO_ANSWER)
         self._save(partition, record, now_ms)
 
     def _not_now(
