@@ -601,6 +601,32 @@ def nudges() -> dict[str, Any]:
         24,
         7,
     )
+    layout.add(
+        panel(
+            "table",
+            "Cost per channel",
+            "What the messages sent in the range cost (the rules' rate card, recorded with "
+            "each send), and the cost per attributed conversion.",
+            [
+                target(
+                    "/v1/metrics/costs",
+                    list(TIME_RANGE),
+                    [
+                        column("channel", "string"),
+                        column("currency", "string"),
+                        column("messages", "number"),
+                        column("cost", "number"),
+                        column("conversions", "number"),
+                        column("revenue", "number"),
+                        column("cost_per_message", "number", "cost / message"),
+                        column("cost_per_conversion", "number", "cost / conversion"),
+                    ],
+                )
+            ],
+        ),
+        24,
+        6,
+    )
     variables = [
         custom(
             "kind",

@@ -35,8 +35,10 @@ from api.main import create_app
 from pipeline.simulate import generate_events, post_events
 from schemas.inbound import FORM, sms_body, whatsapp_body
 from schemas.keys import hash_api_key
+from schemas.messages import Receipt
+from schemas.receipt_ids import receipt_id
 from schemas.signatures import signature_headers
-from schemas.topics import TELEMETRY_RAW
+from schemas.topics import RECEIPTS, TELEMETRY_RAW
 from tests import support
 from tests.collector_server import READ_KEY, SERVER_KEY, WRITE_KEY, collector_settings, running_api
 
@@ -340,6 +342,7 @@ def stack(
             launcher.start()
             launch_campaign(api)
             reply_stop(api, events)
+            priced_conversion(api, broker)
             yield Stack(api, day_end - timedelta(days=1, hours=1), now + timedelta(minutes=10))
     finally:
         launcher.stop(10)
@@ -364,6 +367,59 @@ def reply_stop(api: str, events: list[dict[str, Any]]) -> None:
     headers.update(signature_headers(WEBHOOK_SECRET, int(datetime.now(UTC).timestamp()), body))
     response = httpx.post(f"{api}/v1/webhooks/{channel}", content=body, headers=headers)
     assert response.status_code == 200 and response.json()["opted_out"] == 1, response.text
+
+
+def priced_conversion(api: str, broker: str) -> None:
+    """The cost panel needs a priced send that converted: a dispatcher's "sent" receipt
+    with its price and the shopper's "read" (this stack runs no dispatcher: the test
+    produces them as the dispatcher and the webhook would), then the order from the link."""
+    message, user, at = uuid.uuid4().hex, f"cost-{uuid.uuid4().hex[:8]}", datetime.now(UTC)
+
+    def receipt(status: str, moment: datetime, **extra: Any) -> bytes:
+        return Receipt(
+            receipt_id=receipt_id(message, "whatsapp", status, "dashboards"),
+            message_id=message,
+            kind="cart_rescue",
+            user_key=user,
+            channel="whatsapp",
+            status=status,  # type: ignore[arg-type]
+            at=moment,
+            **extra,
+        ).to_json()
+
+    async def produce(values: list[bytes]) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all")
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send_and_wait(RECEIPTS.name, value, key=user.encode())
+        finally:
+            await producer.stop()
+
+    provider_id = f"wamid.{message}"
+    sent = receipt("sent", at, provider_message_id=provider_id, cost=0.0625, currency="USD")
+    read = receipt("read", at + timedelta(seconds=5), provider_message_id=provider_id)
+    asyncio.run(produce([sent, read]))
+    order = {
+        "event_id": str(uuid.uuid4()),
+        "name": "order_placed",
+        "timestamp": (at + timedelta(seconds=30)).isoformat(),
+        "anonymous_id": f"anon-{user}",
+        "user_id": user,
+        "context": {"campaign": {"utm_message_id": message}},
+        "properties": {
+            "order_id": f"o-{message[:12]}",
+            "items": [{"product_id": "p1", "quantity": 1, "amount": 40.0}],
+            "total": 40.0,
+            "currency": "EUR",
+        },
+    }
+    response = httpx.post(
+        f"{api}/v1/track",
+        json={"batch": [order]},
+        headers={"Authorization": f"Bearer {SERVER_KEY}"},
+    )
+    assert response.status_code == 202 and response.json()["rejected"] == [], response.text
 
 
 def launch_campaign(api: str) -> None:
