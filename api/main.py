@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors
+from api import docs_pages, errors
 from api.resources import Resources
 from api.routes import (
     admin,
@@ -65,8 +65,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version="0.1.0",
         summary="Behavioural telemetry in; funnels, intent and nudge outcomes out.",
         lifespan=lifespan,
+        docs_url=None,  # served by api/docs_pages.py, bundles included
+        redoc_url=None,
     )
     app.state.settings = settings
+    docs_pages.install(app)
     errors.install(app)
     for router in ROUTERS:
         app.include_router(router)

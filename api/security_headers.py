@@ -1,21 +1,19 @@
 """Security headers on every response: no MIME sniffing anywhere; a CSP and no framing
 for the interactive API docs (the demo storefront sets its own, stricter ones).
 
-The docs pages (FastAPI's Swagger UI and ReDoc) load their bundles from a CDN and
-start them with an inline script; they render nothing a caller sent, so the policy
-allows exactly that and nothing else (no framing, no plugins, API calls to this
-origin only).
+The docs pages (FastAPI's Swagger UI and ReDoc, api/docs_pages.py) load their bundles
+from this origin and start them with an inline script; they render nothing a caller
+sent, so the policy allows exactly that and nothing else (no other origin, no framing,
+no plugins, API calls to this origin only).
 """
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DOCS_PATHS = frozenset({"/docs", "/redoc", "/docs/oauth2-redirect"})
 DOCS_CSP = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net https://fonts.googleapis.com; "
-    "font-src https://fonts.gstatic.com; img-src 'self' data: https:; connect-src 'self'; "
-    "worker-src blob:; object-src 'none'; base-uri 'none'; form-action 'self'; "
-    "frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "font-src 'self' data:; img-src 'self' data:; connect-src 'self'; worker-src blob:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
 
