@@ -32,6 +32,7 @@ def collector_settings(brokers: str, **overrides: Any) -> ApiSettings:
         "clickhouse_url": "http://127.0.0.1:1",
         "token_secret": "test-token-secret",
         "pii_master_key": "test-pii-master-key",
+        "link_secret": "test-link-secret",
         "write_key_hashes": frozenset({hash_api_key(WRITE_KEY)}),
         "server_key_hashes": frozenset({hash_api_key(SERVER_KEY)}),
         "read_key_hashes": frozenset({hash_api_key(READ_KEY)}),
