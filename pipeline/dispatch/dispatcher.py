@@ -27,6 +27,7 @@ from tenacity import (
 )
 
 from pipeline.dispatch import policy
+from pipeline.dispatch.catalog import Catalog, NoCatalog
 from pipeline.dispatch.channels import Channel, Outgoing, SendResult
 from pipeline.dispatch.directory import Contact, Directory
 from pipeline.dispatch.records import (
@@ -58,7 +59,7 @@ from schemas.messages import (
     load_decision,
 )
 from schemas.receipt_ids import receipt_id
-from schemas.templates import render
+from schemas.templates import Tracking, render
 from schemas.time import epoch_ms
 
 log = logging.getLogger(__name__)
@@ -103,10 +104,15 @@ class Dispatcher:
         settings: DispatchSettings,
         receipts_topic: str,
         rules: Rules | None = None,
+        catalog: Catalog | NoCatalog | None = None,
     ) -> None:
         self.store = store
         # Quiet hours, their maximum hold and the maximum ages: the engine's rules file.
         self.send_rules = policy.SendRules.of(rules or default_rules())
+        # The approved WhatsApp templates, and what messages say about their products.
+        self.templates = (rules or default_rules()).dispatch.templates
+        self.catalog = catalog or NoCatalog()
+        self._products: dict = {}  # of the batch being stepped (_run)
         self.directory = directory
         self.channels = channels
         self.settings = settings
@@ -471,6 +477,8 @@ class Dispatcher:
             return
         subjects = {w.record.user_key: w.record.subjects for w in work}
         contacts = await self.warehouse(self.directory.contacts, subjects)
+        named = [w.record.content.get("product") for w in work]
+        self._products = await self.warehouse(self.catalog.products, named)
         # Messages released from quiet hours in this run, per user: the cap counts them
         # before their sends are noted (the steps run concurrently).
         released: dict[str, int] = {}
@@ -601,8 +609,14 @@ class Dispatcher:
             message_id=record.message_id,
             storefront_url=self.settings.storefront_url,
             discount_percent=float(content.get("discount_percent") or 0),
-            product=content.get("product"),
+            product=self._products.get(content.get("product")),
             token=content.get("token"),
+            tracking=Tracking(
+                self.settings.link_secret.get_secret_value(),
+                self.settings.public_api_url,
+                record.user_key,
+            ),
+            template_spec=getattr(self.templates, record.kind, None),
         )
         outgoing = Outgoing(record.message_id, record.kind, record.user_key, phone, rendered)
         async with self._sending:
