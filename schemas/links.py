@@ -22,7 +22,7 @@ Layout (then base64url without padding)::
 
     version(1) kind(1) channel(1) flags(1) message_id user_key landing  mac(16)
 
-Strings are length-prefixed (1 byte; 2 for the landing); a 32-hex message id (a
+Strings are length-prefixed (1 byte for the message id, 2 for the others); a 32-hex message id (a
 nudge's or a VIP token's id) is packed into 16 bytes. The MAC is HMAC-SHA256 over
 a domain tag and everything before it, truncated to 128 bits.
 """
@@ -39,10 +39,11 @@ VERSION = 1
 KINDS = ("cart_rescue", "high_intent", "vip_upgrade", "campaign")
 CHANNELS = ("whatsapp", "sms")
 MAC_BYTES = 16
-MAX_ID = 255  # message_id and user_key, in UTF-8 bytes
+MAX_ID = 255  # message_id, in UTF-8 bytes
+MAX_USER_KEY = 1024
 MAX_LANDING = 2048
-# A token this long or longer is refused before it is decoded.
-MAX_TOKEN_CHARS = 4 * (4 + 2 * (1 + MAX_ID) + 2 + MAX_LANDING + MAC_BYTES) // 3 + 4
+# A token longer than this is refused before it is decoded.
+MAX_TOKEN_CHARS = 4 * (4 + 1 + MAX_ID + 2 + MAX_USER_KEY + 2 + MAX_LANDING + MAC_BYTES) // 3 + 4
 _TAG = b"intentflow-link-v1\x00"
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _FLAG_PACKED_ID = 1
@@ -75,10 +76,10 @@ def _valid_landing(landing: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
-def _bounded(name: str, value: str) -> bytes:
+def _bounded(name: str, value: str, limit: int) -> bytes:
     data = value.encode()
-    if not data or len(data) > MAX_ID or _CONTROL.search(value):
-        raise ValueError(f"{name} must be 1..{MAX_ID} bytes without control characters")
+    if not data or len(data) > limit or _CONTROL.search(value):
+        raise ValueError(f"{name} must be 1..{limit} bytes without control characters")
     return data
 
 
@@ -101,15 +102,15 @@ def link_token(
         flags |= _FLAG_PACKED_ID
         packed = bytes.fromhex(message_id)
     else:
-        packed = _bounded("message_id", message_id)
-    user = _bounded("user_key", user_key)
+        packed = _bounded("message_id", message_id, MAX_ID)
+    user = _bounded("user_key", user_key, MAX_USER_KEY)
     land = landing.encode()
     payload = b"".join(
         (
             bytes((VERSION, KINDS.index(kind), CHANNELS.index(channel), flags)),
             bytes((len(packed),)),
             packed,
-            bytes((len(user),)),
+            len(user).to_bytes(2, "big"),
             user,
             len(land).to_bytes(2, "big"),
             land,
@@ -142,9 +143,9 @@ def open_link_token(secret: str | bytes, token: str) -> Link:
         size = payload[at]
         packed = payload[at + 1 : at + 1 + size]
         at += 1 + size
-        size = payload[at]
-        user = payload[at + 1 : at + 1 + size].decode()
-        at += 1 + size
+        size = int.from_bytes(payload[at : at + 2], "big")
+        user = payload[at + 2 : at + 2 + size].decode()
+        at += 2 + size
         size = int.from_bytes(payload[at : at + 2], "big")
         landing = payload[at + 2 : at + 2 + size].decode()
         if at + 2 + size != len(payload):

@@ -20,6 +20,7 @@ SECRET = "unit-test-link-secret"
 ids = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=60).filter(
     lambda s: len(s.encode()) <= 255
 )
+user_keys = st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=300)
 hex_ids = st.from_regex(r"\A[0-9a-f]{32}\Z")
 paths = st.from_regex(r"\A/[A-Za-z0-9_\-/]{0,40}(\?[a-z]{1,8}=[A-Za-z0-9]{1,20})?\Z").filter(
     lambda p: not p.startswith("//")
@@ -30,7 +31,7 @@ links = st.builds(
     message_id=hex_ids | ids,
     kind=st.sampled_from(KINDS),
     channel=st.sampled_from(CHANNELS),
-    user_key=ids,
+    user_key=user_keys,
     landing=paths | absolute,
 )
 
