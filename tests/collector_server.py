@@ -43,9 +43,10 @@ def collector_settings(brokers: str, **overrides: Any) -> ApiSettings:
 
 
 @contextmanager
-def running_api(settings: ApiSettings) -> Iterator[str]:
-    """Serve ``create_app(settings)`` with uvicorn on a free loopback port; yields the base URL."""
-    port = free_port()
+def running_api(settings: ApiSettings, port: int | None = None) -> Iterator[str]:
+    """Serve ``create_app(settings)`` with uvicorn on a free loopback port (or ``port``);
+    yields the base URL."""
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(settings), host=LOOPBACK, port=port, log_level="warning", access_log=False
     )
