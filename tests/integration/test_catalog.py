@@ -5,7 +5,7 @@ on a message's link recorded as a ``clicked`` receipt on the topic before the sh
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -21,6 +21,10 @@ from pipeline.domain.rules import Templates
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.demo_catalog import load_demo_catalog
 from pipeline.local.ports import LOOPBACK, free_port
+from pipeline.sink.batch import SinkBatch
+from pipeline.sink.processors import process_event
+from pipeline.sink.writer import WarehouseWriter
+from schemas.events import parse_event
 from schemas.links import Link, link_token
 from schemas.templates import Tracking, render
 from schemas.topics import RECEIPTS
@@ -298,3 +302,55 @@ def test_a_click_queued_while_the_broker_was_down_is_recorded_once_it_is_back(
             found = asyncio.run(receipts_for(late.bootstrap_servers, message_id, timeout_s=60))
     assert [value["status"] for _, value in found] == ["clicked"]
     assert not any("lost" in r.getMessage() for r in caplog.records)
+
+
+def sink(clickhouse: Client, events: list) -> None:
+    """The events through the sink's processor, batch and writer into the warehouse."""
+    writer = WarehouseWriter("unused", "unused")
+    writer._client = clickhouse
+    batch = SinkBatch("telemetry.raw")
+    for offset, event in enumerate(events):
+        batch.add(0, offset, process_event(event.to_json(), 0))
+    writer.write_batch(batch)
+
+
+def backend_event(pid: str, name: str, at: datetime, from_server: bool = True):
+    raw = {
+        "event_id": str(uuid.uuid4()),
+        "name": "product_view",
+        "timestamp": at.isoformat(),
+        "anonymous_id": "catalog-backend",
+        "properties": {"product_id": pid, "name": name, "price": 10.0, "currency": "EUR"},
+    }
+    return parse_event(raw, received_at=datetime.now(UTC), from_server=from_server)
+
+
+def test_the_newest_of_api_upserts_and_event_entries_wins(api: str, clickhouse: Client):
+    pid = f"mixed-{uuid.uuid4().hex[:6]}"
+    catalog = Catalog(clickhouse)
+    older = datetime.now(UTC) - timedelta(hours=1)
+    sink(clickhouse, [backend_event(pid, "From an old event", older)])
+    assert catalog.products([pid])[pid].name == "From an old event"
+    upserted = httpx.put(
+        f"{api}/v1/products", json={"products": [product(pid, name="From the API")]}, headers=SERVER
+    )
+    assert upserted.status_code == 200
+    # An event older than the upsert (a back-fill, a late tracker) does not undo it.
+    sink(clickhouse, [backend_event(pid, "From an older event", older + timedelta(minutes=5))])
+    assert catalog.products([pid])[pid].name == "From the API"
+    # A browser's event, however new, never changes the catalog.
+    newer = datetime.now(UTC) + timedelta(seconds=30)
+    sink(clickhouse, [backend_event(pid, "FREE PHONE", newer, from_server=False)])
+    assert catalog.products([pid])[pid].name == "From the API"
+    # A store backend's newer event wins whole (no image: the API's image is gone with it).
+    sink(clickhouse, [backend_event(pid, "From a newer event", newer)])
+    found = catalog.products([pid])[pid]
+    assert (found.name, found.image_url) == ("From a newer event", None)
+    got = httpx.get(f"{api}/v1/products/{pid}", headers=SERVER).json()
+    assert got["name"] == "From a newer event"
+    # After merges the table agrees with the readers.
+    clickhouse.command("OPTIMIZE TABLE products FINAL")
+    (row,) = clickhouse.query(
+        "SELECT name FROM products FINAL WHERE product_id = {p:String}", parameters={"p": pid}
+    ).result_rows
+    assert row == ("From a newer event",)
