@@ -39,7 +39,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api.deps import ResourcesDep, SettingsDep
 from api.producer import BrokerUnavailable, EventProducer
 from api.routing import GuardedRoute
-from schemas.links import Link, LinkError, landing_url, open_link_token
+from schemas.links import TRACKED_LINK, Link, LinkError, landing_url, open_link_token
 from schemas.messages import Receipt
 from schemas.receipt_ids import receipt_id
 from schemas.topics import RECEIPTS
@@ -52,8 +52,6 @@ CLICK_PUBLISH_TIMEOUT_S = 1.0
 CLICK_MAX_AGE_S = 900.0
 BACKLOG_MAX = 10_000
 REMEMBERED_MAX = 100_000
-# What a tracked click's receipt says in ``detail``: our redirect counted it.
-TRACKED_LINK = "tracked_link"
 
 NOT_FOUND_PAGE = (
     "<!doctype html><html lang=en><meta charset=utf-8><title>Link not found</title>"

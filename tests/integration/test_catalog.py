@@ -15,6 +15,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 from clickhouse_connect.driver.client import Client
 
+from api.queries.attribution import attributed_orders
+from api.queries.common import TimeRange
+from api.queries.nudges import nudge_outcomes
 from api.routes.links import click_receipt
 from pipeline.dispatch.catalog import Catalog
 from pipeline.domain.rules import Templates
@@ -22,7 +25,7 @@ from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.demo_catalog import load_demo_catalog
 from pipeline.local.ports import LOOPBACK, free_port
 from pipeline.sink.batch import SinkBatch
-from pipeline.sink.processors import process_event
+from pipeline.sink.processors import process_event, process_receipt
 from pipeline.sink.writer import WarehouseWriter
 from schemas.events import parse_event
 from schemas.links import Link, link_token
@@ -354,3 +357,46 @@ def test_the_newest_of_api_upserts_and_event_entries_wins(api: str, clickhouse: 
         "SELECT name FROM products FINAL WHERE product_id = {p:String}", parameters={"p": pid}
     ).result_rows
     assert row == ("From a newer event",)
+
+
+def test_a_tracked_click_counts_in_the_nudge_metrics_and_attributes_the_order(
+    api: str, broker: str, clickhouse: Client
+):
+    message_id = uuid.uuid4().hex
+    answer = httpx.get(f"{api}/v1/r/{token_for(message_id)}", follow_redirects=False)
+    assert answer.status_code == 302
+    # What the receipts sink writes: the receipt as the redirect published it.
+    [(_, value)] = asyncio.run(receipts_for(broker, message_id))
+    writer = WarehouseWriter("unused", "unused")
+    writer._client = clickhouse
+    batch = SinkBatch(RECEIPTS.name)
+    batch.add(0, 0, process_receipt(orjson.dumps(value), 0))
+    # The shopper orders from the landing page, whose URL carries the message id.
+    landed = parse_qs(urlsplit(answer.headers["location"]).query)
+    ordered_at = datetime.now(UTC) + timedelta(seconds=5)
+    raw_order = {
+        "event_id": str(uuid.uuid4()),
+        "name": "order_placed",
+        "timestamp": ordered_at.isoformat(),
+        "anonymous_id": "anon-shopper-42",
+        "user_id": "shopper-42",
+        "context": {"campaign": {"utm_message_id": landed["utm_message_id"][0]}},
+        "properties": {
+            "order_id": f"o-{message_id[:8]}",
+            "items": [{"product_id": "cam-001", "quantity": 1, "amount": 899.0}],
+            "total": 899.0,
+            "currency": "EUR",
+        },
+    }
+    order_event = parse_event(raw_order, received_at=datetime.now(UTC), from_server=True)
+    batch.add(0, 1, process_event(order_event.to_json(), 0))
+    writer.write_batch(batch)
+    now_ms = int(time.time() * 1000)
+    span = TimeRange(now_ms - 3_600_000, now_ms + 3_600_000)
+    [attributed] = [
+        o for o in attributed_orders(clickhouse, span, 3600) if o.message_id == message_id
+    ]
+    assert (attributed.channel, attributed.revenue) == ("sms", 899.0)
+    rows = {(r["kind"], r["channel"]): r for r in nudge_outcomes(clickhouse, span, 3600, "live")}
+    assert rows[("high_intent", "sms")]["clicked"] >= 1
+    assert rows[("high_intent", "sms")]["converted"] >= 1
