@@ -134,7 +134,11 @@ async def put_products(
 @router.get(
     "/{product_id}",
     summary="A product's newest catalog entry",
-    responses={404: {"description": "The catalog has no such product."}},
+    responses={
+        401: {"description": "No server, read or admin key."},
+        404: {"description": "The catalog has no such product."},
+        503: {"description": "The warehouse is unavailable; retry."},
+    },
 )
 async def get_product(
     product_id: Annotated[str, Path(min_length=1, max_length=MAX_PRODUCT_ID)],
