@@ -16,6 +16,11 @@ remembers the receipts it already published (bounded) and does not publish them
 again; clicks reaching different API processes collapse in the warehouse (one
 receipt id, ReplacingMergeTree).
 
+Link previews are not clicks: messaging apps fetch a link to draw its preview
+(iMessage announces itself as facebookexternalhit and Twitterbot, WhatsApp as
+WhatsApp/…), often as soon as the message arrives. Such a request, and a HEAD, is
+redirected like any other but records nothing.
+
 Broker down: the shopper must land, so the redirect never waits long and never
 fails for it (a 503 with Retry-After means nothing to a person). It waits at most
 ``CLICK_PUBLISH_TIMEOUT_S`` for the broker's acknowledgement, then redirects
@@ -29,6 +34,7 @@ in ``ClickBacklog.lost``: never silently lost, though not guaranteed.
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
@@ -58,6 +64,17 @@ NOT_FOUND_PAGE = (
     "<h1>This link is not valid</h1><p>It may have been copied incompletely.</p></html>"
 )
 NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# User agents of link-preview fetchers (messaging apps, social networks), lower case.
+PREVIEW_AGENTS = re.compile(
+    r"facebookexternalhit|facebot|twitterbot|whatsapp/|telegrambot|slackbot|discordbot|"
+    r"linkedinbot|skypeuripreview|googlebot|bingbot|applebot|embedly|preview"
+)
+
+
+def is_preview(request: Request) -> bool:
+    """A fetch to draw the link's preview, not a shopper following it."""
+    agent = request.headers.get("user-agent", "").lower()
+    return request.method == "HEAD" or bool(PREVIEW_AGENTS.search(agent))
 
 
 def click_receipt(link: Link, at: datetime) -> Receipt:
@@ -182,7 +199,7 @@ async def follow_link(
         return HTMLResponse(NOT_FOUND_PAGE, 404, headers=NO_STORE)
     receipt = click_receipt(link, datetime.now(UTC))
     backlog = backlog_of(request, resources.events)
-    if not backlog.seen(receipt):
+    if not is_preview(request) and not backlog.seen(receipt):
         backlog.remember(receipt)  # a second click while this one is in flight adds nothing
         # Not cancelled when slow (a producer cancelled while it starts would leak): it is
         # left to finish, and a failure is queued for retry whenever it comes.

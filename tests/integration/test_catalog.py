@@ -400,3 +400,20 @@ def test_a_tracked_click_counts_in_the_nudge_metrics_and_attributes_the_order(
     rows = {(r["kind"], r["channel"]): r for r in nudge_outcomes(clickhouse, span, 3600, "live")}
     assert rows[("high_intent", "sms")]["clicked"] >= 1
     assert rows[("high_intent", "sms")]["converted"] >= 1
+
+
+@pytest.mark.parametrize(
+    "agent",
+    [
+        "facebookexternalhit/1.1 Facebot Twitterbot/1.0",  # iMessage's preview
+        "WhatsApp/2.23.20.0 A",
+        "TelegramBot (like TwitterBot)",
+    ],
+)
+def test_a_link_preview_lands_but_is_no_click(api: str, broker: str, agent: str):
+    message_id = uuid.uuid4().hex
+    answer = httpx.get(
+        f"{api}/v1/r/{token_for(message_id)}", headers={"User-Agent": agent}, follow_redirects=False
+    )
+    assert answer.status_code == 302
+    assert asyncio.run(receipts_for(broker, message_id, timeout_s=3)) == []
