@@ -28,6 +28,7 @@ from pipeline.sink.batch import SinkBatch
 from pipeline.sink.processors import process_event, process_receipt
 from pipeline.sink.writer import WarehouseWriter
 from schemas.events import parse_event
+from schemas.keys import hash_api_key
 from schemas.links import Link, link_token
 from schemas.templates import Tracking, render
 from schemas.topics import RECEIPTS
@@ -40,6 +41,8 @@ from tests.collector_server import (
 
 LINK_SECRET = "catalog-test-link-secret"
 SERVER = {"Authorization": f"Bearer {SERVER_KEY}"}
+ADMIN_KEY = "ak_catalog-test-admin-key"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 NOW = datetime.now(UTC)
 
 
@@ -54,6 +57,7 @@ def api(broker: str, warehouse: str, clickhouse: Client):
         link_secret=LINK_SECRET,
         public_api_url=url,
         storefront_url=f"{url}/demo",
+        admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
     )
     with running_api(settings, port) as running:
         assert running == url
@@ -417,3 +421,26 @@ def test_a_link_preview_lands_but_is_no_click(api: str, broker: str, agent: str)
     )
     assert answer.status_code == 302
     assert asyncio.run(receipts_for(broker, message_id, timeout_s=3)) == []
+
+
+def test_the_admin_preview_names_the_catalog_product(api: str):
+    pid = f"preview-{uuid.uuid4().hex[:6]}"
+    entry = product(pid, name="Preview Lamp", image_url=f"{api}/demo/images/logo.png")
+    assert httpx.put(f"{api}/v1/products", json={"products": [entry]}, headers=SERVER).is_success
+    shown = httpx.post(
+        f"{api}/v1/admin/messages/preview",
+        json={"kind": "high_intent", "product": pid, "name": "Ada Lovelace"},
+        headers=ADMIN,
+    )
+    assert shown.status_code == 200, shown.text
+    card = shown.json()["whatsapp"]
+    assert card["body"].startswith("Hi Ada, still thinking about Preview Lamp?")
+    assert card["image_url"] == entry["image_url"]
+    # A preview's link is the storefront's own: following it counts no click.
+    assert "/v1/r/" not in card["button"]["url"]
+    unknown = httpx.post(
+        f"{api}/v1/admin/messages/preview",
+        json={"kind": "high_intent", "product": "no-such-product"},
+        headers=ADMIN,
+    ).json()["whatsapp"]
+    assert "no-such-product" not in unknown["body"] and "what caught your eye" in unknown["body"]
