@@ -19,7 +19,9 @@ from api.routes import (
     campaigns,
     demo,
     health,
+    links,
     metrics,
+    products,
     profiles,
     segments,
     tokens,
@@ -45,6 +47,8 @@ ROUTERS = (
     segments.router,
     campaigns.router,
     tokens.router,
+    products.router,
+    links.router,
 )
 
 

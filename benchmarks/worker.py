@@ -64,6 +64,7 @@ def _env(brokers: str, data_dir: Path, namespace: str, source: str, **extra: str
             "INTENTFLOW_SOURCE_TOPIC": source,
             "INTENTFLOW_TOKEN_SECRET": "benchmark-token-secret-of-32-bytes!!",
             "INTENTFLOW_PII_MASTER_KEY": "benchmark-pii-master-key",
+            "INTENTFLOW_LINK_SECRET": "benchmark-link-secret",
             "INTENTFLOW_WEB_ENABLED": "false",
             "INTENTFLOW_LOG_LEVEL": "warning",
             **{f"INTENTFLOW_{k.upper()}": v for k, v in extra.items()},

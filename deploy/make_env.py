@@ -34,6 +34,7 @@ def env_values() -> dict[str, str]:
         "INTENTFLOW_TOKEN_SECRET": secrets.token_urlsafe(48),
         "INTENTFLOW_TOKEN_KEY_ID": "k1",
         "INTENTFLOW_PII_MASTER_KEY": secrets.token_urlsafe(32),
+        "INTENTFLOW_LINK_SECRET": secrets.token_urlsafe(32),
     }
     values.update({f"INTENTFLOW_{kind.upper()}_KEY": key for kind, key in keys.items()})
     values.update(

@@ -260,6 +260,12 @@ class Event(_Model):
         description="Source address truncated by the collector (IPv4 /24, IPv6 /48).",
         json_schema_extra={"readOnly": True},
     )
+    from_server: bool = Field(
+        default=False,
+        description="Set by the collector: sent with a server key (a store backend), not a "
+        "public write key. Only such events may update the product catalog.",
+        json_schema_extra={"readOnly": True},
+    )
 
     def model_post_init(self, context: Any, /) -> None:
         # Computed once here, into the instance dict, where the cached_property
@@ -315,6 +321,7 @@ def parse_event(
     received_at: datetime,
     ip: str | None = None,
     max_age: timedelta | None = None,
+    from_server: bool = False,
 ) -> Event:
     """Validate one event as sent by a client; stamp server fields. Raises ``EventError``.
 
@@ -326,7 +333,12 @@ def parse_event(
     if not isinstance(raw, dict):
         raise EventError([{"loc": [], "msg": "an event must be a JSON object"}])
     # Server fields overwrite whatever the client claimed.
-    data = {**raw, "received_at": received_at, "ip": truncate_ip(ip) if ip else None}
+    data = {
+        **raw,
+        "received_at": received_at,
+        "ip": truncate_ip(ip) if ip else None,
+        "from_server": from_server,
+    }
     errors: list[dict[str, Any]] = []
     # Properties first, so the envelope is validated once with them normalised and
     # their problems are reported along with the envelope's.
@@ -384,7 +396,12 @@ def load_event(data: bytes) -> Event:
     except ValueError:
         received_at = None
     if received_at is not None and received_at.tzinfo is not None:
-        return parse_event(raw, received_at=received_at, ip=raw.get("ip"))
+        return parse_event(
+            raw,
+            received_at=received_at,
+            ip=raw.get("ip"),
+            from_server=raw.get("from_server") is True,
+        )
     # Written by something other than the collector: report every problem at once.
     errors = [{"loc": ["received_at"], "msg": "missing or invalid received_at"}]
     try:

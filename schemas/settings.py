@@ -38,6 +38,9 @@ class CommonSettings(BaseSettings):
     token_secret: SecretStr = SecretStr(PLACEHOLDER_PREFIX + "token-secret")
     token_key_id: str = "k1"
     pii_master_key: SecretStr = SecretStr(PLACEHOLDER_PREFIX + "pii-master-key")
+    # Signs the tracked links in messages (schemas/links.py): the dispatcher makes them,
+    # the API's redirect (GET /v1/r/{token}) verifies them. Both must share it.
+    link_secret: SecretStr = SecretStr(PLACEHOLDER_PREFIX + "link-secret")
     # Where shoppers' phones and the providers reach our API: tracked links in messages,
     # Twilio's StatusCallback, and the URL Twilio signs its webhooks with.
     public_api_url: str = "http://127.0.0.1:8000"

@@ -32,6 +32,7 @@ def collector_settings(brokers: str, **overrides: Any) -> ApiSettings:
         "clickhouse_url": "http://127.0.0.1:1",
         "token_secret": "test-token-secret",
         "pii_master_key": "test-pii-master-key",
+        "link_secret": "test-link-secret",
         "write_key_hashes": frozenset({hash_api_key(WRITE_KEY)}),
         "server_key_hashes": frozenset({hash_api_key(SERVER_KEY)}),
         "read_key_hashes": frozenset({hash_api_key(READ_KEY)}),
@@ -42,9 +43,10 @@ def collector_settings(brokers: str, **overrides: Any) -> ApiSettings:
 
 
 @contextmanager
-def running_api(settings: ApiSettings) -> Iterator[str]:
-    """Serve ``create_app(settings)`` with uvicorn on a free loopback port; yields the base URL."""
-    port = free_port()
+def running_api(settings: ApiSettings, port: int | None = None) -> Iterator[str]:
+    """Serve ``create_app(settings)`` with uvicorn on a free loopback port (or ``port``);
+    yields the base URL."""
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(settings), host=LOOPBACK, port=port, log_level="warning", access_log=False
     )

@@ -114,6 +114,7 @@ def worker_settings(
         data_dir=data_dir,
         token_secret="test-token-secret-of-at-least-32-bytes",
         pii_master_key="test-pii-master-key",
+        link_secret="test-link-secret",
         web_enabled=False,
         **overrides,
     )
@@ -146,6 +147,7 @@ def api_settings(brokers: str, clickhouse_url: str, **overrides: Any) -> ApiSett
         clickhouse_url=clickhouse_url,
         token_secret="test-token-secret-of-at-least-32-bytes",
         pii_master_key="test-pii-master-key",
+        link_secret="test-link-secret",
         **overrides,
     )
 

@@ -21,6 +21,7 @@ from api.deps import ClickHouseDep, ResourcesDep, SettingsDep
 from api.privacy.audit import actor_of, read_log, record_action
 from api.privacy.consent import privacy_store
 from api.producer import BrokerUnavailable
+from api.queries.products import latest_products
 from api.routing import GuardedRoute
 from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.messages import CartItem, Nudge
@@ -222,13 +223,19 @@ async def preview(
     resources: ResourcesDep,
     clickhouse: ClickHouseDep,
 ) -> dict[str, Any]:
-    """Both renderings of a message, and the masked phones it would go to; nothing is sent."""
+    """Both renderings of a message, and the masked phones it would go to; nothing is sent.
+
+    ``product`` is a product id, looked up in the catalog as the dispatcher does. Links
+    are the storefront's own (untracked): a preview's link must not count as a click."""
+    found = {}
+    if request.product:
+        found = await asyncio.to_thread(latest_products, clickhouse, [request.product])
     rendered = render(
         kind=request.kind,
         message_id="preview",
         storefront_url=settings.storefront_url,
         discount_percent=request.discount_percent,
-        product=request.product,
+        product=found[request.product][0] if request.product in found else None,
         name=request.name,
     )
     recipients = []

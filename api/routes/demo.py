@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.responses import RedirectResponse
 
+from api.demo_images import logo_png, product_png
 from api.deps import SettingsDep
 from api.routing import GuardedRoute
 from api.settings import ApiSettings
@@ -123,6 +124,42 @@ async def checkout(settings: SettingsDep) -> Response:
         '</form><p id="confirmation"></p></div>'
     )
     return _page(settings, "Checkout", content)
+
+
+def demo_products(storefront_url: str) -> list[dict[str, Any]]:
+    """The demo shop's catalog as ``PUT /v1/products`` takes it: pages and pictures under
+    ``storefront_url`` (the demo's public URL), all served here."""
+    base = storefront_url.rstrip("/")
+    return [
+        {
+            "product_id": p["product_id"],
+            "name": p["name"],
+            "price": p["price"],
+            "currency": "EUR",
+            "image_url": f"{base}/images/{p['product_id']}.png",
+            "url": f"{base}/product/{p['product_id']}",
+            "category": p["category"],
+        }
+        for p in CATALOG.values()
+    ]
+
+
+@router.get("/products.json")
+async def product_feed(settings: SettingsDep) -> dict[str, Any]:
+    """The demo shop's product feed, which the local stack upserts into the catalog."""
+    return {"products": demo_products(settings.storefront_url)}
+
+
+@router.get("/images/{name}.png")
+async def image(name: str) -> Response:
+    """A product's picture, or the shop's logo (a message's image when its product is unknown)."""
+    if name == "logo":
+        data = logo_png()
+    elif name in CATALOG:
+        data = product_png(name, CATALOG[name]["category"])
+    else:
+        raise HTTPException(404)
+    return Response(data, headers=ASSET_HEADERS, media_type="image/png")
 
 
 @router.get("/assets/{name}")

@@ -126,7 +126,13 @@ def _validate(
     may_send_server_events = scope is Scope.SERVER
     for index, raw in enumerate(raws):
         try:
-            event = parse_event(raw, received_at=received_at, ip=ip, max_age=max_age)
+            event = parse_event(
+                raw,
+                received_at=received_at,
+                ip=ip,
+                max_age=max_age,
+                from_server=may_send_server_events,
+            )
         except EventError as exc:
             rejected.append({"index": index, "errors": exc.errors})
             continue

@@ -23,6 +23,7 @@ import clickhouse_connect
 import faust
 import httpx
 
+from pipeline.dispatch.catalog import Catalog
 from pipeline.dispatch.channels import HttpChannel
 from pipeline.dispatch.directory import Directory
 from pipeline.dispatch.dispatcher import Dispatcher
@@ -163,6 +164,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
         name(RECEIPTS),
         rules_from(settings.rules),  # quiet hours and maximum ages, as the engine's
         checkpoint=lambda: ship(),  # send intents are flushed before the provider calls
+        catalog=Catalog(warehouse),
     )
     indexed: set[int] = set()
     last_poll = 0.0

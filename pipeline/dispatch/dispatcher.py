@@ -34,6 +34,7 @@ from tenacity import (
 )
 
 from pipeline.dispatch import policy, pricing
+from pipeline.dispatch.catalog import Catalog, NoCatalog
 from pipeline.dispatch.channels import Channel, Outgoing, SendResult
 from pipeline.dispatch.directory import Contact, Directory
 from pipeline.dispatch.records import (
@@ -54,6 +55,7 @@ from pipeline.dispatch.settings import DispatchSettings
 from pipeline.domain.rules import Rules, default_rules
 from pipeline.engine.outputs import Record as OutRecord
 from schemas import pii
+from schemas.catalog import Product
 from schemas.messages import (
     HELD_UNTIL_PREFIX,
     CampaignMessage,
@@ -65,7 +67,7 @@ from schemas.messages import (
     load_decision,
 )
 from schemas.receipt_ids import receipt_id
-from schemas.templates import render
+from schemas.templates import Tracking, render
 from schemas.time import epoch_ms
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,7 @@ class Dispatcher:
         receipts_topic: str,
         rules: Rules | None = None,
         checkpoint: Callable[[], Awaitable[None]] | None = None,
+        catalog: Catalog | NoCatalog | None = None,
     ) -> None:
         self.store = store
         # Makes what was saved so far durable (records, receipts): the agent's ship.
@@ -123,6 +126,8 @@ class Dispatcher:
         # and the WhatsApp templates: the engine's rules file.
         self.rules = rules or default_rules()
         self.send_rules = policy.SendRules.of(self.rules)
+        # What messages say about their products.
+        self.catalog = catalog or NoCatalog()
         self.directory = directory
         self.channels = channels
         self.settings = settings
@@ -528,6 +533,7 @@ class Dispatcher:
         subjects = {w.record.user_key: w.record.subjects for w in work}
         contacts = await self.warehouse(self.directory.contacts, subjects)
         countries = {user: self._calling_code(contact) for user, contact in contacts.items()}
+        products = await self.warehouse(self.catalog.products, [product_of(w) for w in work])
         # Messages released from quiet hours in this run, per user: the cap counts them
         # before their sends are noted (the sends run concurrently).
         released: dict[str, int] = {}
@@ -548,7 +554,10 @@ class Dispatcher:
                     continue
                 await self._checkpoint()  # the intents are durable before a request leaves
                 results = await asyncio.gather(
-                    *(self._send(item.record, channel, contact) for item, contact, channel in sends)
+                    *(
+                        self._send(item.record, channel, contact, products.get(product_of(item)))
+                        for item, contact, channel in sends
+                    )
                 )
                 for (item, _, channel), (result, cost) in zip(sends, results, strict=True):
                     if self._answered(item, channel, result, cost, now_ms):
@@ -736,7 +745,7 @@ class Dispatcher:
         return pricing.whatsapp_cost(card, template.category, code)
 
     async def _send(
-        self, record: MessageRecord, channel: str, contact: Contact
+        self, record: MessageRecord, channel: str, contact: Contact, product: Product | None
     ) -> tuple[SendResult, float]:
         """The provider's answer, and what the message costs if it was taken."""
         sealed = contact.phones.get(channel)
@@ -752,8 +761,14 @@ class Dispatcher:
             message_id=record.message_id,
             storefront_url=self.settings.storefront_url,
             discount_percent=float(content.get("discount_percent") or 0),
-            product=content.get("product"),
+            product=product,
             token=content.get("token"),
+            tracking=Tracking(
+                self.settings.link_secret.get_secret_value(),
+                self.settings.public_api_url,
+                record.user_key,
+            ),
+            template_spec=getattr(self.rules.dispatch.templates, record.kind, None),
         )
         outgoing = Outgoing(record.message_id, record.kind, record.user_key, phone, rendered)
         async with self._sending:
@@ -762,6 +777,10 @@ class Dispatcher:
             self.sent += 1
             self.duplicates += int(result.duplicate)
         return result, self._list_price(record, channel, rendered.sms)
+
+
+def product_of(work: "_Work") -> str | None:
+    return work.record.content.get("product")
 
 
 def _campaign_record(message: CampaignMessage, now_ms: int) -> MessageRecord:

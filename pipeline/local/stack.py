@@ -23,8 +23,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+import httpx
+
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.credentials import ApiKeys, write_env_file
+from pipeline.local.demo_catalog import load_demo_catalog
 from pipeline.local.ports import free_port, port_is_free
 from pipeline.local.processes import ManagedProcess, ProcessError, stop_all
 from pipeline.local.readiness import StopRequested, exited_message, http_get, wait_until
@@ -207,6 +210,11 @@ class LocalStack:
             lambda: f"stack (last /v1/health answer: {self.last_health})",
             self._stop_requested,
         )
+        try:
+            load_demo_catalog(self.api_url, self.keys.keys["server"])
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            # Messages then say something generic about the demo's products.
+            self._say_error(f"demo catalog not loaded: {type(exc).__name__} (the stack runs on)")
 
     def _lock_data_dir(self) -> None:
         """One stack per data dir: a second one would wipe the first one's worker state."""
@@ -259,6 +267,10 @@ class LocalStack:
                 "INTENTFLOW_TOKEN_SECRET": settings.token_secret.get_secret_value(),
                 "INTENTFLOW_TOKEN_KEY_ID": settings.token_key_id,
                 "INTENTFLOW_PII_MASTER_KEY": settings.pii_master_key.get_secret_value(),
+                "INTENTFLOW_LINK_SECRET": settings.link_secret.get_secret_value(),
+                # Tracked links lead to this API, and on to its demo shop.
+                "INTENTFLOW_PUBLIC_API_URL": self.api_url,
+                "INTENTFLOW_STOREFRONT_URL": f"{self.api_url}/demo",
             }
         )
         if settings.rules is not None:

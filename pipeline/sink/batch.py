@@ -38,7 +38,7 @@ class SinkBatch:
         self,
         partition: int,
         offset: int,
-        output: tuple[Table, tuple] | None,
+        output: tuple[Table, tuple] | list[tuple[Table, tuple]] | None,
         *,
         key: bytes | None = None,
         value: bytes | None = None,
@@ -49,12 +49,15 @@ class SinkBatch:
         if output is None:
             self.skipped += 1
             return
-        table, row = output
-        self.rows.setdefault(table, []).append(row)
         origin = Origin(partition, offset, key, value, timestamp_ms)
-        self.origins.setdefault(table, []).append(origin)
+        # One record may make rows in several tables (an event and its catalog entry).
+        for table, row in output if isinstance(output, list) else [output]:
+            self.rows.setdefault(table, []).append(row)
+            self.origins.setdefault(table, []).append(origin)
 
-    def add_message(self, message: Any, output: tuple[Table, tuple] | None) -> None:
+    def add_message(
+        self, message: Any, output: tuple[Table, tuple] | list[tuple[Table, tuple]] | None
+    ) -> None:
         """``add`` for a Kafka message (Faust's): its location, key, value and time."""
         self.add(
             message.partition,

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from pipeline.sink.batch import SinkBatch
-from pipeline.sink.rows import EVENTS, event_row
+from pipeline.sink.rows import event_rows
 from pipeline.sink.writer import WarehouseWriter
 from schemas.events import Event
 
@@ -41,7 +41,7 @@ class HeldEventSink:
         """Keep ``record`` (a Faust event) unreleased until ``event``'s row is inserted."""
         record.message.incref()
         message = record.message
-        output = (EVENTS, event_row(event)) if event is not None else None
+        output = event_rows(event) if event is not None else None
         self._batch.add_message(message, output)
         if not self._held:
             self._opened_at = time.monotonic()

@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from pipeline.sink.rows import (
     DEAD_LETTERS,
-    EVENTS,
     NUDGE_CANCELLATIONS,
     NUDGE_HOLDS,
     NUDGES,
@@ -22,7 +21,7 @@ from pipeline.sink.rows import (
     Table,
     cancellation_row,
     dead_letter_row,
-    event_row,
+    event_rows,
     hold_row,
     nudge_row,
     receipt_row,
@@ -39,8 +38,9 @@ from schemas.messages import (
     load_decision,
 )
 
-# A decoded record: the table it goes to and its row; None when it is not stored.
-Output = tuple[Table, tuple] | None
+# A decoded record: the table it goes to and its row (or several: an event and its
+# catalog entry); None when it is not stored.
+Output = tuple[Table, tuple] | list[tuple[Table, tuple]] | None
 # value bytes and the record's Kafka timestamp (ms) → output
 Processor = Callable[[bytes, int], Output]
 
@@ -50,7 +50,7 @@ def process_event(value: bytes, timestamp_ms: int) -> Output:
         event = load_event(value)
     except EventError:
         return None  # dead-lettered by the engine, with its reason
-    return EVENTS, event_row(event)
+    return event_rows(event)
 
 
 def decision_processor(run_id: str) -> Processor:

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from schemas.catalog import PRODUCT_COLUMNS, PRODUCTS_TABLE, product_of, product_row
 from schemas.deadletter import DeadLetter
 from schemas.events import Event
 from schemas.messages import Nudge, NudgeCancellation, NudgeHeld, Receipt, VipUpgrade
@@ -58,6 +59,8 @@ EVENTS = Table(
     ),
     "timestamp",
 )
+# The catalog (migrations/0170_products.sql): not partitioned, products are few.
+PRODUCTS = Table(PRODUCTS_TABLE, PRODUCT_COLUMNS)
 NUDGES = Table(
     "nudges",
     (
@@ -248,6 +251,26 @@ def event_row(event: Event) -> tuple:
         orjson.dumps(props, option=orjson.OPT_NON_STR_KEYS).decode(),
         event.ip or "",
     )
+
+
+def catalog_row(event: Event) -> tuple | None:
+    """The catalog entry an event describes, stamped with the event's time; None unless a
+    store backend sent it (a server key: ``from_server``) and its properties name a
+    product (``product_id`` and ``name``, Segment's e-commerce fields). A browser's event,
+    sent with a public write key, never changes what messages to other shoppers say."""
+    if not event.from_server:
+        return None
+    product = product_of(event.properties)
+    return None if product is None else product_row(product, ms(event.timestamp), "event")
+
+
+def event_rows(event: Event) -> list[tuple[Table, tuple]]:
+    """An event's ``events`` row, and its ``products`` row when it carries one."""
+    rows: list[tuple[Table, tuple]] = [(EVENTS, event_row(event))]
+    catalog = catalog_row(event)
+    if catalog is not None:
+        rows.append((PRODUCTS, catalog))
+    return rows
 
 
 def nudge_row(nudge: Nudge, run_id: str) -> tuple:

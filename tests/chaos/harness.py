@@ -220,6 +220,7 @@ class Worker:
             worker_index=str(index),
             token_secret=TOKEN_SECRET,
             pii_master_key=PII_MASTER_KEY,
+            link_secret="test-link-secret",
             web_enabled="false",
             wall_clock_watermark=str(wall_clock).lower(),
             batch_within_s="0.01",

@@ -60,7 +60,7 @@ def key_for(method: str, path: str) -> str | None:
     """The key an operation takes (the security table in test_security.py checks the rest)."""
     if path.startswith("/v1/track"):
         return WRITE_KEY
-    if path.startswith("/v1/tokens"):
+    if path.startswith(("/v1/tokens", "/v1/products")):
         return SERVER_KEY
     if path.startswith(("/v1/metrics", "/v1/backtests")) or path.endswith("/profile"):
         return READ_KEY

@@ -91,6 +91,7 @@ async def test_faust_worker_counts_with_a_rocksdb_table(broker: str, tmp_path: P
             env="test",
             token_secret="t",
             pii_master_key="p",
+            link_secret="test-link-secret",
             kafka_brokers=broker,
             data_dir=str(tmp_path),
             app_id=f"test-counting-{uuid.uuid4().hex[:6]}",

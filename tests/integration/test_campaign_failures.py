@@ -71,6 +71,7 @@ def launcher(broker: str, warehouse: str, clickhouse: Client) -> Iterator[None]:
         campaign_poll_s=0.2,
         token_secret="test-token-secret-of-at-least-32-bytes",
         pii_master_key=MASTER,
+        link_secret="test-link-secret",
     )
     stop: asyncio.Event | None = None
     loop = asyncio.new_event_loop()

@@ -102,6 +102,7 @@ def run_campaign(size: int, tmp, broker: str, warehouse: str, clickhouse: Client
         clickhouse_url=warehouse,
         clickhouse_database=database,
         pii_master_key=MASTER,
+        link_secret="test-link-secret",
         admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
         whatsapp_webhook_secret=SECRETS["whatsapp"],
         sms_webhook_secret=SECRETS["sms"],
@@ -112,6 +113,7 @@ def run_campaign(size: int, tmp, broker: str, warehouse: str, clickhouse: Client
         "clickhouse_url": warehouse,
         "clickhouse_database": database,
         "pii_master_key": MASTER,
+        "link_secret": "test-link-secret",
         "token_secret": TOKEN_SECRET,
         "log_level": "warning",
     }

@@ -302,6 +302,7 @@ def stack(
         data_dir=str(tmp / "data"),
         token_secret="test-token-secret-of-at-least-32-bytes",
         pii_master_key="test-pii-master-key",
+        link_secret="test-link-secret",
         web_enabled="false",
         log_level="warning",
     )

@@ -108,6 +108,7 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
         clickhouse_url=warehouse,
         clickhouse_database=database,
         pii_master_key=MASTER,
+        link_secret="test-link-secret",
         admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
         whatsapp_webhook_secret=SECRETS["whatsapp"],
         sms_webhook_secret=SECRETS["sms"],
@@ -123,6 +124,7 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
                 env="test",
                 token_secret="test-token-secret-of-at-least-32-bytes",
                 pii_master_key=MASTER,
+                link_secret="test-link-secret",
                 webhook_url=api_url,
                 whatsapp_webhook_secret=SECRETS["whatsapp"],
                 sms_webhook_secret=SECRETS["sms"],
@@ -142,6 +144,9 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
                 "clickhouse_database": database,
                 "data_dir": str(tmp / "data"),
                 "pii_master_key": MASTER,
+                "link_secret": "test-link-secret",
+                # Tracked links in messages lead to this API's redirect.
+                "public_api_url": api_url,
                 "token_secret": "test-token-secret-of-at-least-32-bytes",
                 "provider_url": sim_url,
                 "batch_size": "100",
@@ -186,6 +191,7 @@ def engine(stack):
         data_dir=str(stack["tmp"] / "engine"),
         token_secret="test-token-secret-of-at-least-32-bytes",
         pii_master_key=MASTER,
+        link_secret="test-link-secret",
         web_enabled="false",
         log_level="warning",
     )
@@ -407,9 +413,15 @@ def test_cart_rescue_goes_out_on_whatsapp_and_is_read_and_clicked(stack):
     )
     [message] = sim_messages(stack, message_id)
     assert message["channel"] == "whatsapp" and message["to_masked"] == "+1 ••••••1234"
+    # The button leads through our redirect, which counts the click and lands the
+    # shopper on the storefront with the message's UTM tags.
     link = message["content"]["card"]["button"]["url"]
-    assert parse_qs(urlparse(link).query)["utm_message_id"] == [message_id]
-    stack["message"] = (user, message_id, link)
+    assert link.startswith(f"{stack['api']}/v1/r/")
+    followed = stack["http"].get(link, follow_redirects=False)
+    assert followed.status_code == 302
+    landing = followed.headers["location"]
+    assert parse_qs(urlparse(landing).query)["utm_message_id"] == [message_id]
+    stack["message"] = (user, message_id, landing)
 
 
 def test_an_order_from_the_link_is_attributed_to_the_message(stack, engine):

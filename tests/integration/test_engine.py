@@ -134,6 +134,7 @@ def running_worker(
         rules=str(rules),
         token_secret="test-token-secret-of-at-least-32-bytes",
         pii_master_key="test-pii-master-key",
+        link_secret="test-link-secret",
         web_enabled="false",
         wall_clock_watermark="true" if live else "false",
         allowed_lateness_s="0.5",

@@ -43,6 +43,7 @@ def api(broker: str, warehouse: str, clickhouse: Client) -> Iterator[TestClient]
         clickhouse_url=warehouse,
         clickhouse_database=clickhouse.database,
         pii_master_key=MASTER,
+        link_secret="test-link-secret",
         admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
     )
     with TestClient(create_app(settings)) as client:
@@ -269,6 +270,7 @@ def test_a_new_consumer_group_rereading_the_log_does_not_bring_the_user_back(
         data_dir=str(tmp_path),
         token_secret="test-token-secret-of-at-least-32-bytes",
         pii_master_key=MASTER,
+        link_secret="test-link-secret",
         web_enabled="false",
         wall_clock_watermark="false",
         batch_within_s="0.01",

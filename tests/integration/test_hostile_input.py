@@ -108,6 +108,19 @@ def rich_bodies(segment_id: str) -> dict[tuple[str, str], Any]:
             "discount_percent": 10,
         },
         ("POST", "/v1/tokens/redeem"): {"token": "a.b.c", "order_id": "o-1"},
+        ("PUT", "/v1/products"): {
+            "products": [
+                {
+                    "product_id": "hostile-p1",
+                    "name": "Shoe",
+                    "price": 10.5,
+                    "currency": "EUR",
+                    "image_url": "https://cdn.example/p1.png",
+                    "url": "https://shop.example/p1",
+                    "category": "shoes",
+                }
+            ]
+        },
         ("POST", "/v1/track"): event(
             "add_to_cart", properties={"product_id": "p", "quantity": 1, "price": 1.5}
         ),

@@ -70,6 +70,13 @@ def test_up_healthy_then_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:
         assert set(values) >= LOCAL_ENV_KEYS
         assert values["INTENTFLOW_API_URL"] == api_url
         assert values["INTENTFLOW_WRITE_KEY"].startswith("wk_")
+        # The demo shop's catalog is loaded, pictures on this API (the stack's own URL).
+        server = {"Authorization": f"Bearer {values['INTENTFLOW_SERVER_KEY']}"}
+        camera = httpx.get(f"{api_url}/v1/products/cam-001", headers=server, timeout=5)
+        assert camera.status_code == 200, camera.text
+        assert camera.json()["image_url"] == f"{api_url}/demo/images/cam-001.png"
+        picture = httpx.get(camera.json()["image_url"], timeout=5)
+        assert picture.headers["content-type"] == "image/png"
         output = log_path.read_text()
         assert f"{api_url}/docs" in output and f"{api_url}/tracker.js" in output
 

@@ -86,6 +86,7 @@ def test_profile_shows_scores_cart_consent_and_decisions_with_reasons(
         data_dir=str(tmp_path / "data"),
         token_secret="test-token-secret-of-at-least-32-bytes",
         pii_master_key="test-pii-master-key",
+        link_secret="test-link-secret",
         web_enabled="true",
         web_port=str(web_port),
         web_host="127.0.0.1",

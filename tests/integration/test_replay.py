@@ -228,6 +228,7 @@ def live_day(own_broker: str, warehouse: str, clickhouse: Client, tmp_path_facto
         data_dir=str(tmp),
         token_secret=TOKEN_SECRET,
         pii_master_key="test-pii-master-key",
+        link_secret="test-link-secret",
         web_enabled="false",
         wall_clock_watermark="false",
         batch_within_s="0.01",

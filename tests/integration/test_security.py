@@ -115,6 +115,17 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
     ("GET", "/demo/cart"): ("/demo/cart", {}, everyone(200)),
     ("GET", "/demo/checkout"): ("/demo/checkout", {}, everyone(200)),
     ("GET", "/demo/assets/{name}"): ("/demo/assets/demo.js", {}, everyone(200)),
+    ("GET", "/demo/images/{name}.png"): ("/demo/images/logo.png", {}, everyone(200)),
+    ("GET", "/demo/products.json"): ("/demo/products.json", {}, everyone(200)),
+    # A tracked link is its own credential (signed); a garbled one is a 404 page for all.
+    ("GET", "/v1/r/{token}"): ("/v1/r/not-a-token", {}, everyone(404)),
+    # The catalog: store backends write it; read and admin keys may look at it.
+    ("PUT", "/v1/products"): ("/v1/products", {"json": {}}, only(422, "server")),
+    ("GET", "/v1/products/{product_id}"): (
+        "/v1/products/sec-nope",
+        {},
+        only(404, "server", "read", "admin"),
+    ),
     ("GET", "/openapi.json"): ("/openapi.json", {}, everyone(200)),
     ("GET", "/docs"): ("/docs", {}, everyone(200)),
     ("GET", "/docs/oauth2-redirect"): ("/docs/oauth2-redirect", {}, everyone(200)),

@@ -268,6 +268,7 @@ def test_worker_records_events_dead_letters_and_receipts(
         source_topic=source,
         token_secret="test-token-secret-of-at-least-32-bytes",
         pii_master_key="test-pii-master-key",
+        link_secret="test-link-secret",
         web_enabled="false",
         wall_clock_watermark="false",
     )

@@ -34,6 +34,9 @@ def test_placeholder_secrets_are_refused_outside_local(
     with pytest.raises(pydantic.ValidationError, match="INTENTFLOW_PII_MASTER_KEY"):
         settings_class()
     monkeypatch.setenv("INTENTFLOW_PII_MASTER_KEY", "a-real-pii-key")
+    with pytest.raises(pydantic.ValidationError, match="INTENTFLOW_LINK_SECRET"):
+        settings_class()
+    monkeypatch.setenv("INTENTFLOW_LINK_SECRET", "a-real-link-secret")
     assert settings_class().env == env
 
 

@@ -65,7 +65,7 @@ def test_event_row_follows_the_table_columns() -> None:
 def test_invalid_raw_records_make_no_row() -> None:
     assert process_event(b"not json", 0) is None
     assert process_event(b'{"name": "page_view"}', 0) is None
-    table, _ = process_event(order_event().to_json(), 0)
+    [(table, _)] = process_event(order_event().to_json(), 0)
     assert table is EVENTS
 
 

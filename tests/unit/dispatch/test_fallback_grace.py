@@ -55,6 +55,7 @@ def settings(**overrides: object) -> DispatchSettings:
         env="test",
         token_secret="test-token-secret-of-at-least-32-bytes",
         pii_master_key="test-pii-master-key",
+        link_secret="test-link-secret",
         **overrides,
     )
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from pipeline.dispatch import policy
 from schemas import pii
+from schemas.catalog import Product
 from schemas.signatures import sign, verify
 from schemas.templates import SMS_MAX_CHARS, TEMPLATES, Template, render
 
@@ -66,7 +67,7 @@ def test_any_input_renders_both_channels_with_the_message_in_the_link(
         message_id=message_id,
         storefront_url="https://shop.example",
         discount_percent=discount,
-        product=product,
+        product=None if product is None else Product("p-1", product),
         name=name,
     )
     for link, medium in ((rendered.whatsapp.button_url, "whatsapp"), (rendered.cta, "whatsapp")):
