@@ -154,7 +154,8 @@ def every_decision_stamped_with_rules_version(decisions: list[Decision]) -> bool
 
 def no_message_without_consent(events: list[Event], decisions: list[Decision]) -> bool:
     """An emitted nudge names only channels whose latest marketing consent before it
-    granted them: consent to order updates (no purpose, or transactional) is not enough."""
+    granted them (consent to order updates, no purpose or transactional, is not enough)
+    and where a phone is known."""
     for nudge in (d for d in decisions if isinstance(d, Nudge) and d.status == "emit"):
         if not nudge.channels:
             return False
@@ -169,7 +170,17 @@ def no_message_without_consent(events: list[Event], decisions: list[Decision]) -
             ]
             if not consents or not consents[-1].properties["granted"]:
                 return False
-            if channel != "email" and not any("phone" in e.properties for e in consents):
+            # The phone may come with any consent on the channel (order updates too):
+            # marketing consent is the shopper's yes, the phone where to send it.
+            phones = [
+                e
+                for e in events
+                if e.name == "consent"
+                and e.properties["channel"] == channel
+                and "phone" in e.properties
+                and e.timestamp <= nudge.decided_at
+            ]
+            if channel != "email" and not phones:
                 return False
     return True
 
