@@ -259,3 +259,25 @@ def test_whatever_the_crashes_no_message_reaches_a_channel_twice(
         assert record.stage in ("awaiting", "sent", "done"), record
         assert record.outcome in ("sent", "failed", "unknown"), record
         assert record.sending is None or record.stage == "done", record  # an unknown call
+
+
+def test_a_tracked_click_proves_delivery_and_stops_the_sms_fallback() -> None:
+    calls: list[tuple[str, str]] = []
+    d, store, _, _ = dispatcher(calls)
+    n = day_nudge(1)
+    decide(d, [n])
+    click = Receipt(
+        receipt_id=receipt_id(n.nudge_id, "whatsapp", "clicked", "tracked_link"),
+        message_id=n.nudge_id,
+        kind="high_intent",
+        user_key="u1",
+        channel="whatsapp",
+        status="clicked",
+        at=NIGHT,
+        detail="tracked_link",  # our redirect's receipt: no provider id
+    ).to_json()
+    asyncio.run(d.on_receipts([(0, click)], NOW_MS + 1_000))
+    record = store.get(message_key(n.nudge_id), 0)
+    assert isinstance(record, MessageRecord) and record.stage == "sent"
+    asyncio.run(d.tick(NOW_MS + 3_600_000))  # long past the delivery timeout
+    assert calls == [(n.nudge_id, "whatsapp")]
