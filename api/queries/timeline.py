@@ -1,0 +1,44 @@
+"""The newest decisions and receipts, interleaved: the console's live timeline."""
+
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from api.queries.common import LIVE_RUN, iso_ms
+from api.queries.segments import mask_identifier
+
+TIMELINE_SQL = """
+SELECT at, what, kind, status, detail, user_key, channel FROM (
+    SELECT decided_at AS at, 'decision' AS what, kind, status, reason AS detail, user_key,
+           '' AS channel
+    FROM nudges
+    WHERE run_id = {run_id:String} AND decided_at > now64(3) - INTERVAL {days:UInt32} DAY
+    ORDER BY decided_at DESC LIMIT {limit:UInt32}
+    UNION ALL
+    SELECT at, 'receipt', kind, status, detail, user_key, channel
+    FROM receipts
+    WHERE at > now64(3) - INTERVAL {days:UInt32} DAY
+    ORDER BY at DESC LIMIT {limit:UInt32}
+)
+ORDER BY at DESC, what
+LIMIT {limit:UInt32}
+"""
+
+
+def timeline(client: Client, limit: int = 30, days: int = 30) -> list[dict[str, Any]]:
+    result = client.query(
+        TIMELINE_SQL, parameters={"run_id": LIVE_RUN, "limit": limit, "days": days}
+    )
+    return [
+        {
+            "at": iso_ms(int(at.timestamp() * 1000)),
+            "what": what,
+            "kind": kind,
+            "status": status,
+            "detail": detail,
+            "user": mask_identifier(user_key),
+            "user_key": user_key,
+            "channel": channel,
+        }
+        for at, what, kind, status, detail, user_key, channel in result.result_rows
+    ]
