@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors
+from api import console, errors
 from api.resources import Resources
 from api.routes import (
     admin,
@@ -45,6 +45,7 @@ ROUTERS = (
     segments.router,
     campaigns.router,
     tokens.router,
+    console.router,
 )
 
 
