@@ -208,6 +208,43 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         {"json": {"token": "not.a.token"}},
         only(422, "server", "admin"),
     ),
+    # The console takes no API key on a request: a key is exchanged for a session at
+    # sign-in (tests/integration/test_console.py). Without one, pages and actions go to
+    # the sign-in page, whatever key is sent; signing in without its form token is 403.
+    ("GET", "/console"): ("/console", {}, everyone(307)),
+    ("GET", "/console/"): ("/console/", {}, everyone(303)),
+    ("GET", "/console/signin"): ("/console/signin", {}, everyone(200)),
+    ("POST", "/console/signin"): ("/console/signin", {"data": {"key": ADMIN_KEY}}, everyone(403)),
+    ("POST", "/console/signout"): ("/console/signout", {}, everyone(303)),
+    ("GET", "/console/static/{name}"): ("/console/static/console.js", {}, everyone(200)),
+    ("GET", "/console/api/timeline"): ("/console/api/timeline", {}, everyone(303)),
+    ("GET", "/console/shoppers"): ("/console/shoppers", {}, everyone(303)),
+    ("GET", "/console/shoppers/{user_id}"): ("/console/shoppers/sec-user", {}, everyone(303)),
+    ("POST", "/console/shoppers/{user_id}/send"): (
+        "/console/shoppers/sec-user/send",
+        {"data": {"product_id": "p1"}},
+        everyone(303),
+    ),
+    ("POST", "/console/shoppers/{user_id}/cart-rescue"): (
+        "/console/shoppers/sec-user/cart-rescue",
+        {"data": {"product_id": "p1"}},
+        everyone(303),
+    ),
+    ("POST", "/console/shoppers/{user_id}/erase"): (
+        "/console/shoppers/sec-user/erase",
+        {"data": {"confirm": "sec-user"}},
+        everyone(303),
+    ),
+    ("GET", "/console/channels"): ("/console/channels", {}, everyone(303)),
+    ("POST", "/console/channels/{channel}/{action}"): (
+        "/console/channels/sms/pause",
+        {},
+        everyone(303),
+    ),
+    ("GET", "/console/messages"): ("/console/messages", {}, everyone(303)),
+    ("POST", "/console/messages/preview"): ("/console/messages/preview", {}, everyone(303)),
+    ("GET", "/console/audit"): ("/console/audit", {}, everyone(303)),
+    ("GET", "/console/backtests"): ("/console/backtests", {}, everyone(303)),
 }
 
 
@@ -411,7 +448,15 @@ def test_a_replayed_vip_token_is_refused(http: httpx.Client):
 
 # --- pages --------------------------------------------------------------------------
 
-PAGES = ["/demo/", "/demo/cart", "/demo/checkout", "/demo/product/nope", "/docs", "/redoc"]
+PAGES = [
+    "/demo/",
+    "/demo/cart",
+    "/demo/checkout",
+    "/demo/product/nope",
+    "/docs",
+    "/redoc",
+    "/console/signin",
+]
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -423,7 +468,9 @@ def test_pages_carry_security_headers(http: httpx.Client, path: str):
     assert "object-src" in csp or "default-src 'none'" in csp
 
 
-@pytest.mark.parametrize("path", ["/tracker.js", "/demo/assets/demo.js", "/openapi.json"])
+@pytest.mark.parametrize(
+    "path", ["/tracker.js", "/demo/assets/demo.js", "/console/static/console.js", "/openapi.json"]
+)
 def test_scripts_and_documents_are_not_sniffed(http: httpx.Client, path: str):
     assert http.get(path).headers["x-content-type-options"] == "nosniff"
 
