@@ -1,0 +1,251 @@
+"""The console's sessions and forms on the real API and warehouse: signing in, CSRF
+(absent, forged, from another session, from another origin), expiry, read sessions
+refused actions with a clear message, and errors shown as sentences."""
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+from clickhouse_connect.driver.client import Client
+from fastapi.testclient import TestClient
+
+from api.auth import Scope
+from api.console.session import COOKIE, ConsoleSettings, issue, signing_key
+from api.main import create_app
+from schemas.dispatch_tables import CHANNEL_CONTROLS
+from schemas.keys import hash_api_key
+from tests.collector_server import api_client, collector_settings
+
+ADMIN_KEY = "ak_console-admin-key"
+READ_KEY = "rk_console-read-key"
+READ_ONLY = "opened with a read key"
+BAD_FORM = "security token did not match"
+
+
+def settings_for(broker: str, warehouse: str, database: str, **overrides):
+    return collector_settings(
+        broker,
+        clickhouse_url=warehouse,
+        clickhouse_database=database,
+        admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
+        read_key_hashes=frozenset({hash_api_key(READ_KEY)}),
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="module")
+def settings(broker: str, warehouse: str, clickhouse: Client):
+    return settings_for(broker, warehouse, clickhouse.database)
+
+
+@pytest.fixture(scope="module")
+def server(settings) -> Iterator[str]:
+    with api_client(settings) as client:
+        yield str(client.base_url)
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+@contextmanager
+def signed_in(server: str, key: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, timeout=30) as client:
+        form = client.get("/console/signin")
+        response = client.post("/console/signin", data={"csrf": csrf_of(form.text), "key": key})
+        assert response.status_code == 303, response.text[:300]
+        assert response.headers["location"] == "/console/"
+        yield client
+
+
+def controls(clickhouse: Client) -> int:
+    return clickhouse.query(f"SELECT count() FROM {CHANNEL_CONTROLS}").result_rows[0][0]
+
+
+def test_pages_need_a_session(server: str):
+    with httpx.Client(base_url=server) as anonymous:
+        for path in ("/console/", "/console/shoppers", "/console/api/timeline"):
+            response = anonymous.get(path, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+            assert response.status_code == 303
+            assert response.headers["location"] == "/console/signin"
+
+
+def test_sign_in_sets_a_strict_http_only_cookie_and_refuses_wrong_keys(server: str):
+    with httpx.Client(base_url=server) as client:
+        form = client.get("/console/signin")
+        token = csrf_of(form.text)
+        wrong = client.post("/console/signin", data={"csrf": token, "key": "nope"})
+        assert wrong.status_code == 401 and "was not accepted" in wrong.text
+        for key in ("wk_test-write-key", "sk_test-server-key"):  # keys of other scopes
+            refused = client.post("/console/signin", data={"csrf": token, "key": key})
+            assert refused.status_code == 401
+        signed = client.post("/console/signin", data={"csrf": token, "key": READ_KEY})
+        assert signed.status_code == 303
+        cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith(COOKIE))
+        lowered = cookie.lower()
+        assert "httponly" in lowered and "samesite=strict" in lowered and "path=/console" in lowered
+        assert "secure" not in lowered  # plain http here; https below
+        assert READ_KEY not in cookie
+        assert client.get("/console/").status_code == 200
+
+
+def test_sign_in_needs_its_form_token(server: str):
+    with httpx.Client(base_url=server) as client:
+        client.get("/console/signin")  # the pre-session nonce cookie
+        absent = client.post("/console/signin", data={"key": ADMIN_KEY})
+        forged = client.post("/console/signin", data={"key": ADMIN_KEY, "csrf": "x" * 43})
+        assert (absent.status_code, forged.status_code) == (403, 403)
+        assert BAD_FORM in absent.text
+        assert COOKIE + "=" not in absent.headers.get("set-cookie", "")
+
+
+def test_the_cookie_is_secure_over_https(settings):
+    with TestClient(create_app(settings), base_url="https://console.test") as client:
+        token = csrf_of(client.get("/console/signin").text)
+        response = client.post(
+            "/console/signin", data={"csrf": token, "key": ADMIN_KEY}, follow_redirects=False
+        )
+        cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith(COOKIE))
+        assert "secure" in cookie.lower()
+
+
+def test_an_action_without_or_with_a_forged_token_is_refused(server: str, clickhouse: Client):
+    before = controls(clickhouse)
+    with signed_in(server, ADMIN_KEY) as admin, signed_in(server, ADMIN_KEY) as other:
+        others_token = csrf_of(other.get("/console/channels").text)
+        for data in ({}, {"csrf": ""}, {"csrf": "forged"}, {"csrf": others_token}):
+            response = admin.post("/console/channels/sms/pause", data=data)
+            assert response.status_code == 403, data
+            assert BAD_FORM in response.text and "Traceback" not in response.text
+        # The right token from another origin (a page elsewhere posting into the console).
+        token = csrf_of(admin.get("/console/channels").text)
+        response = admin.post(
+            "/console/channels/sms/pause",
+            data={"csrf": token},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert response.status_code == 403
+    assert controls(clickhouse) == before
+
+
+def test_a_read_session_sees_but_cannot_act(server: str, clickhouse: Client):
+    before = controls(clickhouse)
+    with signed_in(server, READ_KEY) as reader:
+        page = reader.get("/console/channels")
+        assert page.status_code == 200 and "admin key" in page.text
+        token = csrf_of(page.text)
+        for path, data in [
+            ("/console/channels/whatsapp/pause", {}),
+            ("/console/shoppers/someone/send", {"product_id": "p1"}),
+            ("/console/shoppers/someone/cart-rescue", {"product_id": "p1"}),
+            ("/console/shoppers/someone/erase", {"confirm": "someone"}),
+            ("/console/messages/preview", {"kind": "cart_rescue"}),
+        ]:
+            response = reader.post(path, data={"csrf": token, **data})
+            assert response.status_code == 403, path
+            assert READ_ONLY in response.text, path
+    assert controls(clickhouse) == before
+
+
+def test_an_admin_session_acts_and_the_action_is_audited(server: str, clickhouse: Client):
+    with signed_in(server, ADMIN_KEY) as admin:
+        token = csrf_of(admin.get("/console/channels").text)
+        response = admin.post(
+            "/console/channels/whatsapp/pause", data={"csrf": token}, follow_redirects=True
+        )
+        assert response.status_code == 200  # followed to the channels page
+        assert "WhatsApp is paused" in response.text
+        assert 'id="channel-whatsapp"' in response.text
+        row = clickhouse.query(
+            f"SELECT argMax(paused, at), argMax(actor, at) FROM {CHANNEL_CONTROLS}"
+            " WHERE channel = 'whatsapp'"
+        ).result_rows[0]
+        assert row == (1, f"admin:{hash_api_key(ADMIN_KEY)[:12]}")
+        admin.post("/console/channels/whatsapp/resume", data={"csrf": token})
+        audit = admin.get("/console/audit", params={"action": "channel_resume"})
+        assert "channel_resume" in audit.text
+
+
+def test_an_expired_or_foreign_session_is_refused(server: str, settings, clickhouse: Client):
+    before = controls(clickhouse)
+    key = signing_key(settings, ConsoleSettings())
+    hashed = hash_api_key(ADMIN_KEY)
+    expired = issue(key, Scope.ADMIN, hashed, 60, now=time.time() - 120)
+    foreign = issue(b"another deployment's key........", Scope.ADMIN, hashed, 600)
+    for value in (expired, foreign):
+        with httpx.Client(base_url=server, cookies={COOKIE: value}) as client:
+            assert client.get("/console/").status_code == 303
+            response = client.post("/console/channels/sms/pause", data={"csrf": "anything"})
+            assert response.status_code == 303
+            assert response.headers["location"] == "/console/signin"
+    live = issue(key, Scope.ADMIN, hashed, 60)
+    with httpx.Client(base_url=server, cookies={COOKIE: live}) as client:
+        assert client.get("/console/").status_code == 200
+    assert controls(clickhouse) == before
+
+
+def test_sign_out_ends_the_session_in_the_browser(server: str):
+    with signed_in(server, ADMIN_KEY) as client:
+        token = csrf_of(client.get("/console/").text)
+        assert client.post("/console/signout", data={}).status_code == 403
+        response = client.post("/console/signout", data={"csrf": token})
+        assert response.status_code == 303
+        assert client.get("/console/").status_code == 303
+
+
+def test_pages_have_a_strict_policy_and_no_inline_code(server: str):
+    with signed_in(server, ADMIN_KEY) as client:
+        for path in (
+            "/console/",
+            "/console/shoppers",
+            "/console/shoppers/nobody-here",
+            "/console/channels",
+            "/console/messages",
+            "/console/audit",
+            "/console/backtests",
+        ):
+            response = client.get(path)
+            assert response.status_code in (200, 404), (path, response.text[:300])
+            csp = response.headers["content-security-policy"]
+            assert "script-src 'self';" in csp and "style-src 'self';" in csp
+            assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+            html = response.text
+            assert "<script>" not in html and " style=" not in html and " on" + "click" not in html
+
+
+def test_what_an_operator_types_is_escaped(server: str):
+    attack = '<script>alert("x")</script>'
+    with signed_in(server, ADMIN_KEY) as client:
+        for response in (
+            client.get("/console/shoppers", params={"q": attack}),
+            client.get("/console/messages", params={"product": attack, "user_id": attack}),
+            client.get("/console/audit", params={"user_key": attack}),
+        ):
+            assert response.status_code == 200
+            assert "<script>alert" not in response.text
+            assert "&lt;script&gt;" in response.text
+
+
+def test_a_warehouse_that_is_down_is_a_sentence_not_a_trace(broker: str):
+    settings = settings_for(broker, "http://127.0.0.1:1", "default")
+    with api_client(settings) as client:
+        token = csrf_of(client.get("/console/signin").text)
+        client.post("/console/signin", data={"csrf": token, "key": ADMIN_KEY})
+        for path in ("/console/", "/console/shoppers", "/console/channels"):
+            response = client.get(path)
+            assert response.status_code == 503, path
+            assert "unavailable right now" in response.text
+            assert "Traceback" not in response.text and "clickhouse_connect" not in response.text
+        timeline = client.get("/console/api/timeline")
+        assert timeline.status_code == 503 and timeline.json()["rows"] == []
+        token = csrf_of(client.get("/console/messages").text)
+        response = client.post(
+            "/console/channels/sms/pause", data={"csrf": token}, follow_redirects=True
+        )
+        assert response.status_code == 503  # back on the channels page, with the reason
+        assert "unavailable right now" in response.text
