@@ -21,6 +21,7 @@ from api.console.session import SessionDep
 from api.deps import ResourcesDep, SettingsDep
 from api.queries.common import LIVE_RUN, TimeRange
 from api.queries.funnel import funnel
+from api.queries.nudges import ALL as ALL_CHANNELS
 from api.queries.nudges import nudge_outcomes
 from api.queries.opt_outs import opt_outs
 from api.queries.timeline import timeline
@@ -108,7 +109,10 @@ async def overview(
             "message costs", lambda: [asdict(r) for r in costs(clickhouse, span, window)]
         )
     totals = dict.fromkeys((*OUTCOMES, "revenue"), 0.0)
+    # One row per kind counts each message once across its channels ('all').
     for row in outcomes or []:
+        if row["channel"] != ALL_CHANNELS:
+            continue
         for name in totals:
             totals[name] += float(row[name])
     figures = {
