@@ -24,6 +24,7 @@ from api.console.render import (
 from api.console.session import PATH, SessionDep
 from api.deps import ResourcesDep, SettingsDep
 from api.privacy.consent import privacy_store
+from api.privacy.revoke import RevokeFailed, revoke_consent
 from api.queries.shoppers import shoppers
 from api.routes import admin, profiles, users
 from api.routing import GuardedRoute
@@ -190,3 +191,40 @@ async def erase(
         user_id, session.caller, warehouse(resources), resources, settings
     )
     return page(request, "erased.html", session, report=report)
+
+
+CHANNELS = ("whatsapp", "sms", "email")
+PURPOSES = ("marketing", "transactional")
+
+
+@router.post("/shoppers/{user_id}/consent")
+@guarded_action(back=shopper_url)
+async def revoke(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    resources: ResourcesDep,
+    user_id: str = UserId,
+) -> Response:
+    form = await action_form(request, session, "revoke consent")
+    channel, purpose = form.get("channel", ""), form.get("purpose", "")
+    if channel not in CHANNELS or purpose not in PURPOSES:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"choose a channel ({', '.join(CHANNELS)}) and a purpose ({', '.join(PURPOSES)})",
+        )
+    warehouse(resources)  # a warehouse that is down is a 503 before anything is written
+    try:
+        await revoke_consent(resources, settings, session.caller, user_id, channel, purpose)
+    except RevokeFailed as failed:
+        if failed.stage == "consent store":
+            text = "Nothing changed: the consent store is unavailable. Try again shortly."
+        else:
+            text = (
+                f"{channel} {purpose} consent is revoked in the store (nothing more will be "
+                "sent), but the engine was not told: the event log is unavailable. Revoke "
+                "again to retry."
+            )
+        return redirect(request, shopper_url(user_id), "error", text)
+    text = f"{channel} consent for {purpose} messages revoked; queued messages are cancelled."
+    return redirect(request, shopper_url(user_id), "ok", text)

@@ -4,8 +4,10 @@ refused actions with a clear message, and errors shown as sentences."""
 
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -15,9 +17,11 @@ from fastapi.testclient import TestClient
 from api.auth import Scope
 from api.console.session import COOKIE, ConsoleSettings, issue, signing_key
 from api.main import create_app
+from api.privacy.consent import master_key
+from api.privacy.store import ConsentDecision, PrivacyStore
 from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.keys import hash_api_key
-from tests.collector_server import api_client, collector_settings
+from tests.collector_server import api_client, collector_settings, consume_matching
 
 ADMIN_KEY = "ak_console-admin-key"
 READ_KEY = "rk_console-read-key"
@@ -144,6 +148,7 @@ def test_a_read_session_sees_but_cannot_act(server: str, clickhouse: Client):
             ("/console/shoppers/someone/send", {"product_id": "p1"}),
             ("/console/shoppers/someone/cart-rescue", {"product_id": "p1"}),
             ("/console/shoppers/someone/erase", {"confirm": "someone"}),
+            ("/console/shoppers/someone/consent", {"channel": "sms", "purpose": "marketing"}),
             ("/console/messages/preview", {"kind": "cart_rescue"}),
         ]:
             response = reader.post(path, data={"csrf": token, **data})
@@ -249,3 +254,55 @@ def test_a_warehouse_that_is_down_is_a_sentence_not_a_trace(broker: str):
         )
         assert response.status_code == 503  # back on the channels page, with the reason
         assert "unavailable right now" in response.text
+
+
+async def test_an_admin_revokes_one_consent_and_the_engine_is_told(
+    server: str, broker: str, clickhouse: Client
+):
+    user = f"revoke-{uuid.uuid4().hex[:8]}"
+    store = PrivacyStore(clickhouse, master_key("test-pii-master-key"))
+    granted = [
+        ConsentDecision(user, channel, True, datetime.now(UTC), f"e-{channel}-{purpose}",
+                        phone="+12025550123", purpose=purpose, trusted=True)
+        for channel in ("whatsapp", "sms")
+        for purpose in ("marketing", "transactional")
+    ]  # fmt: skip
+    store.record(granted)
+
+    def consent(channel: str, purpose: str) -> bool:
+        return next(
+            c["granted"]
+            for c in store.consents(user)
+            if (c["channel"], c["purpose"]) == (channel, purpose)
+        )
+
+    with signed_in(server, ADMIN_KEY) as admin:
+        page = admin.get(f"/console/shoppers/{user}")
+        assert page.status_code == 200 and page.text.count("Revoke</button>") == 4
+        data = {"csrf": csrf_of(page.text), "channel": "whatsapp", "purpose": "marketing"}
+        done = admin.post(f"/console/shoppers/{user}/consent", data=data, follow_redirects=True)
+        assert done.status_code == 200
+        assert "whatsapp consent for marketing messages revoked" in done.text
+        assert done.text.count("Revoke</button>") == 3
+        bad = admin.post(
+            f"/console/shoppers/{user}/consent",
+            data={**data, "channel": "pigeon"},
+            follow_redirects=True,
+        )
+        assert "choose a channel" in bad.text
+    # Only that channel and purpose.
+    assert not consent("whatsapp", "marketing")
+    assert consent("whatsapp", "transactional") and consent("sms", "marketing")
+    events = await consume_matching(
+        broker,
+        lambda e: e.get("name") == "consent" and e.get("anonymous_id") == user,
+        lambda found: bool(found),
+    )
+    assert [e["properties"] for e in events] == [
+        {"channel": "whatsapp", "granted": False, "purpose": "marketing"}
+    ]
+    audit = clickhouse.query(
+        "SELECT action, channel, detail FROM audit_log WHERE user_key = {u:String}",
+        parameters={"u": user},
+    ).result_rows
+    assert audit == [("consent_revoke", "whatsapp", "marketing")]

@@ -235,6 +235,11 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         {"data": {"confirm": "sec-user"}},
         everyone(303),
     ),
+    ("POST", "/console/shoppers/{user_id}/consent"): (
+        "/console/shoppers/sec-user/consent",
+        {"data": {"channel": "sms", "purpose": "marketing"}},
+        everyone(303),
+    ),
     ("GET", "/console/channels"): ("/console/channels", {}, everyone(303)),
     ("POST", "/console/channels/{channel}/{action}"): (
         "/console/channels/sms/pause",
