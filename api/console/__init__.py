@@ -2,12 +2,15 @@
 queries and route functions, signed in with an admin or read key (api/console/session.py).
 """
 
-from fastapi import APIRouter, status
-from fastapi.responses import RedirectResponse
+from fastapi import APIRouter, Request, status
+from fastapi.responses import RedirectResponse, Response
 
 from api.console import operate, overview, shoppers, signin
+from api.console.render import page
 from api.console.session import PATH
 from api.routing import GuardedRoute
+
+NO_SUCH_PAGE = "There is no such page in the console."
 
 router = APIRouter(prefix=PATH, include_in_schema=False, route_class=GuardedRoute)
 for part in (signin.router, overview.router, shoppers.router, operate.router):
@@ -17,3 +20,9 @@ for part in (signin.router, overview.router, shoppers.router, operate.router):
 @router.get("")
 async def console_root() -> RedirectResponse:
     return RedirectResponse(f"{PATH}/", status.HTTP_307_TEMPORARY_REDIRECT)
+
+
+@router.api_route("/{rest:path}", methods=["GET", "POST"])
+async def not_found(request: Request) -> Response:
+    """Any other console address: a page saying so (the API's 404 is JSON)."""
+    return page(request, "error.html", None, status.HTTP_404_NOT_FOUND, message=NO_SUCH_PAGE)

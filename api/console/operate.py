@@ -6,17 +6,19 @@ admin-only here: a read session sees a note in their place.
 """
 
 import asyncio
+import re
 import time
-from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from api.console.render import (
+    Refused,
     action_form,
     guarded_action,
     guarded_page,
+    number,
     page,
     redirect,
     warehouse,
@@ -34,6 +36,7 @@ from schemas.backtests import UnknownRun, compare_runs
 router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
 
 ADMIN_NOTE = "Shown to admin sessions only (as in the API): sign in with an admin key to see it."
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # as /v1/backtests/compare
 KINDS = ("cart_rescue", "high_intent", "vip_upgrade", "campaign")
 
 
@@ -56,9 +59,11 @@ async def switch(
     request: Request,
     session: SessionDep,
     resources: ResourcesDep,
-    channel: Literal["whatsapp", "sms"],
-    action: Literal["pause", "resume"],
+    channel: str,
+    action: str,
 ) -> Response:
+    if channel not in ("whatsapp", "sms") or action not in ("pause", "resume"):
+        raise Refused("No such channel switch: channels are whatsapp and sms.", 404)
     await action_form(request, session, f"{action} a channel")
     state = await admin.switch_channel(channel, action, session.caller, warehouse(resources))
     name = {"whatsapp": "WhatsApp", "sms": "SMS"}[state.channel]
@@ -75,12 +80,18 @@ async def switch(
 async def messages(
     request: Request,
     session: SessionDep,
-    user_id: Annotated[str, Query(max_length=256)] = "",
+    user_id: str = "",
     kind: str = "cart_rescue",
-    product: Annotated[str, Query(max_length=256)] = "",
+    product: str = "",
 ) -> Response:
     kind = kind if kind in KINDS else "cart_rescue"
-    form = {"user_id": user_id, "kind": kind, "product": product, "name": "", "discount": "10"}
+    form = {
+        "user_id": user_id[:256],
+        "kind": kind,
+        "product": product[:256],
+        "name": "",
+        "discount": "10",
+    }
     return page(request, "messages.html", session, form=form, kinds=KINDS, shown=None)
 
 
@@ -119,11 +130,13 @@ async def audit(
     request: Request,
     session: SessionDep,
     resources: ResourcesDep,
-    user_key: Annotated[str, Query(max_length=256)] = "",
-    message_id: Annotated[str, Query(max_length=128)] = "",
-    action: Annotated[str, Query(max_length=64)] = "",
-    days: Annotated[int, Query(ge=1, le=90)] = 7,
+    user_key: str = "",
+    message_id: str = "",
+    action: str = "",
+    days: str = "7",
 ) -> Response:
+    user_key, message_id, action = user_key[:256], message_id[:128], action[:64]
+    days = number(days, 7, 1, 90)
     clickhouse = warehouse(resources)
     entries = None
     if session.can_act:
@@ -149,8 +162,8 @@ async def backtests(
     request: Request,
     session: SessionDep,
     resources: ResourcesDep,
-    a: Annotated[str, Query(max_length=64)] = "",
-    b: Annotated[str, Query(max_length=64)] = "live",
+    a: str = "",
+    b: str = "live",
 ) -> Response:
     clickhouse = warehouse(resources)
 
@@ -164,7 +177,9 @@ async def backtests(
         {},
     )
     comparison, problem = None, ""
-    if a and b:
+    if a and b and not (RUN_ID.match(a) and RUN_ID.match(b)):
+        problem = "A run id has letters, digits, _ and - only, at most 64."
+    elif a and b:
         try:
             comparison = await run_in_threadpool(compare_runs, query, a, b, 200)
         except UnknownRun as exc:

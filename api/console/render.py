@@ -177,6 +177,21 @@ def explained(status_code: int, detail: str) -> str:
     return detail[:1:].upper() + detail[1:] + "."
 
 
+def number(text: str, default: int, low: int, high: int) -> int:
+    """A number typed into a form or a URL, within bounds; ``default`` when it is not one."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 9:
+        return default
+    return min(max(int(text), low), high)
+
+
+def checked_id(value: str, what: str = "shopper", limit: int = 256) -> str:
+    """An id from the path: a page saying so, not a validation error, when it cannot be one."""
+    if not value or len(value) > limit:
+        raise Refused(f"No such {what}: an id has 1 to {limit} characters.", 404)
+    return value
+
+
 def with_query(path: str, **params: Any) -> str:
     clean = {k: v for k, v in params.items() if v not in (None, "")}
     return f"{path}?{urlencode(clean)}" if clean else path

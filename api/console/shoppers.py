@@ -9,14 +9,16 @@ import asyncio
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from api.console.render import (
     action_form,
+    checked_id,
     guarded_action,
     guarded_page,
+    number,
     page,
     redirect,
     warehouse,
@@ -33,7 +35,6 @@ router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
 
 PAGE_SIZE = 25
 MAX_PAGE = 10_000
-UserId = Path(min_length=1, max_length=256)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -56,10 +57,10 @@ def shopper_url(user_id: str = "", **_: Any) -> str:
 @router.get("/shoppers")
 @guarded_page
 async def shopper_list(
-    request: Request, session: SessionDep, resources: ResourcesDep, q: str = "", page_no: int = 1
+    request: Request, session: SessionDep, resources: ResourcesDep, q: str = "", page_no: str = "1"
 ) -> Response:
     q = q.strip()[:256]
-    page_no = min(max(page_no, 1), MAX_PAGE)
+    page_no = number(page_no, 1, 1, MAX_PAGE)
     clickhouse = warehouse(resources)
     total, rows = await asyncio.to_thread(
         shoppers, clickhouse, q, PAGE_SIZE, (page_no - 1) * PAGE_SIZE
@@ -86,8 +87,9 @@ async def shopper(
     session: SessionDep,
     settings: SettingsDep,
     resources: ResourcesDep,
-    user_id: str = UserId,
+    user_id: str,
 ) -> Response:
+    user_id = checked_id(user_id)
     clickhouse = warehouse(resources)
     profile = await profiles.get_user_profile(user_id, session.caller, settings, clickhouse)
     store = privacy_store(resources, settings)
@@ -118,8 +120,9 @@ async def force_send(
     session: SessionDep,
     settings: SettingsDep,
     resources: ResourcesDep,
-    user_id: str = UserId,
+    user_id: str,
 ) -> Response:
+    user_id = checked_id(user_id)
     form = await action_form(request, session, "send a message")
     body = model(
         admin.ForceSend,
@@ -146,8 +149,9 @@ async def cart_rescue(
     session: SessionDep,
     settings: SettingsDep,
     resources: ResourcesDep,
-    user_id: str = UserId,
+    user_id: str,
 ) -> Response:
+    user_id = checked_id(user_id)
     form = await action_form(request, session, "start a flow")
     item = model(
         admin.Item,
@@ -177,8 +181,9 @@ async def erase(
     session: SessionDep,
     settings: SettingsDep,
     resources: ResourcesDep,
-    user_id: str = UserId,
+    user_id: str,
 ) -> Response:
+    user_id = checked_id(user_id)
     form = await action_form(request, session, "erase a shopper")
     if form.get("confirm", "") != user_id:
         return redirect(
@@ -204,8 +209,9 @@ async def revoke(
     session: SessionDep,
     settings: SettingsDep,
     resources: ResourcesDep,
-    user_id: str = UserId,
+    user_id: str,
 ) -> Response:
+    user_id = checked_id(user_id)
     form = await action_form(request, session, "revoke consent")
     channel, purpose = form.get("channel", ""), form.get("purpose", "")
     if channel not in CHANNELS or purpose not in PURPOSES:

@@ -4,6 +4,7 @@ refused actions with a clear message, and errors shown as sentences."""
 
 import re
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from api.privacy.store import ConsentDecision, PrivacyStore
 from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.keys import hash_api_key
 from tests.collector_server import api_client, collector_settings, consume_matching
+from tests.integration.test_hostile_input import HOSTILE_TEXT
 
 ADMIN_KEY = "ak_console-admin-key"
 READ_KEY = "rk_console-read-key"
@@ -306,3 +308,48 @@ async def test_an_admin_revokes_one_consent_and_the_engine_is_told(
         parameters={"u": user},
     ).result_rows
     assert audit == [("consent_revoke", "whatsapp", "marketing")]
+
+
+HOSTILE = [*HOSTILE_TEXT, "", " ", "../../etc/passwd", "%00", "a\x00b", "' OR 1=1 --", "x" * 300]
+PAGE_PARAMS = {
+    "/console/": ("range",),
+    "/console/shoppers": ("q", "page_no"),
+    "/console/messages": ("user_id", "kind", "product"),
+    "/console/audit": ("user_key", "message_id", "action", "days"),
+    "/console/backtests": ("a", "b"),
+}
+ACTIONS = {
+    "/console/shoppers/{id}/send": ("kind", "product_id", "discount_percent", "request_id"),
+    "/console/shoppers/{id}/cart-rescue": ("product_id", "quantity", "price", "discount_percent"),
+    "/console/shoppers/{id}/consent": ("channel", "purpose"),
+    "/console/shoppers/{id}/erase": ("confirm",),
+    "/console/messages/preview": ("kind", "product", "name", "discount", "user_id"),
+}
+
+
+def test_hostile_values_get_a_page_never_a_5xx_or_a_validation_dump(server: str):
+    findings = []
+
+    def check(response: httpx.Response, what: str) -> None:
+        if response.status_code == 303:
+            return
+        if response.status_code >= 500 or "text/html" not in response.headers["content-type"]:
+            findings.append(f"{response.status_code} {what}")
+
+    with signed_in(server, ADMIN_KEY) as admin:
+        token = csrf_of(admin.get("/console/").text)
+        for value in HOSTILE:
+            for path, params in PAGE_PARAMS.items():
+                for name in params:
+                    check(admin.get(path, params={name: value}), f"GET {path}?{name}")
+            quoted = urllib.parse.quote(value, safe="") or "%20"
+            check(admin.get(f"/console/shoppers/{quoted}"), "GET /console/shoppers/{id}")
+            check(admin.post(f"/console/channels/{quoted}/pause", data={"csrf": token}), "switch")
+            for template, fields in ACTIONS.items():
+                path = template.replace("{id}", "hostile-user")
+                for name in fields:
+                    response = admin.post(path, data={"csrf": token, name: value})
+                    check(response, f"POST {path} {name}")
+                    if response.status_code == 303:  # back with a message: the page renders
+                        check(admin.get(response.headers["location"]), f"after {path} {name}")
+    assert findings == []

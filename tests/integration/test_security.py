@@ -250,6 +250,8 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
     ("POST", "/console/messages/preview"): ("/console/messages/preview", {}, everyone(303)),
     ("GET", "/console/audit"): ("/console/audit", {}, everyone(303)),
     ("GET", "/console/backtests"): ("/console/backtests", {}, everyone(303)),
+    ("GET", "/console/{rest:path}"): ("/console/nowhere", {}, everyone(404)),
+    ("POST", "/console/{rest:path}"): ("/console/nowhere", {}, everyone(404)),
 }
 
 
