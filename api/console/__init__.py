@@ -5,7 +5,7 @@ queries and route functions, signed in with an admin or read key (api/console/se
 from fastapi import APIRouter, Request, status
 from fastapi.responses import RedirectResponse, Response
 
-from api.console import operate, overview, shoppers, signin
+from api.console import operate, overview, segments, shoppers, signin
 from api.console.render import page
 from api.console.session import PATH
 from api.routing import GuardedRoute
@@ -13,7 +13,7 @@ from api.routing import GuardedRoute
 NO_SUCH_PAGE = "There is no such page in the console."
 
 router = APIRouter(prefix=PATH, include_in_schema=False, route_class=GuardedRoute)
-for part in (signin.router, overview.router, shoppers.router, operate.router):
+for part in (signin.router, overview.router, shoppers.router, operate.router, segments.router):
     router.include_router(part)
 
 
