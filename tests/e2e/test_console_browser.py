@@ -3,6 +3,7 @@
 timeline update without a reload, find a shopper, pause and resume a channel and
 see it in ``channel_controls`` — with no CSP violation and no console error."""
 
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -276,3 +277,57 @@ def test_preview_both_renderings_then_sign_out(page: Page, console: str):
 
 
 _ = ConsoleMessage  # the type of what page.on("console") records
+
+
+def test_build_a_segment_with_a_live_count_then_schedule_and_cancel_a_campaign(
+    page: Page, console: str
+):
+    page.on("dialog", lambda dialog: dialog.accept())
+    sign_in(page, console, ADMIN_KEY)
+    page.get_by_role("link", name="Segments").click()
+    builder = page.locator("#builder")
+    # The first condition has no value yet: the count says why instead of a number.
+    expect(page.locator("#audience-state")).to_contain_text("must be a")
+    builder.get_by_label("value").fill("50")  # total_spend > 50: shopper-ua spent 100
+    expect(page.locator("#audience-size")).to_have_text("1")
+    expect(page.locator("#audience-sample tbody tr")).to_have_text(re.compile("shopper-ua"))
+    # An OR group inside: spent over 50, or seen in the last 7 days (all three were).
+    builder.get_by_role("button", name="+ group").first.click()
+    group = builder.locator(".group .group")
+    group.get_by_label("field").select_option("last_seen")
+    group.get_by_label("operator").select_option("within_days")
+    group.get_by_label("value").fill("7")
+    builder.get_by_label("group").first.select_option("OR")
+    expect(page.locator("#audience-size")).to_have_text("3")
+    # The phrase box writes the rules.
+    page.get_by_label("Describe it").fill("spent over 50")
+    page.get_by_role("button", name="Read into rules").click()
+    expect(page.locator("#phrase-result")).to_contain_text("check them below")
+    expect(page.locator("#audience-size")).to_have_text("1")
+    page.get_by_label("Name", exact=True).fill("Big spenders")
+    page.get_by_role("button", name="Save segment").click()
+    expect(page.locator(".toast-ok")).to_contain_text("Big spenders")
+    expect(page.locator("#segments")).to_contain_text("Big spenders")
+
+    page.get_by_role("link", name="Campaign…").first.click()
+    form = page.locator("#campaign-form")
+    form.get_by_label("Name").fill("Spring offer")
+    form.get_by_label("Product").fill("Aperture X100")
+    form.get_by_role("button", name="Preview the message").click()
+    expect(page.locator("#whatsapp-preview")).to_contain_text("Aperture X100")
+    expect(page.locator("#sms-preview")).to_contain_text("Aperture X100")
+    form = page.locator("#campaign-form")
+    expect(form.get_by_label("Name")).to_have_value("Spring offer")  # kept across the preview
+    form.get_by_label("Send at (empty: at once)").fill(
+        (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+    )
+    form.get_by_label("Quiet hours (shopper's local time)").check()
+    form.get_by_role("button", name="Schedule campaign").click()
+    expect(page.locator(".toast-ok")).to_contain_text("Campaign scheduled for")
+    expect(page.locator("#campaign-status")).to_have_text("scheduled")
+    expect(page.locator("#history")).to_contain_text("campaign_create")
+    page.get_by_role("button", name="Cancel campaign").click()
+    expect(page.locator("#campaign-status")).to_have_text("cancelled")
+    page.get_by_role("link", name="Campaigns").click()
+    expect(page.locator("#campaigns")).to_contain_text("Spring offer")
+    assert_clean(page)

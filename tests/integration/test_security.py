@@ -250,6 +250,30 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
     ("POST", "/console/messages/preview"): ("/console/messages/preview", {}, everyone(303)),
     ("GET", "/console/audit"): ("/console/audit", {}, everyone(303)),
     ("GET", "/console/backtests"): ("/console/backtests", {}, everyone(303)),
+    ("GET", "/console/segments"): ("/console/segments", {}, everyone(303)),
+    ("POST", "/console/api/segments/preview"): (
+        "/console/api/segments/preview",
+        {"json": {"rules": {"op": "AND", "rules": []}}},
+        everyone(303),
+    ),
+    ("POST", "/console/api/segments/parse"): (
+        "/console/api/segments/parse",
+        {"json": {"text": "inactive for 30 days"}},
+        everyone(303),
+    ),
+    ("POST", "/console/api/segments"): ("/console/api/segments", {"json": {}}, everyone(303)),
+    ("GET", "/console/campaigns"): ("/console/campaigns", {}, everyone(303)),
+    ("POST", "/console/campaigns"): ("/console/campaigns", {"data": {}}, everyone(303)),
+    ("GET", "/console/campaigns/{campaign_id}"): (
+        "/console/campaigns/" + "0" * 32,
+        {},
+        everyone(303),
+    ),
+    ("POST", "/console/campaigns/{campaign_id}/cancel"): (
+        "/console/campaigns/" + "0" * 32 + "/cancel",
+        {},
+        everyone(303),
+    ),
     ("GET", "/console/{rest:path}"): ("/console/nowhere", {}, everyone(404)),
     ("POST", "/console/{rest:path}"): ("/console/nowhere", {}, everyone(404)),
 }
