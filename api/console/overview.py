@@ -24,6 +24,7 @@ from api.queries.funnel import funnel
 from api.queries.nudges import ALL as ALL_CHANNELS
 from api.queries.nudges import nudge_outcomes
 from api.queries.opt_outs import opt_outs
+from api.queries.series import timeseries
 from api.queries.timeline import timeline
 from api.queries.uplift import uplift
 from api.routing import GuardedRoute
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
 
 RANGES = {"24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400, "365d": 365 * 86_400}
+# Buckets of the activity chart per range: 24 to 52 columns.
+STEPS = {"24h": 3600, "7d": 6 * 3600, "30d": 86_400, "365d": 7 * 86_400}
 STOREFRONT_STEPS = ["page_view", "product_view", "add_to_cart", "checkout_started", "order_placed"]
 OUTCOMES = ("sent", "delivered", "read", "clicked", "converted")
 
@@ -50,6 +53,33 @@ def bars(pairs: list[tuple[str, float]]) -> list[dict[str, Any]]:
     """Each value with its bar's length, 0..100, against the largest."""
     top = max((value for _, value in pairs), default=0) or 1
     return [{"label": k, "value": v, "width": round(100 * v / top, 2)} for k, v in pairs]
+
+
+def activity(nudges: list[Any], orders: list[Any]) -> dict[str, Any] | None:
+    """Nudges sent and orders per bucket as paired columns on a 0..100 scale."""
+    if not nudges:
+        return None
+    top = max([p.value for p in nudges] + [p.value for p in orders] + [1])
+    placed = {p.t: p.value for p in orders}
+    columns = []
+    for i, point in enumerate(nudges):
+        order_count = placed.get(point.t, 0)
+        columns.append(
+            {
+                "x": i * 10,
+                "nudges": round(100 * point.value / top, 2),
+                "orders": round(100 * order_count / top, 2),
+                "title": f"{point.t[:16].replace('T', ' ')}: {point.value} nudges, "
+                f"{order_count} orders",
+            }
+        )
+    return {
+        "columns": columns,
+        "width": len(columns) * 10,
+        "top": top,
+        "first": nudges[0].t[:16].replace("T", " "),
+        "last": nudges[-1].t[:16].replace("T", " "),
+    }
 
 
 def interval(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -102,6 +132,14 @@ async def overview(
             lambda: funnel(clickhouse, STOREFRONT_STEPS, 86_400, span, None),
         ),
     )
+    step = STEPS[range]
+    (series, series_err) = await panel(
+        "activity",
+        lambda: (
+            timeseries(clickhouse, "nudges", step, span, None, None),
+            timeseries(clickhouse, "orders", step, span, None, None),
+        ),
+    )
     if costs is None:
         cost_rows, cost_err = None, "message costs are not available in this build"
     else:
@@ -136,6 +174,8 @@ async def overview(
         uplift_rows=lift or [],
         uplift_interval=interval(lift or []),
         uplift_err=lift_err,
+        activity=activity(*series) if series is not None else None,
+        series_err=series_err,
         funnel_bars=bars([(r.name, r.users) for r in steps or []]),
         funnel_err=funnel_err,
     )

@@ -28,6 +28,7 @@ from api.deps import ResourcesDep, SettingsDep
 from api.privacy.consent import privacy_store
 from api.privacy.revoke import RevokeFailed, revoke_consent
 from api.queries.shoppers import shoppers
+from api.queries.timeline import receipts_of
 from api.routes import admin, profiles, users
 from api.routing import GuardedRoute
 
@@ -97,6 +98,16 @@ async def shopper(
         consents, consents_err = await asyncio.to_thread(store.consents, profile.user_id), ""
     except Exception as exc:
         consents, consents_err = [], f"consent store unavailable ({type(exc).__name__})"
+    try:
+        receipts, receipts_err = (
+            await asyncio.to_thread(receipts_of, clickhouse, profile.user_id),
+            "",
+        )
+    except Exception as exc:
+        receipts, receipts_err = [], f"receipts unavailable ({type(exc).__name__})"
+    messages: dict[str, list[dict[str, Any]]] = {}
+    for receipt in reversed(receipts):  # oldest first within a message
+        messages.setdefault(receipt["message_id"], []).append(receipt)
     live = profile.live or {}
     products = live.get("products") or {}
     top = max(products.items(), key=lambda kv: kv[1].get("score", 0), default=None)
@@ -109,6 +120,8 @@ async def shopper(
         top_product=top[0] if top else "",
         consents=consents,
         consents_err=consents_err,
+        messages=sorted(messages.items(), key=lambda kv: kv[1][-1]["at"], reverse=True),
+        receipts_err=receipts_err,
         url=shopper_url(profile.user_id),
     )
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
 
-from api.auth import authenticate
+from api.auth import Scope, authenticate
 from api.console.render import BAD_FORM, form_of, page, redirect
 from api.console.session import (
     CONSOLE_SCOPES,
@@ -35,6 +35,7 @@ ASSETS = {
 }
 ASSET_HEADERS = {"Cache-Control": "public, max-age=300"}
 PRE_TTL_S = 3600
+ARTICLE = {Scope.ADMIN: "an", Scope.READ: "a"}
 
 
 def _sign_in_page(request: Request, settings, message: str = "", status_code: int = 200):
@@ -76,7 +77,12 @@ async def sign_in(request: Request, settings: SettingsDep) -> Response:
         text = "That key was not accepted. The console takes an admin key or a read key."
         return _sign_in_page(request, settings, text, status.HTTP_401_UNAUTHORIZED)
     ttl = console_settings(request).session_ttl_s
-    response = redirect(request, f"{PATH}/", "ok", f"Signed in with a {caller.scope.value} key.")
+    response = redirect(
+        request,
+        f"{PATH}/",
+        "ok",
+        f"Signed in with {ARTICLE[caller.scope]} {caller.scope.value} key.",
+    )
     response.set_cookie(
         COOKIE, issue(key, caller.scope, caller.key_hash, ttl), **cookie_options(request, ttl)
     )

@@ -1,4 +1,5 @@
-"""The newest decisions and receipts, interleaved: the console's live timeline."""
+"""The newest decisions and receipts, interleaved (the console's live timeline), and one
+shopper's receipts."""
 
 from typing import Any
 
@@ -41,4 +42,29 @@ def timeline(client: Client, limit: int = 30, days: int = 30) -> list[dict[str, 
             "channel": channel,
         }
         for at, what, kind, status, detail, user_key, channel in result.result_rows
+    ]
+
+
+RECEIPTS_SQL = """
+SELECT message_id, kind, channel, status, at, detail
+FROM receipts FINAL
+WHERE user_key = {user_key:String}
+ORDER BY at DESC, message_id, channel
+LIMIT {limit:UInt32}
+"""
+
+
+def receipts_of(client: Client, user_key: str, limit: int = 200) -> list[dict[str, Any]]:
+    """One shopper's receipts, newest first: each message's path from sent to clicked."""
+    result = client.query(RECEIPTS_SQL, parameters={"user_key": user_key, "limit": limit})
+    return [
+        {
+            "message_id": message_id,
+            "kind": kind,
+            "channel": channel,
+            "status": status,
+            "at": iso_ms(int(at.timestamp() * 1000)),
+            "detail": detail,
+        }
+        for message_id, kind, channel, status, at, detail in result.result_rows
     ]
