@@ -197,7 +197,7 @@ def figure(page: Page, name: str):
 
 def test_overview_figures_and_a_live_timeline(page: Page, console: str, clickhouse: Client):
     sign_in(page, console, READ_KEY)
-    expect(page.locator(".toast-ok")).to_contain_text("Signed in with a read key")
+    expect(page.locator(".toast-ok")).to_have_text("Signed in with a read key.")
     expected = {"sent": "2", "delivered": "2", "read": "1", "clicked": "1", "converted": "1"}
     for name, value in expected.items():
         expect(figure(page, name)).to_have_text(value)
@@ -233,6 +233,10 @@ def test_find_a_shopper_and_read_why(page: Page, console: str):
     decision = page.locator("#decisions tbody tr", has_text="cart_rescue")
     expect(decision).to_contain_text("emit")
     expect(decision).to_contain_text("clicked")  # the message's newest receipt
+    steps = page.locator("#messages tr", has_text="a" * 12).locator("ol.receipts li")
+    expect(steps).to_have_text(
+        [re.compile(f"^{s} · whatsapp") for s in ("sent", "delivered", "read", "clicked")]
+    )
     # A read session is told, not shown a failure, when it tries to act.
     expect(page.locator(".actions .note")).to_contain_text("read key")
     assert_clean(page)
