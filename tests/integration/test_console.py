@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import httpx
+import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
@@ -20,8 +22,11 @@ from api.console.session import COOKIE, ConsoleSettings, issue, signing_key
 from api.main import create_app
 from api.privacy.consent import master_key
 from api.privacy.store import ConsentDecision, PrivacyStore
+from pipeline.sink.rows import EVENTS, event_row
 from schemas.dispatch_tables import CHANNEL_CONTROLS
+from schemas.events import parse_event
 from schemas.keys import hash_api_key
+from schemas.topics import NUDGES
 from tests.collector_server import api_client, collector_settings, consume_matching
 from tests.integration.test_hostile_input import HOSTILE_TEXT
 
@@ -353,3 +358,97 @@ def test_hostile_values_get_a_page_never_a_5xx_or_a_validation_dump(server: str)
                     if response.status_code == 303:  # back with a message: the page renders
                         check(admin.get(response.headers["location"]), f"after {path} {name}")
     assert findings == []
+
+
+async def nudges_for(broker: str, user: str, count: int, timeout_s: float = 20.0) -> list[dict]:
+    """Decisions for ``user`` on the nudges topic, read until ``count`` arrived."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False)
+    await consumer.start()
+    found: list[dict] = []
+    try:
+        partitions = [TopicPartition(NUDGES.name, p) for p in range(NUDGES.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout_s
+        while len(found) < count and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                values = (orjson.loads(record.value) for record in records)
+                found.extend(v for v in values if v.get("user_key") == user)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def test_preview_then_send_and_a_cart_rescue_reach_the_dispatcher(
+    server: str, broker: str, clickhouse: Client
+):
+    user = f"flow-{uuid.uuid4().hex[:8]}"
+    store = PrivacyStore(clickhouse, master_key("test-pii-master-key"))
+    store.record(
+        [ConsentDecision(user, "sms", True, datetime.now(UTC), "e-flow", phone="+12025550199",
+                         purpose="marketing", trusted=True)]
+    )  # fmt: skip
+    with signed_in(server, ADMIN_KEY) as admin:
+        page = admin.get("/console/messages", params={"user_id": user, "kind": "high_intent"})
+        token = csrf_of(page.text)
+        shown = admin.post(
+            "/console/messages/preview",
+            data={"csrf": token, "user_id": user, "kind": "high_intent", "product": "cam-001"},
+        )
+        assert shown.status_code == 200
+        assert 'id="whatsapp-preview"' in shown.text and 'id="sms-preview"' in shown.text
+        assert "sms / marketing: granted" in shown.text  # the recipient, phone masked
+        assert "+12025550199" not in shown.text
+        send = re.search(r'<form method="post" action="([^"]+)"[^>]*id="send-form">', shown.text)
+        assert send, "the preview offers to send"
+        fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', shown.text))
+        sent = admin.post(send.group(1), data=fields, follow_redirects=True)
+        assert "queued on sms" in sent.text
+        rescue = admin.post(
+            f"/console/shoppers/{user}/cart-rescue",
+            data={"csrf": token, "product_id": "cam-001", "quantity": "2", "price": "499"},
+            follow_redirects=True,
+        )
+        assert "Cart rescue" in rescue.text and "started on sms" in rescue.text
+        invalid = admin.post(
+            f"/console/shoppers/{user}/cart-rescue",
+            data={"csrf": token, "product_id": "cam-001", "quantity": "0"},
+            follow_redirects=True,
+        )
+        assert "Please check the form" in invalid.text and "quantity" in invalid.text
+    published = await nudges_for(broker, user, 2)
+    kinds = sorted((n["kind"], n["rules_version"], tuple(n["channels"])) for n in published)
+    assert kinds == [
+        ("cart_rescue", "admin:flow", ("sms",)),
+        ("high_intent", "admin:force", ("sms",)),
+    ]
+
+
+def test_erasing_a_shopper_shows_the_report_and_the_rows_are_gone(server: str, clickhouse: Client):
+    user = f"erase-{uuid.uuid4().hex[:8]}"
+    raw = {
+        "event_id": str(uuid.uuid4()),
+        "name": "page_view",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "user_id": user,
+        "anonymous_id": f"anon-{user}",
+        "properties": {"url": "https://shop.example/"},
+    }
+    row = event_row(parse_event(raw, received_at=datetime.now(UTC)))
+    clickhouse.insert(EVENTS.name, [list(row)], EVENTS.columns)
+    count = "SELECT count() FROM events WHERE user_key = {u:String}"
+    assert clickhouse.query(count, parameters={"u": user}).result_rows[0][0] == 1
+    with signed_in(server, ADMIN_KEY) as admin:
+        token = csrf_of(admin.get(f"/console/shoppers/{user}").text)
+        unconfirmed = admin.post(
+            f"/console/shoppers/{user}/erase", data={"csrf": token, "confirm": "someone else"},
+            follow_redirects=True,
+        )  # fmt: skip
+        assert "Nothing was erased" in unconfirmed.text
+        assert clickhouse.query(count, parameters={"u": user}).result_rows[0][0] == 1
+        report = admin.post(
+            f"/console/shoppers/{user}/erase", data={"csrf": token, "confirm": user}
+        )
+        assert report.status_code == 200
+        assert "was erased everywhere" in report.text and "warehouse: events" in report.text
+    assert clickhouse.query(count, parameters={"u": user}).result_rows[0][0] == 0
