@@ -22,10 +22,13 @@ from api.console.session import COOKIE, ConsoleSettings, issue, signing_key
 from api.main import create_app
 from api.privacy.consent import master_key
 from api.privacy.store import ConsentDecision, PrivacyStore
-from pipeline.sink.rows import EVENTS, event_row
+from pipeline.sink.rows import DEAD_LETTERS, EVENTS, dead_letter_row, event_row, nudge_row
+from pipeline.sink.rows import NUDGES as NUDGES_TABLE
+from schemas.deadletter import DeadLetter
 from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.events import parse_event
 from schemas.keys import hash_api_key
+from schemas.messages import Nudge
 from schemas.topics import NUDGES
 from tests.collector_server import api_client, collector_settings, consume_matching
 from tests.integration.test_hostile_input import HOSTILE_TEXT
@@ -452,3 +455,37 @@ def test_erasing_a_shopper_shows_the_report_and_the_rows_are_gone(server: str, c
         assert report.status_code == 200
         assert "was erased everywhere" in report.text and "warehouse: events" in report.text
     assert clickhouse.query(count, parameters={"u": user}).result_rows[0][0] == 0
+
+
+def test_backtests_compare_two_runs_and_dead_letters_are_listed(server: str, clickhouse: Client):
+    at = datetime.now(UTC)
+
+    def decision(nudge_id: str, user: str) -> Nudge:
+        return Nudge(
+            nudge_id=nudge_id, kind="high_intent", user_key=user, user_id=user, status="emit",
+            triggered_at=at, decided_at=at, product_id="p1", discount_percent=10,
+            channels=("sms",), score=0.8, rules_version="r1", trigger_event_id=f"e-{nudge_id}",
+        )  # fmt: skip
+
+    rows = [
+        nudge_row(decision("1" * 32, "bt-u1"), "bt-a"),
+        nudge_row(decision("2" * 32, "bt-u2"), "bt-a"),
+        nudge_row(decision("1" * 32, "bt-u1"), "bt-b"),
+    ]
+    clickhouse.insert(NUDGES_TABLE.name, [list(r) for r in rows], NUDGES_TABLE.columns)
+    letter = DeadLetter(source_topic="telemetry.raw", partition=0, offset=7,
+                        reason="console-test-reason", value_b64="e30=")  # fmt: skip
+    row = dead_letter_row(letter, int(at.timestamp() * 1000))
+    clickhouse.insert(DEAD_LETTERS.name, [list(row)], DEAD_LETTERS.columns)
+    with signed_in(server, READ_KEY) as reader:
+        page = reader.get("/console/backtests", params={"a": "bt-a", "b": "bt-b"})
+        assert page.status_code == 200
+        assert 'id="runs"' in page.text and "bt-a" in page.text
+        table = page.text[page.text.index('id="comparison"') :]
+        only = re.search(r"nudges only here</th><td>(\d+)</td><td>(\d+)</td>", table)
+        assert only and only.groups() == ("1", "0")
+        unknown = reader.get("/console/backtests", params={"a": "bt-a", "b": "no-such-run"})
+        assert unknown.status_code == 200 and "no-such-run" in unknown.text
+        audit = reader.get("/console/audit")
+        assert "console-test-reason" in audit.text  # dead letters: a read key sees them
+        assert "Shown to admin sessions only" in audit.text  # the audit log: admin only
