@@ -7,7 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from api.console import operate, overview, segments, shoppers, signin
 from api.console.render import page
-from api.console.session import PATH
+from api.console.session import PATH, SignInRequired, current_session
 from api.routing import GuardedRoute
 
 NO_SUCH_PAGE = "There is no such page in the console."
@@ -25,4 +25,8 @@ async def console_root() -> RedirectResponse:
 @router.api_route("/{rest:path}", methods=["GET", "POST"])
 async def not_found(request: Request) -> Response:
     """Any other console address: a page saying so (the API's 404 is JSON)."""
-    return page(request, "error.html", None, status.HTTP_404_NOT_FOUND, message=NO_SUCH_PAGE)
+    try:  # the navigation, for someone signed in
+        session = current_session(request, request.app.state.settings)
+    except SignInRequired:
+        session = None
+    return page(request, "error.html", session, status.HTTP_404_NOT_FOUND, message=NO_SUCH_PAGE)
