@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import docs_pages, errors
+from api import console, docs_pages, errors
 from api.resources import Resources
 from api.routes import (
     admin,
@@ -49,6 +49,7 @@ ROUTERS = (
     tokens.router,
     products.router,
     links.router,
+    console.router,
 )
 
 

@@ -219,6 +219,74 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         {"json": {"token": "not.a.token"}},
         only(422, "server", "admin"),
     ),
+    # The console takes no API key on a request: a key is exchanged for a session at
+    # sign-in (tests/integration/test_console.py). Without one, pages and actions go to
+    # the sign-in page, whatever key is sent; signing in without its form token is 403.
+    ("GET", "/console"): ("/console", {}, everyone(307)),
+    ("GET", "/console/"): ("/console/", {}, everyone(303)),
+    ("GET", "/console/signin"): ("/console/signin", {}, everyone(200)),
+    ("POST", "/console/signin"): ("/console/signin", {"data": {"key": ADMIN_KEY}}, everyone(403)),
+    ("POST", "/console/signout"): ("/console/signout", {}, everyone(303)),
+    ("GET", "/console/static/{name}"): ("/console/static/console.js", {}, everyone(200)),
+    ("GET", "/console/api/timeline"): ("/console/api/timeline", {}, everyone(303)),
+    ("GET", "/console/shoppers"): ("/console/shoppers", {}, everyone(303)),
+    ("GET", "/console/shoppers/{user_id}"): ("/console/shoppers/sec-user", {}, everyone(303)),
+    ("POST", "/console/shoppers/{user_id}/send"): (
+        "/console/shoppers/sec-user/send",
+        {"data": {"product_id": "p1"}},
+        everyone(303),
+    ),
+    ("POST", "/console/shoppers/{user_id}/cart-rescue"): (
+        "/console/shoppers/sec-user/cart-rescue",
+        {"data": {"product_id": "p1"}},
+        everyone(303),
+    ),
+    ("POST", "/console/shoppers/{user_id}/erase"): (
+        "/console/shoppers/sec-user/erase",
+        {"data": {"confirm": "sec-user"}},
+        everyone(303),
+    ),
+    ("POST", "/console/shoppers/{user_id}/consent"): (
+        "/console/shoppers/sec-user/consent",
+        {"data": {"channel": "sms", "purpose": "marketing"}},
+        everyone(303),
+    ),
+    ("GET", "/console/channels"): ("/console/channels", {}, everyone(303)),
+    ("POST", "/console/channels/{channel}/{action}"): (
+        "/console/channels/sms/pause",
+        {},
+        everyone(303),
+    ),
+    ("GET", "/console/messages"): ("/console/messages", {}, everyone(303)),
+    ("POST", "/console/messages/preview"): ("/console/messages/preview", {}, everyone(303)),
+    ("GET", "/console/audit"): ("/console/audit", {}, everyone(303)),
+    ("GET", "/console/backtests"): ("/console/backtests", {}, everyone(303)),
+    ("GET", "/console/segments"): ("/console/segments", {}, everyone(303)),
+    ("POST", "/console/api/segments/preview"): (
+        "/console/api/segments/preview",
+        {"json": {"rules": {"op": "AND", "rules": []}}},
+        everyone(303),
+    ),
+    ("POST", "/console/api/segments/parse"): (
+        "/console/api/segments/parse",
+        {"json": {"text": "inactive for 30 days"}},
+        everyone(303),
+    ),
+    ("POST", "/console/api/segments"): ("/console/api/segments", {"json": {}}, everyone(303)),
+    ("GET", "/console/campaigns"): ("/console/campaigns", {}, everyone(303)),
+    ("POST", "/console/campaigns"): ("/console/campaigns", {"data": {}}, everyone(303)),
+    ("GET", "/console/campaigns/{campaign_id}"): (
+        "/console/campaigns/" + "0" * 32,
+        {},
+        everyone(303),
+    ),
+    ("POST", "/console/campaigns/{campaign_id}/cancel"): (
+        "/console/campaigns/" + "0" * 32 + "/cancel",
+        {},
+        everyone(303),
+    ),
+    ("GET", "/console/{rest:path}"): ("/console/nowhere", {}, everyone(404)),
+    ("POST", "/console/{rest:path}"): ("/console/nowhere", {}, everyone(404)),
 }
 
 
@@ -422,7 +490,15 @@ def test_a_replayed_vip_token_is_refused(http: httpx.Client):
 
 # --- pages --------------------------------------------------------------------------
 
-PAGES = ["/demo/", "/demo/cart", "/demo/checkout", "/demo/product/nope", "/docs", "/redoc"]
+PAGES = [
+    "/demo/",
+    "/demo/cart",
+    "/demo/checkout",
+    "/demo/product/nope",
+    "/docs",
+    "/redoc",
+    "/console/signin",
+]
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -434,7 +510,9 @@ def test_pages_carry_security_headers(http: httpx.Client, path: str):
     assert "object-src" in csp or "default-src 'none'" in csp
 
 
-@pytest.mark.parametrize("path", ["/tracker.js", "/demo/assets/demo.js", "/openapi.json"])
+@pytest.mark.parametrize(
+    "path", ["/tracker.js", "/demo/assets/demo.js", "/console/static/console.js", "/openapi.json"]
+)
 def test_scripts_and_documents_are_not_sniffed(http: httpx.Client, path: str):
     assert http.get(path).headers["x-content-type-options"] == "nosniff"
 

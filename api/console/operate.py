@@ -1,0 +1,196 @@
+"""Operating pages: channels (pause / resume), message previews, the audit log with
+dead letters, and backtest comparisons.
+
+Admin-only reads of the API (channel states, previews, the audit log) stay
+admin-only here: a read session sees a note in their place.
+"""
+
+import asyncio
+import re
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from api.console.render import (
+    Refused,
+    action_form,
+    guarded_action,
+    guarded_page,
+    number,
+    page,
+    redirect,
+    warehouse,
+)
+from api.console.session import PATH, SessionDep
+from api.console.shoppers import model
+from api.deps import ResourcesDep, SettingsDep
+from api.privacy.audit import read_log
+from api.queries.common import TimeRange
+from api.queries.series import dead_letters
+from api.routes import admin
+from api.routing import GuardedRoute
+from schemas.backtests import UnknownRun, compare_runs
+
+router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
+
+ADMIN_NOTE = "Shown to admin sessions only (as in the API): sign in with an admin key to see it."
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # as /v1/backtests/compare
+KINDS = ("cart_rescue", "high_intent", "vip_upgrade", "campaign")
+
+
+def channels_url(**_: object) -> str:
+    return f"{PATH}/channels"
+
+
+@router.get("/channels")
+@guarded_page
+async def channels(request: Request, session: SessionDep, resources: ResourcesDep) -> Response:
+    states = None
+    if session.can_act:
+        states = await admin.channel_states(session.caller, warehouse(resources))
+    return page(request, "channels.html", session, states=states, note=ADMIN_NOTE)
+
+
+@router.post("/channels/{channel}/{action}")
+@guarded_action(back=channels_url)
+async def switch(
+    request: Request,
+    session: SessionDep,
+    resources: ResourcesDep,
+    channel: str,
+    action: str,
+) -> Response:
+    if channel not in ("whatsapp", "sms") or action not in ("pause", "resume"):
+        raise Refused("No such channel switch: channels are whatsapp and sms.", 404)
+    await action_form(request, session, f"{action} a channel")
+    state = await admin.switch_channel(channel, action, session.caller, warehouse(resources))
+    name = {"whatsapp": "WhatsApp", "sms": "SMS"}[state.channel]
+    text = (
+        f"{name} is paused: the dispatcher holds its messages from its next poll (about a second)."
+        if state.paused
+        else f"{name} is running again."
+    )
+    return redirect(request, channels_url(), "ok", text)
+
+
+@router.get("/messages")
+@guarded_page
+async def messages(
+    request: Request,
+    session: SessionDep,
+    user_id: str = "",
+    kind: str = "cart_rescue",
+    product: str = "",
+) -> Response:
+    kind = kind if kind in KINDS else "cart_rescue"
+    form = {
+        "user_id": user_id[:256],
+        "kind": kind,
+        "product": product[:256],
+        "name": "",
+        "discount": "10",
+    }
+    return page(request, "messages.html", session, form=form, kinds=KINDS, shown=None)
+
+
+def messages_url(**_: object) -> str:
+    return f"{PATH}/messages"
+
+
+@router.post("/messages/preview")
+@guarded_action(back=messages_url)
+async def preview(
+    request: Request, session: SessionDep, settings: SettingsDep, resources: ResourcesDep
+) -> Response:
+    form = await action_form(request, session, "preview messages")
+    body = model(
+        admin.Preview,
+        kind=form.get("kind"),
+        product=form.get("product"),
+        name=form.get("name"),
+        discount_percent=form.get("discount"),
+        user_id=form.get("user_id"),
+    )
+    shown = await admin.preview(body, session.caller, settings, resources, warehouse(resources))
+    values = {
+        "user_id": form.get("user_id", ""),
+        "kind": body.kind,
+        "product": form.get("product", ""),
+        "name": form.get("name", ""),
+        "discount": f"{body.discount_percent:g}",
+    }
+    return page(request, "messages.html", session, form=values, kinds=KINDS, shown=shown)
+
+
+@router.get("/audit")
+@guarded_page
+async def audit(
+    request: Request,
+    session: SessionDep,
+    resources: ResourcesDep,
+    user_key: str = "",
+    message_id: str = "",
+    action: str = "",
+    days: str = "7",
+) -> Response:
+    user_key, message_id, action = user_key[:256], message_id[:128], action[:64]
+    days = number(days, 7, 1, 90)
+    clickhouse = warehouse(resources)
+    entries = None
+    if session.can_act:
+        rows = await asyncio.to_thread(read_log, clickhouse, user_key, message_id, 500)
+        entries = [r for r in rows if not action or r["action"] == action]
+    end_ms = int(time.time() * 1000)
+    span = TimeRange(end_ms - days * 86_400_000, end_ms)
+    letters = await asyncio.to_thread(dead_letters, clickhouse, 3600 * 24, span)
+    return page(
+        request,
+        "audit.html",
+        session,
+        entries=entries,
+        note=ADMIN_NOTE,
+        letters=[r for r in letters if r.count],
+        filters={"user_key": user_key, "message_id": message_id, "action": action, "days": days},
+    )
+
+
+@router.get("/backtests")
+@guarded_page
+async def backtests(
+    request: Request,
+    session: SessionDep,
+    resources: ResourcesDep,
+    a: str = "",
+    b: str = "live",
+) -> Response:
+    clickhouse = warehouse(resources)
+
+    def query(sql: str, parameters: dict) -> list:
+        return clickhouse.query(sql, parameters=parameters).result_rows
+
+    runs = await asyncio.to_thread(
+        query,
+        "SELECT run_id, count(), uniqExact(user_key), min(decided_at), max(decided_at)"
+        " FROM nudges GROUP BY run_id ORDER BY max(decided_at) DESC LIMIT 100",
+        {},
+    )
+    comparison, problem = None, ""
+    if a and b and not (RUN_ID.match(a) and RUN_ID.match(b)):
+        problem = "A run id has letters, digits, _ and - only, at most 64."
+    elif a and b:
+        try:
+            comparison = await run_in_threadpool(compare_runs, query, a, b, 200)
+        except UnknownRun as exc:
+            problem = str(exc)
+    return page(
+        request,
+        "backtests.html",
+        session,
+        runs=runs,
+        a=a,
+        b=b,
+        comparison=comparison,
+        problem=problem,
+    )
