@@ -14,11 +14,21 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
-from pipeline.sink.rows import EVENTS, NUDGES, RECEIPTS, event_row, nudge_row, receipt_row
+from pipeline.sink.rows import (
+    EVENTS,
+    NUDGES,
+    PRODUCTS,
+    RECEIPTS,
+    event_row,
+    nudge_row,
+    receipt_row,
+)
+from schemas.catalog import Product, product_row
 from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.events import Event, parse_event
 from schemas.keys import hash_api_key
 from schemas.messages import CartItem, Nudge, Receipt
+from schemas.time import epoch_ms
 from tests.collector_server import collector_settings, running_api
 from tests.e2e.test_tracker_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -138,6 +148,9 @@ def seeded(clickhouse: Client) -> None:
         receipt(B, "shopper-ub", "high_intent", "sms", "delivered", T0 + 12 * m),
     ]
     insert(clickhouse, RECEIPTS, [receipt_row(r) for r in receipts])
+    # The catalog names the product the previews are made for.
+    camera = Product("cam-001", "Aperture X100 Camera", 499.0, "EUR")
+    insert(clickhouse, PRODUCTS, [product_row(camera, epoch_ms(T0), "api")])
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +282,7 @@ def test_pause_and_resume_a_channel(page: Page, console: str, clickhouse: Client
 def test_preview_both_renderings_then_sign_out(page: Page, console: str):
     sign_in(page, console, ADMIN_KEY)
     page.get_by_role("link", name="Messages").click()
-    page.get_by_label("Product").fill("Aperture X100")
+    page.get_by_label("Product id").fill("cam-001")
     page.get_by_role("button", name="Preview").click()
     expect(page.locator("#whatsapp-preview .wa-body")).to_contain_text("Aperture X100")
     expect(page.locator("#sms-preview pre")).to_contain_text("Aperture X100")
@@ -316,7 +329,7 @@ def test_build_a_segment_with_a_live_count_then_schedule_and_cancel_a_campaign(
     page.get_by_role("link", name="Campaign…").first.click()
     form = page.locator("#campaign-form")
     form.get_by_label("Name").fill("Spring offer")
-    form.get_by_label("Product").fill("Aperture X100")
+    form.get_by_label("Product id").fill("cam-001")
     form.get_by_role("button", name="Preview the message").click()
     expect(page.locator("#whatsapp-preview")).to_contain_text("Aperture X100")
     expect(page.locator("#sms-preview")).to_contain_text("Aperture X100")

@@ -17,6 +17,7 @@ def settings(**overrides) -> ApiSettings:
     values = {
         "env": "test",
         "token_secret": "unit-token-secret-of-at-least-32-bytes",
+        "link_secret": "unit-link-secret",
         "pii_master_key": "unit-pii-master-key",
         "admin_key_hashes": frozenset({ADMIN}),
         "read_key_hashes": frozenset({READ}),
