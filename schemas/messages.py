@@ -206,6 +206,9 @@ def decided_at(decision: AnyDecision) -> datetime:
 
 ReceiptStatus = Literal[
     "sent",
+    # The provider took the message (Meta's "sent", Twilio's queued/sending/sent); not yet
+    # on the shopper's phone.
+    "accepted",
     "delivered",
     "read",
     "clicked",
@@ -248,3 +251,6 @@ class Receipt(_Message):
     provider_message_id: str | None = None
     # Why (a reason code such as "no_consent" or a provider error code), never personal data.
     detail: str | None = None
+    # What the provider bills the message as (Meta's pricing.category: marketing, utility,
+    # service, ...), when its status webhook says.
+    pricing_category: str | None = None
