@@ -78,6 +78,7 @@ WHATSAPP_THROUGHPUT_CODES = frozenset({4, 80007, 130429, 131048, 131056})
 TWILIO_TOO_MANY_REQUESTS = 20429
 GAVE_UP = "provider_unavailable"
 NO_TEMPLATE = "no_template"
+REF_TOO_LONG = "reference_too_long"
 # Meta's limits on an interactive message's parts.
 MAX_BODY_TEXT, MAX_DISPLAY_TEXT = 1024, 20
 
@@ -248,7 +249,11 @@ class WhatsAppChannel:
         self._wait = wait or _default_wait()
 
     async def send(self, message: Outgoing) -> SendResult:
-        payload = whatsapp_payload(message)
+        try:
+            payload = whatsapp_payload(message)
+        except ValueError as exc:  # a user key too long for the 512-char reference
+            log.warning("whatsapp: %s not sent: %s", message.message_id, exc)
+            return SendResult(error=REF_TOO_LONG)
         if payload is None:
             log.info("whatsapp: no approved template for %s outside the window", message.kind)
             return SendResult(error=NO_TEMPLATE)
@@ -323,7 +328,11 @@ class TwilioSmsChannel:
         self._wait = wait or _default_wait()
 
     async def send(self, message: Outgoing) -> SendResult:
-        form = twilio_form(message, self._sender, self._public_api_url)
+        try:
+            form = twilio_form(message, self._sender, self._public_api_url)
+        except ValueError as exc:
+            log.warning("sms: %s not sent: %s", message.message_id, exc)
+            return SendResult(error=REF_TOO_LONG)
 
         async def post() -> httpx.Response:
             return await self._client.post(self._url, data=form, auth=self._auth)
