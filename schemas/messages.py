@@ -206,9 +206,6 @@ def decided_at(decision: AnyDecision) -> datetime:
 
 ReceiptStatus = Literal[
     "sent",
-    # The provider took the message (Meta's "sent", Twilio's queued/sending/sent); not yet
-    # on the shopper's phone.
-    "accepted",
     "delivered",
     "read",
     "clicked",
@@ -220,6 +217,8 @@ ReceiptStatus = Literal[
     # detail "quiet_hours_until:<UTC ISO time>"; expired with detail in EXPIRY_REASONS.
     "held",
     "expired",
+    # A provider's webhook: it took the message (Meta's "sent", Twilio's queued/sent).
+    "accepted",
 ]
 # Why a message expired at send time: too old for its kind; held past the maximum hold.
 EXPIRED_STALE = "stale"
