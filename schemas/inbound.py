@@ -114,7 +114,8 @@ class _Meta(BaseModel):
 
 
 class MetaError(_Meta):
-    code: int
+    # Meta's codes are small; bounded so that no giant number reaches str() (4,300 digits).
+    code: Annotated[int, Field(ge=0, lt=10**9)]
     title: Annotated[str, Field(max_length=1024)] | None = None
     message: Annotated[str, Field(max_length=1024)] | None = None
 
