@@ -461,6 +461,11 @@ def test_paused_whatsapp_sends_the_next_nudge_by_sms(stack):
         assert ("fallback", "whatsapp", "whatsapp_paused") in statuses(stack, message_id)
         assert [m["channel"] for m in sim_messages(stack, message_id)] == ["sms"]
         assert "Hi there" in sim_messages(stack, message_id)[0]["content"]["text"]
+        # Twilio's status callbacks, signed for the URL the dispatcher gave, are taken.
+        wait_until(
+            lambda: ("delivered", "sms", "") in statuses(stack, message_id), 20, "SMS delivered"
+        )
+        assert sim_messages(stack, message_id)[0]["webhooks"][:2] == ["sent:200", "delivered:200"]
     finally:
         http.post(f"{api}/v1/admin/channels/whatsapp/resume", headers=ADMIN)
         time.sleep(1.0)  # the next journey needs WhatsApp back: let the dispatcher poll it
@@ -641,6 +646,49 @@ def test_forged_or_unsigned_webhooks_are_refused_and_change_nothing(stack):
     assert [r.status_code for r in refused] == [401] * 4
     time.sleep(1.5)
     assert audit(stack, message_id=message["message_id"]) == []
+
+
+def test_the_whatsapp_channel_and_the_sim_speak_metas_protocol_end_to_end(stack):
+    """The channel as the dispatcher builds it, the simulator as a process, the API's
+    webhook: a template goes out, its signed statuses come back and are taken (200)."""
+    from pipeline.dispatch.channels import Outgoing, WhatsAppChannel
+    from schemas.templates import RenderedMessage, TemplateSend, WhatsAppCard
+
+    settings = support.dispatcher_provider_settings(stack["sim"], stack["api"])
+    message_id = uuid.uuid4().hex
+    template = TemplateSend(
+        "intentflow_cart_rescue",
+        "en_US",
+        "MARKETING",
+        "https://shop.example/p.jpg",
+        ("there", "Red shoes", "10"),
+        "tok-" + message_id[:8],
+    )
+    card = WhatsAppCard("https://shop.example/p.jpg", "t", "b", "Buy", "https://shop.example/")
+    rendered = RenderedMessage(message_id, "cart_rescue", card, "sms", "https://x", template)
+
+    async def send():
+        async with httpx.AsyncClient(timeout=10) as http:
+            channel = WhatsAppChannel(
+                http,
+                api_url=settings["whatsapp_api_url"],
+                api_version="v21.0",
+                phone_number_id=settings["whatsapp_phone_number_id"],
+                access_token=settings["whatsapp_access_token"],
+            )
+            return await channel.send(
+                Outgoing(message_id, "cart_rescue", "wire-user", "+15550107777", rendered)
+            )
+
+    result = asyncio.run(send())
+    assert result.provider_message_id and result.provider_message_id.startswith("wamid.")
+
+    def webhooks() -> list[str]:
+        [message] = sim_messages(stack, message_id)
+        return message["webhooks"]
+
+    wait_until(lambda: "delivered:200" in webhooks(), 20, "Meta's statuses taken by the API")
+    assert webhooks()[0] == "sent:200"
 
 
 # --- erasure ------------------------------------------------------------------------------
