@@ -257,7 +257,7 @@ class Simulator:
         now = datetime.now(UTC)
         if kind == "template":
             content, link = self._template(payload.get("template"))
-        elif kind == "interactive":
+        elif kind in ("interactive", "text"):
             if not self.window_open(phone, now):
                 raise meta_error(
                     400,
@@ -265,9 +265,12 @@ class Simulator:
                     "Re-engagement message: more than 24 hours since the customer "
                     "last replied to this number",
                 )
-            content, link = self._interactive(payload.get("interactive"))
+            if kind == "interactive":
+                content, link = self._interactive(payload.get("interactive"))
+            else:
+                content, link = self._text(payload.get("text"))
         else:
-            raise meta_error(400, 100, "Invalid parameter: type must be template or interactive")
+            raise meta_error(400, 100, f"Invalid parameter: unsupported message type {kind!r}")
         ref = payload.get("biz_opaque_callback_data")
         if ref is not None and (not isinstance(ref, str) or len(ref) > 512):
             raise meta_error(400, 100, "Invalid parameter: biz_opaque_callback_data")
@@ -335,6 +338,13 @@ class Simulator:
             "header_image": (header.get("image") or {}).get("link"),
         }
         return content, url
+
+    def _text(self, text: object) -> tuple[dict[str, Any], str | None]:
+        body = text.get("body") if isinstance(text, dict) else None
+        if not isinstance(body, str) or not 0 < len(body) <= 4096:
+            raise meta_error(400, 100, "Invalid parameter: text.body")
+        found = URL_IN_TEXT.search(body)
+        return {"text": body}, found.group(0) if found else None
 
     # --- Twilio -----------------------------------------------------------------------
 

@@ -664,3 +664,22 @@ async def test_a_user_key_too_long_for_the_reference_is_refused_unsent():
     assert await whatsapp(provider.transport).send(long) == SendResult(error="reference_too_long")
     assert await twilio(provider.transport).send(long) == SendResult(error="reference_too_long")
     assert provider.requests == []
+
+
+async def test_the_sim_takes_a_plain_text_message_only_inside_the_window():
+    sim = Sim(sim_read_rate=0.0)
+    text = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": PHONE.lstrip("+"),
+        "type": "text",
+        "text": {"body": "See https://shop.example/x"},
+    }
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(transport=sim.transport, base_url="http://sim") as http:
+        url = f"/v21.0/{PHONE_ID}/messages"
+        refused = await http.post(url, json=text, headers=headers)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (400, 131047)
+        await http.post("/v1/whatsapp/inbound", json={"from": PHONE, "text": "hi"})
+        taken = await http.post(url, json=text, headers=headers)
+        assert taken.json()["messages"][0]["id"].startswith("wamid.")
