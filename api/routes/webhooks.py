@@ -41,7 +41,6 @@ from schemas.inbound import (
     BadWebhook,
     InboundMessage,
     ProviderStatus,
-    TwilioStatus,
     parse_twilio,
     parse_whatsapp,
 )
@@ -88,30 +87,26 @@ def _bad(exc: BadWebhook) -> HTTPException:
     )
 
 
-def to_receipt(channel: str, found: ProviderStatus | TwilioStatus, at: datetime) -> Receipt | None:
+def to_receipt(channel: str, found: ProviderStatus) -> Receipt | None:
     """Our receipt of one provider status; None when its reference is not ours."""
-    ref = decode_ref(found.ref if isinstance(found, ProviderStatus) else None)
-    return None if ref is None else _receipt(channel, ref, found, at)
-
-
-def _receipt(channel, ref, found, at) -> Receipt:
-    provider_id = (
-        found.provider_message_id if isinstance(found, ProviderStatus) else found.message_sid
-    )
+    ref = decode_ref(found.ref)
+    if ref is None:
+        return None
     return Receipt(
-        # Twilio's queued, sending and sent are one "accepted": they collapse.
+        # Per provider message and our status: a re-delivery, and Twilio's queued, sending
+        # and sent (all "accepted"), collapse to one receipt.
         receipt_id=receipt_id(
-            ref.message_id, channel, found.status, f"{provider_id}:{found.status}"
+            ref.message_id, channel, found.status, f"{found.provider_message_id}:{found.status}"
         ),
         message_id=ref.message_id,
         kind=ref.kind,  # type: ignore[arg-type]
         user_key=ref.user_key,
-        channel=channel,
+        channel=channel,  # type: ignore[arg-type]
         status=found.status,  # type: ignore[arg-type]
-        at=found.at if isinstance(found, ProviderStatus) else at,
-        provider_message_id=provider_id,
+        at=found.at,
+        provider_message_id=found.provider_message_id,
         detail=found.error_code if found.status == "failed" else None,
-        pricing_category=getattr(found, "pricing_category", None),
+        pricing_category=found.pricing_category,
     )
 
 
@@ -190,10 +185,9 @@ async def receive_whatsapp(
         notification = parse_whatsapp(body)
     except BadWebhook as exc:
         raise _bad(exc) from None
-    now = datetime.now(UTC)
     receipts, unmatched = [], 0
     for found in notification.statuses:
-        receipt = to_receipt("whatsapp", found, now)
+        receipt = to_receipt("whatsapp", found)
         if receipt is None:
             unmatched += 1
             log.warning("whatsapp status %s of an unknown message: acknowledged", found.status)
@@ -262,12 +256,16 @@ async def receive_twilio(
     if found is None:
         ignored = 1
     else:
-        parsed = decode_ref(ref)
-        if parsed is None:
+        # Twilio's callbacks carry no time: the receipt is timed at reception.
+        status_ = ProviderStatus(
+            found.message_sid, found.status, datetime.now(UTC), ref, found.error_code
+        )
+        receipt = to_receipt("sms", status_)
+        if receipt is None:
             unmatched = 1
             log.warning("twilio status %s of an unknown message: acknowledged", found.status)
         else:
-            receipts.append(_receipt("sms", parsed, found, datetime.now(UTC)))
+            receipts.append(receipt)
     await _record("sms", receipts, [], resources, settings)
     return WebhookAccepted(
         receipts=len(receipts),
