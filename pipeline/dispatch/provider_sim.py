@@ -310,6 +310,7 @@ class Simulator:
         link = f"{self.webhook_base}/v1/r/{suffix}" if suffix else None
         content = {
             "template": template["name"],
+            "category": approved.category.lower(),
             "language": code,
             "body_parameters": texts,
             "header_image": image,
@@ -453,6 +454,8 @@ class Simulator:
             await asyncio.sleep(behaviour.delay_s)
             if step == "click":
                 await self._follow_link(message)
+            elif step == "read" and message.channel == "sms":
+                continue  # an SMS has no read receipt; the shopper may still tap its link
             elif message.channel == "whatsapp":
                 await self._post_whatsapp_status(message, ref, step)
             else:
@@ -471,7 +474,8 @@ class Simulator:
         message.webhooks.append(f"clicked:{response.status_code}")
 
     async def _post_whatsapp_status(self, message: Accepted, ref: str | None, status: str) -> None:
-        category = "marketing" if message.content.get("template") else "service"
+        # Billed as the template's category; a free-form message in the window as service.
+        category = str(message.content.get("category") or "service")
         error = (131026, "Message undeliverable") if status == "failed" else None
         body = whatsapp_webhook(
             statuses=[

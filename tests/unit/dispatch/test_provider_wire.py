@@ -683,3 +683,13 @@ async def test_the_sim_takes_a_plain_text_message_only_inside_the_window():
         await http.post("/v1/whatsapp/inbound", json={"from": PHONE, "text": "hi"})
         taken = await http.post(url, json=text, headers=headers)
         assert taken.json()["messages"][0]["id"].startswith("wamid.")
+
+
+async def test_an_sms_has_no_read_receipt_but_its_link_is_tapped():
+    sim = Sim(sim_read_rate=1.0, sim_click_rate=1.0)
+    await sim.twilio().send(outgoing())
+    await sim.settle(lambda: len(sim.received) == 3)
+    [listed] = (await sim.listing())["messages"]
+    assert listed["webhooks"] == ["sent:200", "delivered:200", "clicked:302"]
+    [tap] = [r for r in sim.received if r.method == "GET"]
+    assert str(tap.url) == "https://shop.example/cart?m=1"  # the first URL of the SMS
