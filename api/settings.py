@@ -24,10 +24,12 @@ class ApiSettings(CommonSettings):
     # reason): a tracker's offline queue fits, a history does not (docs/collector.md).
     max_event_age_days: int = Field(default=30, ge=1, le=3650)
     produce_timeout_s: float = 5.0
-    # Per-provider HMAC secrets of delivery webhooks; a provider without one is refused.
-    whatsapp_webhook_secret: SecretStr | None = None
-    sms_webhook_secret: SecretStr | None = None
-    webhook_tolerance_s: int = 300
+    # Meta's app secret (X-Hub-Signature-256 of WhatsApp webhooks) and the token of its
+    # subscription handshake; Twilio's auth token (X-Twilio-Signature). A provider whose
+    # secret is unset has its webhooks refused.
+    whatsapp_app_secret: SecretStr | None = None
+    whatsapp_verify_token: SecretStr | None = None
+    twilio_auth_token: SecretStr | None = None
     # Where message links point (the admin preview renders them as the dispatcher does).
     storefront_url: str = "http://127.0.0.1:8000/demo"
     # Write key the /demo/ storefront embeds in its pages; the demo is off while unset.

@@ -42,8 +42,17 @@ def env_values() -> dict[str, str]:
     )
     values.update(
         {
-            "INTENTFLOW_WHATSAPP_WEBHOOK_SECRET": secrets.token_urlsafe(32),
-            "INTENTFLOW_SMS_WEBHOOK_SECRET": secrets.token_urlsafe(32),
+            # The providers' credentials, for the simulator (provider-sim) by default.
+            # To send for real, replace them with the WhatsApp Business account's and the
+            # Twilio account's, and set INTENTFLOW_WHATSAPP_API_URL=https://graph.facebook.com,
+            # INTENTFLOW_TWILIO_API_URL=https://api.twilio.com, INTENTFLOW_TWILIO_FROM and
+            # INTENTFLOW_PUBLIC_API_URL.
+            "INTENTFLOW_WHATSAPP_PHONE_NUMBER_ID": str(10**14 + secrets.randbelow(10**14)),
+            "INTENTFLOW_WHATSAPP_ACCESS_TOKEN": secrets.token_urlsafe(32),
+            "INTENTFLOW_WHATSAPP_APP_SECRET": secrets.token_hex(16),
+            "INTENTFLOW_WHATSAPP_VERIFY_TOKEN": secrets.token_urlsafe(16),
+            "INTENTFLOW_TWILIO_ACCOUNT_SID": "AC" + secrets.token_hex(16),
+            "INTENTFLOW_TWILIO_AUTH_TOKEN": secrets.token_hex(16),
             # Where message links point: the storefront's URL (edit this one).
             "INTENTFLOW_STOREFRONT_URL": "http://localhost:8000/demo",
             "CLICKHOUSE_PASSWORD": secrets.token_urlsafe(24),

@@ -1,6 +1,7 @@
 """Names of the warehouse tables the privacy store, the admin API and the dispatcher share.
 
-Their DDL is in ``schemas/migrations/0050``–``0054`` and ``0140``–``0143``; see docs/dispatch.md.
+Their DDL is in ``schemas/migrations/0050``–``0054``, ``0140``–``0143`` and ``0160``;
+see docs/dispatch.md.
 """
 
 # Wrapped per-user data keys (append-only; a ciphertext names the key that sealed it).
@@ -15,6 +16,8 @@ PHONE_CHANGES = "phone_changes"
 OPT_OUTS = "opt_outs"
 # Why a phone change was not applied.
 PHONE_CHANGE_NEEDS_VERIFICATION = "phone_change_needs_verification"
+# The last inbound message per user and channel: the 24-hour customer-service window.
+SERVICE_WINDOWS = "service_windows"
 # Channel pause switches set by operators; the dispatcher polls them.
 CHANNEL_CONTROLS = "channel_controls"
 # Admin actions and every message state change.

@@ -257,3 +257,6 @@ class Receipt(_Message):
     # On "sent": the message's price from the rules' rate card, in its currency.
     cost: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    # What the provider bills the message as (Meta's pricing.category: marketing, utility,
+    # service, ...), when its status webhook says.
+    pricing_category: str | None = None

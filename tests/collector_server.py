@@ -23,6 +23,7 @@ from schemas.topics import TELEMETRY_RAW
 WRITE_KEY = "wk_test-write-key"
 SERVER_KEY = "sk_test-server-key"
 READ_KEY = "rk_test-read-key"
+DEFAULT_PUBLIC_API_URL = ApiSettings.model_fields["public_api_url"].default
 
 
 def collector_settings(brokers: str, **overrides: Any) -> ApiSettings:
@@ -45,8 +46,11 @@ def collector_settings(brokers: str, **overrides: Any) -> ApiSettings:
 @contextmanager
 def running_api(settings: ApiSettings, port: int | None = None) -> Iterator[str]:
     """Serve ``create_app(settings)`` with uvicorn on a free loopback port (or ``port``);
-    yields the base URL."""
+    yields the base URL (also its ``public_api_url`` unless the settings name another)."""
     port = port or free_port()
+    if settings.public_api_url == DEFAULT_PUBLIC_API_URL:
+        # Where it really answers: what Twilio's signatures and tracked links name.
+        settings = settings.model_copy(update={"public_api_url": f"http://{LOOPBACK}:{port}"})
     config = uvicorn.Config(
         create_app(settings), host=LOOPBACK, port=port, log_level="warning", access_log=False
     )

@@ -223,3 +223,67 @@ def zone_at(local_hour: int) -> str:
     clock): tests pin a shopper's zone to day or night whatever the hour they run at."""
     offset = (local_hour - datetime.now(UTC).hour + 12) % 24 - 12
     return "UTC" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
+
+
+# --- the providers (Meta's WhatsApp Cloud API, Twilio) in tests --------------------------
+
+# One set of credentials: the simulator checks them, the dispatcher sends with them, the
+# API verifies the webhooks the simulator signs with them.
+PROVIDER_CREDENTIALS = {
+    "whatsapp_phone_number_id": "106540352242922",
+    "whatsapp_access_token": "test-whatsapp-access-token",
+    "whatsapp_app_secret": "test-whatsapp-app-secret",
+    "twilio_account_sid": "AC" + "0" * 32,
+    "twilio_auth_token": "test-twilio-auth-token",
+    "twilio_from": "+15005550006",
+}
+WHATSAPP_VERIFY_TOKEN = "test-whatsapp-verify-token"
+
+
+def sim_provider_settings(api_url: str) -> dict[str, str]:
+    """The simulator's settings: our credentials and where it posts webhooks."""
+    return {**PROVIDER_CREDENTIALS, "webhook_url": api_url}
+
+
+def dispatcher_provider_settings(sim_url: str, api_url: str) -> dict[str, str]:
+    """The dispatcher's settings sending to the simulator, callbacks to the API."""
+    sending = {k: v for k, v in PROVIDER_CREDENTIALS.items() if k != "whatsapp_app_secret"}
+    return {
+        **sending,
+        "whatsapp_api_url": sim_url,
+        "twilio_api_url": sim_url,
+        "public_api_url": api_url,
+    }
+
+
+def api_provider_settings(api_url: str | None = None) -> dict[str, Any]:
+    """The API's webhook secrets (and, if known, its public URL Twilio signs)."""
+    found: dict[str, Any] = {
+        "whatsapp_app_secret": PROVIDER_CREDENTIALS["whatsapp_app_secret"],
+        "whatsapp_verify_token": WHATSAPP_VERIFY_TOKEN,
+        "twilio_auth_token": PROVIDER_CREDENTIALS["twilio_auth_token"],
+    }
+    if api_url is not None:
+        found["public_api_url"] = api_url
+    return found
+
+
+def meta_signed(body: bytes, secret: str | None = None) -> dict[str, str]:
+    """Headers of a webhook body as Meta signs it (X-Hub-Signature-256)."""
+    import hashlib
+    import hmac
+
+    key = (secret or PROVIDER_CREDENTIALS["whatsapp_app_secret"]).encode()
+    mac = hmac.new(key, body, hashlib.sha256).hexdigest()
+    return {"Content-Type": "application/json", "X-Hub-Signature-256": f"sha256={mac}"}
+
+
+def twilio_signed(url: str, form: dict[str, str], token: str | None = None) -> dict[str, str]:
+    """Headers of a form Twilio posts to ``url`` (X-Twilio-Signature, by Twilio's library)."""
+    from twilio.request_validator import RequestValidator
+
+    validator = RequestValidator(token or PROVIDER_CREDENTIALS["twilio_auth_token"])
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": validator.compute_signature(url, form),
+    }

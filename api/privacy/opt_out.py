@@ -7,6 +7,9 @@ sees it: a queued message is cancelled with ``consent_revoked``), then a
 ``consent`` event (marketing, revoked) goes to ``telemetry.raw`` so the engine
 decides no more nudges (``no_consent``). Each opt-out is a row of ``opt_outs``
 (the metric). Replies that are not a STOP word are acknowledged and ignored.
+
+Every inbound message, STOP or not, opens that user's 24-hour customer-service window
+on the channel (a ``service_windows`` row): WhatsApp then takes free-form messages.
 """
 
 import asyncio
@@ -26,11 +29,18 @@ log = logging.getLogger(__name__)
 async def handle_replies(
     channel: str, messages: list[InboundMessage], resources: ResourcesDep, settings: SettingsDep
 ) -> int:
-    """Apply the STOP replies among ``messages``; returns how many users opted out."""
+    """Open the service window of every sender's users, then apply the STOP replies among
+    ``messages``; returns how many users opted out."""
+    if not messages:
+        return 0
+    store = privacy_store(resources, settings)
+    # Any message, a STOP included, opens the 24-hour customer-service window.
+    await asyncio.to_thread(
+        store.open_service_windows, channel, [(m.phone, m.at) for m in messages]
+    )
     stops = [(m, word) for m in messages if (word := stop_keyword(m.text)) is not None]
     if not stops:
         return 0
-    store = privacy_store(resources, settings)
     now = datetime.now(UTC)
     events = []
     for message, word in stops:

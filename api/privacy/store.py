@@ -29,6 +29,7 @@ from schemas.dispatch_tables import (
     PHONE_CHANGES,
     PII_KEYS,
     PII_PHONES,
+    SERVICE_WINDOWS,
 )
 
 
@@ -320,6 +321,20 @@ class PrivacyStore:
             column_names=["at", "user_key", "channel", "keyword", "provider_event_id"],
         )
         return users
+
+    def open_service_windows(self, channel: str, messages: Iterable[tuple[str, datetime]]) -> int:
+        """Inbound messages (phone, time) on ``channel``: each opens the 24-hour service
+        window of every subject using that phone there. Returns the rows written."""
+        rows = [
+            [user_key, channel, at]
+            for phone, at in messages
+            for user_key in self.users_by_phone(channel, phone)
+        ]
+        if rows:
+            self._client.insert(
+                SERVICE_WINDOWS, rows, column_names=["user_key", "channel", "last_inbound_at"]
+            )
+        return len(rows)
 
     def consents(self, user_key: str) -> list[dict]:
         """The user's current consent per channel and purpose, phones masked (for admins)."""

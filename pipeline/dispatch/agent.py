@@ -24,7 +24,7 @@ import faust
 import httpx
 
 from pipeline.dispatch.catalog import Catalog
-from pipeline.dispatch.channels import HttpChannel
+from pipeline.dispatch.channels import TwilioSmsChannel, WhatsAppChannel
 from pipeline.dispatch.directory import Directory
 from pipeline.dispatch.dispatcher import Dispatcher
 from pipeline.dispatch.records import record_from_bytes, record_to_bytes
@@ -153,8 +153,23 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
         limits=httpx.Limits(max_connections=settings.send_concurrency),
     )
     channels = {
-        name: HttpChannel(name, settings.provider_url, http, settings.send_attempts)
-        for name in ("whatsapp", "sms")
+        "whatsapp": WhatsAppChannel(
+            http,
+            api_url=settings.whatsapp_api_url,
+            api_version=settings.whatsapp_api_version,
+            phone_number_id=settings.whatsapp_phone_number_id,
+            access_token=settings.whatsapp_access_token.get_secret_value(),
+            attempts=settings.send_attempts,
+        ),
+        "sms": TwilioSmsChannel(
+            http,
+            api_url=settings.twilio_api_url,
+            account_sid=settings.twilio_account_sid,
+            auth_token=settings.twilio_auth_token.get_secret_value(),
+            sender=settings.twilio_from,
+            public_api_url=settings.public_api_url,
+            attempts=settings.send_attempts,
+        ),
     }
     dispatcher = Dispatcher(
         store,

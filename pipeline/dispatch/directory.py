@@ -9,12 +9,21 @@ marketing*; consent to order updates alone (transactional) is not enough.
 """
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
 from schemas import pii
-from schemas.dispatch_tables import CHANNEL_CONTROLS, CONSENTS, PII_KEYS, PII_PHONES
+from schemas.dispatch_tables import (
+    CHANNEL_CONTROLS,
+    CONSENTS,
+    PII_KEYS,
+    PII_PHONES,
+    SERVICE_WINDOWS,
+)
+from schemas.time import epoch_ms
+
+SERVICE_WINDOW_MS = 24 * 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +42,13 @@ class Contact:
     # Channels with transactional consent (order updates) and a phone.
     transactional: set[str] = field(default_factory=set)
     phones: dict[str, SealedPhone] = field(default_factory=dict)
+    # channel → when the shopper last wrote to us there (epoch ms): the 24-hour
+    # customer-service window in which WhatsApp takes a free-form message.
+    last_inbound_ms: dict[str, int] = field(default_factory=dict)
+
+    def window_open(self, channel: str, now_ms: int) -> bool:
+        last = self.last_inbound_ms.get(channel)
+        return last is not None and now_ms - last < SERVICE_WINDOW_MS
 
 
 class Directory:
@@ -43,7 +59,7 @@ class Directory:
     def contacts(self, subjects: dict[str, list[str]]) -> dict[str, Contact]:
         """user key → what may be used, for users given with all their subject keys.
 
-        Three queries per batch whatever its size; nothing is cached between
+        Four queries per batch whatever its size; nothing is cached between
         batches, so a revoke or an erasure counts from the next batch on.
         """
         every = sorted({s for keys in subjects.values() for s in keys})
@@ -81,9 +97,23 @@ class Directory:
                 decided_at,
                 SealedPhone(subject, channel, pii.from_text(text), wrapped),
             )
+        inbound: dict[tuple[str, str], int] = {}
+        for subject, channel, last in self._client.query(
+            f"SELECT user_key, channel, max(last_inbound_at) FROM {SERVICE_WINDOWS}"
+            " WHERE user_key IN {keys:Array(String)} GROUP BY user_key, channel",
+            parameters=params,
+        ).result_rows:
+            # The column is UTC; clickhouse-connect may hand it back naive.
+            inbound[(subject, channel)] = epoch_ms(
+                last if last.tzinfo else last.replace(tzinfo=UTC)
+            )
         out: dict[str, Contact] = {}
         for user_key, keys in subjects.items():
             contact = Contact()
+            for channel in ("whatsapp", "sms"):
+                times = [inbound[(s, channel)] for s in keys if (s, channel) in inbound]
+                if times:
+                    contact.last_inbound_ms[channel] = max(times)
             for channel in ("whatsapp", "sms"):
                 phone = max(
                     (phones[(s, channel)] for s in keys if (s, channel) in phones),

@@ -560,7 +560,9 @@ class Dispatcher:
                 await self._checkpoint()  # the intents are durable before a request leaves
                 results = await asyncio.gather(
                     *(
-                        self._send(item.record, channel, contact, products.get(product_of(item)))
+                        self._send(
+                            item.record, channel, contact, products.get(product_of(item)), now_ms
+                        )
                         for item, contact, channel in sends
                     )
                 )
@@ -742,15 +744,24 @@ class Dispatcher:
         record.stage, record.deadline_ms, record.outcome = "done", None, status
         self._receipt(record, status, now_ms, detail=reason)
 
-    def _list_price(self, record: MessageRecord, channel: str, sms_text: str = "") -> float:
+    def _list_price(
+        self, record: MessageRecord, channel: str, sms_text: str = "", free_form: bool = False
+    ) -> float:
         card, code = self.rules.dispatch.rate_card, record.calling_code
         if channel == "sms":
             return pricing.sms_cost(card, sms_text or " ", code)
+        if free_form:  # inside the service window: a service message
+            return pricing.whatsapp_cost(card, None, code)
         template = getattr(self.rules.dispatch.templates, record.kind)
         return pricing.whatsapp_cost(card, template.category, code)
 
     async def _send(
-        self, record: MessageRecord, channel: str, contact: Contact, product: Product | None
+        self,
+        record: MessageRecord,
+        channel: str,
+        contact: Contact,
+        product: Product | None,
+        now_ms: int,
     ) -> tuple[SendResult, float]:
         """The provider's answer, and what the message costs if it was taken."""
         sealed = contact.phones.get(channel)
@@ -775,13 +786,18 @@ class Dispatcher:
             ),
             template_spec=getattr(self.rules.dispatch.templates, record.kind, None),
         )
-        outgoing = Outgoing(record.message_id, record.kind, record.user_key, phone, rendered)
+        # WhatsApp takes free-form only within 24 h of the shopper's last message to us.
+        window_open = contact.window_open(channel, now_ms)
+        outgoing = Outgoing(
+            record.message_id, record.kind, record.user_key, phone, rendered, window_open
+        )
         async with self._sending:
             result = await self.channels[channel].send(outgoing)
         if result.error is None:
             self.sent += 1
             self.duplicates += int(result.duplicate)
-        return result, self._list_price(record, channel, rendered.sms)
+        free_form = window_open and channel == "whatsapp"
+        return result, self._list_price(record, channel, rendered.sms, free_form)
 
 
 def product_of(work: "_Work") -> str | None:

@@ -7,10 +7,20 @@ from schemas.settings import CommonSettings
 
 
 class DispatchSettings(WorkerSettings):
-    # Providers' API (the simulator by default): POST {provider_url}/v1/{channel}/messages.
-    provider_url: str = "http://127.0.0.1:8025"
+    # Meta's WhatsApp Cloud API: POST {url}/{version}/{phone_number_id}/messages.
+    # `intentflow local up` points these at the simulator unless the environment sets them.
+    whatsapp_api_url: str = "https://graph.facebook.com"
+    whatsapp_api_version: str = "v21.0"
+    whatsapp_phone_number_id: str = ""
+    whatsapp_access_token: SecretStr = SecretStr("")
+    # Twilio's Messages API: POST {url}/2010-04-01/Accounts/{sid}/Messages.json.
+    twilio_api_url: str = "https://api.twilio.com"
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_from: str = ""  # the sending number (E.164) or a Messaging Service's sender
     provider_timeout_s: float = 5.0
-    # Transient errors (timeouts, 429, 5xx) are retried this many times in all.
+    # Requests that certainly did not take (no connection, 429, throughput codes, 5xx) are
+    # tried this many times in all; one that may have taken is never resent.
     send_attempts: int = Field(default=4, ge=1)
     send_concurrency: int = Field(default=32, ge=1)
     # No "delivered" on WhatsApp within this → SMS.
@@ -42,13 +52,21 @@ class DispatchSettings(WorkerSettings):
 
 
 class ProviderSimSettings(CommonSettings):
-    """The provider simulator: where it posts webhooks and the secrets it signs them with."""
+    """The provider simulator: the credentials it accepts, where it posts webhooks, and the
+    secrets it signs them with (the same names the dispatcher and the API read)."""
 
     sim_host: str = "127.0.0.1"
     sim_port: int = 8025
+    # Meta posts status and inbound webhooks here (the app's configured callback URL);
+    # Twilio posts inbound SMS here too, status callbacks to each message's StatusCallback.
     webhook_url: str = "http://127.0.0.1:8000"
-    whatsapp_webhook_secret: SecretStr | None = None
-    sms_webhook_secret: SecretStr | None = None
+    whatsapp_phone_number_id: str = "100000000000001"
+    whatsapp_access_token: SecretStr = SecretStr("")
+    whatsapp_app_secret: SecretStr = SecretStr("")
+    twilio_account_sid: str = "AC00000000000000000000000000000000"
+    twilio_auth_token: SecretStr = SecretStr("")
+    # The simulated business number Twilio's inbound webhooks are addressed to.
+    twilio_from: str = "+15005550006"
     # Outcome rates and delays; also changeable at run time (POST /v1/config).
     sim_fail_rate: float = 0.0
     sim_silent_rate: float = 0.0

@@ -14,7 +14,6 @@ The simulator is not a core part: its exit is reported and the stack keeps runni
 import asyncio
 import fcntl
 import os
-import secrets
 import shutil
 import signal
 import sys
@@ -30,6 +29,7 @@ from pipeline.local.credentials import ApiKeys, write_env_file
 from pipeline.local.demo_catalog import load_demo_catalog
 from pipeline.local.ports import free_port, port_is_free
 from pipeline.local.processes import ManagedProcess, ProcessError, stop_all
+from pipeline.local.providers import provider_env, simulated_credentials
 from pipeline.local.readiness import StopRequested, exited_message, http_get, wait_until
 from pipeline.local.settings import LocalStackSettings
 from pipeline.local.warehouse_schema import ensure_database
@@ -157,23 +157,15 @@ class LocalStack:
         # Dispatch: the provider simulator (webhooks back to the API), the dispatcher role
         # and the campaign launcher, which puts due campaigns' messages on the dispatch topic.
         sim_port = free_port(settings.host)
-        self.webhook_env = {
-            f"INTENTFLOW_{c}_WEBHOOK_SECRET": secrets.token_urlsafe(32) for c in ("WHATSAPP", "SMS")
-        }
+        sim_env, self.provider_env = provider_env(
+            f"http://{settings.host}:{sim_port}", self.api_url, os.environ, simulated_credentials()
+        )
         for name, args, env in (
-            (
-                "provider-sim",
-                ["provider-sim", "--port", str(sim_port)],
-                {"INTENTFLOW_WEBHOOK_URL": self.api_url},
-            ),
-            (
-                "dispatcher",
-                ["dispatcher"],
-                {"INTENTFLOW_PROVIDER_URL": f"http://{settings.host}:{sim_port}"},
-            ),
+            ("provider-sim", ["provider-sim", "--port", str(sim_port)], sim_env),
+            ("dispatcher", ["dispatcher"], self.provider_env),
             ("campaigns", ["campaigns"], {}),
         ):
-            part = self._process(name, ["-m", "pipeline.cli", *args], {**self.webhook_env, **env})
+            part = self._process(name, ["-m", "pipeline.cli", *args], env)
             part.start()
             self.workers.append(part)  # supervised and stopped with the workers
 
@@ -197,7 +189,7 @@ class LocalStack:
                 # The demo storefront embeds a write key in its pages, as any storefront does.
                 "INTENTFLOW_DEMO_WRITE_KEY": self.keys.keys["write"],
                 "INTENTFLOW_WORKER_URL": worker_urls[0],
-                **self.webhook_env,
+                **self.provider_env,
             },
         )
         self.api.start()

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error, status_code_conformance
 
 from schemas.keys import hash_api_key
+from tests import support
 from tests.collector_server import (
     READ_KEY,
     SERVER_KEY,
@@ -40,8 +41,7 @@ def api(broker: str, warehouse: str, clickhouse: Client) -> Iterator[str]:
         clickhouse_url=warehouse,
         clickhouse_database=clickhouse.database,
         admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
-        whatsapp_webhook_secret="whatsapp-webhook-secret",
-        sms_webhook_secret="sms-webhook-secret",
+        **support.api_provider_settings(),
     )
     with running_api(settings) as url:
         yield url

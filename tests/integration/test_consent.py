@@ -69,6 +69,11 @@ def reply(stack, channel: str, phone: str, text: str) -> dict:
     return response.json()
 
 
+def counts(answer: dict) -> dict:
+    """What our webhook said about a reply: messages read, users opted out."""
+    return {k: answer["answer"][k] for k in ("messages", "opted_out")}
+
+
 def consents_of(stack, user: str) -> dict[tuple[str, str], bool]:
     response = stack["http"].post(
         f"{stack['api']}/v1/admin/messages/preview", json={"user_id": user}, headers=ADMIN
@@ -168,7 +173,7 @@ def test_a_stop_reply_revokes_marketing_cancels_the_queued_message_and_counts(di
 
         answer = reply(stack, "whatsapp", phone, "  Stop ")
         assert answer["webhook_status"] == 200, answer
-        assert answer["answer"] == {"messages": 1, "opted_out": 1}
+        assert counts(answer) == {"messages": 1, "opted_out": 1}
         wait_until(
             lambda: ("cancelled", "", "consent_revoked") in statuses(stack, message_id),
             20,
@@ -191,7 +196,7 @@ def test_a_stop_reply_revokes_marketing_cancels_the_queued_message_and_counts(di
     )
     assert raw[0]["properties"] == {"channel": "whatsapp", "granted": False, "purpose": "marketing"}
     # A re-delivered webhook, or a non-STOP reply, changes nothing more.
-    assert reply(stack, "whatsapp", phone, "thanks!")["answer"] == {"messages": 1, "opted_out": 0}
+    assert counts(reply(stack, "whatsapp", phone, "thanks!")) == {"messages": 1, "opted_out": 0}
 
     def opted_out() -> int:
         response = http.get(
@@ -208,7 +213,7 @@ def test_a_stop_reply_revokes_marketing_cancels_the_queued_message_and_counts(di
 
     assert opted_out() >= 1
     # The phone is matched by its keyed hash: it is nowhere in clear in the warehouse.
-    for table in ("opt_outs", "pii_phones", "consents"):
+    for table in ("opt_outs", "pii_phones", "consents", "service_windows"):
         dump = stack["ch"].query(f"SELECT * FROM {table}").result_rows
         assert phone not in repr(dump) and phone[1:] not in repr(dump), table
 
@@ -224,11 +229,48 @@ def test_an_sms_stop_in_twilios_shape_revokes_sms_marketing(dispatching):
             consent(user, "whatsapp", True, phone, purpose="marketing"),
         ],
     )
-    assert reply(stack, "sms", phone, "UNSUBSCRIBE")["answer"] == {"messages": 1, "opted_out": 1}
+    answer = reply(stack, "sms", phone, "UNSUBSCRIBE")
+    # Twilio reads the answer to an incoming SMS as TwiML: an empty one sends nothing back.
+    assert answer["webhook_status"] == 200 and "<Response>" in answer["answer"], answer
     assert consents_of(stack, user) == {
         ("sms", "marketing"): False,
         ("whatsapp", "marketing"): True,
     }
+
+
+def service_window(stack, user: str) -> dict[str, datetime]:
+    rows = (
+        stack["ch"]
+        .query(
+            "SELECT channel, max(last_inbound_at) FROM service_windows"
+            " WHERE user_key = {u:String} GROUP BY channel",
+            parameters={"u": user},
+        )
+        .result_rows
+    )
+    return {channel: at.replace(tzinfo=UTC) if at.tzinfo is None else at for channel, at in rows}
+
+
+def test_any_inbound_message_opens_the_users_service_window_on_that_channel(dispatching):
+    stack = dispatching
+    user = f"window-{uuid.uuid4().hex[:8]}"
+    phone = "+15550104545"
+    write_key(
+        stack,
+        [
+            consent(user, "whatsapp", True, phone, purpose="marketing"),
+            consent(user, "sms", True, phone, purpose="marketing"),
+        ],
+    )
+    assert service_window(stack, user) == {}
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    assert counts(reply(stack, "whatsapp", phone, "is it in blue?"))["messages"] == 1
+    opened = service_window(stack, user)
+    assert set(opened) == {"whatsapp"} and opened["whatsapp"] >= before
+    assert reply(stack, "sms", phone, "hello")["webhook_status"] == 200
+    assert set(service_window(stack, user)) == {"whatsapp", "sms"}
+    # An unknown sender opens nobody's window.
+    assert counts(reply(stack, "whatsapp", "+15550104546", "hi")) == {"messages": 1, "opted_out": 0}
 
 
 # --- a phone changes only through a trusted path -----------------------------------------

@@ -33,11 +33,10 @@ from clickhouse_connect.driver.client import Client
 
 from api.main import create_app
 from pipeline.simulate import generate_events, post_events
-from schemas.inbound import FORM, sms_body, whatsapp_body
+from schemas.inbound import twilio_inbound_form, whatsapp_text_message, whatsapp_webhook
 from schemas.keys import hash_api_key
 from schemas.messages import Receipt
 from schemas.receipt_ids import receipt_id
-from schemas.signatures import signature_headers
 from schemas.topics import RECEIPTS, TELEMETRY_RAW
 from tests import support
 from tests.collector_server import READ_KEY, SERVER_KEY, WRITE_KEY, collector_settings, running_api
@@ -51,7 +50,6 @@ INTERVAL, INTERVAL_MS = "5m", 300_000
 APP_ID = f"dashboards-{uuid.uuid4().hex[:8]}"
 USERS, EVENTS, SEED = 250, 5000, 20240501
 ADMIN_KEY = "ak_dashboards-test"
-WEBHOOK_SECRET = "whsec-dashboards-test"
 # Nudge outcomes that need the dispatcher, the providers' receipts and orders placed
 # from a message's link: this stack runs none of them, so these may all be 0 here
 # (their types are still checked). Decisions (emitted, suppressed) must not be.
@@ -313,8 +311,7 @@ def stack(
         clickhouse_url=warehouse,
         clickhouse_database=clickhouse.database,
         admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
-        whatsapp_webhook_secret=WEBHOOK_SECRET,
-        sms_webhook_secret=WEBHOOK_SECRET,
+        **support.api_provider_settings(),
     )
     # The campaigns dashboard needs a launched campaign (pipeline/campaigns/).
     launcher = support.python_process(
@@ -361,13 +358,19 @@ def reply_stop(api: str, events: list[dict[str, Any]]) -> None:
     )
     channel, phone = consent["properties"]["channel"], consent["properties"]["phone"]
     if channel == "whatsapp":
-        body = whatsapp_body(phone, "STOP", f"wamid.{uuid.uuid4().hex}", datetime.now(UTC))
-        headers = {"Content-Type": "application/json"}
+        message = whatsapp_text_message(
+            phone, "STOP", f"wamid.{uuid.uuid4().hex}", datetime.now(UTC)
+        )
+        body = whatsapp_webhook(messages=[message])
+        response = httpx.post(
+            f"{api}/v1/webhooks/whatsapp", content=body, headers=support.meta_signed(body)
+        )
+        assert response.status_code == 200 and response.json()["opted_out"] == 1, response.text
     else:
-        body, headers = sms_body(phone, "STOP", f"SM{uuid.uuid4().hex}"), {"Content-Type": FORM}
-    headers.update(signature_headers(WEBHOOK_SECRET, int(datetime.now(UTC).timestamp()), body))
-    response = httpx.post(f"{api}/v1/webhooks/{channel}", content=body, headers=headers)
-    assert response.status_code == 200 and response.json()["opted_out"] == 1, response.text
+        url = f"{api}/v1/webhooks/twilio"
+        form = twilio_inbound_form(phone, "STOP", f"SM{uuid.uuid4().hex}", "AC1", "+15005550006")
+        response = httpx.post(url, data=form, headers=support.twilio_signed(url, form))
+        assert response.status_code == 200, response.text
 
 
 def priced_conversion(api: str, broker: str) -> None:

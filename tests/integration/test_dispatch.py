@@ -24,7 +24,6 @@ from urllib.parse import parse_qs, urlparse
 from zoneinfo import ZoneInfo
 
 import httpx
-import orjson
 import pytest
 import yaml
 from aiokafka import AIOKafkaProducer
@@ -33,9 +32,10 @@ from clickhouse_connect.driver.client import Client
 from api.privacy.store import ConsentDecision, PrivacyStore
 from pipeline.domain.rules import default_rules
 from schemas import pii
+from schemas.inbound import whatsapp_status, whatsapp_webhook
 from schemas.keys import hash_api_key
 from schemas.messages import CartItem, Nudge
-from schemas.signatures import signature_headers
+from schemas.provider_refs import encode_ref
 from schemas.topics import NUDGES
 from tests import support
 from tests.collector_server import (
@@ -48,7 +48,6 @@ from tests.collector_server import (
 )
 
 ADMIN_KEY = "ak_test-admin-key"
-SECRETS = {"whatsapp": "whsec-whatsapp-test", "sms": "whsec-sms-test"}
 MASTER = "test-pii-master-key"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
@@ -110,8 +109,7 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
         pii_master_key=MASTER,
         link_secret="test-link-secret",
         admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
-        whatsapp_webhook_secret=SECRETS["whatsapp"],
-        sms_webhook_secret=SECRETS["sms"],
+        **support.api_provider_settings(),
     )
     sim_port = support.free_port()
     sim_url = f"http://{support.LOOPBACK}:{sim_port}"
@@ -125,9 +123,7 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
                 token_secret="test-token-secret-of-at-least-32-bytes",
                 pii_master_key=MASTER,
                 link_secret="test-link-secret",
-                webhook_url=api_url,
-                whatsapp_webhook_secret=SECRETS["whatsapp"],
-                sms_webhook_secret=SECRETS["sms"],
+                **support.sim_provider_settings(api_url),
                 sim_delay_s="0.2",
                 sim_read_rate="0",
                 sim_click_rate="0",
@@ -148,7 +144,7 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
                 # Tracked links in messages lead to this API's redirect.
                 "public_api_url": api_url,
                 "token_secret": "test-token-secret-of-at-least-32-bytes",
-                "provider_url": sim_url,
+                **support.dispatcher_provider_settings(sim_url, api_url),
                 "batch_size": "100",
                 "send_concurrency": str(SEND_CONCURRENCY),
                 "send_unknown_after_s": "5",
@@ -413,13 +409,14 @@ def test_cart_rescue_goes_out_on_whatsapp_and_is_read_and_clicked(stack):
     )
     [message] = sim_messages(stack, message_id)
     assert message["channel"] == "whatsapp" and message["to_masked"] == "+1 ••••••1234"
-    # The button leads through our redirect, which counts the click and lands the
-    # shopper on the storefront with the message's UTM tags.
-    link = message["content"]["card"]["button"]["url"]
-    assert link.startswith(f"{stack['api']}/v1/r/")
-    followed = stack["http"].get(link, follow_redirects=False)
-    assert followed.status_code == 302
-    landing = followed.headers["location"]
+    # The link the shopper's phone opened (the simulator followed it, as a phone does)
+    # leads through our redirect, which counts the click and lands the shopper on the
+    # storefront with the message's UTM tags.
+    link = message["link"]
+    assert link.startswith(f"{stack['api']}/v1/r/"), link
+    tapped = stack["http"].get(link, follow_redirects=False)
+    assert tapped.status_code == 302, tapped.text
+    landing = tapped.headers["location"]
     assert parse_qs(urlparse(landing).query)["utm_message_id"] == [message_id]
     stack["message"] = (user, message_id, landing)
 
@@ -499,6 +496,11 @@ def test_paused_whatsapp_sends_the_next_nudge_by_sms(stack):
         assert ("fallback", "whatsapp", "whatsapp_paused") in statuses(stack, message_id)
         assert [m["channel"] for m in sim_messages(stack, message_id)] == ["sms"]
         assert "Hi there" in sim_messages(stack, message_id)[0]["content"]["text"]
+        # Twilio's status callbacks, signed for the URL the dispatcher gave, are taken.
+        wait_until(
+            lambda: ("delivered", "sms", "") in statuses(stack, message_id), 20, "SMS delivered"
+        )
+        assert sim_messages(stack, message_id)[0]["webhooks"][:2] == ["sent:200", "delivered:200"]
     finally:
         http.post(f"{api}/v1/admin/channels/whatsapp/resume", headers=ADMIN)
         time.sleep(1.0)  # the next journey needs WhatsApp back: let the dispatcher poll it
@@ -526,7 +528,7 @@ def test_no_delivery_in_time_falls_back_to_sms_once(stack):
     # WhatsApp finally reports a delivery: recorded, and nothing goes out a third time.
     whatsapp = next(m for m in sim_messages(stack, message_id) if m["channel"] == "whatsapp")
     late = webhook_body(whatsapp, "delivered", user)
-    response = post_webhook(stack, "whatsapp", late)
+    response = post_webhook(stack, late)
     assert response.status_code == 200, response.text
     wait_until(
         lambda: ("delivered", "whatsapp", "") in statuses(stack, message_id), 20, "late delivery"
@@ -650,49 +652,78 @@ def test_stale_and_night_time_nudges_are_expired_or_held_never_sent(stack, engin
 
 
 def webhook_body(message: dict, status: str, user: str) -> bytes:
-    return orjson.dumps(
-        {
-            "event_id": f"{message['provider_message_id']}:{status}:{uuid.uuid4().hex[:6]}",
-            "provider_message_id": message["provider_message_id"],
-            "status": status,
-            "at": datetime.now(UTC).isoformat(),
-            "metadata": {
-                "message_id": message["message_id"],
-                "user_key": user,
-                "kind": "cart_rescue",
-            },
-        }
+    """Meta's status notification of one of our messages (its reference included)."""
+    ref = encode_ref(message["message_id"], user, "cart_rescue")
+    found = whatsapp_status(
+        message["provider_message_id"], status, datetime.now(UTC), "+15550100000", ref
     )
+    return whatsapp_webhook(statuses=[found])
 
 
-def post_webhook(stack, provider: str, body: bytes, headers: dict | None = None) -> httpx.Response:
-    if headers is None:
-        headers = signature_headers(SECRETS[provider], int(time.time()), body)
+def post_webhook(stack, body: bytes, headers: dict | None = None) -> httpx.Response:
     return stack["http"].post(
-        f"{stack['api']}/v1/webhooks/{provider}",
+        f"{stack['api']}/v1/webhooks/whatsapp",
         content=body,
-        headers={**headers, "Content-Type": "application/json"},
+        headers=support.meta_signed(body) if headers is None else headers,
     )
 
 
 def test_forged_or_unsigned_webhooks_are_refused_and_change_nothing(stack):
-    message = {"provider_message_id": "wa-forged", "message_id": uuid.uuid4().hex}
-    body = webhook_body(message, "clicked", "someone")
-    now = int(time.time())
+    message = {"provider_message_id": "wamid.forged", "message_id": uuid.uuid4().hex}
+    body = webhook_body(message, "read", "someone")
+    twilio_token = support.PROVIDER_CREDENTIALS["twilio_auth_token"]
     refused = [
-        post_webhook(stack, "whatsapp", body, headers={}),
-        post_webhook(stack, "whatsapp", body, signature_headers("not-the-secret", now, body)),
-        post_webhook(stack, "whatsapp", body, signature_headers(SECRETS["sms"], now, body)),
-        post_webhook(
-            stack, "whatsapp", body, signature_headers(SECRETS["whatsapp"], now - 3600, body)
-        ),
-        post_webhook(
-            stack, "whatsapp", body + b" ", signature_headers(SECRETS["whatsapp"], now, body)
-        ),
+        post_webhook(stack, body, headers={"Content-Type": "application/json"}),
+        post_webhook(stack, body, support.meta_signed(body, "not-the-secret")),
+        post_webhook(stack, body, support.meta_signed(body, twilio_token)),
+        post_webhook(stack, body + b" ", support.meta_signed(body)),
     ]
-    assert [r.status_code for r in refused] == [401] * 5
+    assert [r.status_code for r in refused] == [401] * 4
     time.sleep(1.5)
     assert audit(stack, message_id=message["message_id"]) == []
+
+
+def test_the_whatsapp_channel_and_the_sim_speak_metas_protocol_end_to_end(stack):
+    """The channel as the dispatcher builds it, the simulator as a process, the API's
+    webhook: a template goes out, its signed statuses come back and are taken (200)."""
+    from pipeline.dispatch.channels import Outgoing, WhatsAppChannel
+    from schemas.templates import RenderedMessage, TemplateSend, WhatsAppCard
+
+    settings = support.dispatcher_provider_settings(stack["sim"], stack["api"])
+    message_id = uuid.uuid4().hex
+    template = TemplateSend(
+        "intentflow_cart_rescue",
+        "en_US",
+        "MARKETING",
+        "https://shop.example/p.jpg",
+        ("there", "Red shoes", "10"),
+        "tok-" + message_id[:8],
+    )
+    card = WhatsAppCard("https://shop.example/p.jpg", "t", "b", "Buy", "https://shop.example/")
+    rendered = RenderedMessage(message_id, "cart_rescue", card, "sms", "https://x", template)
+
+    async def send():
+        async with httpx.AsyncClient(timeout=10) as http:
+            channel = WhatsAppChannel(
+                http,
+                api_url=settings["whatsapp_api_url"],
+                api_version="v21.0",
+                phone_number_id=settings["whatsapp_phone_number_id"],
+                access_token=settings["whatsapp_access_token"],
+            )
+            return await channel.send(
+                Outgoing(message_id, "cart_rescue", "wire-user", "+15550107777", rendered)
+            )
+
+    result = asyncio.run(send())
+    assert result.provider_message_id and result.provider_message_id.startswith("wamid.")
+
+    def webhooks() -> list[str]:
+        [message] = sim_messages(stack, message_id)
+        return message["webhooks"]
+
+    wait_until(lambda: "delivered:200" in webhooks(), 20, "Meta's statuses taken by the API")
+    assert webhooks()[0] == "sent:200"
 
 
 # --- erasure ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from pipeline.domain import rules as rules_module
 from pipeline.sink.rows import EVENTS, event_row
+from schemas.dispatch_tables import SERVICE_WINDOWS
 from schemas.events import load_event
 from schemas.keys import hash_api_key
 from tests import support
@@ -152,6 +153,13 @@ def test_after_erasure_no_export_or_replay_gets_the_users_events_back(
     # decide under either id before that (docs/replay.md). Either way, for this person.
     assert replay(f"before-{tag}", "--file", str(before)) & {erased, erased_anon}
 
+    # The user once wrote to us on WhatsApp: their service window is personal data too.
+    clickhouse.insert(
+        SERVICE_WINDOWS,
+        [[erased, "whatsapp", at]],
+        column_names=["user_key", "channel", "last_inbound_at"],
+    )
+
     report = api.delete(f"/v1/users/{erased}", headers=ADMIN)
     assert report.status_code == 200, report.text
     body = report.json()
@@ -179,6 +187,12 @@ def test_after_erasure_no_export_or_replay_gets_the_users_events_back(
     places = {p["place"].split(" (")[0]: p["how"] for p in body["places"]}
     assert "erased_subjects" in places["log: telemetry.raw"]
     assert "deleted" in places["warehouse: events"]
+    assert places["warehouse: service_windows"] == "1 rows deleted"
+    left = clickhouse.query(
+        f"SELECT count() FROM {SERVICE_WINDOWS} WHERE user_key = {{u:String}}",
+        parameters={"u": erased},
+    ).result_rows[0][0]
+    assert left == 0
 
 
 def test_erasing_a_user_never_erases_an_anonymous_id_someone_else_claimed_first(

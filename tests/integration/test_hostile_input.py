@@ -25,8 +25,10 @@ import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from schemas.signatures import signature_headers
+from schemas.inbound import whatsapp_status, whatsapp_text_message, whatsapp_webhook
+from schemas.provider_refs import encode_ref
 from schemas.tokens import sign_token
+from tests import support
 from tests.collector_server import SERVER_KEY, api_client, event
 from tests.integration.test_security import ADMIN_KEY, GENUINE, KEYS, ROWS, settings_for
 
@@ -59,7 +61,17 @@ HOSTILE_JSON = [
     b'"' + b"9" * 5000 + b'"',
 ]
 _LEAF = "__hostile_leaf__"
-WEBHOOK_SECRETS = {"whatsapp": "whatsapp-webhook-secret", "sms": "sms-webhook-secret"}
+WHATSAPP_WEBHOOK = ("POST", "/v1/webhooks/whatsapp")
+TWILIO_WEBHOOK = ("POST", "/v1/webhooks/twilio")
+# Twilio's form fields; every value is varied (signed as Twilio signs, so they are read).
+TWILIO_FORM = {
+    "MessageSid": "SM" + "1" * 32,
+    "MessageStatus": "undelivered",
+    "ErrorCode": "30003",
+    "From": "+15005550006",
+    "To": "+15550100000",
+    "Body": "hi",
+}
 
 
 def segment_rules() -> dict[str, Any]:
@@ -124,13 +136,24 @@ def rich_bodies(segment_id: str) -> dict[tuple[str, str], Any]:
         ("POST", "/v1/track"): event(
             "add_to_cart", properties={"product_id": "p", "quantity": 1, "price": 1.5}
         ),
-        ("POST", "/v1/webhooks/{provider}"): {
-            "event_id": "e1",
-            "provider_message_id": "pm1",
-            "status": "delivered",
-            "at": datetime.now(UTC).isoformat(),
-            "metadata": {"message_id": "m1", "user_key": "u1", "kind": "campaign"},
-        },
+        # Meta's notification: a status of one of our messages and a shopper's text.
+        WHATSAPP_WEBHOOK: orjson.loads(
+            whatsapp_webhook(
+                statuses=[
+                    whatsapp_status(
+                        "wamid.1",
+                        "failed",
+                        datetime.now(UTC),
+                        "+15550100000",
+                        encode_ref("m1", "u1", "campaign"),
+                        error=(131026, "undeliverable"),
+                    )
+                ],
+                messages=[
+                    whatsapp_text_message("+15550100000", "hi", "wamid.2", datetime.now(UTC))
+                ],
+            )
+        ),
     }
 
 
@@ -208,19 +231,29 @@ def hostile_requests(
                     path = base_path_for(template, base_path, name, value)
                     yield route, f"{path}?{base_query}", {"json": body}, f"{{{name}}}"
                 elif where == "header":
-                    # With the other signature header present, so the varied one is read.
-                    content = orjson.dumps(body)
-                    signed = signature_headers(WEBHOOK_SECRETS["sms"], int(time.time()), content)
-                    headers = {**signed, "Content-Type": "application/json", name: header(value)}
-                    yield route, url, {"content": content, "headers": headers}, name
+                    # The varied header is a signature: refused, never a 5xx.
+                    if route == TWILIO_WEBHOOK:
+                        request = {"data": TWILIO_FORM}
+                    else:
+                        request = {"content": orjson.dumps(body)}
+                    headers = {name: header(value)}
+                    if route != TWILIO_WEBHOOK:
+                        headers["Content-Type"] = "application/json"
+                    yield route, url, {**request, "headers": headers}, name
+        if route == TWILIO_WEBHOOK:
+            for field in TWILIO_FORM:
+                for value in HOSTILE_TEXT:
+                    form = {**TWILIO_FORM, field: value}
+                    yield route, url, {"data": form, "sign": "twilio"}, f"form.{field}"
+            continue
         if body is None or body == "__event__":
             continue
         for leaf in leaves(body):
             for token in HOSTILE_JSON:
                 content = replaced(body, leaf, token)
                 extra = {"Content-Type": "application/json"}
-                if template == "/v1/webhooks/{provider}":
-                    extra |= signature_headers(WEBHOOK_SECRETS["sms"], int(time.time()), content)
+                if route == WHATSAPP_WEBHOOK:
+                    extra = support.meta_signed(content)
                 what = "body." + ".".join(map(str, leaf))
                 yield route, url, {"content": content, "headers": extra}, what
         if route == ("POST", "/v1/segments/parse"):
@@ -257,6 +290,16 @@ def test_hostile_values_on_every_route_never_answer_5xx(http: httpx.Client, segm
         key = key_for(route)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         headers.update(kwargs.pop("headers", {}))
+        if route == TWILIO_WEBHOOK and "data" not in kwargs:
+            kwargs = {"data": TWILIO_FORM}
+        if (
+            route == TWILIO_WEBHOOK
+            and kwargs.pop("sign", "twilio") == "twilio"
+            and ("X-Twilio-Signature" not in headers)
+        ):
+            # Signed over the URL as sent (httpx's encoding of the varied query).
+            called = str(httpx.URL(str(http.base_url).rstrip("/") + url))
+            headers.update(support.twilio_signed(called, kwargs["data"]))
         requests += 1
         routes.add(route)
         try:
@@ -268,6 +311,12 @@ def test_hostile_values_on_every_route_never_answer_5xx(http: httpx.Client, segm
         allowed_5xx = route == ("GET", "/v1/health") and response.status_code == 503
         if response.status_code >= 500 and not allowed_5xx:
             findings.append(f"{response.status_code} {route[0]} {route[1]} {what}")
+        # Signed provider bodies must get past the signature, or they test nothing.
+        signed_body = route in (WHATSAPP_WEBHOOK, TWILIO_WEBHOOK) and what.startswith(
+            ("body.", "form.", "?ref")
+        )
+        if signed_body and response.status_code == 401:
+            findings.append(f"401 {route[0]} {route[1]} {what}: the signature was not accepted")
     elapsed = time.monotonic() - started
     print(
         f"\nhostile input: {requests} requests over {len(routes)} routes in {elapsed:.1f}s, "
@@ -336,20 +385,21 @@ def test_a_token_with_a_wrong_typed_claim_is_refused_before_it_is_redeemed(
     assert clickhouse.command("SELECT count() FROM token_redemptions") == before
 
 
-# --- the webhook's signed timestamp ---------------------------------------------------
+# --- the providers' signature headers -------------------------------------------------
 
 
-@pytest.mark.parametrize("timestamp", ["\xb2", "\u0661\u0662", "9" * 5000, "-1", "1e3", "0x10"])
-def test_a_webhook_timestamp_that_is_not_ascii_epoch_seconds_is_401(
-    http: httpx.Client, timestamp: str
-):
-    body = orjson.dumps(rich_bodies("0" * 32)[("POST", "/v1/webhooks/{provider}")])
-    headers = signature_headers(WEBHOOK_SECRETS["sms"], int(time.time()), body)
-    headers["X-Intentflow-Timestamp"] = timestamp
-    encoded = {name: header(value) for name, value in headers.items()}
-    response = http.post("/v1/webhooks/sms", content=body, headers=encoded)
+@pytest.mark.parametrize(
+    "signature", ["\xb2", "\u0661\u0662", "9" * 5000, "sha256=", "sha256=zz", "sha1=00"]
+)
+def test_a_signature_header_that_is_not_the_providers_is_401(http: httpx.Client, signature: str):
+    body = orjson.dumps(rich_bodies("0" * 32)[WHATSAPP_WEBHOOK])
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": header(signature)}
+    response = http.post("/v1/webhooks/whatsapp", content=body, headers=headers)
     assert response.status_code == 401, response.text
-    assert "malformed timestamp" in response.text or "tolerance" in response.text
+    response = http.post(
+        "/v1/webhooks/twilio", data=TWILIO_FORM, headers={"X-Twilio-Signature": header(signature)}
+    )
+    assert response.status_code == 401, response.text
 
 
 # --- no expensive work before authentication ------------------------------------------
@@ -414,17 +464,18 @@ def test_a_streamed_body_over_its_cap_is_413_while_it_streams(http: httpx.Client
     assert response.status_code == 413
 
 
-def test_a_webhook_is_refused_on_its_headers_before_its_body_is_read(http: httpx.Client):
+@pytest.mark.parametrize("url", ["/v1/webhooks/whatsapp", "/v1/webhooks/twilio"])
+def test_a_webhook_is_refused_on_its_headers_before_its_body_is_read(http: httpx.Client, url):
     """A webhook has no key, its signature covers the body: the cap (64 KiB) comes first,
-    then the signature headers (present, fresh), and only then is the body read."""
+    then the signature header (present), and only then is the body read."""
     body = million_keys()
-    status, cpu_s = timed_post(http, "/v1/webhooks/sms", body, {})
+    status, cpu_s = timed_post(http, url, body, {})
     assert (status, cpu_s < 0.25) == (413, True), cpu_s
-    stale = signature_headers(WEBHOOK_SECRETS["sms"], int(time.time()) - 3600, b"{}")
-    response = http.post("/v1/webhooks/sms", content=b"{}", headers=stale)
-    assert response.status_code == 401 and "tolerance" in response.text
-    signed = signature_headers(WEBHOOK_SECRETS["sms"], int(time.time()), body)
-    status, cpu_s = timed_post(http, "/v1/webhooks/sms", body, signed)
+    response = http.post(url, content=b"{}", headers={"Content-Type": "application/json"})
+    assert response.status_code == 401 and "missing" in response.text
+    signed = {"X-Hub-Signature-256": support.meta_signed(body)["X-Hub-Signature-256"]}
+    signed["X-Twilio-Signature"] = "x"
+    status, cpu_s = timed_post(http, url, body, signed)
     assert (status, cpu_s < 0.25) == (413, True), cpu_s
 
 

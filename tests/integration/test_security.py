@@ -22,6 +22,7 @@ from pipeline.sink.rows import EVENTS, event_row
 from schemas.events import parse_event
 from schemas.keys import hash_api_key
 from schemas.tokens import TokenKeys, sign_token
+from tests import support
 from tests.collector_server import (
     READ_KEY,
     SERVER_KEY,
@@ -51,8 +52,7 @@ def settings_for(broker: str, warehouse: str, database: str):
         clickhouse_database=database,
         admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
         token_secret=TOKEN_SECRET,
-        whatsapp_webhook_secret="whatsapp-webhook-secret",
-        sms_webhook_secret="sms-webhook-secret",
+        **support.api_provider_settings(),
         demo_write_key=WRITE_KEY,
     )
 
@@ -130,8 +130,19 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
     ("GET", "/docs"): ("/docs", {}, everyone(200)),
     ("GET", "/docs/oauth2-redirect"): ("/docs/oauth2-redirect", {}, everyone(200)),
     ("GET", "/redoc"): ("/redoc", {}, everyone(200)),
-    # Webhooks authenticate by HMAC signature: no API key of any kind gets in.
-    ("POST", "/v1/webhooks/{provider}"): ("/v1/webhooks/sms", {"json": {}}, everyone(401)),
+    # Webhooks authenticate by the providers' signatures: no API key of any kind gets in.
+    ("POST", "/v1/webhooks/whatsapp"): ("/v1/webhooks/whatsapp", {"json": {}}, everyone(401)),
+    ("POST", "/v1/webhooks/twilio"): (
+        "/v1/webhooks/twilio",
+        {"data": {"MessageSid": "SM1", "MessageStatus": "sent"}},
+        everyone(401),
+    ),
+    # Meta's handshake: the verify token, not an API key.
+    ("GET", "/v1/webhooks/whatsapp"): (
+        "/v1/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1",
+        {},
+        everyone(403),
+    ),
     ("GET", "/v1/backtests/compare"): (
         "/v1/backtests/compare?a=live&b=nosuchrun",
         {},

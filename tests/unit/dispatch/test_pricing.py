@@ -1,10 +1,13 @@
 """What a message costs: the rate card's price by channel, category and country; SMS by
 segment (GSM-7 160/153, otherwise UCS-2 70/67)."""
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pipeline.dispatch import pricing
+from pipeline.dispatch.channels import SendResult
 from pipeline.domain.rules import default_rules
 
 from .test_channel_plan import PhoneIn, planned
@@ -48,3 +51,40 @@ def test_the_sent_receipt_carries_the_price_in_the_cards_currency() -> None:
     decide(d, nudge(1, timezone=DAY_ZONE), now_ms=NIGHT_MS)
     (sent,) = [r for r in receipts(d) if r.status == "sent"]
     assert sent.channel == "sms" and sent.cost is not None and sent.cost >= CARD.sms["1"]
+
+
+class WroteToUs(PhoneIn):
+    """The shopper wrote to us on WhatsApp ``ago_ms`` before the send."""
+
+    def __init__(self, ago_ms: int) -> None:
+        super().__init__("+447700900123")
+        self.ago_ms = ago_ms
+
+    def contacts(self, subjects):
+        found = super().contacts(subjects)
+        for contact in found.values():
+            contact.last_inbound_ms["whatsapp"] = NIGHT_MS - self.ago_ms
+        return found
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    async def send(self, message):
+        self.sent.append(message)
+        return SendResult(provider_message_id="wamid.1")
+
+
+def test_inside_the_service_window_whatsapp_is_free_form_at_the_service_rate() -> None:
+    for ago_ms, window_open, cost in [
+        (3_600_000, True, CARD.whatsapp_service["default"]),
+        (25 * 3_600_000, False, CARD.whatsapp_marketing["44"]),
+    ]:
+        d, _, channels = make(WroteToUs(ago_ms), planned({}))
+        channels["whatsapp"] = d.channels["whatsapp"] = Recording()  # type: ignore[assignment]
+        decide(d, nudge(1, timezone=DAY_ZONE), now_ms=NIGHT_MS)
+        (outgoing,) = channels["whatsapp"].sent
+        assert outgoing.window_open is window_open
+        (sent,) = [r for r in receipts(d) if r.status == "sent"]
+        assert sent.cost == cost
