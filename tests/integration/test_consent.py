@@ -124,9 +124,10 @@ def test_order_updates_consent_alone_does_not_let_a_nudge_out_at_send_time(dispa
     assert consents_of(stack, user) == {("whatsapp", "transactional"): True}
 
     message_id = send_nudge(stack, user)
+    # The first wait of the module also covers the dispatcher joining its group.
     wait_until(
         lambda: ("suppressed", "", "no_consent") in statuses(stack, message_id),
-        30,
+        90,
         "the nudge suppressed for want of marketing consent",
     )
     assert sim_messages(stack, message_id) == []

@@ -340,7 +340,15 @@ def stack(
             launcher.start()
             launch_campaign(api)
             reply_stop(api, events)
-            priced_conversion(api, broker)
+            message = priced_conversion(api, broker)
+            # The cost panel's row exists from the "sent" receipt on; its conversion only
+            # once the read receipt and the order are stored too: wait for both.
+            support.wait_for(
+                lambda: converted(clickhouse, message),
+                60,
+                "the priced message's read receipt and order in the warehouse",
+                interval_s=0.5,
+            )
             yield Stack(api, day_end - timedelta(days=1, hours=1), now + timedelta(minutes=10))
     finally:
         launcher.stop(10)
@@ -373,7 +381,19 @@ def reply_stop(api: str, events: list[dict[str, Any]]) -> None:
         assert response.status_code == 200, response.text
 
 
-def priced_conversion(api: str, broker: str) -> None:
+def converted(client: Client, message: str) -> bool:
+    read = client.query(
+        "SELECT count() FROM receipts WHERE message_id = {m:String} AND status = 'read'",
+        parameters={"m": message},
+    ).result_rows[0][0]
+    ordered = client.query(
+        "SELECT count() FROM events WHERE name = 'order_placed' AND utm_message_id = {m:String}",
+        parameters={"m": message},
+    ).result_rows[0][0]
+    return bool(read and ordered)
+
+
+def priced_conversion(api: str, broker: str) -> str:
     """The cost panel needs a priced send that converted: a dispatcher's "sent" receipt
     with its price and the shopper's "read" (this stack runs no dispatcher: the test
     produces them as the dispatcher and the webhook would), then the order from the link."""
@@ -424,6 +444,7 @@ def priced_conversion(api: str, broker: str) -> None:
         headers={"Authorization": f"Bearer {SERVER_KEY}"},
     )
     assert response.status_code == 202 and response.json()["rejected"] == [], response.text
+    return message
 
 
 def launch_campaign(api: str) -> None:
