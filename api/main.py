@@ -21,6 +21,7 @@ from api.routes import (
     health,
     metrics,
     profiles,
+    segment,
     segments,
     tokens,
     track,
@@ -34,6 +35,7 @@ from api.settings import ApiSettings
 ROUTERS = (
     health.router,
     track.router,
+    segment.router,
     tracker.router,
     demo.router,
     backtests.router,
@@ -77,7 +79,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origins=sorted(settings.cors_origins),
         allow_methods=["POST"],
-        allow_headers=["Authorization", "Content-Type"],
+        # X-Retry-Count: Segment's browser client numbers its resends.
+        allow_headers=["Authorization", "Content-Type", "X-Retry-Count"],
         max_age=600,
     )
     return app
