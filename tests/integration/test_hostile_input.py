@@ -111,6 +111,7 @@ def rich_bodies(segment_id: str) -> dict[tuple[str, str], Any]:
         ("POST", "/v1/track"): event(
             "add_to_cart", properties={"product_id": "p", "quantity": 1, "price": 1.5}
         ),
+        **segment_bodies(),
         ("POST", "/v1/webhooks/{provider}"): {
             "event_id": "e1",
             "provider_message_id": "pm1",
@@ -119,6 +120,42 @@ def rich_bodies(segment_id: str) -> dict[tuple[str, str], Any]:
             "metadata": {"message_id": "m1", "user_key": "u1", "kind": "campaign"},
         },
     }
+
+
+def segment_bodies() -> dict[tuple[str, str], Any]:
+    """Segment's calls: a message with every field any call reads, and a batch of them."""
+    now = datetime.now(UTC).isoformat()
+    message = {
+        "type": "track",
+        "event": "Order Completed",
+        "messageId": "m-hostile",
+        "anonymousId": "a-hostile",
+        "userId": "u-hostile",
+        "previousId": "p-hostile",
+        "groupId": "g-hostile",
+        "timestamp": now,
+        "sentAt": now,
+        "properties": {
+            "order_id": "o-1",
+            "total": 10.5,
+            "currency": "EUR",
+            "url": "https://shop.example/",
+            "products": [{"product_id": "p1", "quantity": 1, "price": 10.5}],
+        },
+        "traits": {"plan": "x"},
+        "context": {"page": {"url": "https://shop.example/"}, "location": {"country": "DE"}},
+        "integrations": {"intentflow": True},
+    }
+    bodies: dict[tuple[str, str], Any] = {
+        ("POST", "/segment/v1/batch"): {
+            "batch": [message],
+            "context": {"timezone": "UTC"},
+            "sentAt": now,
+        }
+    }
+    for call in ("track", "identify", "page", "screen", "alias", "group"):
+        bodies[("POST", f"/segment/v1/{call}")] = message
+    return bodies
 
 
 def key_for(route: tuple[str, str]) -> str | None:
