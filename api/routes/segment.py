@@ -139,6 +139,8 @@ def _decoded(body: bytes, encoding: str | None) -> bytes:
             raise _error(status.HTTP_400_BAD_REQUEST, f"body is not valid gzip: {exc}") from None
         if len(data) <= MAX_BATCH_BYTES and not inflater.eof:
             raise _error(status.HTTP_400_BAD_REQUEST, "body is not valid gzip: truncated")
+        if inflater.unused_data:
+            raise _error(status.HTTP_400_BAD_REQUEST, "body is not one gzip stream")
     else:
         raise _error(
             status.HTTP_400_BAD_REQUEST, f"Content-Encoding {encoding[:40]!r}: send gzip or none"
