@@ -31,6 +31,7 @@ from api.auth import Caller, Scope, authenticate
 from api.deps import ResourcesDep, SettingsDep
 from api.privacy.consent import ConsentStoreUnavailable
 from api.producer import BrokerUnavailable
+from api.resources import Resources
 from api.routes.track import inline_refs, protect_and_publish
 from api.routing import GuardedRoute
 from api.settings import ApiSettings
@@ -152,9 +153,8 @@ def _decoded(body: bytes, encoding: str | None) -> bytes:
     return data
 
 
-def _caller(settings: ApiSettings, header_key: str | None, payload: dict[str, Any]) -> Caller:
-    if header_key is not None:
-        return authenticate(settings, _SCOPES, header_key)
+def _body_caller(settings: ApiSettings, payload: dict[str, Any]) -> Caller:
+    """The caller whose key is the body's ``writeKey`` (analytics-python sends it there too)."""
     key = payload.get("writeKey")
     if not isinstance(key, str) or not key:
         raise _unauthorized("missing write key (basic-auth user name, or writeKey in the body)")
@@ -209,7 +209,7 @@ def _events(
 
 
 async def _ingest(
-    request: Request, settings: ApiSettings, resources: Any, call: str | None
+    request: Request, settings: ApiSettings, resources: Resources, call: str | None
 ) -> Response:
     received_at = datetime.now(UTC)
     # A key in the headers is checked before any of the body is read.
@@ -224,7 +224,7 @@ async def _ingest(
     if not isinstance(payload, dict):
         raise _error(status.HTTP_400_BAD_REQUEST, "body must be a JSON object")
     if caller is None:
-        caller = _caller(settings, None, payload)
+        caller = _body_caller(settings, payload)
     if call is None:
         messages = payload.get("batch")
         if not isinstance(messages, list):
