@@ -26,7 +26,7 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import orjson
@@ -231,13 +231,22 @@ def parse_time(value: Any, field: str) -> datetime | None:
 def event_time(
     timestamp: datetime | None, sent_at: datetime | None, received_at: datetime
 ) -> datetime:
-    """Segment's clock-skew correction: ``receivedAt - (sentAt - timestamp)``."""
+    """Segment's clock-skew correction, ``receivedAt - (sentAt - timestamp)``, to the second.
+
+    That is ``timestamp + (receivedAt - sentAt)``: the client's clock error plus the
+    request's transit time. The correction is rounded to whole seconds, so a resend
+    (same timestamp, new sentAt, new receivedAt: only the transit time differs) keeps
+    its event time, and its duplicate row collapses with the first in the warehouse
+    (the events table's sorting key holds the time). A client whose clock is right
+    keeps its own timestamp, to the millisecond.
+    """
     if timestamp is None:
         return received_at
     if sent_at is None:
         return timestamp
     try:
-        return received_at - (sent_at - timestamp)
+        skew_s = round((received_at - sent_at).total_seconds())
+        return timestamp + timedelta(seconds=skew_s)
     except OverflowError:
         raise _error(["timestamp"], "timestamp and sentAt are too far apart") from None
 

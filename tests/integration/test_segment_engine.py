@@ -8,6 +8,7 @@ deadline is a few seconds and quiet hours are off, so nothing depends on the tim
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -125,7 +126,8 @@ def test_sdk_carts_earn_a_rescue_and_an_sdk_order_prevents_it(
             browser.track(
                 user_id=abandoner, anonymous_id=anon, event="Product Viewed", properties=line
             )
-            added = str(uuid.uuid4())
+            # A resend is the same message (id and timestamp) in a new request (sentAt).
+            added, added_at = str(uuid.uuid4()), datetime.now(UTC)
             for _ in range(2):
                 rudder.track(
                     user_id=abandoner,
@@ -133,7 +135,9 @@ def test_sdk_carts_earn_a_rescue_and_an_sdk_order_prevents_it(
                     event="Product Added",
                     properties=line,
                     message_id=added,
+                    timestamp=added_at,
                 )
+                time.sleep(0.3)
 
             # The buyer: the same cart, then the store backend's order (server key).
             anon_b = f"anon-{buyer}"
@@ -155,6 +159,17 @@ def test_sdk_carts_earn_a_rescue_and_an_sdk_order_prevents_it(
                 nudges_for(broker, {abandoner, buyer}, lambda f: len(f) >= 1, timeout_s=90)
             )
             time.sleep(TIMEOUT_S + 2)
+
+            # Both deliveries of the add were read before the rescue was decided; the
+            # events table keeps one row per event_id and time (ReplacingMergeTree,
+            # read with FINAL or uniqExact as the metrics do;
+            # schemas/migrations/0001_events.sql): it counts once.
+            def added_rows(final: str = "") -> int:
+                query = f"SELECT count() FROM events {final} WHERE event_id = {{id:UUID}}"
+                return clickhouse.command(query, parameters={"id": added})
+
+            support.wait_for(lambda: added_rows() >= 1, 60, "the add in the warehouse")
+            rows = added_rows("FINAL")
             found = asyncio.run(
                 nudges_for(broker, {abandoner, buyer}, lambda f: False, timeout_s=3)
             )
@@ -167,3 +182,4 @@ def test_sdk_carts_earn_a_rescue_and_an_sdk_order_prevents_it(
     (rescue,) = found
     # The resent add counted once: one lamp in the cart, not two.
     assert [(i.product_id, i.quantity) for i in rescue.items] == [("p-seg", 1)]
+    assert rows == 1

@@ -167,6 +167,17 @@ def test_clock_skew_correction_and_defaults():
     assert batch_sent.timestamp == NOW - timedelta(seconds=10)
     assert mapped(no_sent).timestamp == datetime(2026, 5, 1, 9, 59, 50, tzinfo=UTC)
     assert mapped(track("X", {})).timestamp == NOW
+    # The correction is to the second: a resend, whose transit differs, keeps its time.
+    at = "2026-05-01T09:59:50.123Z"
+    first = mapped(track("X", {}, timestamp=at, sentAt="2026-05-01T10:00:00.000Z"))
+    later = segment_event(
+        track("X", {}, timestamp=at, sentAt="2026-05-01T10:03:00.000Z"),
+        call=None,
+        received_at=NOW + timedelta(minutes=3, milliseconds=40),
+        source=SOURCE,
+    )
+    assert first.timestamp == NOW - timedelta(seconds=10, milliseconds=-123)
+    assert datetime.fromisoformat(later["timestamp"]) == first.timestamp
     naive = mapped(track("X", {}, timestamp="2026-05-01T11:00:00"))
     assert naive.timestamp == datetime(2026, 5, 1, 11, tzinfo=UTC)
 
