@@ -95,7 +95,7 @@ def _product_id(properties: Mapping[str, Any]) -> str | None:
 
 def _product(properties: dict[str, Any]) -> dict[str, Any]:
     # name, price, image_url, url, category stay where the catalog reads them.
-    out = {key: value for key, value in properties.items() if key not in ("id",)}
+    out = dict(properties)
     product_id = _product_id(properties)
     if product_id is not None:
         out["product_id"] = product_id
@@ -107,10 +107,6 @@ def _cart_line(properties: dict[str, Any]) -> dict[str, Any]:
     if "quantity" not in properties:
         out["quantity"] = 1  # the spec's default: one of the product
     return out
-
-
-def _search(properties: dict[str, Any]) -> dict[str, Any]:
-    return dict(properties)
 
 
 def _order_item(product: Any) -> Any:
@@ -154,7 +150,7 @@ class TrackMapping:
 # Segment E-commerce spec v2 → our standard events. Every other track event is a
 # custom event named by ``custom_name`` (Product List Viewed → product_list_viewed).
 TRACK_EVENTS: dict[str, TrackMapping] = {
-    "Products Searched": TrackMapping("search", _search),
+    "Products Searched": TrackMapping("search", _as_is),
     "Product Viewed": TrackMapping("product_view", _product),
     "Product Added": TrackMapping("add_to_cart", _cart_line),
     "Product Removed": TrackMapping("remove_from_cart", _cart_line),
@@ -380,7 +376,7 @@ def segment_event(
         properties = {}
     if not isinstance(properties, dict):
         raise _error(["properties"], "properties must be a JSON object")
-    page = merge(_dict(context.get("page")), {})
+    page = dict(_dict(context.get("page")))
 
     if kind == "track":
         name, properties = _track(message, properties)

@@ -53,7 +53,7 @@ PRODUCT = {"product_id": "p1", "name": "Mug", "price": 9.5, "image_url": "i", "u
             {**PRODUCT, "category": "c"},
         ),
         ("Product Viewed", "product_view", {"sku": "S-1"}, {"sku": "S-1", "product_id": "S-1"}),
-        ("Product Viewed", "product_view", {"id": 42}, {"product_id": "42"}),
+        ("Product Viewed", "product_view", {"id": 42}, {"id": 42, "product_id": "42"}),
         ("Product Added", "add_to_cart", PRODUCT, {**PRODUCT, "quantity": 1}),
         (
             "Product Removed",
