@@ -18,6 +18,7 @@ import orjson
 import pytest
 from rudderstack.analytics import Client as RudderClient
 from segment.analytics import Client as SegmentClient
+from segment.analytics import request as segment_request
 
 from pipeline.local.ports import free_port
 from schemas.segment import MESSAGE_ID_NAMESPACE
@@ -408,3 +409,30 @@ def test_503_with_retry_after_when_the_broker_is_down():
         )
     assert response.status_code == 503 and response.headers["retry-after"]
     assert response.json()["code"] == "unavailable"
+
+
+def test_the_sdk_waits_out_a_429_and_resends(broker: str):
+    """analytics-python honours our Retry-After: the refused batch arrives on its resend."""
+    settings = collector_settings(broker, rate_limit_events_per_s=2.0, rate_limit_burst=4)
+    errors: list[Exception] = []
+    statuses: list[int] = []
+    # Watch the answers on the SDK's own HTTP session (its code is not touched).
+    hooks = segment_request._session.hooks["response"]
+    hooks.append(lambda response, *args, **kwargs: statuses.append(response.status_code))
+    with running_api(settings) as url:
+        client = SegmentClient(
+            WRITE_KEY,
+            host=f"{url}/segment",
+            upload_size=4,
+            on_error=lambda e, batch: errors.append(e),
+        )
+        sent = ids(8)
+        for message_id in sent:  # two batches of 4: the second is over the burst
+            client.track(anonymous_id="anon-429", event="Signed Up", message_id=message_id)
+        client.flush()
+        client.join()
+    hooks.pop()
+    assert errors == []
+    assert 429 in statuses and statuses[-1] == 200, statuses
+    found = asyncio.run(consume_raw(broker, set(sent)))
+    assert sorted(v["event_id"] for _, _, v in found) == sorted(sent)
