@@ -267,12 +267,16 @@ def event_id(message_id: Any, message: dict[str, Any], source: str) -> str:
     return str(uuid.uuid5(MESSAGE_ID_NAMESPACE, f"{source}\x00content\x00{canonical.hex()}"))
 
 
-def merge(batch: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
-    """Batch-level ``context`` or ``integrations`` under the item's own; the item wins."""
+def merge(batch: dict[str, Any], item: dict[str, Any], depth: int = 0) -> dict[str, Any]:
+    """Batch-level ``context`` or ``integrations`` under the item's own; the item wins.
+
+    Objects are merged four levels deep (``context.page.url`` is two); deeper, the
+    item's value replaces the batch's, so no nesting makes this recurse far.
+    """
     out = dict(batch)
     for key, value in item.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
+        if depth < 4 and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value, depth + 1)
         else:
             out[key] = value
     return out
@@ -410,7 +414,9 @@ def segment_event(
             raise _error(["anonymousId"], "a message needs an anonymousId or a userId")
         anonymous_id = user_id  # a backend's message names only the user
 
-    timestamp = parse_time(message.get("timestamp", message.get("originalTimestamp")), "timestamp")
+    timestamp = parse_time(
+        message.get("timestamp") or message.get("originalTimestamp") or None, "timestamp"
+    )
     sent_at = parse_time(message.get("sentAt", batch_sent_at), "sentAt")
     event: dict[str, Any] = {
         "event_id": event_id(message.get("messageId"), message, source),
