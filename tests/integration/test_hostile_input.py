@@ -412,6 +412,7 @@ def test_a_big_body_without_a_key_is_401_before_it_is_read(http: httpx.Client, u
         ("/v1/segments", ADMIN_KEY),
         ("/v1/tokens/redeem", SERVER_KEY),
         ("/v1/track", KEYS["write"]),
+        ("/segment/v1/batch", KEYS["write"]),
     ],
 )
 def test_a_body_over_its_cap_is_413_before_it_is_parsed(http: httpx.Client, url: str, key: str):
@@ -420,6 +421,14 @@ def test_a_body_over_its_cap_is_413_before_it_is_parsed(http: httpx.Client, url:
     print(f"\n{url}: {len(body) / MIB:.1f} MiB with a key -> {status} in {cpu_s:.3f}s CPU")
     assert status == 413
     assert cpu_s < 0.25
+
+
+def test_a_segment_body_without_a_header_key_is_read_only_within_its_cap(http: httpx.Client):
+    """Segment's SDKs may put the key in the body (writeKey), so a keyless body is read
+    to find it — but never past the collector's cap: this one is 413 unread."""
+    body = million_keys()
+    status, cpu_s = timed_post(http, "/segment/v1/batch", body, {})
+    assert (status, cpu_s < 0.25) == (413, True), cpu_s
 
 
 def test_a_streamed_body_over_its_cap_is_413_while_it_streams(http: httpx.Client):
