@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= .local-stack
 
-.PHONY: install test lint format demo bench chromium clean chaos
+.PHONY: install test lint format demo bench chromium segment-js clean chaos
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ chromium:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Segment's browser client (analytics-next) for the browser test of /segment/v1: npm ci
+# from the committed lock into a gitignored node_modules; node and npm are on the machine.
+SEGMENT_JS := tests/e2e/segment_js
+$(SEGMENT_JS)/node_modules/.installed: $(SEGMENT_JS)/package.json $(SEGMENT_JS)/package-lock.json
+	npm ci --prefix $(SEGMENT_JS) --no-audit --no-fund --loglevel=error
+	touch $@
+
+segment-js: $(SEGMENT_JS)/node_modules/.installed
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -32,7 +41,7 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install chromium lint
+test: install chromium segment-js lint
 	$(BIN)/python -m pytest -q
 
 # Long fault scenarios on the real parts; prints the chaos table (docs/reliability.md).
@@ -46,4 +55,4 @@ bench: install
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache $(SEGMENT_JS)/node_modules

@@ -23,6 +23,7 @@ from api.routes import (
     metrics,
     products,
     profiles,
+    segment,
     segments,
     tokens,
     track,
@@ -36,6 +37,7 @@ from api.settings import ApiSettings
 ROUTERS = (
     health.router,
     track.router,
+    segment.router,
     tracker.router,
     demo.router,
     backtests.router,
@@ -85,7 +87,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         CORSMiddleware,
         allow_origins=sorted(settings.cors_origins),
         allow_methods=["POST"],
-        allow_headers=["Authorization", "Content-Type"],
+        # X-Retry-Count: Segment's browser client numbers its resends.
+        allow_headers=["Authorization", "Content-Type", "X-Retry-Count"],
         max_age=600,
     )
     return app

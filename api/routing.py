@@ -26,12 +26,15 @@ WEBHOOK_MAX_BODY_BYTES = 64 * 1024
 # Admin, segment, campaign, token requests are small JSON documents; GETs have none.
 API_MAX_BODY_BYTES = 64 * 1024
 _COLLECTOR_PATH = "/v1/track"
+# Segment's HTTP API (api/routes/segment.py): the collector's cap on the wire; Segment's
+# own 500 KB per batch is checked on the decompressed body there (400, as Segment).
+_SEGMENT_PREFIX = "/segment/"
 _WEBHOOK_PREFIX = "/v1/webhooks/"
 
 
 def max_body_bytes(path: str, settings: ApiSettings) -> int:
     """The body cap of the route at ``path``."""
-    if path == _COLLECTOR_PATH:
+    if path == _COLLECTOR_PATH or path.startswith(_SEGMENT_PREFIX):
         return settings.max_body_bytes
     if path.startswith(_WEBHOOK_PREFIX):
         return WEBHOOK_MAX_BODY_BYTES

@@ -83,6 +83,13 @@ FIGURES = {
         20_000,
         True,
     ),
+    "segment_events_per_s": (
+        "segment_events_per_s",
+        "collector_events_per_s",
+        "/v1/track with the same events, same run",
+        None,
+        True,
+    ),
     "replay_file_events_per_s": (
         "replay_file_events_per_s",
         "fold_events_per_s_reference",

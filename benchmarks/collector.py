@@ -2,6 +2,10 @@
 
     python -m benchmarks.collector [--seconds 4] [--runs 3] [--concurrency 8]
 
+The same events are also sent as Segment batches to ``/segment/v1/batch`` (the
+write key as the basic-auth user, as Segment's SDKs send it), beside ``/v1/track``
+in the same run: the cost of the Segment mapping is their ratio.
+
 Starts a Tansu broker and, one after the other, two single-worker uvicorn
 processes on it: the collector (``api.main:create_app``) and a reference, a bare
 FastAPI endpoint that parses the same body and produces every event to Kafka
@@ -13,6 +17,7 @@ machine is shared.
 
 import argparse
 import asyncio
+import base64
 import os
 import statistics
 import subprocess
@@ -89,14 +94,71 @@ def bodies(count: int, consents: bool = True) -> list[bytes]:
     return [orjson.dumps({"batch": browser[i : i + BATCH]}) for i in range(0, len(browser), BATCH)]
 
 
+# Our standard events as a Segment SDK's calls name them (schemas/segment.py, reversed).
+SEGMENT_NAMES = {
+    "product_view": "Product Viewed",
+    "add_to_cart": "Product Added",
+    "remove_from_cart": "Product Removed",
+    "checkout_started": "Checkout Started",
+    "search": "Products Searched",
+}
+
+
+def segment_message(event: dict) -> dict:
+    """One of our client events as the Segment message an SDK would send for it."""
+    message = {
+        "messageId": event["event_id"],
+        "anonymousId": event["anonymous_id"],
+        "timestamp": event["timestamp"],
+        "properties": event.get("properties", {}),
+        "context": {"page": {"url": "https://shop.example/"}, "userAgent": "Mozilla/5.0"},
+    }
+    if event.get("user_id"):
+        message["userId"] = event["user_id"]
+    if event["name"] == "page_view":
+        message["type"] = "page"
+    elif event["name"] == "identify":
+        message.update(type="identify", traits=event["properties"].get("traits", {}))
+    else:
+        message.update(type="track", event=SEGMENT_NAMES.get(event["name"], event["name"]))
+    return message
+
+
+def segment_bodies(payloads: list[bytes]) -> list[bytes]:
+    """The same batches as Segment batches, as analytics-python sends them."""
+    sent_at = datetime.now(UTC).isoformat()
+    return [
+        orjson.dumps(
+            {
+                "batch": [segment_message(e) for e in orjson.loads(body)["batch"]],
+                "sentAt": sent_at,
+            }
+        )
+        for body in payloads
+    ]
+
+
+def auth_headers(key: str, path: str) -> dict[str, str]:
+    if path.startswith("/segment/"):
+        basic = base64.b64encode(f"{key}:".encode()).decode()
+        return {"Authorization": f"Basic {basic}", "Content-Type": "application/json"}
+    return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+
 async def load(
-    url: str, key: str, payloads: list[bytes], seconds: float, concurrency: int
+    url: str,
+    key: str,
+    payloads: list[bytes],
+    seconds: float,
+    concurrency: int,
+    path: str = "/v1/track",
 ) -> float:
     """Accepted events/s while ``concurrency`` clients post batches for ``seconds``."""
     accepted = 0
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=concurrency)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    headers = auth_headers(key, path)
+    expected = 200 if path.startswith("/segment/") else 202
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
 
         async def worker(offset: int) -> None:
@@ -104,11 +166,14 @@ async def load(
             n = offset
             while time.monotonic() < deadline:
                 response = await client.post(
-                    "/v1/track", content=payloads[n % len(payloads)], headers=headers
+                    path, content=payloads[n % len(payloads)], headers=headers
                 )
-                if response.status_code != 202:
+                if response.status_code != expected:
                     raise RuntimeError(f"HTTP {response.status_code}: {response.text[:300]}")
-                accepted += response.json()["accepted"]
+                answer = response.json()
+                if answer.get("rejected"):
+                    raise RuntimeError(f"rejected: {str(answer['rejected'])[:300]}")
+                accepted += answer["accepted"]
                 n += concurrency
 
         started = time.monotonic()
@@ -149,16 +214,47 @@ def start_api(factory: str, port: int, env: dict[str, str]) -> subprocess.Popen[
 
 
 async def measure(
-    factory: str, env: dict[str, str], key: str, payloads: list[bytes], args: argparse.Namespace
+    factory: str,
+    env: dict[str, str],
+    key: str,
+    payloads: list[bytes],
+    args: argparse.Namespace,
+    path: str = "/v1/track",
 ) -> list[float]:
     port = free_port()
     process = start_api(factory, port, env)
     try:
         url = f"http://127.0.0.1:{port}"
-        await load(url, key, payloads, 1.0, args.concurrency)  # warm-up: connections, metadata
+        # Warm-up: connections, metadata.
+        await load(url, key, payloads, 1.0, args.concurrency, path)
         return [
-            await load(url, key, payloads, args.seconds, args.concurrency) for _ in range(args.runs)
+            await load(url, key, payloads, args.seconds, args.concurrency, path)
+            for _ in range(args.runs)
         ]
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def measure_alternating(
+    factory: str,
+    env: dict[str, str],
+    key: str,
+    cases: list[tuple[list[bytes], str]],
+    args: argparse.Namespace,
+) -> list[list[float]]:
+    """Per case (payloads, path), its runs; the cases take turns within each run."""
+    port = free_port()
+    process = start_api(factory, port, env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for payloads, path in cases:  # warm-up: connections, metadata
+            await load(url, key, payloads, 1.0, args.concurrency, path)
+        figures: list[list[float]] = [[] for _ in cases]
+        for _ in range(args.runs):
+            for runs, (payloads, path) in zip(figures, cases, strict=True):
+                runs.append(await load(url, key, payloads, args.seconds, args.concurrency, path))
+        return figures
     finally:
         process.terminate()
         process.wait(10)
@@ -183,7 +279,15 @@ async def measure_both(seconds: float, runs: int, concurrency: int) -> dict:
             "INTENTFLOW_RATE_LIMIT_EVENTS_PER_S": "10000000",
             "INTENTFLOW_RATE_LIMIT_BURST": "10000000",
         }
-        collector = await measure("api.main:create_app", env, key, payloads, args)
+        # /v1/track and /segment/v1/batch on one API process, runs alternating, so
+        # both see the same machine (it is shared, and its load moves).
+        collector, segment = await measure_alternating(
+            "api.main:create_app",
+            env,
+            key,
+            [(payloads, "/v1/track"), (segment_bodies(payloads), "/segment/v1/batch")],
+            args,
+        )
         # Consents are written to the consent store before producing (a warehouse
         # round trip per group of requests): the same traffic without them, for the bound.
         without = await measure("api.main:create_app", env, key, bodies(200, False), args)
@@ -192,6 +296,8 @@ async def measure_both(seconds: float, runs: int, concurrency: int) -> dict:
         "collector_events_per_s": statistics.median(collector),
         "collector_reference_events_per_s": statistics.median(reference),
         "collector_runs": collector,
+        "segment_events_per_s": statistics.median(segment),
+        "segment_runs": segment,
         "collector_without_consents_events_per_s": statistics.median(without),
         "bytes_per_event": len(payloads[0]) // BATCH,
     }
@@ -218,6 +324,11 @@ def main() -> None:
     without = result["collector_without_consents_events_per_s"]
     print(f"collector, traffic without consents: {without:,.0f} events/s")
     print(f"ratio collector/reference: {c / r:.2f}")
+    sg = result["segment_events_per_s"]
+    print(
+        f"/segment/v1/batch: {sg:,.0f} events/s accepted (median; runs "
+        f"{_runs(result['segment_runs'])}); ratio segment//v1/track: {sg / c:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -128,7 +128,12 @@ async def consume_matching(
     until: Callable[[list], bool],
     timeout_s: float = 20.0,
 ) -> list[dict[str, Any]]:
-    """Values on telemetry.raw for which ``predicate`` holds, read until ``until(found)``."""
+    """Events on telemetry.raw for which ``predicate`` holds, read until ``until(found)``.
+
+    A live worker on the session's broker appends its own records to the topic
+    (watermarks, hand-overs: schemas/engine_records.py); they have no ``event_id``
+    and are not events, so the predicate never sees them.
+    """
     consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
     await consumer.start()
     found: list[dict[str, Any]] = []
@@ -142,7 +147,7 @@ async def consume_matching(
         while not until(found) and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 values = (orjson.loads(record.value) for record in records)
-                found.extend(value for value in values if predicate(value))
+                found.extend(v for v in values if "event_id" in v and predicate(v))
     finally:
         await consumer.stop()
     return found

@@ -18,7 +18,9 @@ from api.deps import ResourcesDep, SettingsDep
 from api.privacy.consent import ConsentStoreUnavailable, master_key, protect_consents
 from api.privacy.traits import pseudonymise_ids, redact_events, seal_identity_traits
 from api.producer import BrokerUnavailable
+from api.resources import Resources
 from api.routing import GuardedRoute
+from api.settings import ApiSettings
 from schemas.events import SERVER_EVENTS, Event, EventError, parse_event
 from schemas.topics import TELEMETRY_RAW
 
@@ -56,7 +58,7 @@ class ErrorMessage(BaseModel):
     detail: str
 
 
-def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     """Resolve ``#/$defs`` references so the schema can sit inside the OpenAPI document."""
     defs = schema.pop("$defs", {})
 
@@ -74,7 +76,7 @@ def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _request_body_schema() -> dict[str, Any]:
-    event = _inline_refs(Event.model_json_schema())
+    event = inline_refs(Event.model_json_schema())
     batch = {
         "title": "TrackBatch",
         "type": "object",
@@ -144,6 +146,30 @@ def _validate(
     return events, rejected
 
 
+async def protect_and_publish(
+    events: list[Event], scope: Scope, settings: ApiSettings, resources: Resources
+) -> tuple[list[Event], list[dict[str, Any]]]:
+    """Make events safe to keep and put them on telemetry.raw; returns once Kafka acknowledged.
+
+    Returns the events produced and the consents left pending. Raises
+    ``ConsentStoreUnavailable`` or ``BrokerUnavailable``: then nothing counts as accepted.
+    Shared by every route that collects events (``/v1/track``, ``/segment/v1/*``).
+    """
+    master = master_key(settings.pii_master_key.get_secret_value())
+    # No e-mail or phone in clear past this point (api/privacy/traits.py): ids first,
+    # since the consent store keys by them; consent is recorded and phones sealed
+    # before anything is produced (docs/dispatch.md).
+    events = pseudonymise_ids(events, master)
+    events, pending = await protect_consents(
+        events, resources, settings, trusted=scope is Scope.SERVER
+    )
+    events = redact_events(seal_identity_traits(events, master), master)
+    await resources.events.publish(
+        TELEMETRY_RAW.name, [(event.key.encode(), event.to_json()) for event in events]
+    )
+    return events, pending
+
+
 @router.post(
     "/track",
     status_code=status.HTTP_202_ACCEPTED,
@@ -204,19 +230,8 @@ async def track(
     ip = request.client.host if request.client and caller.scope is Scope.WRITE else None
     max_age = timedelta(days=settings.max_event_age_days)
     events, rejected = _validate(raws, caller.scope, datetime.now(UTC), ip, max_age)
-    master = master_key(settings.pii_master_key.get_secret_value())
     try:
-        # No e-mail or phone in clear past this point (api/privacy/traits.py): ids first,
-        # since the consent store keys by them; consent is recorded and phones sealed
-        # before anything is produced (docs/dispatch.md).
-        events = pseudonymise_ids(events, master)
-        events, pending = await protect_consents(
-            events, resources, settings, trusted=caller.scope is Scope.SERVER
-        )
-        events = redact_events(seal_identity_traits(events, master), master)
-        await resources.events.publish(
-            TELEMETRY_RAW.name, [(event.key.encode(), event.to_json()) for event in events]
-        )
+        events, pending = await protect_and_publish(events, caller.scope, settings, resources)
     except ConsentStoreUnavailable:
         raise _error(
             status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -58,7 +58,7 @@ def http(api: str) -> Iterator[httpx.Client]:
 
 def key_for(method: str, path: str) -> str | None:
     """The key an operation takes (the security table in test_security.py checks the rest)."""
-    if path.startswith("/v1/track"):
+    if path.startswith(("/v1/track", "/segment/")):
         return WRITE_KEY
     if path.startswith(("/v1/tokens", "/v1/products")):
         return SERVER_KEY
@@ -171,6 +171,61 @@ def test_random_envelopes_get_202_with_reasons_or_a_4xx(http: httpx.Client, enve
         assert body["accepted"] + len(body["rejected"]) == 1
         for rejected in body["rejected"]:
             assert all(error["loc"] and error["msg"] for error in rejected["errors"])
+
+
+segment_messages = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.one_of(st.sampled_from(["track", "identify", "page", "alias"]), json_values),
+        "event": st.one_of(st.sampled_from(["Product Added", "Order Completed"]), json_values),
+        "messageId": st.one_of(st.uuids().map(str), json_values),
+        "anonymousId": json_values,
+        "userId": json_values,
+        "timestamp": st.one_of(st.datetimes(timezones=st.just(UTC)).map(str), json_values),
+        "sentAt": json_values,
+        "properties": json_values,
+        "context": json_values,
+        "integrations": json_values,
+    },
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    messages=st.lists(st.one_of(segment_messages, json_values), max_size=4),
+    top=st.dictionaries(st.sampled_from(["context", "integrations", "sentAt"]), json_values),
+)
+def test_random_segment_batches_get_200_with_reasons_or_a_400(
+    http: httpx.Client, messages: list, top: dict
+):
+    response = http.post("/segment/v1/batch", json={"batch": messages, **top}, headers=WRITE)
+    assert response.status_code in (200, 400), response.text[:300]
+    body = response.json()
+    if response.status_code == 200:
+        counted = body["accepted"] + len(body.get("rejected", [])) + len(body.get("skipped", []))
+        assert counted == len(messages)
+    else:
+        assert body["code"] == "invalid_request" and body["message"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[]",
+        b'"batch"',
+        b'{"batch": {}}',
+        b'{"a":' * 2000 + b"1" + b"}" * 2000,
+        b'{"batch": [{"type": "track", "event": "x", "anonymousId": "a", "properties": '
+        b'{"p": NaN}}]}',
+        b'{"batch": [{"type": "track", "event": "x\xff", "anonymousId": "a"}]}',
+    ],
+    ids=["broken", "array", "string", "batch-object", "deep", "nan", "bad-utf8"],
+)
+def test_malformed_segment_bodies_are_400(http: httpx.Client, body: bytes):
+    response = http.post("/segment/v1/batch", content=body, headers=JSON)
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["code"] == "invalid_request"
 
 
 # --- the classics ------------------------------------------------------------------

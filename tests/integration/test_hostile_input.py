@@ -154,7 +154,44 @@ def rich_bodies(segment_id: str) -> dict[tuple[str, str], Any]:
                 ],
             )
         ),
+        **segment_bodies(),
     }
+
+
+def segment_bodies() -> dict[tuple[str, str], Any]:
+    """Segment's calls: a message with every field any call reads, and a batch of them."""
+    now = datetime.now(UTC).isoformat()
+    message = {
+        "type": "track",
+        "event": "Order Completed",
+        "messageId": "m-hostile",
+        "anonymousId": "a-hostile",
+        "userId": "u-hostile",
+        "previousId": "p-hostile",
+        "groupId": "g-hostile",
+        "timestamp": now,
+        "sentAt": now,
+        "properties": {
+            "order_id": "o-1",
+            "total": 10.5,
+            "currency": "EUR",
+            "url": "https://shop.example/",
+            "products": [{"product_id": "p1", "quantity": 1, "price": 10.5}],
+        },
+        "traits": {"plan": "x"},
+        "context": {"page": {"url": "https://shop.example/"}, "location": {"country": "DE"}},
+        "integrations": {"intentflow": True},
+    }
+    bodies: dict[tuple[str, str], Any] = {
+        ("POST", "/segment/v1/batch"): {
+            "batch": [message],
+            "context": {"timezone": "UTC"},
+            "sentAt": now,
+        }
+    }
+    for call in ("track", "identify", "page", "screen", "alias", "group"):
+        bodies[("POST", f"/segment/v1/{call}")] = message
+    return bodies
 
 
 def key_for(route: tuple[str, str]) -> str | None:
@@ -438,6 +475,7 @@ def test_a_big_body_without_a_key_is_401_before_it_is_read(http: httpx.Client, u
         ("/v1/segments", ADMIN_KEY),
         ("/v1/tokens/redeem", SERVER_KEY),
         ("/v1/track", KEYS["write"]),
+        ("/segment/v1/batch", KEYS["write"]),
     ],
 )
 def test_a_body_over_its_cap_is_413_before_it_is_parsed(http: httpx.Client, url: str, key: str):
@@ -446,6 +484,14 @@ def test_a_body_over_its_cap_is_413_before_it_is_parsed(http: httpx.Client, url:
     print(f"\n{url}: {len(body) / MIB:.1f} MiB with a key -> {status} in {cpu_s:.3f}s CPU")
     assert status == 413
     assert cpu_s < 0.25
+
+
+def test_a_segment_body_without_a_header_key_is_read_only_within_its_cap(http: httpx.Client):
+    """Segment's SDKs may put the key in the body (writeKey), so a keyless body is read
+    to find it — but never past the collector's cap: this one is 413 unread."""
+    body = million_keys()
+    status, cpu_s = timed_post(http, "/segment/v1/batch", body, {})
+    assert (status, cpu_s < 0.25) == (413, True), cpu_s
 
 
 def test_a_streamed_body_over_its_cap_is_413_while_it_streams(http: httpx.Client):

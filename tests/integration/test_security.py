@@ -91,6 +91,34 @@ def auth(kind: str) -> dict[str, str]:
 # --- the table ----------------------------------------------------------------------
 
 EVENT = "__event__"  # replaced by a fresh valid event per request
+SEGMENT = "__segment__"  # replaced by a fresh Segment message per request
+SEGMENT_BATCH = "__segment_batch__"  # ... and by a Segment batch of one
+
+
+def segment_message() -> dict[str, Any]:
+    """One message every Segment call takes (the route's path says which call it is)."""
+    return {
+        "type": "track",
+        "event": "Signed Up",
+        "userId": "sec-user",
+        "anonymousId": "sec-anon",
+        "previousId": "sec-previous",
+        "groupId": "sec-group",
+        "properties": {"url": "https://shop.example/"},
+        "messageId": str(uuid.uuid4()),
+    }
+
+
+def segment_rows() -> dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]]:
+    """Segment's HTTP API (write or server key), and analytics.js's one-letter paths."""
+    rows = {}
+    for call in ("batch", "track", "identify", "page", "screen", "alias", "group"):
+        body = SEGMENT_BATCH if call == "batch" else SEGMENT
+        for path in (f"/segment/v1/{call}", f"/segment/v1/{call[0]}"):
+            rows[("POST", path)] = (path, {"json": body}, only(200, "write", "server"))
+    return rows
+
+
 ALL = tuple(KEYS)
 
 
@@ -298,6 +326,7 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
     ),
     ("GET", "/console/{rest:path}"): ("/console/nowhere", {}, everyone(404)),
     ("POST", "/console/{rest:path}"): ("/console/nowhere", {}, everyone(404)),
+    **segment_rows(),
 }
 
 
@@ -333,6 +362,10 @@ def test_endpoint_by_key_kind(http: httpx.Client, route: tuple[str, str], kind: 
     kwargs = dict(kwargs)
     if kwargs.get("json") == EVENT:
         kwargs["json"] = event()
+    elif kwargs.get("json") == SEGMENT:
+        kwargs["json"] = segment_message()
+    elif kwargs.get("json") == SEGMENT_BATCH:
+        kwargs["json"] = {"batch": [segment_message()]}
     response = http.request(route[0], url, headers=auth(kind), follow_redirects=False, **kwargs)
     assert response.status_code == expected[kind], response.text[:300]
     if response.status_code == 401 and "webhooks" not in route[1]:
