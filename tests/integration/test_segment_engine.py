@@ -97,6 +97,7 @@ def test_sdk_carts_earn_a_rescue_and_an_sdk_order_prevents_it(
         data_dir=str(tmp_path / "data"),
         rules=str(fast_rules(tmp_path)),
         token_secret="test-token-secret-of-at-least-32-bytes",
+        link_secret="test-link-secret",
         pii_master_key="test-pii-master-key",
         web_enabled="false",
         wall_clock_watermark="true",
