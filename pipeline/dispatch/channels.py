@@ -59,7 +59,6 @@ class SendResult:
     provider_message_id: str | None = None
     # A provider error code when the provider refused the message for good.
     error: str | None = None
-    duplicate: bool = False
     # The request may have reached the provider but no answer came back (a read
     # timeout, a dropped connection): never resent, reconciled from status webhooks.
     unknown: bool = False

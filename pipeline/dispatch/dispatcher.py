@@ -140,7 +140,6 @@ class Dispatcher:
         # partition → no delivery-timeout fallback before this (ms): set on assignment.
         self._grace_until: dict[int, int] = {}
         self._sending = asyncio.Semaphore(settings.send_concurrency)
-        self.sent = self.duplicates = self.erased = 0
 
     def drain(self) -> list[OutRecord]:
         out, self._out = self._out, []
@@ -501,7 +500,6 @@ class Dispatcher:
                 self.store.delete(message_key(message_id), partition)
                 self._deadlines.get(partition, {}).pop(message_id, None)
             self.store.delete(user_key_of(user_key), partition)
-            self.erased += 1
 
     # --- the warehouse --------------------------------------------------------------
 
@@ -793,9 +791,6 @@ class Dispatcher:
         )
         async with self._sending:
             result = await self.channels[channel].send(outgoing)
-        if result.error is None:
-            self.sent += 1
-            self.duplicates += int(result.duplicate)
         free_form = window_open and channel == "whatsapp"
         return result, self._list_price(record, channel, rendered.sms, free_form)
 

@@ -96,10 +96,6 @@ class UserStateStore(Generic[State]):
         raw = self._db(partition).get(WATERMARK_KEY)
         return None if raw is None else int(raw)
 
-    @property
-    def dirty_count(self) -> int:
-        return len(self._dirty)
-
     async def flush(self) -> None:
         """Persist every dirty state: the changelog (acknowledged by Kafka), then RocksDB."""
         if not self._dirty and not self._watermarks:
@@ -153,7 +149,8 @@ class UserStateStore(Generic[State]):
                 excess -= 1
 
     def forget(self, partitions: set[int]) -> None:
-        """Drop cached states of partitions this worker no longer owns (after a flush)."""
+        """After a revocation: drop the whole cache (states reload from RocksDB on the
+        next read), refusing while any revoked partition has unflushed writes."""
         if not partitions:
             return
         stale = [k for k, p in self._dirty.items() if p in partitions]

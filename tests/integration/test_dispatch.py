@@ -398,6 +398,21 @@ def test_cart_rescue_goes_out_on_whatsapp_and_is_read_and_clicked(stack):
     assert raw[0]["properties"]["phone_masked"] == "+1 ••••••1234"
     assert raw[0]["properties"]["phone_ref"]
 
+    # The storefront's catalog names the product the rescue is about.
+    sneaker = {
+        "product_id": "sneaker-9",
+        "name": "Trail Runner 9",
+        "price": 80.0,
+        "currency": "EUR",
+        "image_url": "https://shop.example/img/sneaker-9.png",
+        "url": "https://shop.example/p/sneaker-9",
+        "category": "shoes",
+    }
+    put = stack["http"].put(
+        f"{stack['api']}/v1/products", json={"products": [sneaker]}, headers=SERVER
+    )
+    assert put.status_code == 200, put.text
+
     message_id = cart_rescue(stack, user)
     wait_until(
         lambda: (
@@ -409,6 +424,30 @@ def test_cart_rescue_goes_out_on_whatsapp_and_is_read_and_clicked(stack):
     )
     [message] = sim_messages(stack, message_id)
     assert message["channel"] == "whatsapp" and message["to_masked"] == "+1 ••••••1234"
+    # Outside the service window: Meta's approved template, naming the product, its
+    # picture in the header, the tracked link's token as the button's suffix.
+    content = message["content"]
+    assert content["template"] == "intentflow_cart_rescue"
+    assert "Trail Runner 9" in content["body_parameters"]
+    assert content["header_image"] == sneaker["image_url"]
+    assert content["button_url_suffix"] and content["button_url_suffix"] in message["link"]
+
+    # The send is priced from the rules' rate card (a US marketing template); the
+    # engine's sink brings the receipt to the warehouse.
+    def priced() -> list[tuple]:
+        return (
+            stack["ch"]
+            .query(
+                "SELECT cost, currency FROM receipts WHERE message_id = {m:String}"
+                " AND status = 'sent'",
+                parameters={"m": message_id},
+            )
+            .result_rows
+        )
+
+    wait_until(lambda: bool(priced()), 60, "the sent receipt in the warehouse")
+    card = default_rules().dispatch.rate_card
+    assert priced()[0] == (card.whatsapp_marketing["1"], card.currency)
     # The link the shopper's phone opened (the simulator followed it, as a phone does)
     # leads through our redirect, which counts the click and lands the shopper on the
     # storefront with the message's UTM tags.
