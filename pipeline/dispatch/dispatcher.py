@@ -378,6 +378,11 @@ class Dispatcher:
             record.stage, record.deadline_ms = "sent", None
             self._save(partition, record, now_ms)
             return
+        if isinstance(record, MessageRecord) and record.stage == "sending":
+            # Its call's answer is still to come: whatever it says, no SMS follows it.
+            record.content["cancelled"] = cancellation.reason
+            self._save(partition, record, now_ms)
+            return
         if isinstance(record, MessageRecord) and record.stage != "held":
             return
         if record is None:
@@ -430,12 +435,19 @@ class Dispatcher:
                         now_ms,
                         detail="reconciled",
                     )
-                    if record.stage == "awaiting" and (late or receipt.status in DELIVERED):
+                    cancelled = bool(record.content.get("cancelled"))
+                    if record.stage == "awaiting" and (
+                        late or cancelled or receipt.status in DELIVERED
+                    ):
                         record.stage, record.deadline_ms = "sent", None
                     self._save(partition, record, now_ms)
                 elif receipt.status == "failed" and not late:
                     record.sending = None
-                    work.append(_Work(partition, record, why=f"{receipt.channel}_failed"))
+                    if record.content.get("cancelled"):  # cancelled while in flight
+                        self._finish(record, "cancelled", record.content["cancelled"], now_ms)
+                        self._save(partition, record, now_ms)
+                    else:
+                        work.append(_Work(partition, record, why=f"{receipt.channel}_failed"))
                 continue
             if receipt.status in DELIVERED:
                 if record.stage == "awaiting" and receipt.channel == record.channel:

@@ -20,7 +20,7 @@ from pipeline.dispatch.channels import Outgoing, SendResult
 from pipeline.dispatch.dispatcher import NO_ANSWER, Dispatcher
 from pipeline.dispatch.records import MessageRecord, message_key
 from pipeline.domain.rules import default_rules
-from schemas.messages import Receipt
+from schemas.messages import NudgeCancellation, Receipt
 from schemas.receipt_ids import receipt_id
 from schemas.time import epoch_ms
 
@@ -281,3 +281,29 @@ def test_a_tracked_click_proves_delivery_and_stops_the_sms_fallback() -> None:
     assert isinstance(record, MessageRecord) and record.stage == "sent"
     asyncio.run(d.tick(NOW_MS + 3_600_000))  # long past the delivery timeout
     assert calls == [(n.nudge_id, "whatsapp")]
+
+
+def test_a_cancellation_while_the_answer_is_lost_stops_the_fallback() -> None:
+    """An order placed while a lost WhatsApp send awaits its webhooks: a later "failed"
+    must not bring the SMS to a shopper who has bought."""
+    calls: list[tuple[str, str]] = []
+    d, store, providers, _ = dispatcher(calls)
+    providers["whatsapp"].answer = SendResult(unknown=True)
+    n = day_nudge(1)
+    decide(d, [n])
+    cancel = NudgeCancellation(
+        nudge_id=n.nudge_id,
+        kind="high_intent",
+        user_key="u1",
+        reason="order_placed",
+        at=NIGHT,
+        rules_version="r1",
+        trigger_event_id="e2",
+    )
+    decide(d, [cancel])
+    asyncio.run(d.on_receipts([(0, webhook(n.nudge_id, "u1", "failed"))], NOW_MS + 5_000))
+    assert ("cancelled", "order_placed") in steps(d)
+    asyncio.run(d.tick(NOW_MS + 10 * UNKNOWN_AFTER_MS))
+    assert calls == [(n.nudge_id, "whatsapp")]
+    record = store.get(message_key(n.nudge_id), 0)
+    assert isinstance(record, MessageRecord) and record.outcome == "cancelled"
