@@ -412,13 +412,13 @@ class Dispatcher:
                 log.warning("partition %d: a receipt that does not parse was skipped", partition)
                 continue
             self._audit.append(_audit_row(receipt))
+            # A click through our tracked link (api/routes/links.py) carries no provider id
+            # but proves the message arrived on its channel, as a provider's "delivered" does.
             shopper_clicked = receipt.status == "clicked" and receipt.channel is not None
             if receipt.status not in PROVIDER_STATUSES or (
                 receipt.provider_message_id is None and not shopper_clicked
             ):
                 continue  # our own steps
-            # A click through our tracked link (api/routes/links.py) proves the message
-            # arrived on its channel, as a provider's "delivered" does.
             record = self.store.get(message_key(receipt.message_id), partition)
             if not isinstance(record, MessageRecord):
                 continue
