@@ -457,8 +457,13 @@ class Dispatcher:
                     # A WhatsApp delivery after the SMS went out: recorded, nothing sent.
                     record.late.append(str(receipt.channel))
                     self._save(partition, record, now_ms)
-            elif record.stage == "awaiting" and receipt.channel == record.channel:
+            elif (
+                receipt.status == "failed"
+                and record.stage == "awaiting"
+                and receipt.channel == record.channel
+            ):
                 work.append(_Work(partition, record, why=f"{receipt.channel}_failed"))
+            # "accepted" after the answer: the provider has it, as its answer said.
         await self._run(work, now_ms)
 
     # --- the clock ----------------------------------------------------------------

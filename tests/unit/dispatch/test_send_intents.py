@@ -307,3 +307,19 @@ def test_a_cancellation_while_the_answer_is_lost_stops_the_fallback() -> None:
     assert calls == [(n.nudge_id, "whatsapp")]
     record = store.get(message_key(n.nudge_id), 0)
     assert isinstance(record, MessageRecord) and record.outcome == "cancelled"
+
+
+def test_the_providers_accepted_webhook_after_its_answer_starts_no_fallback() -> None:
+    # Meta's "sent" status (our "accepted") routinely arrives after the send's answer.
+    # It says the provider has the message: nothing fails, no SMS follows.
+    calls: list[tuple[str, str]] = []
+    d, store, _, _ = dispatcher(calls)
+    n = day_nudge(1)
+    decide(d, [n])
+    asyncio.run(d.on_receipts([(0, webhook(n.nudge_id, "u1", "accepted"))], NOW_MS + 1_000))
+    record = store.get(message_key(n.nudge_id), 0)
+    assert isinstance(record, MessageRecord) and record.stage == "awaiting"
+    asyncio.run(d.on_receipts([(0, webhook(n.nudge_id, "u1", "read"))], NOW_MS + 2_000))
+    asyncio.run(d.tick(NOW_MS + 10 * UNKNOWN_AFTER_MS))
+    assert calls == [(n.nudge_id, "whatsapp")]
+    assert "fallback" not in [r.status for r in receipts(d)]
