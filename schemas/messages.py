@@ -224,6 +224,11 @@ ReceiptStatus = Literal[
     # A provider's webhook: it took the message (Meta's "sent", Twilio's queued/sent).
     "accepted",
 ]
+# A message's steps in the order they happen: what breaks ties between receipts of one
+# time (providers' webhooks carry whole seconds). Statuses not listed come first.
+RECEIPT_LIFECYCLE = (
+    "sent", "accepted", "delivered", "read", "clicked", "failed", "fallback", "unknown"
+)  # fmt: skip
 # Why a message expired at send time: too old for its kind; held past the maximum hold.
 EXPIRED_STALE = "stale"
 EXPIRED_MAX_HOLD = "quiet_hours_max_hold"

@@ -7,6 +7,7 @@ from clickhouse_connect.driver.client import Client
 
 from api.queries.common import LIVE_RUN, iso_ms
 from api.queries.segments import mask_identifier
+from schemas.messages import RECEIPT_LIFECYCLE
 
 TIMELINE_SQL = """
 SELECT at, what, kind, status, detail, user_key, channel FROM (
@@ -49,14 +50,17 @@ RECEIPTS_SQL = """
 SELECT message_id, kind, channel, status, at, detail
 FROM receipts FINAL
 WHERE user_key = {user_key:String}
-ORDER BY at DESC, message_id, channel
+ORDER BY at DESC, indexOf({lifecycle:Array(String)}, status) DESC, message_id, channel
 LIMIT {limit:UInt32}
 """
 
 
 def receipts_of(client: Client, user_key: str, limit: int = 200) -> list[dict[str, Any]]:
     """One shopper's receipts, newest first: each message's path from sent to clicked."""
-    result = client.query(RECEIPTS_SQL, parameters={"user_key": user_key, "limit": limit})
+    result = client.query(
+        RECEIPTS_SQL,
+        parameters={"user_key": user_key, "limit": limit, "lifecycle": list(RECEIPT_LIFECYCLE)},
+    )
     return [
         {
             "message_id": message_id,

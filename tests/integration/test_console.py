@@ -22,13 +22,22 @@ from api.console.session import COOKIE, ConsoleSettings, issue, signing_key
 from api.main import create_app
 from api.privacy.consent import master_key
 from api.privacy.store import ConsentDecision, PrivacyStore
-from pipeline.sink.rows import DEAD_LETTERS, EVENTS, dead_letter_row, event_row, nudge_row
+from api.queries.timeline import receipts_of
+from pipeline.sink.rows import (
+    DEAD_LETTERS,
+    EVENTS,
+    RECEIPTS,
+    dead_letter_row,
+    event_row,
+    nudge_row,
+    receipt_row,
+)
 from pipeline.sink.rows import NUDGES as NUDGES_TABLE
 from schemas.deadletter import DeadLetter
 from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.events import parse_event
 from schemas.keys import hash_api_key
-from schemas.messages import Nudge
+from schemas.messages import Nudge, Receipt
 from schemas.topics import NUDGES
 from tests.collector_server import api_client, collector_settings, consume_matching
 from tests.integration.test_hostile_input import HOSTILE_TEXT
@@ -489,3 +498,28 @@ def test_backtests_compare_two_runs_and_dead_letters_are_listed(server: str, cli
         audit = reader.get("/console/audit")
         assert "console-test-reason" in audit.text  # dead letters: a read key sees them
         assert "Shown to admin sessions only" in audit.text  # the audit log: admin only
+
+
+def test_a_messages_receipts_of_one_second_read_in_the_order_they_happened(clickhouse: Client):
+    # Meta's status webhooks carry whole seconds: sent, delivered and read often share one.
+    at = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    user, message = f"tie-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    rows = [
+        receipt_row(
+            Receipt(
+                receipt_id=uuid.uuid4().hex,
+                message_id=message,
+                kind="cart_rescue",
+                user_key=user,
+                channel="whatsapp",
+                status=status,  # type: ignore[arg-type]
+                at=at,
+            )
+        )
+        for status in ("read", "delivered", "accepted", "sent")  # arriving out of order
+    ]
+    clickhouse.insert(
+        RECEIPTS.name, list(zip(*rows, strict=True)), RECEIPTS.columns, column_oriented=True
+    )
+    newest_first = [r["status"] for r in receipts_of(clickhouse, user)]
+    assert newest_first == ["read", "delivered", "accepted", "sent"]
