@@ -26,8 +26,9 @@ Harness endpoints (not the providers'): ``GET /v1/messages`` lists what it took 
 message id decoded from the reference, channel, masked phone, content, webhooks);
 ``POST /v1/{channel}/inbound`` ``{"from": "+1…", "text": "STOP"}`` plays a shopper's
 message, posted to our webhook in the provider's shape (and, on WhatsApp, opening
-the service window); ``POST /v1/config`` changes rates; ``/health``. Phones are
-kept and logged masked only.
+the service window); ``POST /v1/config`` changes rates; ``GET /phone`` shows the
+shoppers' phones (each message as the shopper sees it, its link to follow);
+``/health``. Phones are kept and logged masked only.
 """
 
 import asyncio
@@ -50,12 +51,15 @@ import httpx
 import orjson
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from twilio.request_validator import RequestValidator
 
 from pipeline.dispatch.settings import ProviderSimSettings
+from pipeline.dispatch.sim_phone import HEADERS as PHONE_HEADERS
+from pipeline.dispatch.sim_phone import STYLE as PHONE_STYLE
+from pipeline.dispatch.sim_phone import phone_page
 from pipeline.domain.rules import WhatsAppTemplate, rules_from
 from pipeline.worker import configure_logging
 from schemas import pii
@@ -683,6 +687,16 @@ def create_sim_app(settings: ProviderSimSettings | None = None) -> FastAPI:
         for channel in [update.channel] if update.channel else ["whatsapp", "sms"]:
             simulator.behaviour[channel] = replace(simulator.behaviour[channel], **changes)
         return {channel: asdict(b) for channel, b in simulator.behaviour.items()}
+
+    @app.get("/phone", response_class=HTMLResponse)
+    async def phone() -> HTMLResponse:
+        """What the simulated shoppers' phones show (a harness page: docs in sim_phone.py)."""
+        body_names = {name: t.body for name, t in simulator.templates.items()}
+        return HTMLResponse(phone_page(simulator.accepted, body_names), headers=PHONE_HEADERS)
+
+    @app.get("/phone.css")
+    async def phone_css() -> Response:
+        return Response(PHONE_STYLE, media_type="text/css", headers=PHONE_HEADERS)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -58,6 +58,7 @@ class LocalStack:
         self._lock_file: TextIO | None = None
         self.warehouse_port = 0
         self.api_url = f"http://{settings.host}:{settings.api_port}"
+        self.sim_url = ""
 
     # --- entry point -------------------------------------------------------------------
 
@@ -156,12 +157,12 @@ class LocalStack:
 
         # Dispatch: the provider simulator (webhooks back to the API), the dispatcher role
         # and the campaign launcher, which puts due campaigns' messages on the dispatch topic.
-        sim_port = free_port(settings.host)
+        self.sim_url = f"http://{settings.host}:{free_port(settings.host)}"
         sim_env, self.provider_env = provider_env(
-            f"http://{settings.host}:{sim_port}", self.api_url, os.environ, simulated_credentials()
+            self.sim_url, self.api_url, os.environ, simulated_credentials()
         )
         for name, args, env in (
-            ("provider-sim", ["provider-sim", "--port", str(sim_port)], sim_env),
+            ("provider-sim", ["provider-sim", "--port", self.sim_url.rsplit(":", 1)[1]], sim_env),
             ("dispatcher", ["dispatcher"], self.provider_env),
             ("campaigns", ["campaigns"], {}),
         ):
@@ -302,6 +303,9 @@ class LocalStack:
             f"  API        {self.api_url}",
             f"  API docs   {self.api_url}/docs",
             f"  demo shop  {self.api_url}/demo/",
+            f"  console    {self.api_url}/console/  (sign in with INTENTFLOW_ADMIN_KEY below)",
+            f"  phones     {self.sim_url}/phone  (what shoppers receive; follow a link there)",
+            f"  providers  {self.sim_url}  (WhatsApp Cloud API and Twilio simulator)",
             f"  tracker    {self.api_url}/tracker.js",
             f"  health     {self.api_url}/v1/health",
             f"  logs       {self.logs_dir}",
