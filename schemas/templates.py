@@ -160,10 +160,11 @@ def cta_url(
 
 
 def landing(storefront_url: str, kind: str, product: Product | None, vip_token: str | None) -> str:
-    """Where a message's link lands: the product's page if known (a path when it is under
-    the storefront, keeping tokens short), else the cart (cart rescue) or the home page."""
+    """Where a message's link lands: a cart rescue's on the cart (which the storefront
+    restores from the message, with its discount); another's on the product's page if
+    known (a path when it is under the storefront, keeping tokens short), else home."""
     base = storefront_url.rstrip("/")
-    if product is not None and product.url:
+    if kind != "cart_rescue" and product is not None and product.url:
         page = product.url
         if page.startswith(base + "/"):
             page = page[len(base) :]

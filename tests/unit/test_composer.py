@@ -128,7 +128,7 @@ def test_an_unknown_product_gets_generic_wording_and_the_logo_never_its_id(produ
         assert landing == ("/cart" if kind == "cart_rescue" else "/")
 
 
-def test_a_known_product_is_named_priced_pictured_and_linked_to_its_page():
+def test_a_known_product_is_named_priced_pictured_and_linked_to_its_page_or_the_cart():
     camera = Product(
         "cam-001",
         "Aperture X100 Camera",
@@ -159,8 +159,21 @@ def test_a_known_product_is_named_priced_pictured_and_linked_to_its_page():
     assert send.body_parameters == ("Ada", "Aperture X100 Camera", "10")
     assert send.header_image_url == camera.image_url
     link = open_link_token(SECRET, send.button_url_suffix or "")
-    assert link.landing == "/product/cam-001"
+    assert link.landing == "/cart"  # a rescue lands on the cart it restores
     assert urlsplit(rendered.cta).path == f"/v1/r/{send.button_url_suffix}"
+    nudged = render(
+        kind="high_intent",
+        message_id="b" * 32,
+        storefront_url=SHOP,
+        discount_percent=10,
+        product=camera,
+        tracking=Tracking(SECRET, API, "user-7"),
+        template_spec=SPECS.high_intent,
+    )
+    assert nudged.template is not None
+    assert open_link_token(SECRET, nudged.template.button_url_suffix or "").landing == (
+        "/product/cam-001"
+    )
     priced = render(
         kind="campaign",
         message_id="m",
