@@ -224,8 +224,9 @@ ReceiptStatus = Literal[
     # A provider's webhook: it took the message (Meta's "sent", Twilio's queued/sent).
     "accepted",
 ]
-# A message's steps in the order they happen: what breaks ties between receipts of one
-# time (providers' webhooks carry whole seconds). Statuses not listed come first.
+# A message's steps in the order they happen: what orders its receipts within one second
+# (providers' webhooks carry whole seconds, so a delivery can seem to precede our send).
+# Statuses not listed come first.
 RECEIPT_LIFECYCLE = (
     "sent", "accepted", "delivered", "read", "clicked", "failed", "fallback", "unknown"
 )  # fmt: skip

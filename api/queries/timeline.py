@@ -50,7 +50,9 @@ RECEIPTS_SQL = """
 SELECT message_id, kind, channel, status, at, detail
 FROM receipts FINAL
 WHERE user_key = {user_key:String}
-ORDER BY at DESC, indexOf({lifecycle:Array(String)}, status) DESC, message_id, channel
+-- Providers' webhooks carry whole seconds: within one, the lifecycle says what came first.
+ORDER BY toStartOfSecond(at) DESC, indexOf({lifecycle:Array(String)}, status) DESC, at DESC,
+    message_id, channel
 LIMIT {limit:UInt32}
 """
 

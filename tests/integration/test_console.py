@@ -8,7 +8,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import orjson
@@ -501,8 +501,10 @@ def test_backtests_compare_two_runs_and_dead_letters_are_listed(server: str, cli
 
 
 def test_a_messages_receipts_of_one_second_read_in_the_order_they_happened(clickhouse: Client):
-    # Meta's status webhooks carry whole seconds: sent, delivered and read often share one.
+    # Meta's status webhooks carry whole seconds: a delivery stamped 12:00:00 may follow
+    # our send at 12:00:00.400, and sent, delivered and read often share one second.
     at = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    sent_at = at + timedelta(milliseconds=400)
     user, message = f"tie-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     rows = [
         receipt_row(
@@ -513,7 +515,7 @@ def test_a_messages_receipts_of_one_second_read_in_the_order_they_happened(click
                 user_key=user,
                 channel="whatsapp",
                 status=status,  # type: ignore[arg-type]
-                at=at,
+                at=sent_at if status == "sent" else at,
             )
         )
         for status in ("read", "delivered", "accepted", "sent")  # arriving out of order
