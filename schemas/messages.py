@@ -224,9 +224,8 @@ ReceiptStatus = Literal[
     # A provider's webhook: it took the message (Meta's "sent", Twilio's queued/sent).
     "accepted",
 ]
-# A message's steps in the order they happen: what orders its receipts within one second
-# (providers' webhooks carry whole seconds, so a delivery can seem to precede our send).
-# Statuses not listed come first.
+# A channel's steps in the order they happen: what orders a message's receipts within
+# one second (providers' webhooks carry whole seconds). Statuses not listed come first.
 RECEIPT_LIFECYCLE = (
     "sent", "accepted", "delivered", "read", "clicked", "failed", "fallback", "unknown"
 )  # fmt: skip

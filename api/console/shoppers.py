@@ -28,7 +28,7 @@ from api.deps import ResourcesDep, SettingsDep
 from api.privacy.consent import privacy_store
 from api.privacy.revoke import RevokeFailed, revoke_consent
 from api.queries.shoppers import shoppers
-from api.queries.timeline import receipts_of
+from api.queries.timeline import message_steps, receipts_of
 from api.routes import admin, profiles, users
 from api.routing import GuardedRoute
 
@@ -105,9 +105,10 @@ async def shopper(
         )
     except Exception as exc:
         receipts, receipts_err = [], f"receipts unavailable ({type(exc).__name__})"
-    messages: dict[str, list[dict[str, Any]]] = {}
-    for receipt in reversed(receipts):  # oldest first within a message
-        messages.setdefault(receipt["message_id"], []).append(receipt)
+    by_message: dict[str, list[dict[str, Any]]] = {}
+    for receipt in receipts:
+        by_message.setdefault(receipt["message_id"], []).append(receipt)
+    messages = {message: message_steps(steps) for message, steps in by_message.items()}
     live = profile.live or {}
     products = live.get("products") or {}
     top = max(products.items(), key=lambda kv: kv[1].get("score", 0), default=None)

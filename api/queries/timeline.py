@@ -50,19 +50,14 @@ RECEIPTS_SQL = """
 SELECT message_id, kind, channel, status, at, detail
 FROM receipts FINAL
 WHERE user_key = {user_key:String}
--- Providers' webhooks carry whole seconds: within one, the lifecycle says what came first.
-ORDER BY toStartOfSecond(at) DESC, indexOf({lifecycle:Array(String)}, status) DESC, at DESC,
-    message_id, channel
+ORDER BY at DESC, message_id, channel
 LIMIT {limit:UInt32}
 """
 
 
 def receipts_of(client: Client, user_key: str, limit: int = 200) -> list[dict[str, Any]]:
     """One shopper's receipts, newest first: each message's path from sent to clicked."""
-    result = client.query(
-        RECEIPTS_SQL,
-        parameters={"user_key": user_key, "limit": limit, "lifecycle": list(RECEIPT_LIFECYCLE)},
-    )
+    result = client.query(RECEIPTS_SQL, parameters={"user_key": user_key, "limit": limit})
     return [
         {
             "message_id": message_id,
@@ -74,3 +69,27 @@ def receipts_of(client: Client, user_key: str, limit: int = 200) -> list[dict[st
         }
         for message_id, kind, channel, status, at, detail in result.result_rows
     ]
+
+
+def message_steps(receipts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One message's receipts (``receipts_of`` rows) in the order they happened.
+
+    Providers' webhooks carry whole seconds, so by time alone a delivery stamped
+    12:00:00 precedes our send at 12:00:00.400. Within one second, each channel's steps
+    come together (channels in the order they were first tried: WhatsApp's fallback
+    before the SMS it led to) and in lifecycle order (sent, accepted, delivered, read…).
+    """
+    first_at: dict[str | None, str] = {}
+    for receipt in receipts:
+        channel = receipt["channel"]
+        first_at[channel] = min(first_at.get(channel, receipt["at"]), receipt["at"])
+    rank = {status: i for i, status in enumerate(RECEIPT_LIFECYCLE, 1)}
+    return sorted(
+        receipts,
+        key=lambda r: (
+            r["at"][:19],  # the whole second
+            first_at[r["channel"]],
+            rank.get(r["status"], 0),
+            r["at"],
+        ),
+    )

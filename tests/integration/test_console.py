@@ -22,7 +22,7 @@ from api.console.session import COOKIE, ConsoleSettings, issue, signing_key
 from api.main import create_app
 from api.privacy.consent import master_key
 from api.privacy.store import ConsentDecision, PrivacyStore
-from api.queries.timeline import receipts_of
+from api.queries.timeline import message_steps, receipts_of
 from pipeline.sink.rows import (
     DEAD_LETTERS,
     EVENTS,
@@ -500,12 +500,21 @@ def test_backtests_compare_two_runs_and_dead_letters_are_listed(server: str, cli
         assert "Shown to admin sessions only" in audit.text  # the audit log: admin only
 
 
-def test_a_messages_receipts_of_one_second_read_in_the_order_they_happened(clickhouse: Client):
-    # Meta's status webhooks carry whole seconds: a delivery stamped 12:00:00 may follow
-    # our send at 12:00:00.400, and sent, delivered and read often share one second.
-    at = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
-    sent_at = at + timedelta(milliseconds=400)
-    user, message = f"tie-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+def test_a_messages_receipts_read_in_the_order_they_happened(clickhouse: Client):
+    # Providers' webhooks carry whole seconds: Meta's delivery stamped 12:00:00 follows our
+    # send at 12:00:00.400. Then WhatsApp is paused and the fallback leads to an SMS.
+    second = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
+    ms = timedelta(milliseconds=1)
+    user, message = f"order-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    happened = [
+        ("whatsapp", "sent", second + 400 * ms),
+        ("whatsapp", "accepted", second),
+        ("whatsapp", "delivered", second),
+        ("whatsapp", "read", second + 1000 * ms),
+        ("whatsapp", "fallback", second + 5200 * ms),
+        ("sms", "sent", second + 5250 * ms),
+        ("sms", "delivered", second + 5000 * ms),
+    ]
     rows = [
         receipt_row(
             Receipt(
@@ -513,15 +522,15 @@ def test_a_messages_receipts_of_one_second_read_in_the_order_they_happened(click
                 message_id=message,
                 kind="cart_rescue",
                 user_key=user,
-                channel="whatsapp",
+                channel=channel,  # type: ignore[arg-type]
                 status=status,  # type: ignore[arg-type]
-                at=sent_at if status == "sent" else at,
+                at=at,
             )
         )
-        for status in ("read", "delivered", "accepted", "sent")  # arriving out of order
+        for channel, status, at in reversed(happened)  # arriving in any order
     ]
     clickhouse.insert(
         RECEIPTS.name, list(zip(*rows, strict=True)), RECEIPTS.columns, column_oriented=True
     )
-    newest_first = [r["status"] for r in receipts_of(clickhouse, user)]
-    assert newest_first == ["read", "delivered", "accepted", "sent"]
+    steps = message_steps(receipts_of(clickhouse, user))
+    assert [(r["channel"], r["status"]) for r in steps] == [(c, s) for c, s, _ in happened]
