@@ -1,0 +1,1 @@
+"""Grafana dashboards as code (dashboards/builders/) and their generated JSON."""
