@@ -110,9 +110,19 @@
     if (found) save("campaign", found); // a landing's campaign lasts the session
     return found || load("campaign", null);
   }
+  // A message's VIP link carries a single-use discount token (a bearer credential):
+  // the page's address is sent without it.
+  var SECRET_PARAMS = ["vip_token"];
+  function pageUrl() {
+    var url = new URL(location.href);
+    SECRET_PARAMS.forEach(function (name) {
+      if (url.searchParams.has(name)) url.searchParams.delete(name);
+    });
+    return url.href.slice(0, 4096);
+  }
   function context() {
     var ctx = {
-      page: { url: location.href.slice(0, 4096), path: location.pathname.slice(0, 2048),
+      page: { url: pageUrl(), path: location.pathname.slice(0, 2048),
         title: document.title.slice(0, 2048) },
       user_agent: navigator.userAgent.slice(0, 2048),
       locale: (navigator.language || "").slice(0, 256) || undefined,
@@ -244,7 +254,7 @@
   }
 
   function page() {
-    track("page_view", { url: location.href.slice(0, 4096) });
+    track("page_view", { url: pageUrl() });
     var product = productOnPage();
     if (product) track("product_view", product);
   }

@@ -15,12 +15,13 @@ from clickhouse_connect.driver.client import Client
 from playwright.sync_api import Page, expect
 
 from pipeline.sink.rows import NUDGES, nudge_row
-from schemas.messages import CartItem, Nudge
+from schemas.messages import CartItem
 from schemas.tokens import TokenKeys, sign_token
 from tests.collector_server import SERVER_KEY, WRITE_KEY, collector_settings, running_api
 from tests.e2e import test_console_browser as console_browser
 from tests.e2e.test_console_browser import assert_clean, insert
 from tests.e2e.test_tracker_browser import CHROMIUM, events_of, wait_until_sent
+from tests.integration.test_offers import rescue
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 TOKEN_SECRET = "demo-shop-browser-token-secret-32-bytes"
@@ -206,34 +207,17 @@ def test_a_collector_that_is_down_leaves_the_order_unplaced_and_the_cart_kept(
     assert_clean(page)
 
 
-def rescue_nudge(nudge_id: str, user: str) -> Nudge:
-    at = datetime.now(UTC) - timedelta(hours=2)
-    return Nudge(
-        nudge_id=nudge_id,
-        kind="cart_rescue",
-        user_key=user,
-        user_id=user,
-        status="emit",
-        triggered_at=at,
-        decided_at=at,
-        cart_id=f"cart-{user}",
-        items=(
-            CartItem(product_id="cam-001", quantity=1, price=899.0),
-            CartItem(product_id="hea-001", quantity=2, price=249.0),
-        ),
-        discount_percent=10,
-        channels=("whatsapp",),
-        score=0.9,
-        rules_version="r1",
-        trigger_event_id=f"e-{nudge_id}",
-    )
-
-
 def test_a_rescue_link_restores_the_cart_and_its_discount(
     page: Page, shop: str, broker: str, clickhouse: Client
 ):
     message_id = uuid.uuid4().hex
-    insert(clickhouse, NUDGES, [nudge_row(rescue_nudge(message_id, "cust-rescued"), "live")])
+    cart = (
+        CartItem(product_id="cam-001", quantity=1, price=899.0),
+        CartItem(product_id="hea-001", quantity=2, price=249.0),
+    )
+    decided = datetime.now(UTC) - timedelta(hours=2)
+    nudge = rescue(message_id, decided, "cust-rescued", cart)
+    insert(clickhouse, NUDGES, [nudge_row(nudge, "live")])
     # A fresh browser: nothing in its storage but what the link brings.
     page.goto(
         f"{shop}/demo/cart?utm_source=intentflow&utm_medium=whatsapp"
@@ -277,13 +261,14 @@ def vip_token(token_id: str) -> str:
 
 
 def test_a_vip_token_is_redeemed_once_and_a_replay_is_refused_with_its_reason(
-    page: Page, shop: str
+    page: Page, shop: str, broker: str
 ):
     token = vip_token(uuid.uuid4().hex)
     for attempt in ("first", "again"):
         page.goto(f"{shop}/demo/?utm_source=intentflow&vip_token={token}")
         expect(page.locator("#vip")).to_have_text("VIP: 15 % off at checkout")
         assert "vip_token" not in page.url  # a bearer credential leaves the address bar
+        anonymous_id = page.evaluate("intentflow.anonymousId()")
         if attempt == "first":
             screenshot(page, "vip-landing")
             fill_profile(page, "cust-vip")
@@ -300,4 +285,9 @@ def test_a_vip_token_is_redeemed_once_and_a_replay_is_refused_with_its_reason(
             expect(page.locator("#confirmation")).to_contain_text("899.00 EUR")
             screenshot(page, "vip-refused")
         expect(page.locator("#vip")).to_be_hidden()
+    # ... and never travels in an event: the tracker sends the landing's address without it.
+    landings = events_of(broker, anonymous_id, lambda found: len(found) >= 2)
+    views = [e for e in landings if e["name"] == "page_view"]
+    assert views and all("vip_token" not in str(e) for e in landings), views
+    assert all(e["properties"]["url"].startswith(f"{shop}/demo/?utm_source") for e in views[:1])
     assert_clean(page)

@@ -17,21 +17,27 @@ RESCUE, OLD, HELD_BACK = "1" * 32, "2" * 32, "3" * 32
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def rescue(nudge_id: str, decided_at: datetime, **extra) -> Nudge:
+CART = (
+    CartItem(product_id="cam-001", quantity=1, price=899.0),
+    CartItem(product_id="wat-001", quantity=2, price=329.0),
+)
+
+
+def rescue(
+    nudge_id: str, decided_at: datetime, user: str = "offer-shopper", items=CART, **extra
+) -> Nudge:
+    """A cart-rescue decision as the engine makes it (emitted unless ``status`` says not)."""
     return Nudge(
         nudge_id=nudge_id,
         kind="cart_rescue",
-        user_key="offer-shopper",
-        user_id="offer-shopper",
+        user_key=user,
+        user_id=user,
         status=extra.pop("status", "emit"),
         reason=extra.pop("reason", None),
         triggered_at=decided_at,
         decided_at=decided_at,
-        cart_id="cart-1",
-        items=(
-            CartItem(product_id="cam-001", quantity=1, price=899.0),
-            CartItem(product_id="wat-001", quantity=2, price=329.0),
-        ),
+        cart_id=f"cart-{user}",
+        items=items,
         discount_percent=10,
         channels=("whatsapp",),
         score=0.8,
