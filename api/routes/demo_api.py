@@ -8,9 +8,10 @@ made (``/v1/offers/{message_id}``) and redeems VIP tokens (``/v1/tokens/redeem``
 
 Prices and discounts come from here, never from the browser: the catalog's price of
 each line, the offer's percent as the API states it, the token's as redemption states
-it. Discounts do not stack: the larger applies. JSON bodies and SameSite cookies make
-these calls safe from other sites' forms (a cross-site JSON POST needs CORS, which
-``/demo/`` never grants).
+it. Discounts do not stack: the larger applies. These routes read no cookie and no
+session: what a request may do rests on what it carries (the shopper's ids, a
+message id, a token), so another site's page can do nothing here that it could not
+do by calling directly; and no CORS header lets it read an answer.
 
 An order is placed only when the collector accepted its event (202, accepted 1);
 otherwise the page is told it was not placed, and keeps the cart. The page's

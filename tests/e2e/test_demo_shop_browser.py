@@ -157,6 +157,7 @@ def test_checkout_sends_the_order_from_the_shop_backend_at_catalog_prices(
     order_id = confirmation.split("Your order ")[1].split(" ")[0]
     assert order_id.startswith("demo-")
     screenshot(page, "confirmation")
+    expect(page.locator("#place-order")).to_be_hidden()  # one order per checkout
     expect(page.locator("#cart-count")).to_have_text("0")
 
     def ordered(found: list[dict]) -> bool:

@@ -341,7 +341,8 @@
         write(sessionStorage, VIP_KEY, null);
         showOffers();
         button.hidden = true;
-        $("checkout-items").textContent = "";
+        $("checkout-items").hidden = true;
+        $("checkout-who").hidden = true;
         show("vip-result", vipText(answer.vip));
         $("confirmation").textContent = "Thank you! Your order " + answer.order_id +
           " is placed: " + money(answer.total) + ".";
