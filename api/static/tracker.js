@@ -14,8 +14,12 @@
  *   data-if-prop-quantity="1" data-if-prop-price="9.99">. Buttons with an id are also
  *   reported as button_click when they carry data-if-click.
  * API: intentflow.track(name, props), .page(), .identify(userId, traits),
- *   .consent(channel, granted, phone, purpose), .flush(), .anonymousId(), .userId().
+ *   .consent(channel, granted, phone, purpose), .flush(), .anonymousId(), .userId(),
+ *   .uuid() (a random UUID, also where crypto.randomUUID is not: plain-http pages).
  *   purpose: "transactional" (order updates; the default) or "marketing" (offers).
+ *
+ * Privacy: a page's address is sent without a vip_token parameter (a single-use
+ * discount token our VIP links carry: a bearer credential).
  *
  * Delivery: events queue in localStorage (bounded), are sent in batches with the
  * write key in the Authorization header, and are retried with exponential backoff
@@ -372,6 +376,7 @@
       save("anonymous_id", anonymousId);
     },
     anonymousId: function () { return anonymousId; },
+    uuid: uuid,
     userId: function () { return load("user_id", null); },
     queued: function () { return load("queue", queue).length; },
   };

@@ -278,7 +278,7 @@
   function checkoutId() {
     var id = read(localStorage, CHECKOUT_KEY, null);
     if (!id) {
-      id = crypto.randomUUID ? crypto.randomUUID() : null;
+      id = tracker.uuid();
       write(localStorage, CHECKOUT_KEY, id);
     }
     return id;
