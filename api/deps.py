@@ -24,11 +24,16 @@ def get_clickhouse(resources: Annotated[Resources, Depends(get_resources)]) -> C
     try:
         return resources.clickhouse()
     except (ClickHouseError, OSError) as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"warehouse unavailable: {type(exc).__name__}",
-            headers={"Retry-After": "5"},
-        ) from None
+        raise warehouse_unavailable(exc) from None
+
+
+def warehouse_unavailable(exc: Exception) -> HTTPException:
+    """The caller's 503 for a warehouse that failed (its error's type, never its text)."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"warehouse unavailable: {type(exc).__name__}",
+        headers={"Retry-After": "5"},
+    )
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]

@@ -34,6 +34,10 @@ class ApiSettings(CommonSettings):
     storefront_url: str = "http://127.0.0.1:8000/demo"
     # Write key the /demo/ storefront embeds in its pages; the demo is off while unset.
     demo_write_key: SecretStr | None = None
+    # Server key the demo shop's own backend (/demo/api/) reports orders, reads offers and
+    # redeems VIP tokens with, over HTTP at public_api_url as any store backend would; it
+    # never reaches a page. Without it the shop takes no orders.
+    demo_server_key: SecretStr | None = None
     # Older token signing keys still accepted ("kid:secret,kid:secret"): rotation.
     token_verify_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     # A worker's web server: profiles read the live state through it (Faust routes

@@ -1,7 +1,8 @@
 """``/demo/``: a small storefront instrumented with the tracker (catalog, product, cart, checkout).
 
 Pages are rendered here from api/static/demo/ with every value HTML-escaped and
-strict security headers; the cart lives in the browser. The write key embedded
+strict security headers; the cart and the profile (customer id, masked phone) live in
+the browser, orders go through the shop's backend (api/routes/demo_api.py). The write key embedded
 in the pages is ``INTENTFLOW_DEMO_WRITE_KEY`` (write keys are public by design);
 without it the pages say so and send nothing.
 """
@@ -28,6 +29,7 @@ CATALOG: dict[str, dict[str, Any]] = {
     product["product_id"]: product
     for product in json.loads((STATIC / "catalog.json").read_text(encoding="utf-8"))
 }
+CURRENCY = "EUR"  # every price in catalog.json
 ASSETS = {"demo.js": "text/javascript; charset=utf-8", "demo.css": "text/css; charset=utf-8"}
 
 # Only this origin's scripts, styles and connections; no inline code, no framing.
@@ -55,7 +57,7 @@ def _page(settings: ApiSettings, title: str, content: str, status_code: int = 20
 
 
 def _price(product: dict[str, Any]) -> str:
-    return f"{product['price']:.2f} EUR"
+    return f"{product['price']:.2f} {CURRENCY}"
 
 
 @router.get("")
@@ -63,11 +65,18 @@ async def demo_root() -> RedirectResponse:
     return RedirectResponse("/demo/")
 
 
+def _picture(p: dict[str, Any], size: int) -> str:
+    return (
+        f'<img class="picture" src="/demo/images/{e(p["product_id"])}.png" alt="{e(p["name"])}"'
+        f' width="{size}" height="{size}">'
+    )
+
+
 @router.get("/")
 async def catalog(settings: SettingsDep) -> Response:
     cards = "".join(
-        f'<div class="card"><h2><a href="/demo/product/{e(p["product_id"])}">{e(p["name"])}</a>'
-        f'</h2><p>{e(p["blurb"])}</p><p class="price">{e(_price(p))}</p></div>'
+        f'<a class="card" href="/demo/product/{e(p["product_id"])}">{_picture(p, 240)}'
+        f'<h2>{e(p["name"])}</h2><p>{e(p["blurb"])}</p><p class="price">{e(_price(p))}</p></a>'
         for p in CATALOG.values()
     )
     return _page(settings, "Catalog", f'<h1>Catalog</h1><div class="grid">{cards}</div>')
@@ -80,18 +89,19 @@ async def product(product_id: str, settings: SettingsDep) -> Response:
         return _page(settings, "Not found", "<h1>No such product</h1>", status_code=404)
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in p["specs"].items())
     content = (
-        f'<article data-if-product-id="{e(p["product_id"])}" data-if-category="{e(p["category"])}"'
-        f' data-if-price="{p["price"]}">'
+        f'<article class="product" data-if-product-id="{e(p["product_id"])}"'
+        f' data-if-category="{e(p["category"])}" data-if-price="{p["price"]}">'
+        f'<div class="product-top">{_picture(p, 360)}<div class="buy">'
         f'<h1 id="product-name">{e(p["name"])}</h1><p class="price">{e(_price(p))}</p>'
+        f"<p>{e(p['blurb'])}</p>"
         f'<button id="add-to-cart" data-if-track="add_to_cart"'
         f' data-if-prop-product_id="{e(p["product_id"])}" data-if-prop-quantity="1"'
         f' data-if-prop-price="{p["price"]}" data-if-prop-category="{e(p["category"])}"'
-        f' data-name="{e(p["name"])}">Add to cart</button> <span id="added"></span>'
-        f'<div class="story"><p>{e(p["blurb"])}</p><p>Scroll down for the specifications.</p>'
-        "</div>"
+        f' data-name="{e(p["name"])}">Add to cart</button> <span id="added" role="status"></span>'
+        '<p><a href="/demo/cart" id="go-to-cart">Go to cart</a></p></div></div>'
+        '<div class="story"><p>Scroll down for the specifications.</p></div>'
         f'<section id="specs" class="specs" data-if-specs><h2>Specifications</h2>'
-        f"<table>{rows}</table></section>"
-        '<p><a href="/demo/cart" id="go-to-cart">Go to cart</a></p></article>'
+        f"<table>{rows}</table></section></article>"
     )
     return _page(settings, p["name"], content)
 
@@ -99,29 +109,23 @@ async def product(product_id: str, settings: SettingsDep) -> Response:
 @router.get("/cart")
 async def cart(settings: SettingsDep) -> Response:
     content = (
-        '<h1>Your cart</h1><div id="cart"></div>'
-        '<p><a id="checkout-link" href="/demo/checkout">Checkout</a></p>'
+        '<h1>Your cart</h1><div id="cart" class="cart"></div>'
+        '<p><a id="checkout-link" class="button" href="/demo/checkout">Checkout</a></p>'
     )
     return _page(settings, "Cart", content)
 
 
 @router.get("/checkout")
 async def checkout(settings: SettingsDep) -> Response:
+    # Who orders and what they agreed to is the profile's (the header's dialog); the
+    # order goes through the shop's backend (api/routes/demo_api.py), not the page.
     content = (
-        '<h1>Checkout</h1><div id="checkout"><div id="checkout-items"></div>'
-        '<form id="checkout-form">'
-        '<p><label>Customer id <input id="customer-id" autocomplete="off"></label></p>'
-        '<p><label>Phone <input id="phone" type="tel" placeholder="+12025550123"></label></p>'
-        # Each channel and purpose asked separately (docs/dispatch.md): order updates are
-        # transactional, offers are marketing (what nudges and campaigns need).
-        '<fieldset id="consents"><legend>Messages to this phone</legend>'
-        '<p><label><input id="whatsapp" type="checkbox"> Order updates on WhatsApp</label></p>'
-        '<p><label><input id="whatsapp-offers" type="checkbox"> Offers on WhatsApp</label></p>'
-        '<p><label><input id="sms" type="checkbox"> Order updates by SMS</label></p>'
-        '<p><label><input id="sms-offers" type="checkbox"> Offers by SMS</label></p>'
-        "</fieldset>"
-        '<p><button id="place-order" type="submit">Place order</button></p>'
-        '</form><p id="confirmation"></p></div>'
+        '<h1>Checkout</h1><div id="checkout"><div id="checkout-items" class="cart"></div>'
+        '<p id="checkout-who" class="note"></p>'
+        '<p><button id="place-order" type="button">Place order</button></p>'
+        '<p id="checkout-error" class="error" role="alert" hidden></p>'
+        '<p id="vip-result" class="note" hidden></p>'
+        '<p id="confirmation" role="status"></p></div>'
     )
     return _page(settings, "Checkout", content)
 
@@ -135,7 +139,7 @@ def demo_products(storefront_url: str) -> list[dict[str, Any]]:
             "product_id": p["product_id"],
             "name": p["name"],
             "price": p["price"],
-            "currency": "EUR",
+            "currency": CURRENCY,
             "image_url": f"{base}/images/{p['product_id']}.png",
             "url": f"{base}/product/{p['product_id']}",
             "category": p["category"],

@@ -2,8 +2,10 @@
 
 Verification (signature, key id, expiry) is ``schemas.tokens``; single use is
 decided by the warehouse: the attempt whose row is the token's earliest wins
-(migrations/0040_token_redemptions.sql). Within one API process a lock per
-token serialises attempts, so the warehouse only arbitrates between processes.
+(migrations/0040_token_redemptions.sql), and so does a later attempt for the same
+``order_id`` (a checkout retried after its order was lost: the same redemption).
+Within one API process a lock per token serialises attempts, so the warehouse only
+arbitrates between processes.
 """
 
 import asyncio
@@ -57,7 +59,9 @@ def token_keys(settings: ApiSettings) -> TokenKeys:
 
 
 def _claim(client: Client, token_id: str, user_key: str, order_id: str) -> str | None:
-    """Insert this attempt and return its time if it is the token's first redemption."""
+    """Insert this attempt and return the time of the token's first redemption if this is
+    it, or a retry of it: the same non-empty ``order_id`` (a checkout retried after its
+    order failed to reach us must not lose its discount; another order does)."""
     redemption_id = uuid.uuid4()
     client.insert(
         "token_redemptions",
@@ -65,11 +69,11 @@ def _claim(client: Client, token_id: str, user_key: str, order_id: str) -> str |
         column_names=["token_id", "redemption_id", "user_key", "order_id"],
     )
     first = client.query(
-        "SELECT redemption_id, redeemed_at FROM token_redemptions "
+        "SELECT redemption_id, redeemed_at, order_id FROM token_redemptions "
         "WHERE token_id = {token_id:String} ORDER BY redeemed_at, redemption_id LIMIT 1",
         parameters={"token_id": token_id},
     ).first_row
-    if first[0] != redemption_id:
+    if first[0] != redemption_id and not (order_id and first[2] == order_id):
         return None
     return first[1].astimezone(UTC).isoformat().replace("+00:00", "Z")
 

@@ -14,8 +14,12 @@
  *   data-if-prop-quantity="1" data-if-prop-price="9.99">. Buttons with an id are also
  *   reported as button_click when they carry data-if-click.
  * API: intentflow.track(name, props), .page(), .identify(userId, traits),
- *   .consent(channel, granted, phone, purpose), .flush(), .anonymousId(), .userId().
+ *   .consent(channel, granted, phone, purpose), .flush(), .anonymousId(), .userId(),
+ *   .uuid() (a random UUID, also where crypto.randomUUID is not: plain-http pages).
  *   purpose: "transactional" (order updates; the default) or "marketing" (offers).
+ *
+ * Privacy: a page's address is sent without a vip_token parameter (a single-use
+ * discount token our VIP links carry: a bearer credential).
  *
  * Delivery: events queue in localStorage (bounded), are sent in batches with the
  * write key in the Authorization header, and are retried with exponential backoff
@@ -110,9 +114,19 @@
     if (found) save("campaign", found); // a landing's campaign lasts the session
     return found || load("campaign", null);
   }
+  // A message's VIP link carries a single-use discount token (a bearer credential):
+  // the page's address is sent without it.
+  var SECRET_PARAMS = ["vip_token"];
+  function pageUrl() {
+    var url = new URL(location.href);
+    SECRET_PARAMS.forEach(function (name) {
+      if (url.searchParams.has(name)) url.searchParams.delete(name);
+    });
+    return url.href.slice(0, 4096);
+  }
   function context() {
     var ctx = {
-      page: { url: location.href.slice(0, 4096), path: location.pathname.slice(0, 2048),
+      page: { url: pageUrl(), path: location.pathname.slice(0, 2048),
         title: document.title.slice(0, 2048) },
       user_agent: navigator.userAgent.slice(0, 2048),
       locale: (navigator.language || "").slice(0, 256) || undefined,
@@ -244,7 +258,7 @@
   }
 
   function page() {
-    track("page_view", { url: location.href.slice(0, 4096) });
+    track("page_view", { url: pageUrl() });
     var product = productOnPage();
     if (product) track("product_view", product);
   }
@@ -362,6 +376,7 @@
       save("anonymous_id", anonymousId);
     },
     anonymousId: function () { return anonymousId; },
+    uuid: uuid,
     userId: function () { return load("user_id", null); },
     queued: function () { return load("queue", queue).length; },
   };

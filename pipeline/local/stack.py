@@ -189,6 +189,7 @@ class LocalStack:
                 **self.keys.hash_env(),
                 # The demo storefront embeds a write key in its pages, as any storefront does.
                 "INTENTFLOW_DEMO_WRITE_KEY": self.keys.keys["write"],
+                "INTENTFLOW_DEMO_SERVER_KEY": self.keys.keys["server"],
                 "INTENTFLOW_WORKER_URL": worker_urls[0],
                 **self.provider_env,
             },

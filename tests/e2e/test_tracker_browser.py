@@ -13,7 +13,13 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.ports import free_port
 from schemas.topics import SOURCE_TOPICS
-from tests.collector_server import WRITE_KEY, collector_settings, consume_matching, running_api
+from tests.collector_server import (
+    SERVER_KEY,
+    WRITE_KEY,
+    collector_settings,
+    consume_matching,
+    running_api,
+)
 
 T = TypeVar("T")
 CHROMIUM = "/usr/bin/chromium"
@@ -65,6 +71,7 @@ def test_a_shopping_journey_arrives_with_its_properties(
     settings = collector_settings(
         broker,
         demo_write_key=WRITE_KEY,
+        demo_server_key=SERVER_KEY,
         clickhouse_url=warehouse,
         clickhouse_database=clickhouse.database,
     )
@@ -87,11 +94,14 @@ def test_a_shopping_journey_arrives_with_its_properties(
         page.goto(f"{api}/demo/cart")
         page.locator("#checkout-link").click()
         page.wait_for_url("**/demo/checkout")
-        page.fill("#customer-id", "cust-42")
-        page.fill("#phone", "+12025550123")
-        page.check("#whatsapp")
-        page.check("#sms-offers")
+        # Who orders is the profile's: checkout asks for it in the dialog, then orders.
         page.click("#place-order")
+        page.wait_for_selector("#profile-dialog[open]")
+        page.fill("#profile-customer-id", "cust-42")
+        page.fill("#profile-phone", "+12025550123")
+        page.check("#consent-whatsapp-updates")
+        page.check("#consent-sms-offers")
+        page.click("#profile-save")
         page.wait_for_selector("#confirmation:has-text('Thank you')")
         wait_until_sent(page)
         page.close()
@@ -106,6 +116,7 @@ def test_a_shopping_journey_arrives_with_its_properties(
         "checkout_started",
         "identify",
         "consent",
+        "order_placed",
     }
     events = events_of(broker, anonymous_id, lambda found: expected <= {e["name"] for e in found})
     by_name: dict[str, list[dict]] = {}
@@ -149,7 +160,10 @@ def test_a_shopping_journey_arrives_with_its_properties(
         ("sms", "transactional"): False,
         ("sms", "marketing"): True,
     }
-    assert all(e["ip"] == "127.0.0.0" for e in events)
+    # The order comes from the shop's backend (server key): no shopper's address on it.
+    assert all(e["ip"] == "127.0.0.0" for e in events if e["name"] != "order_placed")
+    order = by_name["order_placed"][0]
+    assert order["from_server"] is True and order["user_id"] == "cust-42"
 
 
 def test_demo_pages_escape_and_send_security_headers(browser: Browser, broker: str):

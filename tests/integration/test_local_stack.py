@@ -77,6 +77,15 @@ def test_up_healthy_then_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:
         assert camera.json()["image_url"] == f"{api_url}/demo/images/cam-001.png"
         picture = httpx.get(camera.json()["image_url"], timeout=5)
         assert picture.headers["content-type"] == "image/png"
+        # The shop's backend holds the stack's server key: its orders reach the collector.
+        order = {
+            "checkout_id": "00000000-0000-4000-8000-000000000001",
+            "anonymous_id": "anon-stack",
+            "user_id": "stack-shopper",
+            "items": [{"product_id": "cam-001", "quantity": 1}],
+        }
+        placed = httpx.post(f"{api_url}/demo/api/orders", json=order, timeout=10)
+        assert placed.status_code == 200, placed.text
         output = log_path.read_text()
         assert f"{api_url}/docs" in output and f"{api_url}/tracker.js" in output
 

@@ -145,6 +145,17 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
     ("GET", "/demo/assets/{name}"): ("/demo/assets/demo.js", {}, everyone(200)),
     ("GET", "/demo/images/{name}.png"): ("/demo/images/logo.png", {}, everyone(200)),
     ("GET", "/demo/products.json"): ("/demo/products.json", {}, everyone(200)),
+    # The demo shop's backend takes no API key (its pages call it, same origin); it holds
+    # its own server key, unset here: it answers what it can without one.
+    ("POST", "/demo/api/profile"): ("/demo/api/profile", {"json": {}}, everyone(422)),
+    ("POST", "/demo/api/orders"): ("/demo/api/orders", {"json": {}}, everyone(422)),
+    ("GET", "/demo/api/offer"): ("/demo/api/offer?message_id=" + "0" * 32, {}, everyone(503)),
+    # The offer a message made names its shopper and cart: store backends and operators.
+    ("GET", "/v1/offers/{message_id}"): (
+        "/v1/offers/" + "0" * 32,
+        {},
+        only(404, "server", "admin"),
+    ),
     # A tracked link is its own credential (signed); a garbled one is a 404 page for all.
     ("GET", "/v1/r/{token}"): ("/v1/r/not-a-token", {}, everyone(404)),
     # The catalog: store backends write it; read and admin keys may look at it.

@@ -1,5 +1,6 @@
-"""``POST /v1/tokens/redeem``: genuine tokens redeem once; forged, tampered, expired,
-unknown-key and replayed ones are refused with their reason."""
+"""``POST /v1/tokens/redeem``: genuine tokens redeem once (a retry of the same order
+aside); forged, tampered, expired, unknown-key and replayed ones are refused with their
+reason."""
 
 import asyncio
 import base64
@@ -60,6 +61,25 @@ def test_a_genuine_token_redeems_once_then_is_refused_as_replayed(api: str):
     again = redeem(api, token)
     assert again.status_code == 409
     assert again.json()["detail"]["reason"] == "replayed"
+
+
+def test_a_retried_checkout_redeems_its_token_again_but_another_order_cannot(api: str):
+    token = sign_token(claims("e" * 32), KEYS)
+    headers = {"Authorization": f"Bearer {SERVER_KEY}"}
+
+    def for_order(order_id: str) -> httpx.Response:
+        body = {"token": token, "order_id": order_id}
+        return httpx.post(f"{api}/v1/tokens/redeem", json=body, headers=headers, timeout=10)
+
+    first = for_order("order-1")
+    assert first.status_code == 200, first.text
+    retry = for_order("order-1")  # the order failed to reach the store: same checkout again
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["redeemed_at"] == first.json()["redeemed_at"]
+    other = for_order("order-2")
+    assert other.status_code == 409
+    assert other.json()["detail"]["reason"] == "replayed"
+    assert redeem(api, token).status_code == 409  # and no order id names no order
 
 
 def test_tokens_signed_with_a_rotated_out_key_still_verify(api: str):
