@@ -19,6 +19,7 @@ from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from pipeline.local.ports import LOOPBACK, free_port, port_is_free
 from pipeline.local.processes import ManagedProcess, ProcessError
+from pipeline.topic_layout import PartitionMismatch, describe_partitions, mismatch_message
 from schemas.topics import TopicSpec
 
 
@@ -213,12 +214,12 @@ async def ensure_topics(
             name, code = topic_error[0], topic_error[1]
             if code and for_code(code) is not TopicAlreadyExistsError:
                 raise for_code(code)(f"cannot create topic {name}: {topic_error[2:]}")
-        described = {t["topic"]: t for t in await admin.describe_topics([s.name for s in specs])}
-        for spec in specs:
-            found = len(described.get(spec.name, {}).get("partitions", []))
-            if found != spec.partitions:
-                raise RuntimeError(
-                    f"topic {spec.name} has {found} partitions, {spec.partitions} declared"
-                )
+        found = await describe_partitions(admin, [spec.name for spec in specs])
+        missing = [spec.name for spec in specs if spec.name not in found]
+        if missing:
+            raise RuntimeError(f"topics not created: {', '.join(missing)}")
+        message = mismatch_message(found, specs)
+        if message is not None:
+            raise PartitionMismatch(message)
     finally:
         await admin.close()

@@ -10,6 +10,7 @@ batch is read again.
 import asyncio
 import contextlib
 import copy
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from pipeline.dispatch.channels import Outgoing, SendResult
 from pipeline.dispatch.dispatcher import NO_ANSWER, Dispatcher
 from pipeline.dispatch.records import MessageRecord, message_key
 from pipeline.domain.rules import default_rules
+from pipeline.metrics import DISPATCH_OUTCOMES
 from schemas.messages import NudgeCancellation, Receipt
 from schemas.receipt_ids import receipt_id
 from schemas.time import epoch_ms
@@ -307,3 +309,22 @@ def test_a_cancellation_while_the_answer_is_lost_stops_the_fallback() -> None:
     assert calls == [(n.nudge_id, "whatsapp")]
     record = store.get(message_key(n.nudge_id), 0)
     assert isinstance(record, MessageRecord) and record.outcome == "cancelled"
+
+
+def test_every_receipt_written_is_counted_by_channel_and_status() -> None:
+    def outcomes() -> Counter:
+        return Counter(
+            {
+                (s.labels["channel"], s.labels["status"]): s.value
+                for metric in DISPATCH_OUTCOMES.collect()
+                for s in metric.samples
+                if s.name.endswith("_total")
+            }
+        )
+
+    before = outcomes()
+    d, _, _, _ = dispatcher([])
+    decide(d, [day_nudge(1), day_nudge(2)])
+    written = Counter((r.channel or "none", r.status) for r in receipts(d))
+    assert written[("whatsapp", "sent")] == 2
+    assert outcomes() - before == written
