@@ -76,14 +76,12 @@ def took_batch(events: list[Any]) -> None:
     """Count a batch of Faust events an agent took, and remember how far it read."""
     if not events:
         return
-    per_topic = Tally()
-    for event in events:
-        message = event.message
-        per_topic[message.topic] += 1
-        _next_offsets[message.topic, message.partition] = message.offset + 1
-    for topic, count in per_topic.items():
+    # Comprehensions and Counter's C loop: ~0.1-0.5 µs an event, next to ~160 µs of work.
+    messages = [event.message for event in events]
+    _next_offsets.update({(m.topic, m.partition): m.offset + 1 for m in messages})
+    for topic, count in Tally([m.topic for m in messages]).items():
         RECORDS_IN.labels(topic).inc(count)
-    BATCH_RECORDS.labels(events[0].message.topic).observe(len(events))
+    BATCH_RECORDS.labels(messages[0].topic).observe(len(messages))
 
 
 def measure_lag(consumer: Any) -> None:

@@ -9,7 +9,8 @@ changed in place (docs/production.md, "Partitions").
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
@@ -56,28 +57,40 @@ async def describe_partitions(admin: AIOKafkaAdminClient, names: Iterable[str]) 
     }
 
 
-async def verify_partitions(
-    bootstrap_servers: list[str], specs: list[TopicSpec], timeout_s: float = 10.0
-) -> None:
-    """Raise ``PartitionMismatch`` when an existing topic has another count than its spec."""
+@asynccontextmanager
+async def admin_client(
+    bootstrap_servers: str | list[str], client_id: str, timeout_s: float = 10.0
+) -> AsyncIterator[AIOKafkaAdminClient]:
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap_servers,
         request_timeout_ms=int(timeout_s * 1000),
-        client_id="intentflow-partitions",
+        client_id=client_id,
     )
     await asyncio.wait_for(admin.start(), timeout_s)
     try:
-        found = await asyncio.wait_for(
-            describe_partitions(admin, [s.name for s in specs]), timeout_s
-        )
+        yield admin
     finally:
         await admin.close()
+
+
+async def verify_partitions(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> dict[str, int]:
+    """The partition count of each existing topic of ``specs``; ``PartitionMismatch`` when
+    one has another count than its spec."""
+    found = await describe_partitions(admin, [spec.name for spec in specs])
     message = mismatch_message(found, specs)
     if message is not None:
         raise PartitionMismatch(message)
+    return found
 
 
-def verify_partitions_before_start(bootstrap_servers: list[str], specs: list[TopicSpec]) -> None:
+async def _verify(bootstrap_servers: list[str], specs: list[TopicSpec], timeout_s: float) -> None:
+    async with admin_client(bootstrap_servers, "intentflow-partitions", timeout_s) as admin:
+        await asyncio.wait_for(verify_partitions(admin, specs), timeout_s)
+
+
+def verify_partitions_before_start(
+    bootstrap_servers: list[str], specs: list[TopicSpec], timeout_s: float = 10.0
+) -> None:
     """``verify_partitions`` on a private event loop (the worker's loop is not running yet).
 
     A broker that does not answer is not a mismatch: the worker starts and waits for
@@ -85,7 +98,7 @@ def verify_partitions_before_start(bootstrap_servers: list[str], specs: list[Top
     """
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(verify_partitions(bootstrap_servers, specs))
+        loop.run_until_complete(_verify(bootstrap_servers, specs, timeout_s))
     except (KafkaError, OSError, TimeoutError) as exc:
         log.warning("partition counts not checked, the broker did not answer: %s", exc)
     finally:

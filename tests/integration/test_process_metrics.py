@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.local.broker import ensure_topics
 from pipeline.local.processes import ManagedProcess
@@ -24,22 +23,7 @@ from schemas.topics import TELEMETRY_DLQ, TELEMETRY_RAW, namespaced, source_topi
 from tests import support
 from tests.collector_server import WRITE_KEY, collector_settings, event, running_api
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def scrape(url: str) -> Samples:
-    response = httpx.get(url, timeout=5)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+scrape, value, Samples = support.scrape_metrics, support.metric_value, support.MetricSamples
 
 
 def label_values(samples: Samples, name: str, label: str) -> set[str]:
