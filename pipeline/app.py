@@ -51,6 +51,7 @@ def co_partitioned_topics(app: faust.App, settings: WorkerSettings) -> list[Topi
     names = {settings.source_topic} | {
         table.changelog_topic.get_topic_name() for table in app.tables.values()
     }
+    names -= {spec.name for spec in user_keyed}
     return user_keyed + [TopicSpec(name, settings.user_partitions) for name in sorted(names)]
 
 
