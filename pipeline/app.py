@@ -5,6 +5,7 @@ Agents are not declared at import time: each engine module exposes a
 so the same modules serve the live app, replays (own namespace) and tests.
 """
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from pipeline.metrics import measure_lag
 from pipeline.settings import WorkerSettings
 from pipeline.sink import register_sink
 from schemas.topics import USER_KEYED, TopicSpec, namespaced, source_topics
+
+log = logging.getLogger(__name__)
 
 Registration = Callable[[faust.App, WorkerSettings], None]
 # How often a worker that serves metrics measures its consumer lag.
@@ -92,6 +95,9 @@ def create_app(
 
         @app.timer(interval=LAG_INTERVAL_S, on_leader=False)
         async def measure_consumer_lag() -> None:
-            measure_lag(app.consumer)
+            try:
+                measure_lag(app.consumer)
+            except Exception as exc:  # a gauge is never worth stopping the stream for
+                log.warning("consumer lag not measured: %s", type(exc).__name__)
 
     return app
