@@ -7,7 +7,7 @@ offsets are wrong for multi-record batches (docs/local-stack.md): rows say
 """
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -26,20 +26,22 @@ class LagRow:
     approximate: bool
 
 
-def watched_groups(app_id: str) -> list[tuple[str, TopicSpec]]:
+def watched_groups(app_id: str, user_partitions: int) -> list[tuple[str, TopicSpec]]:
     """The worker reads the raw topic; the dispatcher (its own group) the decisions."""
     dispatch = f"{app_id}.dispatch"
-    return [(app_id, TELEMETRY_RAW), (dispatch, NUDGES), (dispatch, VIP)]
+    watched = [(app_id, TELEMETRY_RAW), (dispatch, NUDGES), (dispatch, VIP)]
+    return [(group, replace(spec, partitions=user_partitions)) for group, spec in watched]
 
 
 async def consumer_lag(
     admin: AIOKafkaAdminClient,
     bootstrap_servers: list[str],
     app_id: str,
+    user_partitions: int,
     approximate: bool,
     timeout_s: float = 3.0,
 ) -> list[LagRow]:
-    watched = watched_groups(app_id)
+    watched = watched_groups(app_id, user_partitions)
     partitions = {
         spec.name: [TopicPartition(spec.name, p) for p in range(spec.partitions)]
         for _, spec in watched

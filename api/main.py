@@ -35,6 +35,7 @@ from api.routes import (
 )
 from api.security_headers import SecurityHeaders
 from api.settings import ApiSettings
+from schemas.process_metrics import serving_metrics
 
 ROUTERS = (
     health.router,
@@ -69,7 +70,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             # Start-up objects (routes, models, schemas) never die: keeping them out of
             # the collector's way cut its CPU per event by a quarter (docs/collector.md).
             gc.freeze()
-            yield
+            # /metrics on its own internal port, never the public one (docs/production.md).
+            with serving_metrics(settings):
+                yield
 
     app = FastAPI(
         title="intentflow",

@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from api.settings import ApiSettings
+from schemas.process_metrics import timed_send
 
 log = logging.getLogger(__name__)
 # aiokafka's debug line prints record values, which may hold phone numbers.
@@ -89,16 +90,17 @@ class EventProducer:
             return
         producer = await self._started()
         try:
-            async with asyncio.timeout(self.settings.produce_timeout_s):
-                partitions = len(await producer.partitions_for(topic))
-                # Queue every record first, then wait once: one linger window per request.
-                futures = [
-                    await producer.send(
-                        topic, value, key=key, partition=partition_for(key, partitions)
-                    )
-                    for key, value in records
-                ]
-                await asyncio.gather(*futures)
+            with timed_send("collector", {topic: len(records)}):
+                async with asyncio.timeout(self.settings.produce_timeout_s):
+                    partitions = len(await producer.partitions_for(topic))
+                    # Queue every record first, then wait once: one linger window a request.
+                    futures = [
+                        await producer.send(
+                            topic, value, key=key, partition=partition_for(key, partitions)
+                        )
+                        for key, value in records
+                    ]
+                    await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:
             self._retire(producer)
             log.warning(

@@ -5,6 +5,7 @@ Agents are not declared at import time: each engine module exposes a
 so the same modules serve the live app, replays (own namespace) and tests.
 """
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,11 +14,16 @@ import faust
 from pipeline.agents.score import register_scoring
 from pipeline.dispatch.agent import register_dispatch
 from pipeline.faust_transport import KeepQueuedFlowControl, low_latency_transport
+from pipeline.metrics import measure_lag
 from pipeline.settings import WorkerSettings
 from pipeline.sink import register_sink
-from schemas.topics import USER_PARTITIONS
+from schemas.topics import USER_KEYED, TopicSpec, namespaced, source_topics
+
+log = logging.getLogger(__name__)
 
 Registration = Callable[[faust.App, WorkerSettings], None]
+# How often a worker that serves metrics measures its consumer lag.
+LAG_INTERVAL_S = 5.0
 
 # The engine's agents plug in here, in the order they should be registered.
 AGENT_REGISTRATIONS: tuple[Registration, ...] = (register_scoring, register_sink)
@@ -37,6 +43,21 @@ def state_dir(settings: WorkerSettings) -> Path:
     return settings.data_dir / "faust" / faust_app_id(settings) / f"worker-{settings.worker_index}"
 
 
+def co_partitioned_topics(app: faust.App, settings: WorkerSettings) -> list[TopicSpec]:
+    """The topics that must have ``user_partitions``: the user-keyed ones (in the app's
+    namespace), the telemetry it reads, and its tables' changelogs."""
+    user_keyed = [
+        namespaced(spec, settings.namespace)
+        for spec in source_topics(settings.user_partitions)
+        if spec.name in USER_KEYED
+    ]
+    names = {settings.source_topic} | {
+        table.changelog_topic.get_topic_name() for table in app.tables.values()
+    }
+    names -= {spec.name for spec in user_keyed}
+    return user_keyed + [TopicSpec(name, settings.user_partitions) for name in sorted(names)]
+
+
 def create_app(
     settings: WorkerSettings,
     registrations: Sequence[Registration] = AGENT_REGISTRATIONS,
@@ -51,7 +72,7 @@ def create_app(
         datadir=str(datadir),
         autodiscover=False,
         # Everything keyed by user is co-partitioned (schemas/topics.py).
-        topic_partitions=USER_PARTITIONS,
+        topic_partitions=settings.user_partitions,
         topic_replication_factor=1,
         consumer_auto_offset_reset="earliest",
         # Tansu has no transactions: at-least-once plus idempotent effects.
@@ -70,4 +91,13 @@ def create_app(
     app.flow_control = KeepQueuedFlowControl(loop=app.loop)
     for register in registrations:
         register(app, settings)
+    if settings.metrics_port is not None:
+
+        @app.timer(interval=LAG_INTERVAL_S, on_leader=False)
+        async def measure_consumer_lag() -> None:
+            try:
+                measure_lag(app.consumer)
+            except Exception as exc:  # a gauge is never worth stopping the stream for
+                log.warning("consumer lag not measured: %s", type(exc).__name__)
+
     return app

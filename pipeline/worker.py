@@ -1,14 +1,21 @@
 """Running a Faust worker process for the app built from the settings."""
 
 import logging
+import sys
 
 import click
 import faust
 
-from pipeline.app import create_app
+from pipeline.app import co_partitioned_topics, create_app
 from pipeline.settings import WorkerSettings
+from pipeline.topic_layout import PartitionMismatch, verify_partitions_before_start
+from schemas.process_metrics import serving_metrics
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# sysexits.h EX_CONFIG: a restart cannot help until the configuration changes.
+CONFIG_ERROR_EXIT = 78
+
+log = logging.getLogger(__name__)
 
 # Faust and its client log per-partition chatter at INFO; keep it one notch down.
 _NOISY_LOGGERS = ("aiokafka", "faust.transport", "faust.tables", "mode")
@@ -30,10 +37,18 @@ def configure_logging(level_name: str) -> None:
 def run_worker(app: faust.App, settings: WorkerSettings) -> None:
     """Run until SIGTERM/SIGINT; exits the process (Faust's worker calls sys.exit)."""
     configure_logging(settings.log_level)
+    try:
+        verify_partitions_before_start(
+            settings.bootstrap_servers, co_partitioned_topics(app, settings)
+        )
+    except PartitionMismatch as exc:
+        log.critical("refusing to start: %s", exc)
+        sys.exit(CONFIG_ERROR_EXIT)
     worker = faust.Worker(app, loglevel=settings.log_level, override_logging=False, quiet=True)
     # The spinner is only useful on a terminal and rewrites logging setup when it is.
     worker.spinner = None
-    worker.execute_from_commandline()
+    with serving_metrics(settings):
+        worker.execute_from_commandline()
 
 
 @click.command("worker")

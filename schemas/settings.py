@@ -7,8 +7,10 @@ below the entry point receives the object and never reads the environment.
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from schemas.topics import DEFAULT_USER_PARTITIONS
 
 # Values that ship in the repository so the local stack works out of the box.
 # They are refused anywhere else.
@@ -44,6 +46,13 @@ class CommonSettings(BaseSettings):
     # Where shoppers' phones and the providers reach our API: tracked links in messages,
     # Twilio's StatusCallback, and the URL Twilio signs its webhooks with.
     public_api_url: str = "http://127.0.0.1:8000"
+    # Partitions of every user-keyed topic: the topics, Faust's tables and the collector
+    # agree on it; a worker refuses topics that differ (docs/production.md, "Partitions").
+    user_partitions: int = Field(default=DEFAULT_USER_PARTITIONS, ge=1, le=1024)
+    # This process's /metrics (Prometheus) on its own listener, apart from any public
+    # port; None: not served (docs/production.md, "Metrics").
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_bind: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _refuse_placeholders_outside_local(self):

@@ -50,6 +50,27 @@ def wait_for_http(url: str, timeout_s: float = 30.0, expect_text: str | None = N
     wait_for(lambda: http_ok(url, expect_text), timeout_s, f"200 from {url}")
 
 
+MetricSamples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape_metrics(url: str) -> MetricSamples:
+    """A /metrics page read with prometheus_client's parser: (name, labels) → value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = httpx.get(url, timeout=5)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def metric_value(samples: MetricSamples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
 def child_env(**intentflow: str) -> dict[str, str]:
     """The test process's environment plus INTENTFLOW_<NAME> values, project importable."""
     env = dict(os.environ)

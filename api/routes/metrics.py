@@ -302,6 +302,7 @@ async def get_consumer_lag(
             admin,
             settings.bootstrap_servers,
             settings.app_id,
+            settings.user_partitions,
             # Only Apache Kafka answers exact end offsets; Tansu (local, tests) does not.
             approximate=settings.env != "production",
         )

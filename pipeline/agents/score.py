@@ -31,7 +31,6 @@ from pipeline.sink.writer import WarehouseWriter
 from pipeline.warehouse.erasures import engine_erasures
 from schemas.messages import VipUpgrade
 from schemas.tokens import TokenKeys, sign_token
-from schemas.topics import USER_PARTITIONS
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
     identity_topic = app.topic(topics.identity, **RAW_BYTES)
     control_topic = app.topic(topics.control, **RAW_BYTES)
     state_table = app.Table(
-        "user-state", partitions=USER_PARTITIONS, key_type=bytes, value_type=bytes
+        "user-state", partitions=settings.user_partitions, key_type=bytes, value_type=bytes
     )
     outputs = KafkaOutputs(settings.bootstrap_servers)
     store = UserStateStore(state_table, outputs, state_to_bytes, state_from_bytes)

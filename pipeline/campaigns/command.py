@@ -27,6 +27,7 @@ from pipeline.campaigns.launcher import (
     utc_now,
 )
 from pipeline.worker import configure_logging
+from schemas.process_metrics import serving_metrics
 from schemas.settings import CommonSettings
 from schemas.topics import NUDGES
 
@@ -103,4 +104,5 @@ def campaigns_command(poll_s: float | None) -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_launcher(settings, stop)
 
-    asyncio.run(main())
+    with serving_metrics(settings):
+        asyncio.run(main())

@@ -31,6 +31,7 @@ from schemas.campaigns import (
     member_message_id,
 )
 from schemas.messages import CampaignMessage
+from schemas.process_metrics import timed_send
 from schemas.segments import compile_rule, load_rule
 from schemas.time import as_utc
 
@@ -148,9 +149,10 @@ def _message(
 
 
 async def _publish(producer: AIOKafkaProducer, topic: str, messages: list[tuple]) -> None:
-    pending = [await producer.send(topic, value, key=key) for key, value in messages]
-    for future in pending:
-        await future  # acknowledged by the broker
+    with timed_send("campaigns", {topic: len(messages)}):
+        pending = [await producer.send(topic, value, key=key) for key, value in messages]
+        for future in pending:
+            await future  # acknowledged by the broker
 
 
 async def launch(

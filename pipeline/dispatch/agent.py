@@ -37,7 +37,7 @@ from pipeline.faust_transport import RAW_BYTES
 from pipeline.settings import WorkerSettings
 from schemas import pii
 from schemas.dispatch_tables import AUDIT_COLUMNS, AUDIT_LOG
-from schemas.topics import CONTROL, NUDGES, RECEIPTS, USER_PARTITIONS, VIP, namespaced
+from schemas.topics import CONTROL, NUDGES, RECEIPTS, VIP, namespaced
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO: one line per message sent is noise here.
@@ -136,7 +136,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
     receipts_topic = app.topic(name(RECEIPTS), **RAW_BYTES)
     control_topic = app.topic(name(CONTROL), **RAW_BYTES)
     table = app.Table(
-        "dispatch-state", partitions=USER_PARTITIONS, key_type=bytes, value_type=bytes
+        "dispatch-state", partitions=settings.user_partitions, key_type=bytes, value_type=bytes
     )
     outputs = KafkaOutputs(settings.bootstrap_servers)
     store = UserStateStore(table, outputs, record_to_bytes, record_from_bytes)

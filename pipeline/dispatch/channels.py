@@ -22,6 +22,7 @@ dispatcher reconciles it from status webhooks. Any other refusal is final
 """
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,6 +37,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+from pipeline.metrics import PROVIDER_SECONDS
 from schemas.provider_refs import encode_ref
 from schemas.templates import RenderedMessage, TemplateSend
 
@@ -90,15 +92,24 @@ class Unknown(Exception):
     """The request may have taken: never send again."""
 
 
-async def _post_once(post: Callable[[], Awaitable[httpx.Response]], retryable) -> httpx.Response:
+async def _post_once(
+    channel: str, post: Callable[[], Awaitable[httpx.Response]], retryable
+) -> httpx.Response:
+    started = time.perf_counter()
+    outcome = "error"
     try:
         response = await post()
+        outcome = f"{response.status_code // 100}xx"
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         # No connection was made (or none was free): nothing was sent.
-        raise Retry(type(exc).__name__) from exc
+        outcome = type(exc).__name__
+        raise Retry(outcome) from exc
     except httpx.TransportError as exc:
         # Read/write timeouts, a connection dropped mid-request: it may have taken.
-        raise Unknown(type(exc).__name__) from exc
+        outcome = type(exc).__name__
+        raise Unknown(outcome) from exc
+    finally:
+        PROVIDER_SECONDS.labels(channel, outcome).observe(time.perf_counter() - started)
     if retryable(response):
         raise Retry(f"HTTP {response.status_code}")
     return response
@@ -119,7 +130,7 @@ async def _post_with_retries(
             wait=wait,
         ):
             with attempt:
-                return await _post_once(post, retryable)
+                return await _post_once(channel, post, retryable)
     except RetryError as exc:
         log.warning("%s send of %s gave up: %s", channel, message_id, exc.last_attempt.exception())
         return SendResult(error=GAVE_UP)

@@ -54,6 +54,7 @@ from pipeline.dispatch.records import (
 from pipeline.dispatch.settings import DispatchSettings
 from pipeline.domain.rules import Rules, default_rules
 from pipeline.engine.outputs import Record as OutRecord
+from pipeline.metrics import DISPATCH_OUTCOMES
 from schemas import pii
 from schemas.catalog import Product
 from schemas.messages import (
@@ -292,6 +293,7 @@ class Dispatcher:
             currency=None if cost is None else self.rules.dispatch.rate_card.currency,
         )
         self._out.append((self.receipts_topic, record.user_key.encode(), receipt.to_json(), None))
+        DISPATCH_OUTCOMES.labels(channel or "none", status).inc()
 
     # --- decisions ---------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from pipeline.metrics import took_batch
+
 # What a step does before its outputs are shipped: sync (the engine) or async (dispatch).
 Work = Callable[[], Awaitable[None] | None]
 
@@ -60,6 +62,7 @@ class BatchedAgents:
         """The agent body: every batch of ``stream`` fed and shipped in one step;
         ``after`` runs outside the lock (work that may wait, such as a warehouse insert)."""
         async for events in stream.take_events(batch_size, within=within_s):
+            took_batch(events)
             await self.step(what, lambda events=events: feed(events))
             if after is not None:
                 await after()

@@ -7,11 +7,14 @@ and awaited before the batch's offsets may be committed.
 
 import asyncio
 import logging
+from collections import Counter
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from schemas.process_metrics import timed_send
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +56,19 @@ class KafkaOutputs:
         last: dict[tuple[str, int], int] = {}
         if not records:
             return last
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(KafkaError),
-            wait=wait_exponential_jitter(initial=0.2, max=5.0),
-            before_sleep=lambda state: log.warning(
-                "producing %d records failed (%s); retrying",
-                len(records),
-                type(state.outcome.exception()).__name__,
-            ),
-        ):
-            with attempt:
-                acks, counts = await self._send(await self.producer(), records)
-                written = await asyncio.gather(*acks)
+        with timed_send("worker", Counter(record[0] for record in records)):
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(KafkaError),
+                wait=wait_exponential_jitter(initial=0.2, max=5.0),
+                before_sleep=lambda state: log.warning(
+                    "producing %d records failed (%s); retrying",
+                    len(records),
+                    type(state.outcome.exception()).__name__,
+                ),
+            ):
+                with attempt:
+                    acks, counts = await self._send(await self.producer(), records)
+                    written = await asyncio.gather(*acks)
         for metadata, count in zip(written, counts, strict=True):
             if count:  # a batch's metadata carries its first offset
                 tp = (metadata.topic, metadata.partition)

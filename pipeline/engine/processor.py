@@ -20,6 +20,7 @@ from pipeline.domain.rules import Rules
 from pipeline.domain.state import UserState, state_from_bytes, state_to_bytes
 from pipeline.engine.clock import PartitionClock
 from pipeline.engine.outputs import Record
+from pipeline.metrics import DEAD_LETTERS, count_decision
 from schemas.deadletter import DeadLetter
 from schemas.engine_records import (
     Handover,
@@ -309,6 +310,7 @@ class EngineProcessor:
 
     def _publish(self, decisions: list[Decision]) -> None:
         for decision in decisions:
+            count_decision(decision)
             key = decision.user_key.encode()
             if isinstance(decision, VipUpgrade):
                 signed = decision.model_copy(update={"token": self._sign_vip(decision)})
@@ -339,3 +341,4 @@ class EngineProcessor:
         )
         self._out.append((self.topics.dlq, key or b"", letter.to_json(), None))
         self.dead_letters += 1
+        DEAD_LETTERS.labels(reason).inc()

@@ -28,6 +28,7 @@ from typing import Any, Generic, TypeVar
 from rocksdict import WriteBatch
 
 from pipeline.engine.outputs import KafkaOutputs, Record
+from pipeline.metrics import timed_flush
 
 State = TypeVar("State")
 
@@ -128,11 +129,12 @@ class UserStateStore(Generic[State]):
                 batch = batches[partition] = WriteBatch(raw_mode=True)
             batch.put(WATERMARK_KEY, value)
             changelog.append((topic, WATERMARK_KEY, value, partition))
-        last_offsets = await self._outputs.send_all(changelog)
-        for partition, batch in batches.items():
-            # Faust's format (``Store.set_persisted_offset``), in the same atomic write.
-            batch.put(FAUST_OFFSET_KEY, str(last_offsets[topic, partition]).encode())
-            self._db(partition).write(batch)
+        with timed_flush("state"):
+            last_offsets = await self._outputs.send_all(changelog)
+            for partition, batch in batches.items():
+                # Faust's format (``Store.set_persisted_offset``), in the same atomic write.
+                batch.put(FAUST_OFFSET_KEY, str(last_offsets[topic, partition]).encode())
+                self._db(partition).write(batch)
         self._evict()
 
     def _evict(self) -> None:

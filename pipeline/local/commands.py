@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import click
+from pydantic import ValidationError
 
 from pipeline.local.settings import LocalStackSettings
 from pipeline.local.stack import run_local_stack
@@ -35,17 +36,38 @@ def local_group() -> None:
     help="Number of stream worker processes, at most the topics' partitions (default 1).",
 )
 @click.option(
+    "--partitions",
+    type=click.IntRange(1),
+    default=None,
+    help="Partitions of the user-keyed topics (default: INTENTFLOW_USER_PARTITIONS, else 4).",
+)
+@click.option(
     "--simulate/--no-simulate",
     default=None,
     help="Once the stack is up, send simulated storefront traffic to the API (default: off).",
 )
 def up_command(
-    data_dir: Path | None, api_port: int | None, workers: int | None, simulate: bool | None
+    data_dir: Path | None,
+    api_port: int | None,
+    workers: int | None,
+    partitions: int | None,
+    simulate: bool | None,
 ) -> None:
     """Start the stack, print its URLs and keys (also in DATA_DIR/local.env), run until Ctrl-C.
 
     Broker data is in memory and lost on stop; warehouse data persists in DATA_DIR.
     """
-    options = {"data_dir": data_dir, "api_port": api_port, "workers": workers, "simulate": simulate}
-    settings = LocalStackSettings(**{k: v for k, v in options.items() if v is not None})
+    options = {
+        "data_dir": data_dir,
+        "api_port": api_port,
+        "workers": workers,
+        "user_partitions": partitions,
+        "simulate": simulate,
+    }
+    try:
+        settings = LocalStackSettings(**{k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        raise click.UsageError(
+            "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        ) from None
     sys.exit(run_local_stack(settings))

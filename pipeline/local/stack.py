@@ -34,7 +34,7 @@ from pipeline.local.readiness import StopRequested, exited_message, http_get, wa
 from pipeline.local.settings import LocalStackSettings
 from pipeline.local.warehouse_schema import ensure_database
 from pipeline.warehouse.migrate import migrate_database
-from schemas.topics import SOURCE_TOPICS
+from schemas.topics import source_topics
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,6 +59,8 @@ class LocalStack:
         self.warehouse_port = 0
         self.api_url = f"http://{settings.host}:{settings.api_port}"
         self.sim_url = ""
+        # Part name → the URL of its /metrics (each process serves its own).
+        self.metrics_urls: dict[str, str] = {}
 
     # --- entry point -------------------------------------------------------------------
 
@@ -120,7 +122,11 @@ class LocalStack:
         )
         self.warehouse.start()
         try:
-            asyncio.run(ensure_topics(self.broker.bootstrap_servers, SOURCE_TOPICS))
+            asyncio.run(
+                ensure_topics(
+                    self.broker.bootstrap_servers, source_topics(settings.user_partitions)
+                )
+            )
         except Exception as exc:
             raise ProcessError(f"broker: cannot create topics: {exc}") from exc
 
@@ -151,6 +157,7 @@ class LocalStack:
                     "INTENTFLOW_WEB_PORT": str(web_port),
                     "INTENTFLOW_WEB_HOST": settings.host,
                 },
+                metrics=True,
             )
             worker.start()
             self.workers.append(worker)
@@ -166,7 +173,8 @@ class LocalStack:
             ("dispatcher", ["dispatcher"], self.provider_env),
             ("campaigns", ["campaigns"], {}),
         ):
-            part = self._process(name, ["-m", "pipeline.cli", *args], env)
+            serves_metrics = name != "provider-sim"  # a stand-in, not part of the pipeline
+            part = self._process(name, ["-m", "pipeline.cli", *args], env, serves_metrics)
             part.start()
             self.workers.append(part)  # supervised and stopped with the workers
 
@@ -193,6 +201,7 @@ class LocalStack:
                 "INTENTFLOW_WORKER_URL": worker_urls[0],
                 **self.provider_env,
             },
+            metrics=True,
         )
         self.api.start()
 
@@ -254,6 +263,7 @@ class LocalStack:
                 "INTENTFLOW_ENV": settings.env,
                 "INTENTFLOW_APP_ID": settings.app_id,
                 "INTENTFLOW_KAFKA_BROKERS": self.broker.bootstrap_servers,
+                "INTENTFLOW_USER_PARTITIONS": str(settings.user_partitions),
                 "INTENTFLOW_CLICKHOUSE_URL": self.warehouse_url,
                 "INTENTFLOW_CLICKHOUSE_DATABASE": settings.clickhouse_database,
                 "INTENTFLOW_DATA_DIR": str(self.data_dir),
@@ -272,9 +282,17 @@ class LocalStack:
         return env
 
     def _process(
-        self, name: str, python_args: list[str], extra_env: dict[str, str] | None = None
+        self,
+        name: str,
+        python_args: list[str],
+        extra_env: dict[str, str] | None = None,
+        metrics: bool = False,
     ) -> ManagedProcess:
         env = {**self.child_env(), **(extra_env or {})}
+        if metrics:
+            port = free_port(self.settings.host)
+            env["INTENTFLOW_METRICS_PORT"] = str(port)
+            self.metrics_urls[name] = f"http://{self.settings.host}:{port}/metrics"
         return ManagedProcess(
             name,
             [sys.executable, *python_args],
@@ -310,6 +328,7 @@ class LocalStack:
             f"  tracker    {self.api_url}/tracker.js",
             f"  health     {self.api_url}/v1/health",
             f"  logs       {self.logs_dir}",
+            *(f"  metrics    {url}  ({name})" for name, url in self.metrics_urls.items()),
             f"settings (also in {env_file}; `set -a; . {env_file}; set +a` to load):",
             *(f"  {key}={value}" for key, value in values.items()),
             "Ctrl-C stops everything.",

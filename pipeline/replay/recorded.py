@@ -27,7 +27,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from schemas.topics import USER_PARTITIONS
+from schemas.topics import DEFAULT_USER_PARTITIONS
 
 # 2: the log holds the engine's own records (schemas/engine_records.py), hand-overs
 # among them; 1 (still read): hand-overs went through another topic.
@@ -238,7 +238,7 @@ class RecordReader:
         self.path = path
         self.format = file_format(path)
         self.batch_size = batch_size
-        self.header = ExportHeader("(file)", USER_PARTITIONS, None, None)
+        self.header = ExportHeader("(file)", DEFAULT_USER_PARTITIONS, None, None)
         self.total: int | None = None
         self._raw_size = max(path.stat().st_size, 1)
         self._raw: IO[bytes] | None = None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import faust
 
 from pipeline.faust_transport import RAW_BYTES
+from pipeline.metrics import DEAD_LETTERS, took_batch
 from pipeline.settings import WorkerSettings
 from pipeline.sink.batch import SinkBatch
 from pipeline.sink.processors import (
@@ -28,7 +29,8 @@ from pipeline.sink.processors import (
     process_dead_letter,
     process_receipt,
 )
-from pipeline.sink.rows import DEAD_LETTERS, dead_letter_row
+from pipeline.sink.rows import DEAD_LETTERS as DEAD_LETTERS_TABLE
+from pipeline.sink.rows import dead_letter_row
 from pipeline.sink.writer import WarehouseWriter
 from schemas.deadletter import DeadLetter
 from schemas.topics import NUDGES, RECEIPTS, TELEMETRY_DLQ, VIP
@@ -84,7 +86,8 @@ def fill_batch(topic: str, events: list, processor: Processor) -> SinkBatch:
                 value=message.value,
                 reason=f"unreadable_{type(exc).__name__}",
             )
-            output = (DEAD_LETTERS, dead_letter_row(letter, int(message.timestamp * 1000)))
+            output = (DEAD_LETTERS_TABLE, dead_letter_row(letter, int(message.timestamp * 1000)))
+            DEAD_LETTERS.labels(letter.reason).inc()
         batch.add_message(message, output)
     return batch
 
@@ -112,6 +115,7 @@ def _register_one(
 
     async def sink(stream: faust.StreamT) -> None:
         async for events in stream.take_events(config.batch_size, within=config.within_s):
+            took_batch(events)
             batch = fill_batch(topic_name, events, processor)
             await writer.write(batch)
 

@@ -24,6 +24,8 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from tenacity import AsyncRetrying, wait_exponential_jitter
 
+from pipeline.metrics import DEAD_LETTERS as DEAD_LETTERS_COUNT
+from pipeline.metrics import timed_flush
 from pipeline.sink.batch import SinkBatch
 from pipeline.sink.rows import DEAD_LETTERS, Table
 
@@ -149,6 +151,7 @@ class WarehouseWriter:
             reason,
         )
         letters = batch.dead_letters(table, indexes, reason, detail)
+        DEAD_LETTERS_COUNT.labels(reason).inc()
         if table == DEAD_LETTERS:
             # A dead letter refused as such has nowhere further to go: counted and logged.
             self.quarantined += 1
@@ -165,12 +168,13 @@ class WarehouseWriter:
         """
         if not batch.rows:
             return
-        async for attempt in AsyncRetrying(
-            wait=wait_exponential_jitter(initial=self._retry_initial_s, max=self._retry_max_s),
-            before_sleep=self._on_retry,
-        ):
-            with attempt:
-                await asyncio.to_thread(self.write_batch, batch)
+        with timed_flush("warehouse"):
+            async for attempt in AsyncRetrying(
+                wait=wait_exponential_jitter(initial=self._retry_initial_s, max=self._retry_max_s),
+                before_sleep=self._on_retry,
+            ):
+                with attempt:
+                    await asyncio.to_thread(self.write_batch, batch)
         self.rows_written += len(batch)
 
     def _on_retry(self, state) -> None:

@@ -10,14 +10,14 @@ import faust
 from pipeline.app import create_app
 from pipeline.settings import WorkerSettings
 from pipeline.worker import run_worker
-from schemas.topics import USER_PARTITIONS, TopicSpec
+from schemas.topics import DEFAULT_USER_PARTITIONS, TopicSpec
 
-COUNT_INPUT = TopicSpec("test.counting.in", USER_PARTITIONS)
-COUNT_OUTPUT = TopicSpec("test.counting.out", USER_PARTITIONS)
+COUNT_INPUT = TopicSpec("test.counting.in", DEFAULT_USER_PARTITIONS)
+COUNT_OUTPUT = TopicSpec("test.counting.out", DEFAULT_USER_PARTITIONS)
 
 
 def register_counter(app: faust.App, settings: WorkerSettings) -> None:
-    counts = app.Table("counts", default=int, partitions=USER_PARTITIONS)
+    counts = app.Table("counts", default=int, partitions=settings.user_partitions)
     source = app.topic(COUNT_INPUT.name, key_type=bytes, value_type=bytes, value_serializer="raw")
     output = app.topic(COUNT_OUTPUT.name, key_type=bytes, value_type=bytes, value_serializer="raw")
 

@@ -54,7 +54,7 @@ from pipeline.simulate import generate_events
 from schemas.engine_records import is_handover, is_watermark
 from schemas.events import parse_event
 from schemas.messages import Nudge, load_decision
-from schemas.topics import SOURCE_TOPICS, USER_PARTITIONS, TopicSpec
+from schemas.topics import DEFAULT_USER_PARTITIONS, SOURCE_TOPICS, TopicSpec
 from tests import support
 
 TOKEN_SECRET = "test-token-secret-of-at-least-32-bytes"
@@ -164,7 +164,7 @@ def expected_nudges(records: list[tuple[bytes, bytes]]) -> set[str]:
         lambda upgrade: "unsigned",
     )
     for offset, (key, value) in enumerate(records):
-        engine.on_raw(partition_for(key, USER_PARTITIONS), offset, key, value)
+        engine.on_raw(partition_for(key, DEFAULT_USER_PARTITIONS), offset, key, value)
     ids = set()
     for topic, _, value, _ in engine.drain():
         if topic == "nudges":
@@ -188,7 +188,7 @@ def fresh_broker(tmp: Path, port: int | None = None) -> Iterator[Broker]:
 
 
 def broker_topics() -> list[TopicSpec]:
-    return [*SOURCE_TOPICS, TopicSpec(CHANGELOG, USER_PARTITIONS)]
+    return [*SOURCE_TOPICS, TopicSpec(CHANGELOG, DEFAULT_USER_PARTITIONS)]
 
 
 @contextmanager
@@ -493,7 +493,7 @@ async def read_raw_log(brokers: str, ids: set[str]) -> list[RecordedEvent]:
 
 def replayed_nudges(log: list[RecordedEvent]) -> set[str]:
     runner = ReplayRunner(
-        default_rules(), USER_PARTITIONS, EngineTopics.for_namespace(None, "telemetry.raw")
+        default_rules(), DEFAULT_USER_PARTITIONS, EngineTopics.for_namespace(None, "telemetry.raw")
     )
     runner.feed(log)
     return {

@@ -138,5 +138,5 @@ async def test_ensure_topics_is_idempotent_and_keeps_declared_partitions(broker:
     spec = TopicSpec(f"test.topics.{uuid.uuid4().hex[:6]}", 3)
     await ensure_topics(broker, [spec])
     await ensure_topics(broker, [spec])
-    with pytest.raises(RuntimeError, match="has 3 partitions, 5 declared"):
+    with pytest.raises(RuntimeError, match="has 3 partitions, 5 configured"):
         await ensure_topics(broker, [TopicSpec(spec.name, 5)])

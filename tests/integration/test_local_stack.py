@@ -88,6 +88,17 @@ def test_up_healthy_then_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:
         assert placed.status_code == 200, placed.text
         output = log_path.read_text()
         assert f"{api_url}/docs" in output and f"{api_url}/tracker.js" in output
+        # Each pipeline process serves its own registry on its own port.
+        metrics = dict(
+            (line.split()[2].strip("()"), line.split()[1])
+            for line in output.splitlines()
+            if line.strip().startswith("metrics ")
+        )
+        assert set(metrics) == {"worker-0", "dispatcher", "campaigns", "api"}, output
+        assert len(set(metrics.values())) == len(metrics)
+        for url in metrics.values():
+            samples = support.scrape_metrics(url)
+            assert support.metric_value(samples, "process_resident_memory_bytes") > 0
 
         tree = support.descendants(stack.pid)
         # broker, warehouse, one worker, API

@@ -17,6 +17,7 @@ import clickhouse_connect
 import pytest
 from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
+from prometheus_client import REGISTRY
 
 from api.queries.common import TimeRange
 from api.queries.funnel import funnel
@@ -146,6 +147,8 @@ def test_rows_the_warehouse_refuses_are_dead_lettered_and_the_rest_land(warehous
         values = month_events(3, 400)  # three events of 2000: refused
         records = located(values)
         batch = batch_of("t.refused", records)
+        refused = {"reason": "warehouse_refused_VIOLATED_CONSTRAINT"}
+        counted_before = REGISTRY.get_sample_value("intentflow_dead_letters_total", refused) or 0
 
         asyncio.run(asyncio.wait_for(writer.write(batch), 60))
 
@@ -162,6 +165,9 @@ def test_rows_the_warehouse_refuses_are_dead_lettered_and_the_rest_land(warehous
         }
         assert all("VIOLATED_CONSTRAINT" in errors for *_, errors in letters)
         assert writer.quarantined == 3
+        # The worker's /metrics counts them by reason.
+        counted = REGISTRY.get_sample_value("intentflow_dead_letters_total", refused)
+        assert counted - counted_before == 3
 
 
 def _warehouse(data: Path, port: int, log: Path):

@@ -46,8 +46,15 @@ def test_help_describes_the_command_and_every_option(path: tuple[str, ...]) -> N
 
 def test_local_up_help_names_its_options() -> None:
     output = CliRunner().invoke(main, ["local", "up", "--help"]).output
-    for option in ("--data-dir", "--api-port", "--workers", "--simulate / --no-simulate"):
+    for option in ("--data-dir", "--api-port", "--workers", "--partitions"):
         assert option in output
+    assert "--simulate / --no-simulate" in output
+
+
+def test_local_up_refuses_more_workers_than_partitions_before_starting_anything() -> None:
+    result = CliRunner().invoke(main, ["local", "up", "--workers", "6", "--partitions", "4"])
+    assert result.exit_code == 2
+    assert "6 workers for 4 partitions" in result.output
 
 
 def test_unknown_command_fails() -> None:

@@ -28,7 +28,7 @@ from pipeline.dispatch.settings import DispatchSettings, ProviderSimSettings
 from pipeline.settings import WorkerSettings
 from schemas import keys
 from schemas.settings import PLACEHOLDER_PREFIX, CommonSettings
-from schemas.topics import SOURCE_TOPICS
+from schemas.topics import source_topics
 from tests.support import PROJECT_ROOT
 
 COMPOSE_PATH = PROJECT_ROOT / "docker-compose.yml"
@@ -117,9 +117,8 @@ def dotenv() -> dict[str, str]:
 
 
 def test_the_stack_has_the_parts_of_the_design() -> None:
-    assert {"kafka", "kafka-init", "clickhouse", "migrate", "worker", "api", "grafana"} <= set(
-        SERVICES
-    )
+    core = {"kafka", "kafka-init", "clickhouse", "migrate", "worker", "api", "grafana"}
+    assert core | {"prometheus"} <= set(SERVICES)
     assert {"migrate", "worker", "dispatcher", "campaigns", "provider-sim", "api"} <= OURS
 
 
@@ -134,6 +133,10 @@ def test_images_are_official_and_pinned_to_a_version() -> None:
         name, _, tag = SERVICES[service]["image"].partition(":")
         assert name == repository
         assert re.fullmatch(r"\d+(\.\d+)+", tag), f"{service}: pin a version, not {tag!r}"
+    # Prometheus tags its releases with a leading v (prom/prometheus:v3.13.1).
+    name, _, tag = SERVICES["prometheus"]["image"].partition(":")
+    assert name == "prom/prometheus"
+    assert re.fullmatch(r"v\d+\.\d+\.\d+", tag), f"prometheus: pin a version, not {tag!r}"
     assert SERVICES["kafka"]["image"] == SERVICES["kafka-init"]["image"]
     for service in OURS:
         assert SERVICES[service]["build"]["context"] == "."
@@ -247,10 +250,18 @@ def test_make_env_writes_keys_the_api_recognises(dotenv: dict[str, str]) -> None
     assert make_env.env_values() != dotenv  # fresh secrets every time
 
 
-def test_topics_created_at_start_are_the_declared_ones() -> None:
+@pytest.mark.parametrize("partitions", [None, "12"], ids=["default", "set"])
+def test_topics_created_at_start_are_the_declared_ones(
+    dotenv: dict[str, str], partitions: str | None
+) -> None:
+    env = dotenv | ({"INTENTFLOW_USER_PARTITIONS": partitions} if partitions else {})
     init = SERVICES["kafka-init"]
-    declared = {spec.name: spec.partitions for spec in SOURCE_TOPICS}
-    listed = dict(item.split(":") for item in init["environment"]["TOPICS"].split())
+    # The processes read the count kafka-init creates the topics with.
+    count = int(environment("worker", env)["INTENTFLOW_USER_PARTITIONS"])
+    assert count == int(partitions or 4)
+    declared = {spec.name: spec.partitions for spec in source_topics(count)}
+    topics = environment("kafka-init", env)["TOPICS"]
+    listed = dict(item.split(":") for item in topics.split())
     assert {name: int(n) for name, n in listed.items()} == declared
     assert init["environment"]["BOOTSTRAP"] == "kafka:9092"
     mount = init["volumes"][0].split(":")
@@ -324,9 +335,49 @@ def test_grafana_installs_pinned_plugins_for_every_provisioned_datasource() -> N
         for item in SERVICES["grafana"]["environment"]["GF_PLUGINS_PREINSTALL_SYNC"].split(",")
     )
     assert all(re.fullmatch(r"\d+\.\d+\.\d+", v) for v in plugins.values()), plugins
-    path = PROJECT_ROOT / "dashboards/provisioning/datasources/intentflow.yaml"
-    for datasource in yaml.safe_load(path.read_text())["datasources"]:
-        assert datasource["type"] in plugins
+    built_in = {"prometheus"}
+    for path in (PROJECT_ROOT / "dashboards/provisioning/datasources").glob("*.yaml"):
+        for datasource in yaml.safe_load(path.read_text())["datasources"]:
+            assert datasource["type"] in plugins.keys() | built_in, path.name
+
+
+PROMETHEUS_CONFIG = PROJECT_ROOT / "deploy/prometheus/prometheus.yml"
+
+
+def test_prometheus_scrapes_every_process_that_serves_metrics(dotenv: dict[str, str]) -> None:
+    prometheus = SERVICES["prometheus"]
+    mounts = dict(v.split(":")[:2] for v in prometheus["volumes"])
+    assert mounts["./deploy/prometheus/prometheus.yml"] == "/etc/prometheus/prometheus.yml"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    # No login on Prometheus: its UI is published on the host's loopback only.
+    assert all(port.startswith("127.0.0.1:") for port in prometheus["ports"])
+    scraped: dict[str, int] = {}
+    for job in yaml.safe_load(PROMETHEUS_CONFIG.read_text())["scrape_configs"]:
+        for lookup in job.get("dns_sd_configs", []):
+            # One A record per replica: a scaled service is scraped whole.
+            assert lookup["type"] == "A"
+            for name in lookup["names"]:
+                scraped[name] = lookup["port"]
+    serving = {}
+    for service in OURS:
+        env = environment(service, dotenv)
+        if "INTENTFLOW_METRICS_PORT" in env:
+            serving[service] = int(env["INTENTFLOW_METRICS_PORT"])
+            # Reachable from the Prometheus container, and never published on the host.
+            assert env["INTENTFLOW_METRICS_BIND"] == "0.0.0.0"
+            published = [str(p).rsplit(":", 1)[-1] for p in SERVICES[service].get("ports", [])]
+            assert env["INTENTFLOW_METRICS_PORT"] not in published, service
+    assert serving == scraped
+    assert {"worker", "dispatcher", "campaigns", "api"} <= set(serving)
+
+
+def test_grafana_reads_the_stacks_prometheus(dotenv: dict[str, str]) -> None:
+    grafana = environment("grafana", dotenv)
+    path = PROJECT_ROOT / "dashboards/provisioning/datasources/prometheus.yaml"
+    (datasource,) = yaml.safe_load(path.read_text())["datasources"]
+    url = interpolate(datasource["url"], grafana)
+    assert url == "http://prometheus:9090"
+    assert SERVICES["grafana"]["depends_on"]["prometheus"]
 
 
 def test_grafana_mounts_point_at_the_repository_files() -> None:

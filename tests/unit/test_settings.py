@@ -70,5 +70,8 @@ def test_settings_are_frozen(settings_class: type) -> None:
 
 
 def test_local_stack_refuses_more_workers_than_partitions() -> None:
-    with pytest.raises(pydantic.ValidationError, match="workers"):
+    with pytest.raises(pydantic.ValidationError, match="5 workers for 4 partitions"):
         LocalStackSettings(workers=5)
+    assert LocalStackSettings(workers=5, user_partitions=12).user_partitions == 12
+    with pytest.raises(pydantic.ValidationError, match="13 workers for 12 partitions"):
+        LocalStackSettings(workers=13, user_partitions=12)

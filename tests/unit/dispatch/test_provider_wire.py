@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 from tenacity import wait_none
 from twilio.request_validator import RequestValidator
 
@@ -694,3 +695,25 @@ async def test_an_sms_has_no_read_receipt_but_its_link_is_tapped():
     assert listed["webhooks"] == ["sent:200", "delivered:200", "clicked:302"]
     [tap] = [r for r in sim.received if r.method == "GET"]
     assert str(tap.url) == "https://shop.example/cart?m=1"  # the first URL of the SMS
+
+
+async def test_each_provider_request_is_timed_by_channel_and_outcome():
+    def timed(outcome: str) -> float:
+        return (
+            REGISTRY.get_sample_value(
+                "intentflow_provider_request_seconds_count",
+                {"channel": "whatsapp", "outcome": outcome},
+            )
+            or 0.0
+        )
+
+    before = {outcome: timed(outcome) for outcome in ("5xx", "ConnectError", "2xx")}
+    provider = Provider(
+        httpx.Response(503, text="Service Unavailable"), httpx.ConnectError("refused"), META_OK
+    )
+    await whatsapp(provider.transport).send(outgoing())
+    assert {outcome: timed(outcome) - before[outcome] for outcome in before} == {
+        "5xx": 1,
+        "ConnectError": 1,
+        "2xx": 1,
+    }

@@ -10,6 +10,7 @@ batch is read again.
 import asyncio
 import contextlib
 import copy
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from pipeline.dispatch.channels import Outgoing, SendResult
 from pipeline.dispatch.dispatcher import NO_ANSWER, Dispatcher
 from pipeline.dispatch.records import MessageRecord, message_key
 from pipeline.domain.rules import default_rules
+from pipeline.metrics import DISPATCH_OUTCOMES
 from schemas.messages import NudgeCancellation, Receipt
 from schemas.receipt_ids import receipt_id
 from schemas.time import epoch_ms
@@ -323,3 +325,22 @@ def test_the_providers_accepted_webhook_after_its_answer_starts_no_fallback() ->
     asyncio.run(d.tick(NOW_MS + 10 * UNKNOWN_AFTER_MS))
     assert calls == [(n.nudge_id, "whatsapp")]
     assert "fallback" not in [r.status for r in receipts(d)]
+
+
+def test_every_receipt_written_is_counted_by_channel_and_status() -> None:
+    def outcomes() -> Counter:
+        return Counter(
+            {
+                (s.labels["channel"], s.labels["status"]): s.value
+                for metric in DISPATCH_OUTCOMES.collect()
+                for s in metric.samples
+                if s.name.endswith("_total")
+            }
+        )
+
+    before = outcomes()
+    d, _, _, _ = dispatcher([])
+    decide(d, [day_nudge(1), day_nudge(2)])
+    written = Counter((r.channel or "none", r.status) for r in receipts(d))
+    assert written[("whatsapp", "sent")] == 2
+    assert outcomes() - before == written
