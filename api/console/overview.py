@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.console.render import guarded_page, page, warehouse
 from api.console.session import SessionDep
 from api.deps import ResourcesDep, SettingsDep
+from api.errors import HTTP_ANSWERS, as_http
 from api.queries.common import LIVE_RUN, TimeRange
 from api.queries.funnel import funnel
 from api.queries.nudges import ALL as ALL_CHANNELS
@@ -186,7 +187,8 @@ async def timeline_json(session: SessionDep, resources: ResourcesDep) -> Respons
     """The newest decisions and receipts, for the overview's script."""
     try:
         rows = await asyncio.to_thread(timeline, warehouse(resources))
-    except HTTPException as exc:
+    except HTTP_ANSWERS as answer:
+        exc = as_http(answer)
         return JSONResponse({"rows": [], "error": str(exc.detail)}, exc.status_code)
     except Exception as exc:
         log.warning("console timeline unavailable: %s", type(exc).__name__)

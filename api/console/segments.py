@@ -36,6 +36,7 @@ from api.console.render import (
 from api.console.session import PATH, Session, SessionDep, same_origin, token_matches
 from api.console.shoppers import model
 from api.deps import ResourcesDep, SettingsDep
+from api.errors import HTTP_ANSWERS, as_http
 from api.privacy.audit import read_log
 from api.queries.common import TimeRange
 from api.queries.segments import preview as segment_preview
@@ -99,7 +100,8 @@ async def _json_call(request: Request, session: Session, run) -> JSONResponse:
         return _json_error(exc.message, exc.status_code)
     except (ValidationError, RequestValidationError) as exc:
         return _json_error(_validation_text(exc), status.HTTP_422_UNPROCESSABLE_CONTENT)
-    except HTTPException as exc:
+    except HTTP_ANSWERS as answer:
+        exc = as_http(answer)
         return _json_error(explained(exc.status_code, detail_of(exc)), exc.status_code)
 
 
@@ -292,7 +294,8 @@ async def create_campaign(
             holdout_share=holdout,
             schedule=_schedule(form),
         )
-    except HTTPException as exc:  # the form again, as typed, with the reasons
+    except HTTP_ANSWERS as answer:  # the form again, as typed, with the reasons
+        exc = as_http(answer)
         text = explained(exc.status_code, detail_of(exc))
         flash = {"kind": "error", "text": text}
         return await _campaign_page(

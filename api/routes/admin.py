@@ -13,16 +13,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, Field
-
 from api.auth import AdminCaller
 from api.deps import ClickHouseDep, ResourcesDep, SettingsDep
 from api.privacy.audit import actor_of, read_log, record_action
-from api.privacy.consent import privacy_store
-from api.producer import BrokerUnavailable
+from api.privacy.consent import ConsentStoreUnavailable, privacy_store
 from api.queries.products import latest_products
 from api.routing import GuardedRoute
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
 from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.messages import CartItem, Nudge
 from schemas.templates import render
@@ -87,16 +85,11 @@ async def _consented(resources, settings, user_id: str) -> list[dict[str, Any]]:
     try:
         return await asyncio.to_thread(store.consents, user_id)
     except Exception as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"consent store unavailable: {type(exc).__name__}"
-        ) from None
+        raise ConsentStoreUnavailable(type(exc).__name__) from exc
 
 
 async def _publish(resources, nudge: Nudge) -> None:
-    try:
-        await resources.events.publish(NUDGES.name, [(nudge.user_key.encode(), nudge.to_json())])
-    except BrokerUnavailable:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "event log unavailable") from None
+    await resources.events.publish(NUDGES.name, [(nudge.user_key.encode(), nudge.to_json())])
 
 
 def _usable(consents: list[dict[str, Any]]) -> tuple[str, ...]:

@@ -12,7 +12,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
@@ -91,12 +90,6 @@ class ParsedRules(BaseModel):
     clauses: list[ClauseReading]
 
 
-def _unavailable(exc: Exception) -> HTTPException:
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE, f"warehouse unavailable: {type(exc).__name__}"
-    )
-
-
 def _response(segment: StoredSegment) -> SegmentResponse:
     return SegmentResponse(
         segment_id=segment.segment_id,
@@ -119,10 +112,7 @@ async def create_segment(
         created_at=datetime.now(UTC),
         created_by=actor_of(caller),
     )
-    try:
-        await asyncio.to_thread(save_segment, clickhouse, segment)
-    except (ClickHouseError, OSError) as exc:
-        raise _unavailable(exc) from None
+    await asyncio.to_thread(save_segment, clickhouse, segment)
     await record_action(clickhouse, caller, "segment_create", detail=segment.segment_id)
     return _response(segment)
 
@@ -133,18 +123,12 @@ async def get_segments(
     clickhouse: ClickHouseDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SegmentList:
-    try:
-        found = await asyncio.to_thread(list_segments, clickhouse, limit)
-    except (ClickHouseError, OSError) as exc:
-        raise _unavailable(exc) from None
+    found = await asyncio.to_thread(list_segments, clickhouse, limit)
     return SegmentList(segments=[_response(s) for s in found])
 
 
 async def _stored(clickhouse: ClickHouseDep, segment_id: str) -> StoredSegment:
-    try:
-        segment = await asyncio.to_thread(load_segment, clickhouse, segment_id)
-    except (ClickHouseError, OSError) as exc:
-        raise _unavailable(exc) from None
+    segment = await asyncio.to_thread(load_segment, clickhouse, segment_id)
     if segment is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such segment")
     return segment
@@ -167,10 +151,7 @@ async def preview_segment(
     """How many profiles the segment holds now, and a sample of them (contact data masked)."""
     segment = await _stored(clickhouse, segment_id)
     now_ms = int(time.time() * 1000)
-    try:
-        size, rows = await asyncio.to_thread(preview, clickhouse, segment.rules, now_ms, sample)
-    except (ClickHouseError, OSError) as exc:
-        raise _unavailable(exc) from None
+    size, rows = await asyncio.to_thread(preview, clickhouse, segment.rules, now_ms, sample)
     return SegmentPreview(
         segment_id=segment_id,
         size=size,

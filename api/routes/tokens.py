@@ -12,15 +12,13 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError
-from fastapi import APIRouter, Depends, HTTPException, status
-from pydantic import BaseModel, Field
-
 from api.auth import Caller, Scope, require
 from api.deps import ClickHouseDep, SettingsDep
 from api.routing import GuardedRoute
 from api.settings import ApiSettings
+from clickhouse_connect.driver.client import Client
+from fastapi import APIRouter, Depends, HTTPException, status
+from pydantic import BaseModel, Field
 from schemas.tokens import TokenError, TokenKeys, verify_token
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"], route_class=GuardedRoute)
@@ -96,16 +94,9 @@ async def redeem_token(
         raise _refuse(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason, exc.detail) from None
     token_id = str(claims["jti"])
     async with _locks[token_id]:
-        try:
-            redeemed_at = await asyncio.to_thread(
-                _claim, clickhouse, token_id, str(claims["sub"]), body.order_id or ""
-            )
-        except (ClickHouseError, OSError) as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"warehouse unavailable: {type(exc).__name__}",
-                headers={"Retry-After": "5"},
-            ) from None
+        redeemed_at = await asyncio.to_thread(
+            _claim, clickhouse, token_id, str(claims["sub"]), body.order_id or ""
+        )
     if redeemed_at is None:
         raise _refuse(status.HTTP_409_CONFLICT, "replayed", "this token was already redeemed")
     return RedeemResponse(
