@@ -27,11 +27,12 @@ from api.console.session import PATH, SessionDep
 from api.console.shoppers import model
 from api.deps import ResourcesDep, SettingsDep
 from api.privacy.audit import read_log
+from api.queries.backtests import recent_runs
 from api.queries.common import TimeRange
 from api.queries.series import dead_letters
 from api.routes import admin
 from api.routing import GuardedRoute
-from schemas.backtests import UnknownRun, compare_runs
+from schemas.backtests import UnknownRun, compare_in_warehouse
 
 router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
 
@@ -166,22 +167,13 @@ async def backtests(
     b: str = "live",
 ) -> Response:
     clickhouse = warehouse(resources)
-
-    def query(sql: str, parameters: dict) -> list:
-        return clickhouse.query(sql, parameters=parameters).result_rows
-
-    runs = await asyncio.to_thread(
-        query,
-        "SELECT run_id, count(), uniqExact(user_key), min(decided_at), max(decided_at)"
-        " FROM nudges GROUP BY run_id ORDER BY max(decided_at) DESC LIMIT 100",
-        {},
-    )
+    runs = await asyncio.to_thread(recent_runs, clickhouse)
     comparison, problem = None, ""
     if a and b and not (RUN_ID.match(a) and RUN_ID.match(b)):
         problem = "A run id has letters, digits, _ and - only, at most 64."
     elif a and b:
         try:
-            comparison = await run_in_threadpool(compare_runs, query, a, b, 200)
+            comparison = await run_in_threadpool(compare_in_warehouse, clickhouse, a, b, 200)
         except UnknownRun as exc:
             problem = str(exc)
     return page(

@@ -13,15 +13,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
+
 from api.auth import AdminCaller
 from api.deps import ClickHouseDep, ResourcesDep, SettingsDep
 from api.privacy.audit import actor_of, read_log, record_action
 from api.privacy.consent import ConsentStoreUnavailable, privacy_store
+from api.queries.channels import channel_pauses, switch_channel_at
 from api.queries.products import latest_products
 from api.routing import GuardedRoute
-from fastapi import APIRouter, Query, status
-from pydantic import BaseModel, Field
-from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.messages import CartItem, Nudge
 from schemas.templates import render
 from schemas.topics import NUDGES
@@ -109,12 +110,8 @@ async def switch_channel(
     clickhouse: ClickHouseDep,
 ) -> ChannelState:
     paused = action == "pause"
-    row = [channel, int(paused), datetime.now(UTC), actor_of(caller)]
     await asyncio.to_thread(
-        clickhouse.insert,
-        CHANNEL_CONTROLS,
-        [row],
-        column_names=["channel", "paused", "at", "actor"],
+        switch_channel_at, clickhouse, channel, paused, datetime.now(UTC), actor_of(caller)
     )
     await record_action(clickhouse, caller, f"channel_{action}", channel=channel)
     return ChannelState(channel=channel, paused=paused)
@@ -122,14 +119,7 @@ async def switch_channel(
 
 @router.get("/channels", response_model=list[ChannelState])
 async def channel_states(caller: AdminCaller, clickhouse: ClickHouseDep) -> list[ChannelState]:
-    rows = await asyncio.to_thread(
-        lambda: (
-            clickhouse.query(
-                f"SELECT channel, argMax(paused, at) FROM {CHANNEL_CONTROLS} GROUP BY channel"
-            ).result_rows
-        )
-    )
-    paused = {channel: bool(p) for channel, p in rows}
+    paused = await asyncio.to_thread(channel_pauses, clickhouse)
     return [ChannelState(channel=c, paused=paused.get(c, False)) for c in ("whatsapp", "sms")]
 
 

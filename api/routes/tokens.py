@@ -7,18 +7,18 @@ token serialises attempts, so the warehouse only arbitrates between processes.
 """
 
 import asyncio
-import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from api.auth import Caller, Scope, require
-from api.deps import ClickHouseDep, SettingsDep
-from api.routing import GuardedRoute
-from api.settings import ApiSettings
-from clickhouse_connect.driver.client import Client
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, Field
+
+from api.auth import Caller, Scope, require
+from api.deps import ClickHouseDep, SettingsDep
+from api.queries.tokens import claim_redemption
+from api.routing import GuardedRoute
+from api.settings import ApiSettings
 from schemas.tokens import TokenError, TokenKeys, verify_token
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"], route_class=GuardedRoute)
@@ -54,24 +54,6 @@ def token_keys(settings: ApiSettings) -> TokenKeys:
     return TokenKeys(current_kid=settings.token_key_id, secrets=secrets)
 
 
-def _claim(client: Client, token_id: str, user_key: str, order_id: str) -> str | None:
-    """Insert this attempt and return its time if it is the token's first redemption."""
-    redemption_id = uuid.uuid4()
-    client.insert(
-        "token_redemptions",
-        [[token_id, redemption_id, user_key, order_id]],
-        column_names=["token_id", "redemption_id", "user_key", "order_id"],
-    )
-    first = client.query(
-        "SELECT redemption_id, redeemed_at FROM token_redemptions "
-        "WHERE token_id = {token_id:String} ORDER BY redeemed_at, redemption_id LIMIT 1",
-        parameters={"token_id": token_id},
-    ).first_row
-    if first[0] != redemption_id:
-        return None
-    return first[1].astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _refuse(code: int, reason: str, message: str) -> HTTPException:
     return HTTPException(code, RefusalDetail(reason=reason, message=message).model_dump())
 
@@ -95,7 +77,7 @@ async def redeem_token(
     token_id = str(claims["jti"])
     async with _locks[token_id]:
         redeemed_at = await asyncio.to_thread(
-            _claim, clickhouse, token_id, str(claims["sub"]), body.order_id or ""
+            claim_redemption, clickhouse, token_id, str(claims["sub"]), body.order_id or ""
         )
     if redeemed_at is None:
         raise _refuse(status.HTTP_409_CONFLICT, "replayed", "this token was already redeemed")
@@ -103,5 +85,5 @@ async def redeem_token(
         token_id=token_id,
         user_key=str(claims["sub"]),
         discount_percent=float(claims.get("discount_percent", 0)),
-        redeemed_at=redeemed_at,
+        redeemed_at=redeemed_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
     )

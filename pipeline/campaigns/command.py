@@ -12,7 +12,6 @@ import logging
 import signal
 
 import click
-import clickhouse_connect
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
@@ -29,6 +28,7 @@ from pipeline.campaigns.launcher import (
 from pipeline.worker import configure_logging
 from schemas.settings import CommonSettings
 from schemas.topics import NUDGES
+from schemas.warehouse import warehouse_of
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,7 @@ async def launch_or_fail(client: Client, producer: AIOKafkaProducer, campaign_id
 
 
 async def run_launcher(settings: CampaignSettings, stop: asyncio.Event) -> None:
-    client = clickhouse_connect.get_client(
-        dsn=settings.clickhouse_url,
-        database=settings.clickhouse_database,
-        connect_timeout=3,
-        autogenerate_session_id=False,
-    )
+    client = await asyncio.to_thread(warehouse_of, settings)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id="intentflow-campaigns",

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import clickhouse_connect
 
 from pipeline.domain.rules import Rules, RulesError, load_rules
 from pipeline.engine.outputs import KafkaOutputs, Record
@@ -35,6 +34,7 @@ from pipeline.settings import WorkerSettings
 from pipeline.warehouse.erasures import command_erasures
 from schemas.erasure import ErasureList
 from schemas.messages import Nudge, NudgeCancellation, NudgeHeld, VipUpgrade, load_decision
+from schemas.warehouse import BATCH_TIMEOUT_S, warehouse_client
 
 # Outputs are produced in chunks this large (decisions are ~1 % of events).
 _SEND_CHUNK = 5_000
@@ -291,10 +291,10 @@ def _record(
         started_at=started_at,
         finished_at=datetime.now(UTC),
     )
-    client = clickhouse_connect.get_client(
-        dsn=request.clickhouse_url,
-        database=request.clickhouse_database,
-        autogenerate_session_id=False,
+    client = warehouse_client(
+        request.clickhouse_url,
+        request.clickhouse_database,
+        timeout_s=BATCH_TIMEOUT_S,
     )
     try:
         delete_run(client, request.run_id)

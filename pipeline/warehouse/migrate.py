@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import clickhouse_connect
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
 import schemas
 from schemas.settings import CommonSettings
+from schemas.warehouse import BATCH_TIMEOUT_S, warehouse_client
 
 log = logging.getLogger(__name__)
 
@@ -150,14 +150,12 @@ def apply_migrations(client: Client, directory: Path = MIGRATIONS_DIR) -> list[s
 
 def migrate_database(url: str, database: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Create ``database`` if needed and apply its pending migrations."""
-    admin = clickhouse_connect.get_client(dsn=url, connect_timeout=3)
+    admin = warehouse_client(url, None, timeout_s=BATCH_TIMEOUT_S)
     try:
         admin.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
     finally:
         admin.close()
-    client = clickhouse_connect.get_client(
-        dsn=url, database=database, connect_timeout=3, autogenerate_session_id=False
-    )
+    client = warehouse_client(url, database, timeout_s=BATCH_TIMEOUT_S)
     try:
         return apply_migrations(client, directory)
     finally:
