@@ -7,7 +7,6 @@ admin-only here: a read session sees a note in their place.
 
 import asyncio
 import re
-import time
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -33,6 +32,7 @@ from api.queries.series import dead_letters
 from api.routes import admin
 from api.routing import GuardedRoute
 from schemas.backtests import UnknownRun, compare_in_warehouse
+from schemas.time import now_ms
 
 router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
 
@@ -143,7 +143,7 @@ async def audit(
     if session.can_act:
         rows = await asyncio.to_thread(read_log, clickhouse, user_key, message_id, 500)
         entries = [r for r in rows if not action or r["action"] == action]
-    end_ms = int(time.time() * 1000)
+    end_ms = now_ms()
     span = TimeRange(end_ms - days * 86_400_000, end_ms)
     letters = await asyncio.to_thread(dead_letters, clickhouse, 3600 * 24, span)
     return page(

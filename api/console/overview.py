@@ -8,7 +8,6 @@ its place and the rest of the page intact.
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -20,7 +19,7 @@ from api.console.render import guarded_page, page, warehouse
 from api.console.session import SessionDep
 from api.deps import ResourcesDep, SettingsDep
 from api.errors import HTTP_ANSWERS, as_http
-from api.queries.common import LIVE_RUN, TimeRange
+from api.queries.common import TimeRange
 from api.queries.funnel import funnel
 from api.queries.nudges import ALL as ALL_CHANNELS
 from api.queries.nudges import nudge_outcomes
@@ -29,6 +28,8 @@ from api.queries.series import timeseries
 from api.queries.timeline import timeline
 from api.queries.uplift import uplift
 from api.routing import GuardedRoute
+from schemas.runs import LIVE_RUN
+from schemas.time import now_ms
 
 try:  # /v1/metrics/costs arrived later than the console in some branches
     from api.queries.costs import costs
@@ -46,7 +47,7 @@ OUTCOMES = ("sent", "delivered", "read", "clicked", "converted")
 
 
 def span_of(name: str) -> TimeRange:
-    end_ms = int(time.time() * 1000)
+    end_ms = now_ms()
     return TimeRange(end_ms - RANGES[name] * 1000, end_ms)
 
 

@@ -8,7 +8,6 @@ call the segments API's own functions and the segments query engine.
 """
 
 import asyncio
-import time
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -44,6 +43,7 @@ from api.routes import admin, campaigns, segments
 from api.routing import GuardedRoute
 from api.segment_llm import SuggesterDep
 from schemas.segments import FIELDS, OPERATORS, load_rule
+from schemas.time import now_ms
 
 router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
 
@@ -115,8 +115,7 @@ async def preview_rule(request: Request, session: SessionDep, resources: Resourc
         except ValidationError as exc:
             return {"size": None, "sample": [], "problem": _validation_text(exc)}
         clickhouse = warehouse(resources)
-        now_ms = int(time.time() * 1000)
-        size, sample = await asyncio.to_thread(segment_preview, clickhouse, rule, now_ms, SAMPLE)
+        size, sample = await asyncio.to_thread(segment_preview, clickhouse, rule, now_ms(), SAMPLE)
         return {"size": size, "sample": sample}
 
     return await _json_call(request, session, run)
@@ -174,8 +173,8 @@ async def segment_page(
 
 def _campaign_span() -> TimeRange:
     """Campaigns created in the last CAMPAIGN_DAYS days (the API filters on creation)."""
-    now_ms = int(time.time() * 1000)
-    return TimeRange(now_ms - CAMPAIGN_DAYS * 86_400_000, now_ms + 60_000)
+    now = now_ms()
+    return TimeRange(now - CAMPAIGN_DAYS * 86_400_000, now + 60_000)
 
 
 async def _campaign_page(

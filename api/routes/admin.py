@@ -30,7 +30,8 @@ from schemas.topics import NUDGES
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=GuardedRoute)
 
 ChannelName = Literal["whatsapp", "sms"]
-# The dispatcher treats this rules version as an operator's force-send (no daily cap).
+# Admin decisions follow no rules: these label them in reports. What the dispatcher acts
+# on (a force-send passes the daily cap) is the decision's origin.
 FORCED_RULES_VERSION = "admin:force"
 FLOW_RULES_VERSION = "admin:flow"
 
@@ -149,6 +150,7 @@ async def cart_rescue_flow(
         score=0.0,
         rules_version=FLOW_RULES_VERSION,
         trigger_event_id=f"admin:{caller.key_hash[:12]}",
+        origin="admin_flow",
     )
     await _publish(resources, nudge)
     await record_action(
@@ -189,6 +191,7 @@ async def force_send(
         score=0.0,
         rules_version=FORCED_RULES_VERSION,
         trigger_event_id=f"admin:{caller.key_hash[:12]}",
+        origin="admin_force",
         **cart,
     )
     await _publish(resources, nudge)

@@ -11,7 +11,6 @@ API's shape for Grafana. docs/segments.md.
 """
 
 import asyncio
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -37,6 +36,7 @@ from api.queries.campaigns import (
 from api.queries.segments import load_segment
 from api.routing import GuardedRoute
 from schemas.campaigns import CAMPAIGN_CHANNELS, CANCELLABLE, DELETABLE
+from schemas.time import now_ms
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], route_class=GuardedRoute)
 
@@ -212,8 +212,7 @@ async def _reports(
 ) -> list[dict[str, Any]]:
     def run() -> list[dict[str, Any]]:
         found = definitions(clickhouse, where)
-        now_ms = int(time.time() * 1000)
-        reports = outcomes(clickhouse, found, settings.attribution_window_s, now_ms)
+        reports = outcomes(clickhouse, found, settings.attribution_window_s, now_ms())
         for report, campaign in zip(reports, found, strict=True):
             report["rules"] = campaign["rules"]
         return reports

@@ -20,7 +20,7 @@ from api.auth import ReadCaller
 from api.deps import ClickHouseDep, ResourcesDep, SettingsDep
 from api.kafka_lag import consumer_lag
 from api.params import IntervalDep, TimeRangeDep, invalid
-from api.queries.common import LIVE_RUN, TimeRange
+from api.queries.common import TimeRange
 from api.queries.costs import ChannelCost, costs
 from api.queries.funnel import BREAKDOWN_COLUMNS, funnel
 from api.queries.not_sent import not_sent
@@ -30,6 +30,7 @@ from api.queries.series import Metric, dead_letters, timeseries
 from api.queries.uplift import uplift
 from api.routing import GuardedRoute
 from schemas.events import EVENT_NAME_PATTERN
+from schemas.runs import LIVE_RUN
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], route_class=GuardedRoute)
 

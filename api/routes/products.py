@@ -12,7 +12,6 @@ entry wins whole (schemas/catalog.py, migrations/0170_products.sql).
 """
 
 import asyncio
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, status
@@ -31,6 +30,7 @@ from schemas.catalog import (
     Product,
     web_url_problem,
 )
+from schemas.time import now_ms
 
 router = APIRouter(prefix="/v1/products", tags=["products"], route_class=GuardedRoute)
 
@@ -114,7 +114,7 @@ async def put_products(
 ) -> ProductsUpserted:
     # The last entry of an id in one batch is the one kept (same update time: later insert).
     latest = {p.product_id: p.entry() for p in body.products}
-    updated_at_ms = int(time.time() * 1000)
+    updated_at_ms = now_ms()
     await asyncio.to_thread(upsert_products, clickhouse, list(latest.values()), updated_at_ms)
     return ProductsUpserted(upserted=len(latest), updated_at_ms=updated_at_ms)
 

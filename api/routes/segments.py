@@ -7,7 +7,6 @@ into a rule tree, or says which words it did not understand. docs/segments.md.
 """
 
 import asyncio
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -24,6 +23,7 @@ from api.routing import GuardedRoute
 from api.segment_llm import SuggesterDep
 from schemas.segment_phrases import parse_phrase
 from schemas.segments import Condition, Group, load_rule
+from schemas.time import from_ms, now_ms
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"], route_class=GuardedRoute)
 
@@ -150,12 +150,12 @@ async def preview_segment(
 ) -> SegmentPreview:
     """How many profiles the segment holds now, and a sample of them (contact data masked)."""
     segment = await _stored(clickhouse, segment_id)
-    now_ms = int(time.time() * 1000)
-    size, rows = await asyncio.to_thread(preview, clickhouse, segment.rules, now_ms, sample)
+    as_of_ms = now_ms()
+    size, rows = await asyncio.to_thread(preview, clickhouse, segment.rules, as_of_ms, sample)
     return SegmentPreview(
         segment_id=segment_id,
         size=size,
-        as_of=datetime.fromtimestamp(now_ms / 1000, UTC),
+        as_of=from_ms(as_of_ms),
         sample=[MaskedProfile(**row) for row in rows],
     )
 

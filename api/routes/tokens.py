@@ -18,8 +18,8 @@ from api.auth import Caller, Scope, require
 from api.deps import ClickHouseDep, SettingsDep
 from api.queries.tokens import claim_redemption
 from api.routing import GuardedRoute
-from api.settings import ApiSettings
-from schemas.tokens import TokenError, TokenKeys, verify_token
+from schemas.time import iso_z
+from schemas.tokens import TokenError, token_keys, verify_token
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"], route_class=GuardedRoute)
 
@@ -47,13 +47,6 @@ class RefusalDetail(BaseModel):
     message: str
 
 
-def token_keys(settings: ApiSettings) -> TokenKeys:
-    """The signing key plus older ones still accepted (rotation by key id)."""
-    secrets = {kid: secret.get_secret_value() for kid, secret in settings.token_verify_keys.items()}
-    secrets[settings.token_key_id] = settings.token_secret.get_secret_value()
-    return TokenKeys(current_kid=settings.token_key_id, secrets=secrets)
-
-
 def _refuse(code: int, reason: str, message: str) -> HTTPException:
     return HTTPException(code, RefusalDetail(reason=reason, message=message).model_dump())
 
@@ -71,7 +64,9 @@ async def redeem_token(
     body: RedeemRequest, caller: RedeemCaller, settings: SettingsDep, clickhouse: ClickHouseDep
 ) -> RedeemResponse:
     try:
-        claims = verify_token(body.token, token_keys(settings), now=datetime.now(UTC))
+        claims = verify_token(
+            body.token, token_keys(settings, settings.token_verify_keys), now=datetime.now(UTC)
+        )
     except TokenError as exc:
         raise _refuse(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason, exc.detail) from None
     token_id = str(claims["jti"])
@@ -85,5 +80,5 @@ async def redeem_token(
         token_id=token_id,
         user_key=str(claims["sub"]),
         discount_percent=float(claims.get("discount_percent", 0)),
-        redeemed_at=redeemed_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        redeemed_at=iso_z(redeemed_at),
     )

@@ -31,11 +31,10 @@ from pipeline.sink.processors import (
 from pipeline.sink.rows import DEAD_LETTERS, dead_letter_row
 from pipeline.sink.writer import WarehouseWriter
 from schemas.deadletter import DeadLetter
+from schemas.runs import LIVE_RUN
 from schemas.topics import NUDGES, RECEIPTS, TELEMETRY_DLQ, VIP
 
 log = logging.getLogger(__name__)
-
-LIVE_RUN = "live"
 
 
 @dataclass(frozen=True, slots=True)
