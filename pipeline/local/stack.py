@@ -32,7 +32,6 @@ from pipeline.local.processes import ManagedProcess, ProcessError, stop_all
 from pipeline.local.providers import provider_env, simulated_credentials
 from pipeline.local.readiness import StopRequested, exited_message, http_get, wait_until
 from pipeline.local.settings import LocalStackSettings
-from pipeline.local.warehouse_schema import ensure_database
 from pipeline.warehouse.migrate import migrate_database
 from schemas.topics import SOURCE_TOPICS
 
@@ -131,7 +130,7 @@ class LocalStack:
             self._stop_requested,
         )
         try:
-            ensure_database(self.warehouse_url, settings.clickhouse_database)
+            # Creates the database first (clients that name it cannot connect before).
             migrate_database(self.warehouse_url, settings.clickhouse_database)
         except Exception as exc:
             raise ProcessError(f"warehouse: cannot create the database: {exc}") from exc

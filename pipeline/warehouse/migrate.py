@@ -148,13 +148,18 @@ def apply_migrations(client: Client, directory: Path = MIGRATIONS_DIR) -> list[s
     return done
 
 
-def migrate_database(url: str, database: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Create ``database`` if needed and apply its pending migrations."""
+def create_database(url: str, database: str) -> None:
+    """Create ``database`` if needed: clients that name it cannot connect before."""
     admin = warehouse_client(url, None, timeout_s=BATCH_TIMEOUT_S)
     try:
         admin.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
     finally:
         admin.close()
+
+
+def migrate_database(url: str, database: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Create ``database`` if needed and apply its pending migrations."""
+    create_database(url, database)
     client = warehouse_client(url, database, timeout_s=BATCH_TIMEOUT_S)
     try:
         return apply_migrations(client, directory)
