@@ -57,6 +57,8 @@ class LocalStack:
         self._lock_file: TextIO | None = None
         self.warehouse_port = 0
         self.api_url = f"http://{settings.host}:{settings.api_port}"
+        # The provider simulator's (WhatsApp and SMS as the phones get them); set at start.
+        self.provider_sim_url: str | None = None
 
     # --- entry point -------------------------------------------------------------------
 
@@ -156,8 +158,9 @@ class LocalStack:
         # Dispatch: the provider simulator (webhooks back to the API), the dispatcher role
         # and the campaign launcher, which puts due campaigns' messages on the dispatch topic.
         sim_port = free_port(settings.host)
+        self.provider_sim_url = f"http://{settings.host}:{sim_port}"
         sim_env, self.provider_env = provider_env(
-            f"http://{settings.host}:{sim_port}", self.api_url, os.environ, simulated_credentials()
+            self.provider_sim_url, self.api_url, os.environ, simulated_credentials()
         )
         for name, args, env in (
             ("provider-sim", ["provider-sim", "--port", str(sim_port)], sim_env),
@@ -294,6 +297,7 @@ class LocalStack:
 
     def announce(self) -> None:
         values = self.connection_env()
+        sim = self.provider_sim_url
         env_file = self.data_dir / "local.env"
         write_env_file(env_file, values)
         lines = [
@@ -303,6 +307,8 @@ class LocalStack:
             f"  demo shop  {self.api_url}/demo/",
             f"  tracker    {self.api_url}/tracker.js",
             f"  health     {self.api_url}/v1/health",
+            f"  console    {self.api_url}/console/  (sign in with the admin or read key below)",
+            *([f"  messages   {sim}/v1/messages  (what the providers took)"] if sim else []),
             f"  logs       {self.logs_dir}",
             f"settings (also in {env_file}; `set -a; . {env_file}; set +a` to load):",
             *(f"  {key}={value}" for key, value in values.items()),

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import click
 
+from pipeline.progress import Progress
 from pipeline.replay.options import ISO_MOMENT
-from pipeline.replay.progress import Progress
 from pipeline.replay.recorded import ExportHeader, RecordFileError, RecordWriter, file_format
 from pipeline.replay.source import ScanCounts, TimeRange, TopicScan
 from pipeline.settings import WorkerSettings

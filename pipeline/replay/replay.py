@@ -22,10 +22,10 @@ import click
 
 from pipeline.domain.rules import Rules, RulesError, load_rules
 from pipeline.engine.outputs import KafkaOutputs, Record
+from pipeline.progress import Progress
 from pipeline.replay.dryrun import DryRunDispatcher
 from pipeline.replay.namespace import check_run_id, reset_run_topics, run_topics
 from pipeline.replay.options import ISO_MOMENT
-from pipeline.replay.progress import Progress
 from pipeline.replay.recorded import RecordedEvent, RecordFileError, RecordReader
 from pipeline.replay.runner import ReplayRunner, longest_deadline_ms
 from pipeline.replay.source import TimeRange, TopicScan
