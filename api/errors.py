@@ -1,4 +1,10 @@
-"""Error answers that cannot fail, whatever the input was.
+"""Error answers that cannot fail, whatever the input was, and the one mapping of
+outages to HTTP.
+
+A part that is down (the warehouse, the event log, the consent store) is the
+caller's 503 with ``Retry-After``, written once here: routes let the exception
+through and the application's handler answers ``{"detail": "..."}``. Wrappers
+that render errors their own way (Segment's routes, the console) ask ``as_http``.
 
 FastAPI's own 422 echoes each error's ``input`` and ``ctx`` through
 ``json.dumps(allow_nan=False)``: a body holding ``NaN``, ``Infinity`` or
@@ -12,9 +18,13 @@ import logging
 import math
 from typing import Any
 
-from fastapi import FastAPI, Request, status
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+
+from api.privacy.consent import ConsentStoreUnavailable
+from api.producer import BrokerUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +32,51 @@ _MAX_TEXT = 200
 _MAX_ITEMS = 20
 _MAX_DEPTH = 4
 _MAX_INT_BITS = 64
+
+# Seconds a client waits before retrying a part that did not answer.
+WAREHOUSE_RETRY_AFTER_S = 5
+CONSENT_STORE_RETRY_AFTER_S = 2
+
+# A socket error under a route is the warehouse's connection (the only blocking I/O
+# routes do themselves); the broker's errors arrive as BrokerUnavailable.
+OUTAGES: tuple[type[Exception], ...] = (
+    ClickHouseError,
+    OSError,
+    BrokerUnavailable,
+    ConsentStoreUnavailable,
+)
+# What a wrapper that renders errors itself catches: the HTTP errors and the outages.
+HTTP_ANSWERS: tuple[type[Exception], ...] = (HTTPException, *OUTAGES)
+
+
+def _unavailable(detail: str, retry_after_s: float) -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"{detail}; retry",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+def as_http(exc: Exception) -> HTTPException:
+    """``exc`` as the answer a client gets: an HTTPException as it is, an outage its 503."""
+    if isinstance(exc, HTTPException):
+        return exc
+    if isinstance(exc, BrokerUnavailable):
+        # Nothing of the request counts as done: resending it (same ids) is safe.
+        return _unavailable("not accepted: the event log is unavailable", exc.retry_after_s)
+    if isinstance(exc, ConsentStoreUnavailable):
+        return _unavailable(
+            f"not accepted: the consent store is unavailable ({exc})", CONSENT_STORE_RETRY_AFTER_S
+        )
+    if isinstance(exc, OUTAGES):
+        return _unavailable(f"warehouse unavailable: {type(exc).__name__}", WAREHOUSE_RETRY_AFTER_S)
+    raise TypeError(f"not an HTTP answer: {type(exc).__name__}") from exc
+
+
+async def outage(request: Request, exc: Exception) -> JSONResponse:
+    """The application's answer to a part that is down: 503, ``Retry-After``, a reason."""
+    answer = as_http(exc)
+    return JSONResponse({"detail": answer.detail}, answer.status_code, headers=answer.headers)
 
 
 def json_safe(value: Any, depth: int = 0) -> Any:
@@ -77,3 +132,5 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
+    for kind in OUTAGES:
+        app.add_exception_handler(kind, outage)

@@ -3,13 +3,13 @@
 import asyncio
 from types import TracebackType
 
-import clickhouse_connect
 from aiokafka.admin import AIOKafkaAdminClient
 from clickhouse_connect.driver.client import Client
 
 from api.producer import EventProducer
 from api.ratelimit import TokenBuckets
 from api.settings import ApiSettings
+from schemas.warehouse import warehouse_of
 
 
 class Resources:
@@ -26,13 +26,7 @@ class Resources:
 
     def clickhouse(self) -> Client:
         if self._clickhouse is None:
-            self._clickhouse = clickhouse_connect.get_client(
-                dsn=self.settings.clickhouse_url,
-                database=self.settings.clickhouse_database,
-                connect_timeout=3,
-                send_receive_timeout=30,
-                autogenerate_session_id=False,
-            )
+            self._clickhouse = warehouse_of(self.settings)
         return self._clickhouse
 
     async def kafka_admin(self, timeout_s: float = 2.0) -> AIOKafkaAdminClient:

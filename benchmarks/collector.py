@@ -84,7 +84,7 @@ def reference_app() -> FastAPI:
 def bodies(count: int, consents: bool = True) -> list[bytes]:
     """Realistic browser events (the simulator's), with timestamps near now."""
     events = generate_events(
-        1, users=count * BATCH // 20, events=count * BATCH * 2, start=datetime.now(UTC), days=1
+        1, users=count * BATCH // 20, events=count * BATCH * 2, end=datetime.now(UTC), days=1
     )
     browser = [
         event

@@ -1,10 +1,15 @@
 """Faust transport and flow-control workarounds: a configurable fetch wait; no queue wipe on resume.
 
+Each class here patches one behaviour of faust-streaming 0.15.3; what was measured
+and how to measure it again is in docs/local-stack.md ("Faust patches").
+
 Faust builds its consumer with ``fetch_max_wait_ms=1500`` and no setting to
-change it. Measured on Tansu, a waiting fetch is not answered when records
-arrive, so produce → consume latency equals the fetch wait (a bare aiokafka
-round trip: p50 147 ms at 500 ms, 2 ms at 5 ms). On Apache Kafka, which
-answers as soon as data is there, a short wait only costs idle polls.
+change it (faust/transport/drivers/aiokafka.py). No upstream issue asks for one
+(faust-streaming's issues searched for it; the nearest, PR #279, exposed another
+aiokafka option, ``metadata_max_age_ms``, the same way this would). Measured on
+Tansu, a waiting fetch is not answered when records arrive, so produce → consume
+latency equals the fetch wait. On Apache Kafka, which answers as soon as data is
+there, a short wait only costs idle polls.
 """
 
 from typing import Any
@@ -50,12 +55,14 @@ class KeepQueuedFlowControl(FlowControlEvent):
     recovery calls it *after* it has resumed the stream partitions, sought them
     to the committed offsets and let the fetcher run again, so records fetched
     in that window are dropped from the queues while the consumer's read offset
-    has already moved past them: they are never processed (faust-streaming
-    issue #596). Seen here as a dispatcher that, after a restart, silently
-    never sent a few hundred nudges. Revocation still clears the queues (Faust
-    calls ``clear()`` itself there); records kept at resume belong to the new
-    assignment and at worst repeat ones a seek re-fetches, which every agent
-    here tolerates (at-least-once with idempotent effects).
+    has already moved past them: they are never processed (upstream:
+    https://github.com/faust-streaming/faust/issues/596, open; PRs #217 and
+    #253 reordered recovery's calls but left the wipe). Seen here as a
+    dispatcher that, after a restart, silently never sent a few hundred nudges.
+    Revocation still clears the queues (Faust calls ``clear()`` itself there);
+    records kept at resume belong to the new assignment and at worst repeat ones
+    a seek re-fetches, which every agent here tolerates (at-least-once with
+    idempotent effects).
     """
 
     def resume(self) -> None:

@@ -1,6 +1,6 @@
 """Storefront traffic: seeded shopper journeys, posted through the collector.
 
-``generate_events`` is pure (seed and start time in, events out: same seed,
+``generate_events`` is pure (seed and window end in, events out: same seed,
 same events, event ids included) so tests and benchmarks reuse it;
 ``post_events`` sends them in batches; ``simulate_command`` is the
 ``intentflow simulate`` command.
@@ -26,6 +26,7 @@ from typing import Any
 import click
 import httpx
 
+from pipeline.progress import Progress
 from schemas.events import SERVER_EVENTS
 
 # --- the catalog -------------------------------------------------------------
@@ -325,18 +326,18 @@ def _new_shopper(rng: random.Random, budget: int) -> _Shopper:
 
 
 def generate_events(
-    seed: int, users: int, events: int, start: datetime, days: float = 7.0
+    seed: int, users: int, events: int, end: datetime, days: float = 7.0
 ) -> list[dict[str, Any]]:
     """Exactly ``events`` events (as clients send them) of ``users`` shoppers, oldest first.
 
-    Event times fall in the ``days`` before ``start``. Pure: the same arguments
+    Event times fall in the ``days`` before ``end``. Pure: the same arguments
     give the same events, ids included.
     """
-    if users < 1 or events < 0 or days <= 0 or start.tzinfo is None:
-        raise ValueError("need users ≥ 1, events ≥ 0, days > 0 and a start time with a zone")
+    if users < 1 or events < 0 or days <= 0 or end.tzinfo is None:
+        raise ValueError("need users ≥ 1, events ≥ 0, days > 0 and an end time with a zone")
     rng = random.Random(seed)
-    window_start = start - timedelta(days=days)
-    # Sessions end well before ``start``; a session lasts at most ~1 h.
+    window_start = end - timedelta(days=days)
+    # Sessions end well before ``end``; a session lasts at most ~1 h.
     span_s = max(days * 86_400 - 7_200, 1.0)
     out: list[dict[str, Any]] = []
     share, extra = divmod(events, users)
@@ -472,13 +473,13 @@ def post_events(
 # --- the command -------------------------------------------------------------
 
 
-def _parse_start(value: str | None) -> datetime:
+def _parse_end(value: str | None) -> datetime:
     if value is None:
         return datetime.now(UTC).replace(microsecond=0)
-    start = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if start.tzinfo is None:
-        raise click.BadParameter("give a zone, e.g. 2024-05-01T00:00:00Z", param_hint="--start")
-    return start
+    end = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if end.tzinfo is None:
+        raise click.BadParameter("give a zone, e.g. 2024-05-01T00:00:00Z", param_hint="--end")
+    return end
 
 
 @click.command("simulate")
@@ -510,10 +511,15 @@ def _parse_start(value: str | None) -> datetime:
     type=click.FloatRange(min=0, min_open=True),
     default=7.0,
     show_default=True,
-    help="Event times spread over this many days before --start.",
+    help="Event times spread over this many days before --end.",
 )
-@click.option("--seed", type=int, help="Same seed and --start: same events. Default: random.")
-@click.option("--start", help="ISO-8601 end of the time window (default: now).")
+@click.option("--seed", type=int, help="Same seed and --end: same events. Default: random.")
+@click.option(
+    "--end",
+    "--start",
+    "end",
+    help="ISO-8601 end of the time window (default: now). --start is its old name, deprecated.",
+)
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 500),
@@ -530,20 +536,21 @@ def simulate_command(
     rate: float | None,
     days: float,
     seed: int | None,
-    start: str | None,
+    end: str | None,
     batch_size: int,
 ) -> None:
     """Send realistic shopper journeys to the collector."""
     seed = seed if seed is not None else int.from_bytes(os.urandom(4), "big")
-    start_at = _parse_start(start)
-    generated = generate_events(seed, users, events, start_at, days)
+    end_at = _parse_end(end)
+    generated = generate_events(seed, users, events, end_at, days)
     click.echo(
-        f"seed {seed}, start {start_at.isoformat()}: {len(generated)} events "
+        f"seed {seed}, end {end_at.isoformat()}: {len(generated)} events "
         f"of {users} shoppers over {days:g} days",
         err=True,
     )
     began = time.monotonic()
-    with click.progressbar(length=len(generated), label="posting", file=sys.stderr) as bar:
+    progress = Progress("posting", total=len(generated))
+    try:
         summary = post_events(
             generated,
             api,
@@ -551,8 +558,10 @@ def simulate_command(
             server_key,
             batch_size=batch_size,
             rate=rate,
-            progress=bar.update,
+            progress=progress.advance,
         )
+    finally:
+        progress.close()
     elapsed = time.monotonic() - began
     counts = Counter(event["name"] for event in generated)
     lines = [

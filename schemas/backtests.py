@@ -19,9 +19,12 @@ FINAL, so a not-yet-merged duplicate row never counts twice.
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
 
 NOT_TRIGGERED = "not_triggered"
 
@@ -208,3 +211,14 @@ def compare_runs(query: Query, a: str, b: str, limit: int = 100_000) -> Backtest
         only_in_a_users=users_a,
         only_in_b_users=users_b,
     )
+
+
+def compare_in_warehouse(
+    client: "Client", a: str, b: str, limit: int = 100_000
+) -> BacktestComparison:
+    """``compare_runs`` on a warehouse client (blocking: async callers use a thread)."""
+
+    def query(sql: str, parameters: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        return client.query(sql, parameters=parameters).result_rows
+
+    return compare_runs(query, a, b, limit)

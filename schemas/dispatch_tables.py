@@ -20,6 +20,9 @@ PHONE_CHANGE_NEEDS_VERIFICATION = "phone_change_needs_verification"
 SERVICE_WINDOWS = "service_windows"
 # Channel pause switches set by operators; the dispatcher polls them.
 CHANNEL_CONTROLS = "channel_controls"
+CHANNEL_CONTROL_COLUMNS = ("channel", "paused", "at", "actor")
+# Each channel's switch as last set: (channel, paused). The API and the dispatcher read it.
+CHANNEL_PAUSES_SQL = f"SELECT channel, argMax(paused, at) FROM {CHANNEL_CONTROLS} GROUP BY channel"
 # Admin actions and every message state change.
 AUDIT_LOG = "audit_log"
 # Written by the API (admin actions) and the dispatcher (message state changes).

@@ -13,7 +13,7 @@ Topics: ``Nudge``, ``NudgeHeld``, ``NudgeCancellation`` and ``CampaignMessage`` 
 """
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
@@ -30,7 +30,12 @@ SuppressionReason = Literal[
     "order_placed",
     "cart_emptied",
 ]
+# Every reason, in the order reports list them (api/queries/nudges.py, the dashboards).
+SUPPRESSION_REASONS: tuple[SuppressionReason, ...] = get_args(SuppressionReason)
 CancellationReason = Literal["order_placed", "cart_emptied"]
+# Who made a decision: the engine's rules, or an admin, through a flow they started or
+# a send they forced past the daily cap and quiet hours (consent is still required).
+DecisionOrigin = Literal["engine", "admin_flow", "admin_force"]
 
 NudgeId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Percent = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
@@ -76,6 +81,7 @@ class Nudge(_Message):
     signals: Signals = ()
     rules_version: str
     trigger_event_id: str
+    origin: DecisionOrigin = "engine"
     # The shopper's IANA zone as the engine knew it (quiet hours at send time); None when
     # unknown: the dispatcher then uses the rules' default zone.
     timezone: str | None = None

@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from schemas.time import epoch_ms
+
 FieldType = Literal["number", "count", "string", "enum", "bool", "datetime", "array"]
 Operator = Literal[
     "=",
@@ -124,7 +126,7 @@ def _epoch_ms(value: Any) -> int:
         raise ValueError(
             "must be an ISO-8601 time with a zone, e.g. 2024-05-01T00:00:00Z"
         ) from None
-    return int(moment.timestamp() * 1000)
+    return epoch_ms(moment)
 
 
 def _days(value: Any) -> int:

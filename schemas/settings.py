@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas.topics import DEFAULT_USER_PARTITIONS
+from schemas.warehouse import CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S
 
 # Values that ship in the repository so the local stack works out of the box.
 # They are refused anywhere else.
@@ -35,6 +36,10 @@ class CommonSettings(BaseSettings):
     kafka_brokers: str = "127.0.0.1:9092"
     clickhouse_url: str = "http://127.0.0.1:8123"
     clickhouse_database: str = "intentflow"
+    # Every warehouse request is bounded (schemas/warehouse.py): clickhouse-connect's
+    # own default is 300 s. A deployable that must not wait as long lowers it.
+    warehouse_connect_timeout_s: float = Field(default=CONNECT_TIMEOUT_S, gt=0)
+    warehouse_timeout_s: float = Field(default=REQUEST_TIMEOUT_S, gt=0)
     data_dir: Path = Path(".local-stack")
     rules: Path | None = None
     token_secret: SecretStr = SecretStr(PLACEHOLDER_PREFIX + "token-secret")

@@ -1,8 +1,11 @@
-"""Event time as integer epoch milliseconds: the one representation every decision uses."""
+"""Time's one home: epoch milliseconds (the representation every decision uses) and
+the ISO 8601 texts answers carry, always in UTC and ending in ``Z``."""
 
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 
-_EPOCH_ORDINAL = datetime(1970, 1, 1, tzinfo=UTC).toordinal()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -25,3 +28,24 @@ def epoch_ms(moment: datetime) -> int:
 def as_utc(moment: datetime) -> datetime:
     """A warehouse DateTime64 as an aware datetime: a naive one is UTC (the tables' zone)."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def now_ms() -> int:
+    """The wall clock as epoch milliseconds: for the edges (routes, pollers), never the domain."""
+    return time.time_ns() // 1_000_000
+
+
+def from_ms(ms: int) -> datetime:
+    """The aware UTC datetime of epoch milliseconds."""
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def iso_z(moment: datetime) -> str:
+    """ISO 8601 in UTC ending in ``Z``, at the value's own precision (a naive one is UTC)."""
+    return as_utc(moment).astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso_ms(ms: int) -> str:
+    """``2024-05-01T12:00:00.000Z``: epoch milliseconds as the API's series times."""
+    moment = from_ms(ms)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

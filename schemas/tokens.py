@@ -9,9 +9,13 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
+from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from schemas.settings import CommonSettings
 
 ALGORITHM = "HS256"
 ISSUER = "intentflow"
@@ -36,6 +40,16 @@ class TokenKeys:
     def __post_init__(self) -> None:
         if self.current_kid not in self.secrets:
             raise ValueError(f"no secret for the current key id {self.current_kid!r}")
+
+
+def token_keys(
+    settings: "CommonSettings", older: Mapping[str, SecretStr] | None = None
+) -> TokenKeys:
+    """The settings' signing key plus ``older`` ones still accepted (rotation by key id).
+    The engine signs with the current key; the API also verifies with the older ones."""
+    secrets = {kid: secret.get_secret_value() for kid, secret in (older or {}).items()}
+    secrets[settings.token_key_id] = settings.token_secret.get_secret_value()
+    return TokenKeys(current_kid=settings.token_key_id, secrets=secrets)
 
 
 def sign_token(claims: Mapping[str, Any], keys: TokenKeys) -> str:

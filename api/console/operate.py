@@ -7,7 +7,6 @@ admin-only here: a read session sees a note in their place.
 
 import asyncio
 import re
-import time
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -27,11 +26,13 @@ from api.console.session import PATH, SessionDep
 from api.console.shoppers import model
 from api.deps import ResourcesDep, SettingsDep
 from api.privacy.audit import read_log
+from api.queries.backtests import recent_runs
 from api.queries.common import TimeRange
 from api.queries.series import dead_letters
 from api.routes import admin
 from api.routing import GuardedRoute
-from schemas.backtests import UnknownRun, compare_runs
+from schemas.backtests import UnknownRun, compare_in_warehouse
+from schemas.time import now_ms
 
 router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
 
@@ -142,7 +143,7 @@ async def audit(
     if session.can_act:
         rows = await asyncio.to_thread(read_log, clickhouse, user_key, message_id, 500)
         entries = [r for r in rows if not action or r["action"] == action]
-    end_ms = int(time.time() * 1000)
+    end_ms = now_ms()
     span = TimeRange(end_ms - days * 86_400_000, end_ms)
     letters = await asyncio.to_thread(dead_letters, clickhouse, 3600 * 24, span)
     return page(
@@ -166,22 +167,13 @@ async def backtests(
     b: str = "live",
 ) -> Response:
     clickhouse = warehouse(resources)
-
-    def query(sql: str, parameters: dict) -> list:
-        return clickhouse.query(sql, parameters=parameters).result_rows
-
-    runs = await asyncio.to_thread(
-        query,
-        "SELECT run_id, count(), uniqExact(user_key), min(decided_at), max(decided_at)"
-        " FROM nudges GROUP BY run_id ORDER BY max(decided_at) DESC LIMIT 100",
-        {},
-    )
+    runs = await asyncio.to_thread(recent_runs, clickhouse)
     comparison, problem = None, ""
     if a and b and not (RUN_ID.match(a) and RUN_ID.match(b)):
         problem = "A run id has letters, digits, _ and - only, at most 64."
     elif a and b:
         try:
-            comparison = await run_in_threadpool(compare_runs, query, a, b, 200)
+            comparison = await run_in_threadpool(compare_in_warehouse, clickhouse, a, b, 200)
         except UnknownRun as exc:
             problem = str(exc)
     return page(

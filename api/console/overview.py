@@ -8,18 +8,18 @@ its place and the rest of the page intact.
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.console.render import guarded_page, page, warehouse
 from api.console.session import SessionDep
 from api.deps import ResourcesDep, SettingsDep
-from api.queries.common import LIVE_RUN, TimeRange
+from api.errors import HTTP_ANSWERS, as_http
+from api.queries.common import TimeRange
 from api.queries.funnel import funnel
 from api.queries.nudges import ALL as ALL_CHANNELS
 from api.queries.nudges import nudge_outcomes
@@ -28,6 +28,8 @@ from api.queries.series import timeseries
 from api.queries.timeline import timeline
 from api.queries.uplift import uplift
 from api.routing import GuardedRoute
+from schemas.runs import LIVE_RUN
+from schemas.time import now_ms
 
 try:  # /v1/metrics/costs arrived later than the console in some branches
     from api.queries.costs import costs
@@ -45,7 +47,7 @@ OUTCOMES = ("sent", "delivered", "read", "clicked", "converted")
 
 
 def span_of(name: str) -> TimeRange:
-    end_ms = int(time.time() * 1000)
+    end_ms = now_ms()
     return TimeRange(end_ms - RANGES[name] * 1000, end_ms)
 
 
@@ -186,7 +188,8 @@ async def timeline_json(session: SessionDep, resources: ResourcesDep) -> Respons
     """The newest decisions and receipts, for the overview's script."""
     try:
         rows = await asyncio.to_thread(timeline, warehouse(resources))
-    except HTTPException as exc:
+    except HTTP_ANSWERS as answer:
+        exc = as_http(answer)
         return JSONResponse({"rows": [], "error": str(exc.detail)}, exc.status_code)
     except Exception as exc:
         log.warning("console timeline unavailable: %s", type(exc).__name__)

@@ -29,6 +29,7 @@ from api.console.session import (
     token_matches,
 )
 from api.deps import get_clickhouse
+from api.errors import HTTP_ANSWERS, as_http
 from api.resources import Resources
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ async def action_form(request: Request, session: Session, what: str) -> dict[str
 
 
 def warehouse(resources: Resources) -> Client:
-    return get_clickhouse(resources)  # 503 with a reason when it is down
+    return get_clickhouse(resources)  # raises when it is down: a 503 (api/errors.py)
 
 
 def detail_of(exc: HTTPException) -> str:
@@ -211,7 +212,8 @@ def guarded_page(handler: Handler) -> Handler:
             return await handler(*args, **kwargs)
         except Refused as exc:
             return page(request, "error.html", session, exc.status_code, message=exc.message)
-        except HTTPException as exc:
+        except HTTP_ANSWERS as answer:
+            exc = as_http(answer)
             if exc.status_code < 400:
                 raise
             text = explained(exc.status_code, detail_of(exc))
@@ -236,7 +238,8 @@ def guarded_action(back: Callable[..., str]) -> Callable[[Handler], Handler]:
                 return await handler(*args, **kwargs)
             except Refused as exc:
                 return page(request, "error.html", session, exc.status_code, message=exc.message)
-            except HTTPException as exc:
+            except HTTP_ANSWERS as answer:
+                exc = as_http(answer)
                 if exc.status_code < 400:
                     raise
                 text = explained(exc.status_code, detail_of(exc))

@@ -8,7 +8,6 @@ call the segments API's own functions and the segments query engine.
 """
 
 import asyncio
-import time
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,6 +35,7 @@ from api.console.render import (
 from api.console.session import PATH, Session, SessionDep, same_origin, token_matches
 from api.console.shoppers import model
 from api.deps import ResourcesDep, SettingsDep
+from api.errors import HTTP_ANSWERS, as_http
 from api.privacy.audit import read_log
 from api.queries.common import TimeRange
 from api.queries.segments import preview as segment_preview
@@ -43,6 +43,7 @@ from api.routes import admin, campaigns, segments
 from api.routing import GuardedRoute
 from api.segment_llm import SuggesterDep
 from schemas.segments import FIELDS, OPERATORS, load_rule
+from schemas.time import now_ms
 
 router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
 
@@ -99,7 +100,8 @@ async def _json_call(request: Request, session: Session, run) -> JSONResponse:
         return _json_error(exc.message, exc.status_code)
     except (ValidationError, RequestValidationError) as exc:
         return _json_error(_validation_text(exc), status.HTTP_422_UNPROCESSABLE_CONTENT)
-    except HTTPException as exc:
+    except HTTP_ANSWERS as answer:
+        exc = as_http(answer)
         return _json_error(explained(exc.status_code, detail_of(exc)), exc.status_code)
 
 
@@ -113,8 +115,7 @@ async def preview_rule(request: Request, session: SessionDep, resources: Resourc
         except ValidationError as exc:
             return {"size": None, "sample": [], "problem": _validation_text(exc)}
         clickhouse = warehouse(resources)
-        now_ms = int(time.time() * 1000)
-        size, sample = await asyncio.to_thread(segment_preview, clickhouse, rule, now_ms, SAMPLE)
+        size, sample = await asyncio.to_thread(segment_preview, clickhouse, rule, now_ms(), SAMPLE)
         return {"size": size, "sample": sample}
 
     return await _json_call(request, session, run)
@@ -172,8 +173,8 @@ async def segment_page(
 
 def _campaign_span() -> TimeRange:
     """Campaigns created in the last CAMPAIGN_DAYS days (the API filters on creation)."""
-    now_ms = int(time.time() * 1000)
-    return TimeRange(now_ms - CAMPAIGN_DAYS * 86_400_000, now_ms + 60_000)
+    now = now_ms()
+    return TimeRange(now - CAMPAIGN_DAYS * 86_400_000, now + 60_000)
 
 
 async def _campaign_page(
@@ -292,7 +293,8 @@ async def create_campaign(
             holdout_share=holdout,
             schedule=_schedule(form),
         )
-    except HTTPException as exc:  # the form again, as typed, with the reasons
+    except HTTP_ANSWERS as answer:  # the form again, as typed, with the reasons
+        exc = as_http(answer)
         text = explained(exc.status_code, detail_of(exc))
         flash = {"kind": "error", "text": text}
         return await _campaign_page(

@@ -27,6 +27,7 @@ from clickhouse_connect.driver.client import Client
 from schemas.dispatch_tables import PII_KEYS
 from schemas.erasure import ERASED_COLUMNS, ERASED_SUBJECTS, subject_hash
 from schemas.pii import MasterKey
+from schemas.time import iso_z
 
 ID_COLUMNS = ("user_key", "user_id", "anonymous_id")
 # The table of every accepted event: the only record of who claimed an anonymous id.
@@ -98,7 +99,7 @@ def linked_subjects(
     declined = []
     for anonymous_id, owner, event_id, first_at, claims in rows:
         if owner == user_id:
-            at = first_at.isoformat() if isinstance(first_at, datetime) else str(first_at)
+            at = iso_z(first_at) if isinstance(first_at, datetime) else str(first_at)
             why = f"anonymous id first claimed by this user: identify {event_id} received {at}"
             subjects.append(Subject(anonymous_id, why))
         elif claims:

@@ -14,9 +14,9 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from api.queries.attribution import ATTRIBUTED_ORDERS_SQL
-from api.queries.common import iso_ms
 from api.queries.uplift import newcombe
 from schemas.campaigns import CAMPAIGN_COLUMNS, STATUS_CHANGE_SQL
+from schemas.time import iso_ms
 
 # Times as epoch ms: a row holding a time Python's datetime cannot (a send_at in year 1,
 # stored before the API refused it) is still listed, never a 500 for every campaign.

@@ -1,9 +1,7 @@
-"""What every metrics query shares: the time range and how times are written."""
+"""What every metrics query shares: the time range (times are written by schemas/time.py)."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
-LIVE_RUN = "live"
 # The range, bound as epoch milliseconds: [start, end).
 RANGE_FILTER = "fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC') <= {column} AND {column} < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')"  # noqa: E501
 
@@ -15,15 +13,6 @@ class TimeRange:
 
     def params(self) -> dict[str, int]:
         return {"start_ms": self.start_ms, "end_ms": self.end_ms}
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def iso_ms(epoch_ms: int) -> str:
-    """``2024-05-01T12:00:00.000Z``: the one time format of every response."""
-    moment = _EPOCH + timedelta(milliseconds=epoch_ms)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def in_range(column: str) -> str:

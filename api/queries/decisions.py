@@ -8,7 +8,7 @@ receipts: sent, delivered..., or held, expired, suppressed, cancelled with the d
 
 from clickhouse_connect.driver.client import Client
 
-from api.queries.common import LIVE_RUN
+from schemas.runs import LIVE_RUN
 
 # Tables are ReplacingMergeTree: FINAL on one user's few rows collapses re-deliveries.
 RECENT_DECISIONS_SQL = """

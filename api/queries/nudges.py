@@ -13,15 +13,8 @@ from clickhouse_connect.driver.client import Client
 
 from api.queries.attribution import ATTRIBUTED_ORDERS_SQL, attribution_params
 from api.queries.common import TimeRange, in_range
+from schemas.messages import SUPPRESSION_REASONS
 
-SUPPRESSION_REASONS = (
-    "no_consent",
-    "frequency_cap",
-    "quiet_hours_stale",
-    "holdout",
-    "order_placed",
-    "cart_emptied",
-)
 RECEIPT_STATUSES = ("sent", "delivered", "read", "clicked", "failed")
 ALL = "all"
 _CHANNEL = "if(empty(channels), 'none', channels[1])"

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
-from api.queries.common import LIVE_RUN
+from schemas.runs import LIVE_RUN
 
 OFFER_SQL = """
 SELECT

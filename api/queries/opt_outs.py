@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
-from api.queries.common import TimeRange, in_range, iso_ms
+from api.queries.common import TimeRange, in_range
 from schemas.dispatch_tables import OPT_OUTS
+from schemas.time import iso_ms
 
 _BUCKET = "intDiv(toUnixTimestamp64Milli(at), {step_ms:Int64}) * {step_ms:Int64}"
 

@@ -14,7 +14,7 @@ from schemas.catalog import (
     product_from_row,
     product_row,
 )
-from schemas.time import as_utc
+from schemas.time import as_utc, epoch_ms
 
 
 def upsert_products(client: Client, products: list[Product], updated_at_ms: int) -> None:
@@ -28,7 +28,4 @@ def latest_products(client: Client, product_ids: list[str]) -> dict[str, tuple[P
     if not product_ids:
         return {}
     rows = client.query(LATEST_PRODUCTS_SQL, parameters={"ids": sorted(set(product_ids))})
-    return {
-        row[0]: (product_from_row(row), int(as_utc(row[7]).timestamp() * 1000))
-        for row in rows.result_rows
-    }
+    return {row[0]: (product_from_row(row), epoch_ms(as_utc(row[7]))) for row in rows.result_rows}

@@ -11,10 +11,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from api.queries.common import iso_ms
 from schemas import pii
 from schemas.segments import Group, compile_rule, load_rule
-from schemas.time import as_utc
+from schemas.time import as_utc, epoch_ms, iso_ms
 
 SEGMENT_COLUMNS = ["segment_id", "name", "description", "rules", "created_at", "created_by"]
 _PHONE_LIKE = re.compile(r"^\+?[0-9][0-9 ()-]{6,}$")
@@ -90,7 +89,7 @@ def mask_identifier(value: str) -> str:
 def _time(value: datetime | None) -> str | None:
     if value is None:
         return None
-    return iso_ms(int(as_utc(value).timestamp() * 1000))
+    return iso_ms(epoch_ms(as_utc(value)))
 
 
 def preview(

@@ -10,7 +10,9 @@ from typing import Literal
 
 from clickhouse_connect.driver.client import Client
 
-from api.queries.common import LIVE_RUN, TimeRange, in_range, iso_ms
+from api.queries.common import TimeRange, in_range
+from schemas.runs import LIVE_RUN
+from schemas.time import iso_ms
 
 Metric = Literal["events", "orders", "revenue", "nudges"]
 

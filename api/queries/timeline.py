@@ -5,9 +5,10 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from api.queries.common import LIVE_RUN, iso_ms
 from api.queries.segments import mask_identifier
 from schemas.messages import RECEIPT_LIFECYCLE
+from schemas.runs import LIVE_RUN
+from schemas.time import as_utc, epoch_ms, iso_ms
 
 TIMELINE_SQL = """
 SELECT at, what, kind, status, detail, user_key, channel FROM (
@@ -33,7 +34,7 @@ def timeline(client: Client, limit: int = 30, days: int = 30) -> list[dict[str, 
     )
     return [
         {
-            "at": iso_ms(int(at.timestamp() * 1000)),
+            "at": iso_ms(epoch_ms(as_utc(at))),
             "what": what,
             "kind": kind,
             "status": status,
@@ -64,7 +65,7 @@ def receipts_of(client: Client, user_key: str, limit: int = 200) -> list[dict[st
             "kind": kind,
             "channel": channel,
             "status": status,
-            "at": iso_ms(int(at.timestamp() * 1000)),
+            "at": iso_ms(epoch_ms(as_utc(at))),
             "detail": detail,
         }
         for message_id, kind, channel, status, at, detail in result.result_rows

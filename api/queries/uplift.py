@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
 
-from api.queries.common import LIVE_RUN, TimeRange, in_range
+from api.queries.common import TimeRange, in_range
+from schemas.runs import LIVE_RUN
 
 Z95 = 1.959963984540054
 

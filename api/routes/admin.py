@@ -13,17 +13,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 
 from api.auth import AdminCaller
 from api.deps import ClickHouseDep, ResourcesDep, SettingsDep
 from api.privacy.audit import actor_of, read_log, record_action
-from api.privacy.consent import privacy_store
-from api.producer import BrokerUnavailable
+from api.privacy.consent import ConsentStoreUnavailable, privacy_store
+from api.queries.channels import channel_pauses, switch_channel_at
 from api.queries.products import latest_products
 from api.routing import GuardedRoute
-from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.messages import CartItem, Nudge
 from schemas.templates import render
 from schemas.topics import NUDGES
@@ -31,7 +30,8 @@ from schemas.topics import NUDGES
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=GuardedRoute)
 
 ChannelName = Literal["whatsapp", "sms"]
-# The dispatcher treats this rules version as an operator's force-send (no daily cap).
+# Admin decisions follow no rules: these label them in reports. What the dispatcher acts
+# on (a force-send passes the daily cap) is the decision's origin.
 FORCED_RULES_VERSION = "admin:force"
 FLOW_RULES_VERSION = "admin:flow"
 
@@ -87,16 +87,11 @@ async def _consented(resources, settings, user_id: str) -> list[dict[str, Any]]:
     try:
         return await asyncio.to_thread(store.consents, user_id)
     except Exception as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, f"consent store unavailable: {type(exc).__name__}"
-        ) from None
+        raise ConsentStoreUnavailable(type(exc).__name__) from exc
 
 
 async def _publish(resources, nudge: Nudge) -> None:
-    try:
-        await resources.events.publish(NUDGES.name, [(nudge.user_key.encode(), nudge.to_json())])
-    except BrokerUnavailable:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "event log unavailable") from None
+    await resources.events.publish(NUDGES.name, [(nudge.user_key.encode(), nudge.to_json())])
 
 
 def _usable(consents: list[dict[str, Any]]) -> tuple[str, ...]:
@@ -116,12 +111,8 @@ async def switch_channel(
     clickhouse: ClickHouseDep,
 ) -> ChannelState:
     paused = action == "pause"
-    row = [channel, int(paused), datetime.now(UTC), actor_of(caller)]
     await asyncio.to_thread(
-        clickhouse.insert,
-        CHANNEL_CONTROLS,
-        [row],
-        column_names=["channel", "paused", "at", "actor"],
+        switch_channel_at, clickhouse, channel, paused, datetime.now(UTC), actor_of(caller)
     )
     await record_action(clickhouse, caller, f"channel_{action}", channel=channel)
     return ChannelState(channel=channel, paused=paused)
@@ -129,14 +120,7 @@ async def switch_channel(
 
 @router.get("/channels", response_model=list[ChannelState])
 async def channel_states(caller: AdminCaller, clickhouse: ClickHouseDep) -> list[ChannelState]:
-    rows = await asyncio.to_thread(
-        lambda: (
-            clickhouse.query(
-                f"SELECT channel, argMax(paused, at) FROM {CHANNEL_CONTROLS} GROUP BY channel"
-            ).result_rows
-        )
-    )
-    paused = {channel: bool(p) for channel, p in rows}
+    paused = await asyncio.to_thread(channel_pauses, clickhouse)
     return [ChannelState(channel=c, paused=paused.get(c, False)) for c in ("whatsapp", "sms")]
 
 
@@ -166,6 +150,7 @@ async def cart_rescue_flow(
         score=0.0,
         rules_version=FLOW_RULES_VERSION,
         trigger_event_id=f"admin:{caller.key_hash[:12]}",
+        origin="admin_flow",
     )
     await _publish(resources, nudge)
     await record_action(
@@ -206,6 +191,7 @@ async def force_send(
         score=0.0,
         rules_version=FORCED_RULES_VERSION,
         trigger_event_id=f"admin:{caller.key_hash[:12]}",
+        origin="admin_force",
         **cart,
     )
     await _publish(resources, nudge)

@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.auth import ReadCaller
 from api.deps import ClickHouseDep
 from api.routing import GuardedRoute
-from schemas.backtests import BacktestComparison, UnknownRun, compare_runs
+from schemas.backtests import BacktestComparison, UnknownRun, compare_in_warehouse
 
 router = APIRouter(prefix="/v1/backtests", tags=["backtests"], route_class=GuardedRoute)
 
@@ -32,11 +32,8 @@ async def compare(
     b: RunId,
     limit: Annotated[int, Query(ge=0, le=100_000)] = 1_000,
 ) -> BacktestComparison:
-    def query(sql: str, parameters: dict) -> list:
-        return clickhouse.query(sql, parameters=parameters).result_rows
-
     try:
         # clickhouse-connect blocks: off the event loop.
-        return await run_in_threadpool(compare_runs, query, a, b, limit)
+        return await run_in_threadpool(compare_in_warehouse, clickhouse, a, b, limit)
     except UnknownRun as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from None

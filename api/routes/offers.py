@@ -18,15 +18,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import orjson
-from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import APIRouter, Depends, HTTPException, Path, status
 from pydantic import BaseModel
 
 from api.auth import Caller, Scope, require
-from api.deps import ClickHouseDep, SettingsDep, warehouse_unavailable
-from api.queries.common import iso_ms
+from api.deps import ClickHouseDep, SettingsDep
 from api.queries.offers import nudge_offer
 from api.routing import GuardedRoute
+from schemas.time import iso_ms
 
 router = APIRouter(prefix="/v1/offers", tags=["offers"], route_class=GuardedRoute)
 
@@ -67,10 +66,7 @@ async def get_offer(
     settings: SettingsDep,
     clickhouse: ClickHouseDep,
 ) -> Offer:
-    try:
-        found = await asyncio.to_thread(nudge_offer, clickhouse, message_id)
-    except (ClickHouseError, OSError) as exc:
-        raise warehouse_unavailable(exc) from None
+    found = await asyncio.to_thread(nudge_offer, clickhouse, message_id)  # down: a 503
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no sent message has this id")
     expires_at_ms = found.decided_at_ms + settings.attribution_window_s * 1000

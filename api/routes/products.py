@@ -12,10 +12,8 @@ entry wins whole (schemas/catalog.py, migrations/0170_products.sql).
 """
 
 import asyncio
-import time
 from typing import Annotated
 
-from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import APIRouter, Depends, HTTPException, Path, status
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -32,6 +30,7 @@ from schemas.catalog import (
     Product,
     web_url_problem,
 )
+from schemas.time import now_ms
 
 router = APIRouter(prefix="/v1/products", tags=["products"], route_class=GuardedRoute)
 
@@ -101,14 +100,6 @@ class ProductOut(BaseModel):
     updated_at_ms: int
 
 
-def _unavailable(exc: Exception) -> HTTPException:
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        f"warehouse unavailable: {type(exc).__name__}",
-        headers={"Retry-After": "5"},
-    )
-
-
 @router.put(
     "",
     summary="Upsert products (server key); the newest entry of a product wins",
@@ -123,11 +114,8 @@ async def put_products(
 ) -> ProductsUpserted:
     # The last entry of an id in one batch is the one kept (same update time: later insert).
     latest = {p.product_id: p.entry() for p in body.products}
-    updated_at_ms = int(time.time() * 1000)
-    try:
-        await asyncio.to_thread(upsert_products, clickhouse, list(latest.values()), updated_at_ms)
-    except (ClickHouseError, OSError) as exc:
-        raise _unavailable(exc) from None
+    updated_at_ms = now_ms()
+    await asyncio.to_thread(upsert_products, clickhouse, list(latest.values()), updated_at_ms)
     return ProductsUpserted(upserted=len(latest), updated_at_ms=updated_at_ms)
 
 
@@ -145,10 +133,7 @@ async def get_product(
     caller: CatalogReader,
     clickhouse: ClickHouseDep,
 ) -> ProductOut:
-    try:
-        found = await asyncio.to_thread(latest_products, clickhouse, [product_id])
-    except (ClickHouseError, OSError) as exc:
-        raise _unavailable(exc) from None
+    found = await asyncio.to_thread(latest_products, clickhouse, [product_id])
     if product_id not in found:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such product")
     product, updated_at_ms = found[product_id]

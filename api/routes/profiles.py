@@ -8,7 +8,6 @@ without the other failing the request.
 
 import asyncio
 import json
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -23,7 +22,7 @@ from api.privacy.consent import master_key
 from api.queries.decisions import recent_decisions
 from api.routing import GuardedRoute
 from schemas import pii
-from schemas.time import as_utc
+from schemas.time import iso_z
 
 router = APIRouter(prefix="/v1/users", tags=["profiles"], route_class=GuardedRoute)
 
@@ -74,10 +73,6 @@ async def _live_state(worker_url: str | None, user_id: str) -> tuple[str, dict |
     return "ok", response.json()
 
 
-def _iso(moment: datetime) -> str:
-    return as_utc(moment).isoformat().replace("+00:00", "Z")
-
-
 def _decisions(clickhouse: ClickHouseDep, user_id: str) -> tuple[str, list[Decision]]:
     try:
         rows = recent_decisions(clickhouse, user_id)
@@ -85,8 +80,8 @@ def _decisions(clickhouse: ClickHouseDep, user_id: str) -> tuple[str, list[Decis
         return "unavailable", []
     decisions = []
     for row in rows:
-        row["decided_at"] = _iso(row["decided_at"])
-        row["held_until"] = _iso(row["held_until"]) if row["held_until"] else None
+        row["decided_at"] = iso_z(row["decided_at"])
+        row["held_until"] = iso_z(row["held_until"]) if row["held_until"] else None
         row["signals"] = [tuple(pair) for pair in json.loads(row["signals"] or "[]")]
         decisions.append(Decision(**row))
     return "ok", decisions

@@ -29,8 +29,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import Caller, Scope, authenticate
 from api.deps import ResourcesDep, SettingsDep
-from api.privacy.consent import ConsentStoreUnavailable
-from api.producer import BrokerUnavailable
+from api.errors import HTTP_ANSWERS, as_http
 from api.resources import Resources
 from api.routes.track import inline_refs, protect_and_publish
 from api.routing import GuardedRoute
@@ -56,7 +55,8 @@ class SegmentRoute(GuardedRoute):
         async def segment_errors(request: Request) -> Response:
             try:
                 return await handler(request)
-            except HTTPException as exc:
+            except HTTP_ANSWERS as answer:
+                exc = as_http(answer)
                 message = exc.detail if isinstance(exc.detail, str) else "invalid request"
                 body = {
                     "success": False,
@@ -256,20 +256,9 @@ async def _ingest(
             for e in rejected[0]["errors"]
         )
         raise _error(status.HTTP_400_BAD_REQUEST, reasons)
-    try:
-        events, pending = await protect_and_publish(events, caller.scope, settings, resources)
-    except ConsentStoreUnavailable:
-        raise _error(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "not accepted: the consent store is unavailable; retry",
-            headers={"Retry-After": "2"},
-        ) from None
-    except BrokerUnavailable as exc:
-        raise _error(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "not accepted: the event log is unavailable; retry",
-            headers={"Retry-After": str(exc.retry_after_s)},
-        ) from None
+    # The consent store or the event log being down: a 503 and nothing accepted
+    # (api/errors.py); the client resends with the same ids.
+    events, pending = await protect_and_publish(events, caller.scope, settings, resources)
     answer: dict[str, Any] = {"success": True, "accepted": len(events)}
     for name, items in (("rejected", rejected), ("skipped", skipped), ("pending", pending)):
         if items:

@@ -7,12 +7,10 @@ into a rule tree, or says which words it did not understand. docs/segments.md.
 """
 
 import asyncio
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
@@ -25,6 +23,7 @@ from api.routing import GuardedRoute
 from api.segment_llm import SuggesterDep
 from schemas.segment_phrases import parse_phrase
 from schemas.segments import Condition, Group, load_rule
+from schemas.time import from_ms, now_ms
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"], route_class=GuardedRoute)
 
@@ -91,12 +90,6 @@ class ParsedRules(BaseModel):
     clauses: list[ClauseReading]
 
 
-def _unavailable(exc: Exception) -> HTTPException:
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE, f"warehouse unavailable: {type(exc).__name__}"
-    )
-
-
 def _response(segment: StoredSegment) -> SegmentResponse:
     return SegmentResponse(
         segment_id=segment.segment_id,
@@ -119,10 +112,7 @@ async def create_segment(
         created_at=datetime.now(UTC),
         created_by=actor_of(caller),
     )
-    try:
-        await asyncio.to_thread(save_segment, clickhouse, segment)
-    except (ClickHouseError, OSError) as exc:
-        raise _unavailable(exc) from None
+    await asyncio.to_thread(save_segment, clickhouse, segment)
     await record_action(clickhouse, caller, "segment_create", detail=segment.segment_id)
     return _response(segment)
 
@@ -133,18 +123,12 @@ async def get_segments(
     clickhouse: ClickHouseDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> SegmentList:
-    try:
-        found = await asyncio.to_thread(list_segments, clickhouse, limit)
-    except (ClickHouseError, OSError) as exc:
-        raise _unavailable(exc) from None
+    found = await asyncio.to_thread(list_segments, clickhouse, limit)
     return SegmentList(segments=[_response(s) for s in found])
 
 
 async def _stored(clickhouse: ClickHouseDep, segment_id: str) -> StoredSegment:
-    try:
-        segment = await asyncio.to_thread(load_segment, clickhouse, segment_id)
-    except (ClickHouseError, OSError) as exc:
-        raise _unavailable(exc) from None
+    segment = await asyncio.to_thread(load_segment, clickhouse, segment_id)
     if segment is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such segment")
     return segment
@@ -166,15 +150,12 @@ async def preview_segment(
 ) -> SegmentPreview:
     """How many profiles the segment holds now, and a sample of them (contact data masked)."""
     segment = await _stored(clickhouse, segment_id)
-    now_ms = int(time.time() * 1000)
-    try:
-        size, rows = await asyncio.to_thread(preview, clickhouse, segment.rules, now_ms, sample)
-    except (ClickHouseError, OSError) as exc:
-        raise _unavailable(exc) from None
+    as_of_ms = now_ms()
+    size, rows = await asyncio.to_thread(preview, clickhouse, segment.rules, as_of_ms, sample)
     return SegmentPreview(
         segment_id=segment_id,
         size=size,
-        as_of=datetime.fromtimestamp(now_ms / 1000, UTC),
+        as_of=from_ms(as_of_ms),
         sample=[MaskedProfile(**row) for row in rows],
     )
 

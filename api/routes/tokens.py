@@ -9,21 +9,19 @@ arbitrates between processes.
 """
 
 import asyncio
-import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel, Field
 
 from api.auth import Caller, Scope, require
 from api.deps import ClickHouseDep, SettingsDep
+from api.queries.tokens import claim_redemption
 from api.routing import GuardedRoute
-from api.settings import ApiSettings
-from schemas.tokens import TokenError, TokenKeys, verify_token
+from schemas.time import iso_z
+from schemas.tokens import TokenError, token_keys, verify_token
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"], route_class=GuardedRoute)
 
@@ -51,33 +49,6 @@ class RefusalDetail(BaseModel):
     message: str
 
 
-def token_keys(settings: ApiSettings) -> TokenKeys:
-    """The signing key plus older ones still accepted (rotation by key id)."""
-    secrets = {kid: secret.get_secret_value() for kid, secret in settings.token_verify_keys.items()}
-    secrets[settings.token_key_id] = settings.token_secret.get_secret_value()
-    return TokenKeys(current_kid=settings.token_key_id, secrets=secrets)
-
-
-def _claim(client: Client, token_id: str, user_key: str, order_id: str) -> str | None:
-    """Insert this attempt and return the time of the token's first redemption if this is
-    it, or a retry of it: the same non-empty ``order_id`` (a checkout retried after its
-    order failed to reach us must not lose its discount; another order does)."""
-    redemption_id = uuid.uuid4()
-    client.insert(
-        "token_redemptions",
-        [[token_id, redemption_id, user_key, order_id]],
-        column_names=["token_id", "redemption_id", "user_key", "order_id"],
-    )
-    first = client.query(
-        "SELECT redemption_id, redeemed_at, order_id FROM token_redemptions "
-        "WHERE token_id = {token_id:String} ORDER BY redeemed_at, redemption_id LIMIT 1",
-        parameters={"token_id": token_id},
-    ).first_row
-    if first[0] != redemption_id and not (order_id and first[2] == order_id):
-        return None
-    return first[1].astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _refuse(code: int, reason: str, message: str) -> HTTPException:
     return HTTPException(code, RefusalDetail(reason=reason, message=message).model_dump())
 
@@ -95,26 +66,21 @@ async def redeem_token(
     body: RedeemRequest, caller: RedeemCaller, settings: SettingsDep, clickhouse: ClickHouseDep
 ) -> RedeemResponse:
     try:
-        claims = verify_token(body.token, token_keys(settings), now=datetime.now(UTC))
+        claims = verify_token(
+            body.token, token_keys(settings, settings.token_verify_keys), now=datetime.now(UTC)
+        )
     except TokenError as exc:
         raise _refuse(status.HTTP_422_UNPROCESSABLE_CONTENT, exc.reason, exc.detail) from None
     token_id = str(claims["jti"])
     async with _locks[token_id]:
-        try:
-            redeemed_at = await asyncio.to_thread(
-                _claim, clickhouse, token_id, str(claims["sub"]), body.order_id or ""
-            )
-        except (ClickHouseError, OSError) as exc:
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"warehouse unavailable: {type(exc).__name__}",
-                headers={"Retry-After": "5"},
-            ) from None
+        redeemed_at = await asyncio.to_thread(
+            claim_redemption, clickhouse, token_id, str(claims["sub"]), body.order_id or ""
+        )
     if redeemed_at is None:
         raise _refuse(status.HTTP_409_CONFLICT, "replayed", "this token was already redeemed")
     return RedeemResponse(
         token_id=token_id,
         user_key=str(claims["sub"]),
         discount_percent=float(claims.get("discount_percent", 0)),
-        redeemed_at=redeemed_at,
+        redeemed_at=iso_z(redeemed_at),
     )

@@ -15,9 +15,8 @@ from pydantic import BaseModel, Field
 
 from api.auth import Scope, TrackCaller
 from api.deps import ResourcesDep, SettingsDep
-from api.privacy.consent import ConsentStoreUnavailable, master_key, protect_consents
+from api.privacy.consent import master_key, protect_consents
 from api.privacy.traits import pseudonymise_ids, redact_events, seal_identity_traits
-from api.producer import BrokerUnavailable
 from api.resources import Resources
 from api.routing import GuardedRoute
 from api.settings import ApiSettings
@@ -230,20 +229,9 @@ async def track(
     ip = request.client.host if request.client and caller.scope is Scope.WRITE else None
     max_age = timedelta(days=settings.max_event_age_days)
     events, rejected = _validate(raws, caller.scope, datetime.now(UTC), ip, max_age)
-    try:
-        events, pending = await protect_and_publish(events, caller.scope, settings, resources)
-    except ConsentStoreUnavailable:
-        raise _error(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "events not accepted: the consent store is unavailable; retry with the same event ids",
-            headers={"Retry-After": "2"},
-        ) from None
-    except BrokerUnavailable as exc:
-        raise _error(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            "events not accepted: the event log is unavailable; retry with the same event ids",
-            headers={"Retry-After": str(exc.retry_after_s)},
-        ) from None
+    # The consent store or the event log being down: a 503 and nothing accepted
+    # (api/errors.py); the client resends with the same ids.
+    events, pending = await protect_and_publish(events, caller.scope, settings, resources)
     return Response(
         orjson.dumps(
             {

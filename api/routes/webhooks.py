@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from twilio.request_validator import RequestValidator
 
 from api.deps import ResourcesDep, SettingsDep
+from api.privacy.consent import ConsentStoreUnavailable
 from api.privacy.opt_out import handle_replies
 from api.producer import BrokerUnavailable
 from api.routing import GuardedRoute
@@ -119,21 +120,19 @@ async def _record(
 ) -> int:
     """Publish the receipts, then apply the inbound messages; returns users opted out."""
     # The provider retries a webhook that was not acknowledged; a repeat is harmless.
+    # The event log or the consent store being down is a 503 the provider retries on.
     if receipts:
-        try:
-            await resources.events.publish(
-                RECEIPTS.name, [(r.user_key.encode(), r.to_json()) for r in receipts]
-            )
-        except BrokerUnavailable as exc:
-            raise _retry_later("receipt not recorded", exc.retry_after_s) from None
+        await resources.events.publish(
+            RECEIPTS.name, [(r.user_key.encode(), r.to_json()) for r in receipts]
+        )
     if not inbound:
         return 0
     try:
         return await handle_replies(channel, inbound, resources, settings)
-    except BrokerUnavailable as exc:
-        raise _retry_later("reply not fully recorded", exc.retry_after_s) from None
+    except BrokerUnavailable:
+        raise
     except Exception as exc:  # the consent store (warehouse) did not answer
-        raise _retry_later(f"consent store unavailable: {type(exc).__name__}", 2) from None
+        raise ConsentStoreUnavailable(type(exc).__name__) from exc
 
 
 @router.get(
@@ -274,12 +273,4 @@ async def receive_twilio(
         ignored=ignored,
         messages=0,
         opted_out=0,
-    )
-
-
-def _retry_later(what: str, retry_after_s: float) -> HTTPException:
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE,
-        f"{what}; retry",
-        headers={"Retry-After": str(retry_after_s)},
     )

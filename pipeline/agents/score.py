@@ -30,14 +30,9 @@ from pipeline.sink.held import HeldEventSink, NoEventSink
 from pipeline.sink.writer import WarehouseWriter
 from pipeline.warehouse.erasures import engine_erasures
 from schemas.messages import VipUpgrade
-from schemas.tokens import TokenKeys, sign_token
+from schemas.tokens import sign_token, token_keys
 
 log = logging.getLogger(__name__)
-
-
-def token_keys(settings: WorkerSettings) -> TokenKeys:
-    kid = settings.token_key_id
-    return TokenKeys(current_kid=kid, secrets={kid: settings.token_secret.get_secret_value()})
 
 
 def register_scoring(app: faust.App, settings: WorkerSettings) -> None:

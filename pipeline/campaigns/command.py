@@ -12,7 +12,6 @@ import logging
 import signal
 
 import click
-import clickhouse_connect
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from clickhouse_connect.driver.client import Client
@@ -30,6 +29,7 @@ from pipeline.worker import configure_logging
 from schemas.process_metrics import serving_metrics
 from schemas.settings import CommonSettings
 from schemas.topics import NUDGES
+from schemas.warehouse import warehouse_of
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,7 @@ async def launch_or_fail(client: Client, producer: AIOKafkaProducer, campaign_id
 
 
 async def run_launcher(settings: CampaignSettings, stop: asyncio.Event) -> None:
-    client = clickhouse_connect.get_client(
-        dsn=settings.clickhouse_url,
-        database=settings.clickhouse_database,
-        connect_timeout=3,
-        autogenerate_session_id=False,
-    )
+    client = await asyncio.to_thread(warehouse_of, settings)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.bootstrap_servers,
         client_id="intentflow-campaigns",

@@ -14,6 +14,7 @@ finds in quiet hours is deferred to their end and published by ``release_due``
 on a later poll, which records each release after the broker acknowledged it.
 """
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -163,7 +164,8 @@ async def launch(
     share = float(campaign["holdout_share"])
     members, messages = [], []
     counts = {"target": 0, "holdout": 0, "no_consent": 0, "deferred": 0}
-    for user_key, anonymous_ids, consented, timezone in _members(client, campaign, now):
+    found = await asyncio.to_thread(_members, client, campaign, now)
+    for user_key, anonymous_ids, consented, timezone in found:
         group, usable = member_group(campaign_id, user_key, list(consented), policy, share)
         counts[group] += 1
         message_id = member_message_id(campaign_id, user_key)
@@ -188,11 +190,16 @@ async def launch(
             )
         )
     if members:
-        client.insert("campaign_members", members, column_names=MEMBER_COLUMNS)
+        await asyncio.to_thread(
+            client.insert, "campaign_members", members, column_names=MEMBER_COLUMNS
+        )
     await _publish(producer, topic, messages)
     launched = {**campaign, "status": "launched", "launched_at": now, "updated_at": now}
-    client.insert(
-        "campaigns", [[launched[c] for c in CAMPAIGN_COLUMNS]], column_names=CAMPAIGN_COLUMNS
+    await asyncio.to_thread(
+        client.insert,
+        "campaigns",
+        [[launched[c] for c in CAMPAIGN_COLUMNS]],
+        column_names=CAMPAIGN_COLUMNS,
     )
     report = Launch(
         campaign_id,
@@ -215,11 +222,17 @@ async def launch(
     return report
 
 
+def _releasable(client: Client, now: datetime, limit: int) -> list[tuple]:
+    """Deferred members whose quiet hours have ended and whose message is not released."""
+    parameters = {"now_ms": to_ms(now), "limit": limit}
+    return client.query(_RELEASABLE, parameters=parameters).result_rows
+
+
 async def release_due(
     client: Client, producer: AIOKafkaProducer, topic: str, now: datetime, limit: int = 10_000
 ) -> int:
     """Publish deferred members' messages whose quiet hours have ended; how many."""
-    rows = client.query(_RELEASABLE, parameters={"now_ms": to_ms(now), "limit": limit}).result_rows
+    rows = await asyncio.to_thread(_releasable, client, now, limit)
     if not rows:
         return 0
     messages = [
@@ -235,7 +248,8 @@ async def release_due(
         for campaign_id, user_key, _, channels, anonymous_ids, product, discount, launched in rows
     ]
     await _publish(producer, topic, messages)
-    client.insert(
+    await asyncio.to_thread(
+        client.insert,
         "campaign_releases",
         [[row[0], row[2], now] for row in rows],
         column_names=["campaign_id", "message_id", "released_at"],

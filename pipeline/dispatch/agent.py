@@ -19,7 +19,6 @@ import sys
 import time
 from collections.abc import Iterator
 
-import clickhouse_connect
 import faust
 import httpx
 
@@ -38,6 +37,7 @@ from pipeline.settings import WorkerSettings
 from schemas import pii
 from schemas.dispatch_tables import AUDIT_COLUMNS, AUDIT_LOG
 from schemas.topics import CONTROL, NUDGES, RECEIPTS, VIP, namespaced
+from schemas.warehouse import warehouse_of
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO: one line per message sent is noise here.
@@ -140,13 +140,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
     )
     outputs = KafkaOutputs(settings.bootstrap_servers)
     store = UserStateStore(table, outputs, record_to_bytes, record_from_bytes)
-    warehouse = clickhouse_connect.get_client(
-        dsn=settings.clickhouse_url,
-        database=settings.clickhouse_database,
-        connect_timeout=3,
-        send_receive_timeout=settings.warehouse_timeout_s,
-        autogenerate_session_id=False,
-    )
+    warehouse = warehouse_of(settings)
     master = pii.MasterKey.from_secret(settings.pii_master_key.get_secret_value())
     http = httpx.AsyncClient(
         timeout=settings.provider_timeout_s,

@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 from schemas import pii
 from schemas.dispatch_tables import (
-    CHANNEL_CONTROLS,
+    CHANNEL_PAUSES_SQL,
     CONSENTS,
     PII_KEYS,
     PII_PHONES,
@@ -147,7 +147,5 @@ class Directory:
         return pii.decrypt_phone(data_key, sealed.subject, sealed.channel, sealed.sealed)
 
     def paused_channels(self) -> frozenset[str]:
-        rows = self._client.query(
-            f"SELECT channel, argMax(paused, at) FROM {CHANNEL_CONTROLS} GROUP BY channel"
-        ).result_rows
+        rows = self._client.query(CHANNEL_PAUSES_SQL).result_rows
         return frozenset(channel for channel, paused in rows if paused)

@@ -20,7 +20,6 @@ import heapq
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -69,7 +68,7 @@ from schemas.messages import (
 )
 from schemas.receipt_ids import receipt_id
 from schemas.templates import Tracking, render
-from schemas.time import epoch_ms
+from schemas.time import epoch_ms, from_ms
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +78,6 @@ DELIVERED = frozenset({"delivered", "read", "clicked"})
 TAKEN = DELIVERED | {"accepted"}
 # Why a send ended "unknown": its answer was lost and no webhook named it in time.
 NO_ANSWER = "no_provider_answer"
-# Admin flows mark their decisions with this rules version prefix (api/routes/admin.py).
-FORCED_RULES_VERSION = "admin:force"
 
 
 class RecordStore(Protocol):
@@ -99,13 +96,9 @@ class _Work:
     resume: bool = False  # a held record re-evaluated
 
 
-def _iso(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
-
-
 def held_until(ms: int) -> str:
     """A ``held`` receipt's detail: quiet hours, and when they end (UTC)."""
-    return HELD_UNTIL_PREFIX + _iso(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return HELD_UNTIL_PREFIX + from_ms(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Dispatcher:
@@ -286,7 +279,7 @@ class Dispatcher:
             campaign_id=record.content.get("campaign_id"),
             channel=channel,  # type: ignore[arg-type]
             status=status,  # type: ignore[arg-type]
-            at=_iso(now_ms),
+            at=from_ms(now_ms),
             provider_message_id=provider_message_id,
             detail=detail,
             cost=cost,
@@ -366,7 +359,7 @@ class Dispatcher:
             user_key=decision.user_key,
             subjects=subjects,
             created_ms=now_ms,
-            forced=decision.rules_version == FORCED_RULES_VERSION,
+            forced=isinstance(decision, Nudge) and decision.origin == "admin_force",
             content=content,
             triggered_ms=epoch_ms(triggered),
             timezone=decision.timezone,

@@ -15,7 +15,7 @@ from typing import Protocol
 import orjson
 
 from pipeline.domain.fold import Decision, advance, apply, next_deadline
-from pipeline.domain.identity import merge
+from pipeline.domain.identity import merge, wants_merge
 from pipeline.domain.rules import Rules
 from pipeline.domain.state import UserState, state_from_bytes, state_to_bytes
 from pipeline.engine.clock import PartitionClock
@@ -135,8 +135,9 @@ class EngineProcessor:
         state, decisions = apply(state, event, self.rules)
         self._keep(partition, user_key, state)
         self._publish(decisions)
-        if event.name == "identify" and event.user_id != event.anonymous_id:
-            self._on_claim(partition, event.anonymous_id, event.user_id, event.ts_ms, received_ms)
+        anonymous_id = wants_merge(event)
+        if anonymous_id is not None:
+            self._on_claim(partition, anonymous_id, event.user_id, event.ts_ms, received_ms)
         self._observe(partition, event, received_ms)
         return event
 

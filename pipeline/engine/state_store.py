@@ -151,8 +151,9 @@ class UserStateStore(Generic[State]):
                 excess -= 1
 
     def forget(self, partitions: set[int]) -> None:
-        """After a revocation: drop the whole cache (states reload from RocksDB on the
-        next read), refusing while any revoked partition has unflushed writes."""
+        """After a revocation: drop the whole cache, every partition's (states reload
+        from RocksDB on the next read), refusing while a revoked partition has an
+        unflushed state or watermark."""
         if not partitions:
             return
         stale = [k for k, p in self._dirty.items() if p in partitions]

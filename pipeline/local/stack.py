@@ -32,7 +32,6 @@ from pipeline.local.processes import ManagedProcess, ProcessError, stop_all
 from pipeline.local.providers import provider_env, simulated_credentials
 from pipeline.local.readiness import StopRequested, exited_message, http_get, wait_until
 from pipeline.local.settings import LocalStackSettings
-from pipeline.local.warehouse_schema import ensure_database
 from pipeline.warehouse.migrate import migrate_database
 from schemas.topics import source_topics
 
@@ -138,7 +137,7 @@ class LocalStack:
             self._stop_requested,
         )
         try:
-            ensure_database(self.warehouse_url, settings.clickhouse_database)
+            # Creates the database first (clients that name it cannot connect before).
             migrate_database(self.warehouse_url, settings.clickhouse_database)
         except Exception as exc:
             raise ProcessError(f"warehouse: cannot create the database: {exc}") from exc
@@ -322,9 +321,9 @@ class LocalStack:
             f"  API        {self.api_url}",
             f"  API docs   {self.api_url}/docs",
             f"  demo shop  {self.api_url}/demo/",
-            f"  console    {self.api_url}/console/  (sign in with INTENTFLOW_ADMIN_KEY below)",
+            f"  console    {self.api_url}/console/  (sign in with the admin or read key below)",
             f"  phones     {self.sim_url}/phone  (what shoppers receive; follow a link there)",
-            f"  providers  {self.sim_url}  (WhatsApp Cloud API and Twilio simulator)",
+            f"  providers  {self.sim_url}/v1/messages  (what the provider simulator took)",
             f"  tracker    {self.api_url}/tracker.js",
             f"  health     {self.api_url}/v1/health",
             f"  logs       {self.logs_dir}",

@@ -7,18 +7,16 @@ this module runs them on the warehouse and prints the result.
 import sys
 
 import click
-import clickhouse_connect
-from clickhouse_connect.driver.client import Client
 
-from schemas.backtests import BacktestComparison, OnlyIn, RunTotals, UnknownRun, compare_runs
+from schemas.backtests import (
+    BacktestComparison,
+    OnlyIn,
+    RunTotals,
+    UnknownRun,
+    compare_in_warehouse,
+)
 from schemas.settings import CommonSettings
-
-
-def compare_in_warehouse(client: Client, a: str, b: str, limit: int) -> BacktestComparison:
-    def query(sql: str, parameters: dict) -> list:
-        return client.query(sql, parameters=parameters).result_rows
-
-    return compare_runs(query, a, b, limit)
+from schemas.warehouse import warehouse_of
 
 
 def _totals_lines(totals: RunTotals) -> list[str]:
@@ -85,11 +83,7 @@ def compare_command(run_a: str, run_b: str, as_json: bool, limit: int) -> None:
     INTENTFLOW_CLICKHOUSE_URL and INTENTFLOW_CLICKHOUSE_DATABASE.
     """
     settings = CommonSettings()
-    client = clickhouse_connect.get_client(
-        dsn=settings.clickhouse_url,
-        database=settings.clickhouse_database,
-        autogenerate_session_id=False,
-    )
+    client = warehouse_of(settings)
     try:
         report = compare_in_warehouse(client, run_a, run_b, limit)
     except UnknownRun as exc:

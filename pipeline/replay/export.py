@@ -15,13 +15,14 @@ from pathlib import Path
 
 import click
 
-from pipeline.replay.options import ISO_MOMENT, to_ms
-from pipeline.replay.progress import Progress
+from pipeline.progress import Progress
+from pipeline.replay.options import ISO_MOMENT
 from pipeline.replay.recorded import ExportHeader, RecordFileError, RecordWriter, file_format
 from pipeline.replay.source import ScanCounts, TimeRange, TopicScan
 from pipeline.settings import WorkerSettings
 from pipeline.warehouse.erasures import command_erasures
 from schemas.erasure import ErasureList
+from schemas.time import epoch_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +88,7 @@ def export_command(topic: str, from_: datetime, to: datetime, out: Path) -> None
     """
     try:
         file_format(out)
-        window = TimeRange(to_ms(from_), to_ms(to))
+        window = TimeRange(epoch_ms(from_), epoch_ms(to))
     except (RecordFileError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     settings = WorkerSettings()

@@ -13,9 +13,9 @@ from aiokafka.errors import UnknownTopicOrPartitionError
 
 from pipeline.engine.processor import EngineTopics
 from pipeline.local.broker import ensure_topics
+from schemas.runs import LIVE_RUN
 from schemas.topics import NUDGES, TELEMETRY_DLQ, VIP, TopicSpec, namespaced
 
-LIVE_RUN_ID = "live"
 NAMESPACE_PREFIX = "replay."
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
@@ -23,7 +23,7 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 def check_run_id(run_id: str) -> str:
     if not RUN_ID_PATTERN.match(run_id):
         raise ValueError("a run id is 1-64 letters, digits, '-' or '_', starting with one")
-    if run_id == LIVE_RUN_ID:
+    if run_id == LIVE_RUN:
         raise ValueError("'live' names what the live pipeline decided; pick another run id")
     return run_id
 

@@ -6,10 +6,6 @@ from typing import Any
 import click
 
 
-def to_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
 class IsoMoment(click.ParamType):
     """An ISO-8601 date-time with a zone (``2025-11-20T00:00:00Z``)."""
 

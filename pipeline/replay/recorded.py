@@ -27,6 +27,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from schemas.time import epoch_ms
 from schemas.topics import DEFAULT_USER_PARTITIONS
 
 # 2: the log holds the engine's own records (schemas/engine_records.py), hand-overs
@@ -138,7 +139,7 @@ def event_time_ms(event: Any, field: str = "timestamp") -> int | None:
         return None
     if moment.tzinfo is None:
         return None
-    return int(moment.timestamp() * 1000)
+    return epoch_ms(moment)
 
 
 def arrival_ms(event: Any, event_ms: int) -> int:

@@ -19,14 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import click
-import clickhouse_connect
 
 from pipeline.domain.rules import Rules, RulesError, load_rules
 from pipeline.engine.outputs import KafkaOutputs, Record
+from pipeline.progress import Progress
 from pipeline.replay.dryrun import DryRunDispatcher
 from pipeline.replay.namespace import check_run_id, reset_run_topics, run_topics
-from pipeline.replay.options import ISO_MOMENT, to_ms
-from pipeline.replay.progress import Progress
+from pipeline.replay.options import ISO_MOMENT
 from pipeline.replay.recorded import RecordedEvent, RecordFileError, RecordReader
 from pipeline.replay.runner import ReplayRunner, longest_deadline_ms
 from pipeline.replay.source import TimeRange, TopicScan
@@ -35,6 +34,8 @@ from pipeline.settings import WorkerSettings
 from pipeline.warehouse.erasures import command_erasures
 from schemas.erasure import ErasureList
 from schemas.messages import Nudge, NudgeCancellation, NudgeHeld, VipUpgrade, load_decision
+from schemas.time import epoch_ms
+from schemas.warehouse import BATCH_TIMEOUT_S, warehouse_client
 
 # Outputs are produced in chunks this large (decisions are ~1 % of events).
 _SEND_CHUNK = 5_000
@@ -291,10 +292,10 @@ def _record(
         started_at=started_at,
         finished_at=datetime.now(UTC),
     )
-    client = clickhouse_connect.get_client(
-        dsn=request.clickhouse_url,
-        database=request.clickhouse_database,
-        autogenerate_session_id=False,
+    client = warehouse_client(
+        request.clickhouse_url,
+        request.clickhouse_database,
+        timeout_s=BATCH_TIMEOUT_S,
     )
     try:
         delete_run(client, request.run_id)
@@ -357,7 +358,7 @@ def replay_command(
             run_id=run_id,
             rules=rules,
             topic=topic,
-            window=TimeRange(to_ms(from_), to_ms(to)) if from_ and to else None,
+            window=TimeRange(epoch_ms(from_), epoch_ms(to)) if from_ and to else None,
             file=file,
             bootstrap_servers=tuple(settings.bootstrap_servers),
             clickhouse_url=None if no_warehouse else settings.clickhouse_url,

@@ -33,11 +33,10 @@ from pipeline.sink.rows import DEAD_LETTERS as DEAD_LETTERS_TABLE
 from pipeline.sink.rows import dead_letter_row
 from pipeline.sink.writer import WarehouseWriter
 from schemas.deadletter import DeadLetter
+from schemas.runs import LIVE_RUN
 from schemas.topics import NUDGES, RECEIPTS, TELEMETRY_DLQ, VIP
 
 log = logging.getLogger(__name__)
-
-LIVE_RUN = "live"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,6 @@ import asyncio
 import logging
 import struct
 
-import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from tenacity import AsyncRetrying, wait_exponential_jitter
@@ -28,6 +27,7 @@ from pipeline.metrics import DEAD_LETTERS as DEAD_LETTERS_COUNT
 from pipeline.metrics import timed_flush
 from pipeline.sink.batch import SinkBatch
 from pipeline.sink.rows import DEAD_LETTERS, Table
+from schemas.warehouse import warehouse_client
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ def refusal(exc: BaseException) -> str | None:
     return None
 
 
+INSERT_TIMEOUT_S = 60.0
+
+
 class WarehouseWriter:
     def __init__(
         self, url: str, database: str, retry_initial_s: float = 0.2, retry_max_s: float = 5.0
@@ -87,14 +90,9 @@ class WarehouseWriter:
 
     def client(self) -> Client:
         if self._client is None:
-            self._client = clickhouse_connect.get_client(
-                dsn=self._url,
-                database=self._database,
-                connect_timeout=3,
-                send_receive_timeout=60,
-                # No server session: inserts from several threads must not queue on one.
-                autogenerate_session_id=False,
-            )
+            # No server session (schemas/warehouse.py): inserts from several threads
+            # must not queue on one. A batch of rows may take longer than a query.
+            self._client = warehouse_client(self._url, self._database, timeout_s=INSERT_TIMEOUT_S)
         return self._client
 
     def insert(self, table: Table, rows: list[tuple], token: str) -> None:

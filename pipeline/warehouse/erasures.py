@@ -8,11 +8,11 @@ engine loads it at start and adds each ``erase`` command it applies.
 import logging
 
 import click
-import clickhouse_connect
 
 from schemas.erasure import LOAD_QUERY, ErasureList
 from schemas.pii import MasterKey
 from schemas.settings import CommonSettings
+from schemas.warehouse import warehouse_of
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,7 @@ def load_erasures(settings: CommonSettings) -> ErasureList:
     master = MasterKey.from_secret(settings.pii_master_key.get_secret_value())
     url, database = settings.clickhouse_url, settings.clickhouse_database
     try:
-        client = clickhouse_connect.get_client(
-            dsn=url, database=database, autogenerate_session_id=False, connect_timeout=5
-        )
+        client = warehouse_of(settings)
         try:
             rows = client.query(LOAD_QUERY).result_rows
         finally:

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import clickhouse_connect
 from clickhouse_connect.driver.binding import quote_identifier
 from clickhouse_connect.driver.client import Client
 
 import schemas
+from pipeline.progress import Progress
 from schemas.settings import CommonSettings
+from schemas.warehouse import BATCH_TIMEOUT_S, warehouse_client
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,9 @@ def applied_versions(client: Client) -> dict[int, tuple[str, str]]:
     return {int(version): (name, checksum) for version, name, checksum in result.result_rows}
 
 
-def apply_migrations(client: Client, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def apply_migrations(
+    client: Client, directory: Path = MIGRATIONS_DIR, progress: Progress | None = None
+) -> list[str]:
     """Apply pending migrations to the client's database; returns the files applied.
 
     Refuses (``MigrationError``, nothing applied) when an applied file changed or vanished.
@@ -132,10 +135,11 @@ def apply_migrations(client: Client, directory: Path = MIGRATIONS_DIR) -> list[s
                 f"{migration.name} changed after it was applied (sha256 {checksum[:12]}… → "
                 f"{migration.checksum[:12]}…); add a new migration instead"
             )
+    pending = [m for m in migrations if m.version not in applied]
+    if progress is not None:
+        progress.set_total(len(pending))
     done: list[str] = []
-    for migration in migrations:
-        if migration.version in applied:
-            continue
+    for migration in pending:
         for statement in split_statements(migration.sql):
             client.command(statement)
         client.insert(
@@ -145,21 +149,28 @@ def apply_migrations(client: Client, directory: Path = MIGRATIONS_DIR) -> list[s
         )
         log.info("applied migration %s", migration.name)
         done.append(migration.name)
+        if progress is not None:
+            progress.advance()
     return done
 
 
-def migrate_database(url: str, database: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Create ``database`` if needed and apply its pending migrations."""
-    admin = clickhouse_connect.get_client(dsn=url, connect_timeout=3)
+def create_database(url: str, database: str) -> None:
+    """Create ``database`` if needed: clients that name it cannot connect before."""
+    admin = warehouse_client(url, None, timeout_s=BATCH_TIMEOUT_S)
     try:
         admin.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
     finally:
         admin.close()
-    client = clickhouse_connect.get_client(
-        dsn=url, database=database, connect_timeout=3, autogenerate_session_id=False
-    )
+
+
+def migrate_database(
+    url: str, database: str, directory: Path = MIGRATIONS_DIR, progress: Progress | None = None
+) -> list[str]:
+    """Create ``database`` if needed and apply its pending migrations."""
+    create_database(url, database)
+    client = warehouse_client(url, database, timeout_s=BATCH_TIMEOUT_S)
     try:
-        return apply_migrations(client, directory)
+        return apply_migrations(client, directory, progress)
     finally:
         client.close()
 
@@ -175,10 +186,15 @@ def migrate_command(clickhouse_url: str | None, database: str | None) -> None:
         if value
     }
     settings = CommonSettings(**overrides)
+    progress = Progress("migrate", unit="migrations")
     try:
-        done = migrate_database(settings.clickhouse_url, settings.clickhouse_database)
+        done = migrate_database(
+            settings.clickhouse_url, settings.clickhouse_database, progress=progress
+        )
     except MigrationError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        progress.close()
     target = f"{settings.clickhouse_database} at {settings.clickhouse_url}"
     if done:
         click.echo(f"applied {len(done)} migration(s) to {target}: {', '.join(done)}")

@@ -47,12 +47,6 @@ def api(broker: str, warehouse: str, clickhouse: Client) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
-        yield client
-
-
 # --- schemathesis --------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ publishes the members outside their quiet hours, defers the others, and a later 
 releases each deferred message once, when its hours have ended."""
 
 import asyncio
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -46,16 +47,41 @@ async def _messages(brokers: str, topic: TopicSpec, at_least: int) -> dict[str, 
     return found
 
 
+class CallsOnTheLoop:
+    """The warehouse client, noting each blocking call made on the event loop's thread."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._loop_thread = threading.current_thread()
+        self.on_the_loop: list[str] = []
+
+    def __getattr__(self, name: str):
+        found = getattr(self._client, name)
+        if name not in ("query", "insert", "command"):
+            return found
+
+        def call(*args, **kwargs):
+            if threading.current_thread() is self._loop_thread:
+                self.on_the_loop.append(name)
+            return found(*args, **kwargs)
+
+        return call
+
+
 async def _run(client: Client, brokers: str, topic: TopicSpec, campaign: dict, steps: list):
     producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all")
     await producer.start()
+    watched = CallsOnTheLoop(client)
     try:
         results = []
         for name, now in steps:
             if name == "launch":
-                results.append(await launch(client, producer, topic.name, campaign, now))
+                results.append(await launch(watched, producer, topic.name, campaign, now))
             else:
-                results.append(await release_due(client, producer, topic.name, now))
+                results.append(await release_due(watched, producer, topic.name, now))
+        # The launcher shares its loop with the broker's client: a warehouse call that
+        # blocks it stalls the producer's heartbeats and acknowledgements.
+        assert watched.on_the_loop == []
         return results
     finally:
         await producer.stop()

@@ -32,20 +32,8 @@ WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
 SERVER = {"Authorization": f"Bearer {SERVER_KEY}"}
 
 
-@pytest.fixture(scope="module")
-def api(broker: str, warehouse: str, clickhouse) -> Iterator[str]:
-    # Consent events are recorded (phones sealed) in the warehouse before they are produced.
-    settings = collector_settings(
-        broker, clickhouse_url=warehouse, clickhouse_database=clickhouse.database
-    )
-    with running_api(settings) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
-        yield client
+# api, http: tests/integration/conftest.py (consent events are recorded, phones sealed,
+# in the module's warehouse database before they are produced).
 
 
 def order(**fields: Any) -> dict[str, Any]:

@@ -77,12 +77,6 @@ def api(broker: str, warehouse: str, clickhouse: Client, seeded: int) -> Iterato
         yield url
 
 
-@pytest.fixture(scope="module")
-def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
-        yield client
-
-
 def auth(kind: str) -> dict[str, str]:
     key = KEYS[kind]
     return {"Authorization": f"Bearer {key}"} if key else {}

@@ -9,7 +9,6 @@ import base64
 import gzip
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,21 +33,6 @@ from tests.collector_server import (
 
 def basic(key: str) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
-
-
-@pytest.fixture(scope="module")
-def api(broker: str, warehouse: str, clickhouse) -> Iterator[str]:
-    settings = collector_settings(
-        broker, clickhouse_url=warehouse, clickhouse_database=clickhouse.database
-    )
-    with running_api(settings) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def http(api: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api, timeout=30) as client:
-        yield client
 
 
 def segment_client(api: str, key: str = WRITE_KEY, **options: Any) -> SegmentClient:

@@ -5,6 +5,8 @@ from datetime import UTC, datetime
 
 import httpx
 
+from pipeline.warehouse.migrate import create_database
+from schemas.warehouse import warehouse_client
 from tests import support
 from tests.collector_server import READ_KEY, WRITE_KEY, collector_settings, running_api
 
@@ -38,3 +40,30 @@ def test_warehouse_down_is_503_for_reads_and_consents_and_events_still_flow(brok
     assert with_consent.status_code == 503 and "retry-after" in with_consent.headers
     # Everything else does not depend on the warehouse.
     assert plain.status_code == 202
+
+
+def test_a_warehouse_failing_after_the_connection_is_a_503_with_retry_after(
+    broker: str, warehouse: str
+):
+    # The database exists but holds no table: the client connects, then every query fails.
+    database = f"unmigrated_{uuid.uuid4().hex[:8]}"
+    create_database(warehouse, database)
+    settings = collector_settings(broker, clickhouse_url=warehouse, clickhouse_database=database)
+    read = {"Authorization": f"Bearer {READ_KEY}"}
+    try:
+        with running_api(settings) as api:
+            answers = {
+                path: httpx.get(f"{api}{path}", headers=read)
+                for path in (
+                    "/v1/metrics/funnel?steps=page_view,order_placed&window=60",
+                    "/v1/campaigns",
+                )
+            }
+    finally:
+        admin = warehouse_client(warehouse, None, timeout_s=30)
+        admin.command(f"DROP DATABASE IF EXISTS {database}")
+        admin.close()
+    for path, answer in answers.items():
+        assert answer.status_code == 503, (path, answer.text)
+        assert int(answer.headers["retry-after"]) >= 1, path
+        assert answer.json()["detail"].startswith("warehouse unavailable"), path

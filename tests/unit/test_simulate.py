@@ -10,14 +10,14 @@ START = datetime(2026, 3, 1, tzinfo=UTC)
 
 
 def test_the_same_seed_gives_the_same_events_ids_included():
-    first = generate_events(42, users=50, events=3000, start=START, days=3)
-    assert first == generate_events(42, users=50, events=3000, start=START, days=3)
-    other = generate_events(43, users=50, events=3000, start=START, days=3)
+    first = generate_events(42, users=50, events=3000, end=START, days=3)
+    assert first == generate_events(42, users=50, events=3000, end=START, days=3)
+    other = generate_events(43, users=50, events=3000, end=START, days=3)
     assert {e["event_id"] for e in first}.isdisjoint({e["event_id"] for e in other})
 
 
 def test_events_are_valid_in_time_order_within_the_window():
-    events = generate_events(7, users=80, events=5000, start=START, days=5)
+    events = generate_events(7, users=80, events=5000, end=START, days=5)
     assert len(events) == 5000
     assert len({e["event_id"] for e in events}) == 5000
     for event in events:
@@ -28,7 +28,7 @@ def test_events_are_valid_in_time_order_within_the_window():
 
 
 def test_the_mix_looks_like_shopping():
-    events = generate_events(1, users=200, events=20_000, start=START, days=7)
+    events = generate_events(1, users=200, events=20_000, end=START, days=7)
     counts = Counter(e["name"] for e in events)
     # Funnel: views > carts > checkouts > orders, and every behaviour shows up.
     assert counts["page_view"] > counts["product_view"] > counts["add_to_cart"]
@@ -48,14 +48,14 @@ def test_the_mix_looks_like_shopping():
 
 
 def test_phone_numbers_are_fictional():
-    events = generate_events(3, users=300, events=20_000, start=START, days=7)
+    events = generate_events(3, users=300, events=20_000, end=START, days=7)
     phones = [e["properties"]["phone"] for e in events if "phone" in e["properties"]]
     assert phones
     assert all(p.startswith("+1") and p[5:10] == "55501" for p in phones), phones[:5]
 
 
 def test_server_events_go_in_their_own_batches_in_time_order():
-    events = generate_events(5, users=20, events=2000, start=START, days=2)
+    events = generate_events(5, users=20, events=2000, end=START, days=2)
     batches = list(_batches(events, 100, with_server_key=True))
     assert sum(len(b) for _, b in batches) == len(events)
     for server, batch in batches:

@@ -265,7 +265,7 @@ def test_without_consent_nothing_is_held() -> None:
 
 def test_a_forced_send_skips_quiet_hours_and_staleness() -> None:
     d, _, channels = make()
-    old = nudge(triggered=NIGHT - timedelta(days=5), rules_version="admin:force")
+    old = nudge(triggered=NIGHT - timedelta(days=5), origin="admin_force")
     decide(d, old, now_ms=NIGHT_MS)
     assert [s for s, _ in steps(d)] == ["sent"]
     assert channels["whatsapp"].sent == [f"{1:032x}"]
@@ -273,7 +273,7 @@ def test_a_forced_send_skips_quiet_hours_and_staleness() -> None:
 
 def test_a_forced_send_never_skips_consent() -> None:
     d, _, _ = make(Reachable(consented=()))
-    decide(d, nudge(rules_version="admin:force"), now_ms=NIGHT_MS)
+    decide(d, nudge(origin="admin_force"), now_ms=NIGHT_MS)
     assert steps(d) == [("suppressed", "no_consent")]
 
 
