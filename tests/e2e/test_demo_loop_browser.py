@@ -46,6 +46,7 @@ PHONE = "+447700900987"  # Ofcom's range for drama: never a real subscriber
 MASKED_TAIL = "0987"
 STARTUP_TIMEOUT_S = 180.0
 LOOP_TIMEOUT_MS = 90_000  # decide, send, and the simulator's webhooks, on a busy 2-core machine
+STEP_TIMEOUT_MS = 20_000  # one page's own request (an order, an offer) on that machine
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,6 @@ def reload_until(page: Page, locator, timeout_ms: float = LOOP_TIMEOUT_MS) -> No
             return
         except AssertionError:
             if time.monotonic() > deadline:
-                shot(page, "failed-wait")
                 raise
             page.reload()
 
@@ -210,9 +210,18 @@ def receipts_of(page: Page, kind: str, channel: str):
 
 
 def test_the_whole_loop_from_the_shop_to_the_console(stack: Stack, browser: Browser) -> None:
-    customer = f"demo-{uuid.uuid4().hex[:8]}"
     shopper = Watched(browser.new_context(viewport={"width": 1200, "height": 900}))
     operator = Watched(browser.new_context(viewport={"width": 1300, "height": 900}))
+    try:
+        walk_the_loop(stack, shopper, operator, f"demo-{uuid.uuid4().hex[:8]}")
+    except BaseException:
+        # Where it stopped, for whoever reads the failure.
+        for n, page in enumerate((*shopper.context.pages, *operator.context.pages)):
+            shot(page, f"failed-{n}")
+        raise
+
+
+def walk_the_loop(stack: Stack, shopper: "Watched", operator: "Watched", customer: str) -> None:
     shop = shopper.context.new_page()
     console = operator.context.new_page()
 
@@ -228,7 +237,7 @@ def test_the_whole_loop_from_the_shop_to_the_console(stack: Stack, browser: Brow
         dialog.locator(f"#consent-{box}").check()
     shot(shop, "shop-consent-dialog")
     dialog.locator("#profile-save").click()
-    expect(shop.locator("#profile-badge")).to_contain_text(MASKED_TAIL)
+    expect(shop.locator("#profile-badge")).to_contain_text(MASKED_TAIL, timeout=STEP_TIMEOUT_MS)
     assert PHONE not in shop.content()  # masked on the page, never the whole number
 
     # Add to cart, then leave: the cart goes idle and the engine decides a rescue.
@@ -237,7 +246,7 @@ def test_the_whole_loop_from_the_shop_to_the_console(stack: Stack, browser: Brow
     shop.locator("#add-to-cart").click()
     expect(shop.locator("#added")).not_to_be_empty()
     shop.goto(f"{stack.api}/demo/cart")
-    expect(shop.locator("#cart")).to_contain_text("Aperture X100")
+    expect(shop.locator("#cart")).to_contain_text("Aperture X100", timeout=STEP_TIMEOUT_MS)
     shot(shop, "shop-cart")
     shopper.assert_clean(shop)
     shop.close()  # the tracker flushes on pagehide
@@ -262,19 +271,19 @@ def test_the_whole_loop_from_the_shop_to_the_console(stack: Stack, browser: Brow
         f"section.phone[data-phone$='{MASKED_TAIL}'] article"
         "[data-kind='cart_rescue'][data-channel='whatsapp']"
     )
-    expect(card).to_have_count(1)
+    expect(card).to_have_count(1, timeout=STEP_TIMEOUT_MS)
     expect(card.locator(".text")).to_contain_text("Aperture X100")
     shot(phone, "phone-whatsapp-rescue")
     card.locator("a.open").click()
 
     # The link restores the cart with the message's discount.
     phone.wait_for_url(re.compile(r"/demo/cart\?.*utm_message_id="))
-    expect(phone.locator("#cart")).to_contain_text("Aperture X100")
-    expect(phone.locator("#discount")).to_contain_text("10")
+    expect(phone.locator("#cart")).to_contain_text("Aperture X100", timeout=STEP_TIMEOUT_MS)
+    expect(phone.locator("#discount")).to_contain_text("10", timeout=STEP_TIMEOUT_MS)
     shot(phone, "shop-cart-restored")
     phone.locator("#checkout-link").click()
     phone.locator("#place-order").click()
-    expect(phone.locator("#confirmation")).to_contain_text("order")
+    expect(phone.locator("#confirmation")).to_contain_text("order", timeout=STEP_TIMEOUT_MS)
     shot(phone, "shop-order-placed")
     shopper.assert_clean(phone)
 
@@ -293,7 +302,9 @@ def test_the_whole_loop_from_the_shop_to_the_console(stack: Stack, browser: Brow
     # Pause WhatsApp: the next rescue goes by SMS.
     console.goto(f"{stack.api}/console/channels")
     console.locator("#channel-whatsapp").get_by_role("button", name="Pause").click()
-    expect(console.locator("#channel-whatsapp .state")).to_have_text("paused")
+    expect(console.locator("#channel-whatsapp .state")).to_have_text(
+        "paused", timeout=STEP_TIMEOUT_MS
+    )
     shot(console, "console-channels")
     # The dispatcher reads the switches when a batch arrives and its copy is older than
     # control_poll_s (1 s): a decision more than that after the pause meets it. Not a
@@ -347,7 +358,7 @@ def test_the_whole_loop_from_the_shop_to_the_console(stack: Stack, browser: Brow
     erase = console.locator("form[action$='/erase']")
     erase.get_by_label("Type the id to confirm").fill(customer)
     erase.get_by_role("button", name="Erase shopper").click()
-    expect(console.locator("main")).to_contain_text("erase")
+    expect(console.locator("main")).to_contain_text("erase", timeout=STEP_TIMEOUT_MS)
     shot(console, "console-erased")
     operator.assert_clean(console)
 
