@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_DIR ?= .local-stack
+# A demo's pace: the default rules with minutes for hours (the file says which differ).
+DEMO_RULES ?= pipeline/local/demo_rules.yaml
 
 .PHONY: install test lint format demo bench chromium segment-js clean chaos
 
@@ -49,7 +51,7 @@ chaos: install
 	$(BIN)/python -m tests.chaos
 
 demo: install
-	$(BIN)/intentflow local up --data-dir $(DATA_DIR) --simulate
+	INTENTFLOW_RULES=$(DEMO_RULES) $(BIN)/intentflow local up --data-dir $(DATA_DIR) --simulate
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -9,9 +9,10 @@ discount; check out; see the conversion; pause WhatsApp and see SMS take over;
 revoke; erase. Every page it passes is saved as a screenshot under
 ``test-output/screenshots/`` (not committed) for a reviewer to look at.
 
-The rules make a cart idle after a few seconds (time is the partitions' watermark,
-moved by the live worker while the partition is idle), disable quiet hours (the test
-runs at any hour), and keep no holdout (the shopper must be treated).
+It runs on ``make demo``'s rules (pipeline/local/demo_rules.yaml): a cart is rescued
+20 s after exit intent (time is the partitions' watermark, moved by the live worker
+while the partition is idle), no quiet hours (the test runs at any hour), no holdout
+(the shopper must be treated).
 """
 
 import re
@@ -27,12 +28,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from api.queries.nudges import ALL as ALL_CHANNELS
 from pipeline.dispatch.settings import DispatchSettings
-from pipeline.domain.rules import DEFAULT_RULES_FILE
 from tests import support
 from tests.e2e.test_tracker_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -42,6 +41,7 @@ pytestmark = [
 ]
 
 SCREENSHOTS = support.PROJECT_ROOT / "test-output" / "screenshots"
+DEMO_RULES = support.PROJECT_ROOT / "pipeline" / "local" / "demo_rules.yaml"
 PHONE = "+447700900987"  # Ofcom's range for drama: never a real subscriber
 MASKED_TAIL = "0987"
 STARTUP_TIMEOUT_S = 180.0
@@ -57,20 +57,6 @@ class Stack:
     read_key: str
 
 
-def demo_rules(path: Path) -> Path:
-    rules = yaml.safe_load(
-        (support.PROJECT_ROOT / "pipeline/domain" / DEFAULT_RULES_FILE).read_text()
-    )
-    rules["version"] = "e2e-demo-loop"
-    rules["cart_rescue"].update(timeout_s=6, checkout_timeout_s=6, exit_intent_grace_s=3)
-    rules["high_intent"]["threshold"] = rules["scoring"]["cap"]  # only the rescue speaks
-    suppression = rules["suppression"]
-    suppression.pop("quiet_hours")
-    suppression.update(holdout_share=0.0, frequency_cap_per_day=20)
-    path.write_text(yaml.safe_dump(rules))
-    return path
-
-
 def read_env_file(path: Path) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
     return {key: value.strip("'") for key, value in pairs}
@@ -82,7 +68,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     api_port = support.free_port()
     log_path = root / "local-up.log"
     env = support.child_env(
-        RULES=str(demo_rules(root / "rules.yaml")),
+        RULES=str(DEMO_RULES),
         # The shopper reads every message and clicks only when the test does.
         SIM_READ_RATE="1",
         SIM_CLICK_RATE="0",
@@ -248,8 +234,12 @@ def walk_the_loop(stack: Stack, shopper: "Watched", operator: "Watched", custome
     shop.goto(f"{stack.api}/demo/cart")
     expect(shop.locator("#cart")).to_contain_text("Aperture X100", timeout=STEP_TIMEOUT_MS)
     shot(shop, "shop-cart")
+    # Leave as a person does: the pointer goes out through the top edge (exit intent),
+    # then the tab closes (the tracker flushes on pagehide).
+    shop.mouse.move(600, 300)
+    shop.mouse.move(600, -20)
     shopper.assert_clean(shop)
-    shop.close()  # the tracker flushes on pagehide
+    shop.close()
 
     # The console: the rescue goes sent → delivered → read on WhatsApp.
     console.goto(f"{stack.api}/console/")
