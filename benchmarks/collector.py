@@ -36,7 +36,7 @@ from fastapi import FastAPI, Request, Response
 from benchmarks.warehouse_process import migrated_warehouse
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.ports import free_port
-from pipeline.simulate import generate_events, is_server_event
+from pipeline.local.simulate import generate_events, is_server_event
 from schemas.keys import hash_api_key, new_api_key
 from schemas.topics import SOURCE_TOPICS, TELEMETRY_RAW
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from api.privacy.traits import pseudonymise_ids, redact_events, seal_identity_traits
-from pipeline.simulate import generate_events
+from pipeline.local.simulate import generate_events
 from schemas import pii
 from schemas.events import parse_event
 

@@ -23,11 +23,11 @@ from aiokafka.partitioner import murmur2
 
 from pipeline.domain import apply, default_rules
 from pipeline.local.broker import Broker, ensure_topics
+from pipeline.local.simulate import generate_events
 from pipeline.replay.namespace import run_topics
 from pipeline.replay.recorded import ExportHeader, RecordedEvent, RecordReader, write_records
 from pipeline.replay.runner import ReplayRunner, longest_deadline_ms
 from pipeline.replay.source import TimeRange, TopicScan
-from pipeline.simulate import generate_events
 from schemas.events import Event, parse_event
 from schemas.topics import TopicSpec
 

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import clickhouse_connect
 
 from benchmarks.warehouse_process import migrated_warehouse
-from pipeline.simulate import generate_events
+from pipeline.local.simulate import generate_events
 from pipeline.sink.agents import SinkConfig, fill_batch
 from pipeline.sink.batch import SinkBatch
 from pipeline.sink.processors import process_event

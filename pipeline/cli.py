@@ -8,12 +8,12 @@ import click
 
 from pipeline.campaigns.command import campaigns_command
 from pipeline.dispatch.command import dispatcher_command
-from pipeline.dispatch.provider_sim import provider_sim_command
 from pipeline.local.commands import local_group
+from pipeline.local.provider_sim import provider_sim_command
+from pipeline.local.simulate import simulate_command
 from pipeline.replay.compare import backtest_group
 from pipeline.replay.export import export_command
 from pipeline.replay.replay import replay_command
-from pipeline.simulate import simulate_command
 from pipeline.warehouse.migrate import migrate_command
 from pipeline.worker import worker_command
 

@@ -47,10 +47,10 @@ from pipeline.engine.memory_store import MemoryStateStore
 from pipeline.engine.processor import EngineProcessor, EngineTopics
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.processes import ManagedProcess
+from pipeline.local.simulate import generate_events
 from pipeline.replay.recorded import RecordedEvent
 from pipeline.replay.runner import ReplayRunner
 from pipeline.replay.source import TimeRange, TopicScan
-from pipeline.simulate import generate_events
 from schemas.engine_records import is_handover, is_watermark
 from schemas.events import parse_event
 from schemas.messages import Nudge, load_decision

@@ -32,7 +32,7 @@ from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
 
 from api.main import create_app
-from pipeline.simulate import generate_events, post_events
+from pipeline.local.simulate import generate_events, post_events
 from schemas.inbound import twilio_inbound_form, whatsapp_text_message, whatsapp_webhook
 from schemas.keys import hash_api_key
 from schemas.messages import Receipt

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from api.queries.uplift import newcombe, wilson
-from pipeline.simulate import generate_events
+from pipeline.local.simulate import generate_events
 from pipeline.sink.batch import SinkBatch
 from pipeline.sink.rows import (
     EVENTS,

@@ -29,7 +29,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from pipeline.simulate import generate_events, post_events
+from pipeline.local.simulate import generate_events, post_events
 from tests import support
 
 _BASE64 = re.compile(rb'"[A-Za-z0-9+/=]{24,}"')

@@ -36,7 +36,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from pipeline.domain import rules as rules_module
 from pipeline.local.broker import Broker, ensure_topics
-from pipeline.simulate import generate_events
+from pipeline.local.simulate import generate_events
 from schemas.backtests import NOT_TRIGGERED
 from schemas.engine_records import is_handover
 from schemas.events import parse_event

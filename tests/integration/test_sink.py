@@ -23,7 +23,7 @@ from api.queries.common import TimeRange
 from api.queries.funnel import funnel
 from api.queries.series import timeseries
 from pipeline.local.broker import ensure_topics
-from pipeline.simulate import generate_events
+from pipeline.local.simulate import generate_events
 from pipeline.sink.batch import SinkBatch
 from pipeline.sink.processors import process_event
 from pipeline.sink.rows import ms

@@ -7,6 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from pipeline.local.simulate import generate_events
 from pipeline.replay.recorded import (
     ExportHeader,
     RecordedEvent,
@@ -15,7 +16,6 @@ from pipeline.replay.recorded import (
     event_time_ms,
     write_records,
 )
-from pipeline.simulate import generate_events
 from schemas.events import load_event, parse_event
 
 START = datetime(2026, 1, 10, tzinfo=UTC)

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from aiokafka.partitioner import murmur2
 
 from pipeline.domain.rules import default_rules
+from pipeline.local.simulate import generate_events
 from pipeline.replay.namespace import run_topics
 from pipeline.replay.recorded import RecordedEvent
 from pipeline.replay.runner import ReplayRunner, longest_deadline_ms
 from pipeline.replay.source import ArrivalMerge
-from pipeline.simulate import generate_events
 from schemas.events import parse_event
 from schemas.messages import Nudge, VipUpgrade, load_decision
 

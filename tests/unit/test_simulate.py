@@ -3,7 +3,7 @@
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from pipeline.simulate import _batches, generate_events, is_server_event
+from pipeline.local.simulate import _batches, generate_events, is_server_event
 from schemas.events import SERVER_EVENTS, parse_event
 
 START = datetime(2026, 3, 1, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """Contract tests of the providers' wire protocols (issue 16).
 
 The channels (pipeline/dispatch/channels.py) against Meta's and Twilio's documented
-shapes and retry rules; the simulator (pipeline/dispatch/provider_sim.py) as their
+shapes and retry rules; the simulator (pipeline/local/provider_sim.py) as their
 stand-in, in-process; the API's webhooks (api/routes/webhooks.py) with Meta's
 X-Hub-Signature-256 and Twilio's X-Twilio-Signature as Twilio's own library computes
 and validates it. No network, no broker: the providers are httpx mock transports
@@ -31,8 +31,8 @@ from pipeline.dispatch.channels import (
     TwilioSmsChannel,
     WhatsAppChannel,
 )
-from pipeline.dispatch.provider_sim import create_sim_app
 from pipeline.dispatch.settings import ProviderSimSettings
+from pipeline.local.provider_sim import create_sim_app
 from schemas.inbound import whatsapp_status, whatsapp_text_message, whatsapp_webhook
 from schemas.messages import Receipt
 from schemas.provider_refs import MAX_REF_CHARS, decode_ref, encode_ref

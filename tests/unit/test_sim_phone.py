@@ -1,8 +1,8 @@
 """The provider simulator's /phone page: the message as the shopper reads it, escaped,
 with the link the provider was given."""
 
-from pipeline.dispatch.provider_sim import Accepted
-from pipeline.dispatch.sim_phone import phone_page
+from pipeline.local.provider_sim import Accepted
+from pipeline.local.sim_phone import phone_page
 
 BODY_NAMES = {"intentflow_cart_rescue": ("name", "product", "discount")}
 

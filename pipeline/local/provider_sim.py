@@ -57,10 +57,10 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from twilio.request_validator import RequestValidator
 
 from pipeline.dispatch.settings import ProviderSimSettings
-from pipeline.dispatch.sim_phone import HEADERS as PHONE_HEADERS
-from pipeline.dispatch.sim_phone import STYLE as PHONE_STYLE
-from pipeline.dispatch.sim_phone import phone_page
 from pipeline.domain.rules import WhatsAppTemplate, rules_from
+from pipeline.local.sim_phone import HEADERS as PHONE_HEADERS
+from pipeline.local.sim_phone import STYLE as PHONE_STYLE
+from pipeline.local.sim_phone import phone_page
 from pipeline.worker import configure_logging
 from schemas import pii
 from schemas.inbound import (
