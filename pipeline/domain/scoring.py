@@ -37,24 +37,12 @@ def limit(score: Intent, cap_now: float) -> None:
 
 def bump(score: Intent, code: str, amount: int, ts: int, rate: float, cap: int) -> None:
     """Add ``amount`` milli-points of a signal at ``ts`` (late events add it decayed)."""
-    # Runs up to three times per event (user, product, category): one call, no helpers.
-    age = rate * (ts - score.t)
-    if age > REANCHOR:
-        _reanchor(score, ts, rate)
-        growth = 1.0
-    else:
-        growth = exp(age)
-    added = int(amount * growth)
-    if added > 0:
-        parts = score.parts
-        parts[code] = parts.get(code, 0) + added
-        total = score.total = score.total + added
-        if total > cap * growth:
-            limit(score, cap * growth)
+    add(score, code, amount, ts, rate, cap)
 
 
 def add(score: Intent, code: str, amount: int, ts: int, rate: float, cap: int) -> tuple[int, int]:
     """``bump``, returning the score just before and just after, at ``ts``."""
+    # Runs up to three times per event (user, product, category): one call, no helpers.
     age = rate * (ts - score.t)
     if age > REANCHOR:
         _reanchor(score, ts, rate)
