@@ -141,6 +141,13 @@ FIGURES = {
         None,
         False,
     ),
+    "engine_store_us_per_event": (
+        "engine_store_us_per_event",
+        "engine_store_kept_decoded_us_per_event",
+        "the same with every state kept decoded",
+        None,
+        False,
+    ),
 }
 
 
