@@ -129,8 +129,22 @@ FIGURES = {
     "rocksdb_bytes_per_user_1000000": ("rocksdb_bytes_per_user_1000000", None, "", 1024, False),
     "state_memory_bytes_per_cached_user": (
         "state_memory_bytes_per_cached_user",
+        "state_memory_bytes_per_decoded_user",
+        "the same states held decoded",
+        1_500,
+        False,
+    ),
+    "state_decode_us": (
+        "state_decode_us",
+        "state_encode_us",
+        "encoding it, which every flush pays",
         None,
-        "",
+        False,
+    ),
+    "engine_store_us_per_event": (
+        "engine_store_us_per_event",
+        "engine_store_kept_decoded_us_per_event",
+        "the same with every state kept decoded",
         None,
         False,
     ),

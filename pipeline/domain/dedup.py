@@ -26,9 +26,10 @@ def admit(state: UserState, key: int, ts: int, name: str, plan: Plan) -> bool:
     horizon = state.horizon_ms
     if ts <= horizon and name not in LATE_BUT_KEPT:
         return False
-    if ts > state.last_ms:
-        state.last_ms = ts
-    floor = state.last_ms - plan.dedup_window_ms
+    last = state.last_ms
+    if ts > last:
+        last = state.last_ms = ts
+    floor = last - plan.dedup_window_ms
     if floor > horizon:
         horizon = state.horizon_ms = floor
     if ts > horizon:

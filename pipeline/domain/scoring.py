@@ -35,36 +35,30 @@ def limit(score: Intent, cap_now: float) -> None:
     score.total = sum(parts.values())
 
 
-def _growth(score: Intent, ts: int, rate: float) -> float:
-    """The factor from the anchor's scale to ``ts``'s, moving an old anchor up first."""
-    age = rate * (ts - score.t)
-    if age > REANCHOR:
-        _reanchor(score, ts, rate)
-        age = 0.0
-    return exp(age)
-
-
-def _add_scaled(score: Intent, code: str, amount: int, growth: float, cap: int) -> None:
-    added = int(amount * growth)
-    if added > 0:
-        parts = score.parts
-        parts[code] = parts.get(code, 0) + added
-        score.total += added
-        if score.total > cap * growth:
-            limit(score, cap * growth)
-
-
 def bump(score: Intent, code: str, amount: int, ts: int, rate: float, cap: int) -> None:
     """Add ``amount`` milli-points of a signal at ``ts`` (late events add it decayed)."""
-    _add_scaled(score, code, amount, _growth(score, ts, rate), cap)
+    add(score, code, amount, ts, rate, cap)
 
 
 def add(score: Intent, code: str, amount: int, ts: int, rate: float, cap: int) -> tuple[int, int]:
     """``bump``, returning the score just before and just after, at ``ts``."""
-    growth = _growth(score, ts, rate)
-    before = score.total
-    _add_scaled(score, code, amount, growth, cap)
-    return int(before / growth), int(score.total / growth)
+    # Runs up to three times per event (user, product, category): one call, no helpers.
+    age = rate * (ts - score.t)
+    if age > REANCHOR:
+        _reanchor(score, ts, rate)
+        growth = 1.0
+    else:
+        growth = exp(age)
+    before = total = score.total
+    added = int(amount * growth)
+    if added > 0:
+        parts = score.parts
+        parts[code] = parts.get(code, 0) + added
+        total = score.total = total + added
+        if total > cap * growth:
+            limit(score, cap * growth)
+            total = score.total
+    return int(before / growth), int(total / growth)
 
 
 def clear(score: Intent) -> None:

@@ -22,6 +22,7 @@ into it were already committed, so those events were lost to the fold (seen in
 Changelog first, RocksDB second: RocksDB is never ahead of the changelog.
 """
 
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -33,6 +34,18 @@ from pipeline.metrics import timed_flush
 State = TypeVar("State")
 
 _DELETED = object()
+
+
+class EncodedState:
+    """An idle state kept in the cache in its stored form: ~1 KB against ~7 KB decoded
+    (benchmarks/state.py). Decoded again when a batch touches it."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
 # Faust keeps the partition's persisted changelog offset in the same database.
 FAUST_OFFSET_KEY = b"__faust\0offset__"
 # The partition's event-time watermark, beside its states in the same atomic write and
@@ -50,6 +63,7 @@ class UserStateStore(Generic[State]):
         encode: Callable[[State], bytes],
         decode: Callable[[bytes], State],
         max_cached: int = 50_000,
+        idle_flushes: int = 50,
     ) -> None:
         self._table = table
         self._outputs = outputs
@@ -59,6 +73,12 @@ class UserStateStore(Generic[State]):
         self._cache: dict[str, Any] = {}
         self._dirty: dict[str, int] = {}
         self._watermarks: dict[int, int] = {}  # partition -> watermark not yet flushed
+        # A state unchanged for this many flushes waits encoded: a shopper's events come
+        # in bursts, and decoding one costs about what encoding it at each flush does.
+        self._idle_flushes = idle_flushes
+        self._flushes = 0
+        # key -> (flush that wrote it, what it wrote), least recently written first.
+        self._written: OrderedDict[str, tuple[int, bytes]] = OrderedDict()
 
     # Faust's RocksDB store opens one database per partition; Faust owns opening
     # and closing them, we only batch writes into them.
@@ -76,7 +96,14 @@ class UserStateStore(Generic[State]):
             if raw is None:
                 return None
             found = self._cache[key] = self._decode(raw)
+        elif type(found) is EncodedState:
+            found = self._cache[key] = self._decode(found.data)
         return None if found is _DELETED else found
+
+    def _cached(self, key: str) -> Any:
+        """The cache's entry decoded (None: not cached; ``_DELETED``), without keeping it."""
+        found = self._cache.get(key)
+        return self._decode(found.data) if type(found) is EncodedState else found
 
     def put(self, key: str, partition: int, state: State) -> None:
         self._cache[key] = state
@@ -111,6 +138,9 @@ class UserStateStore(Generic[State]):
             state = self._cache[key]
             raw_key = key.encode()
             value = None if state is _DELETED else self._encode(state)
+            self._written.pop(key, None)
+            if value is not None:
+                self._written[key] = (self._flushes, value)
             batch = batches.get(partition)
             if batch is None:
                 batch = batches[partition] = WriteBatch(raw_mode=True)
@@ -135,7 +165,21 @@ class UserStateStore(Generic[State]):
                 # Faust's format (``Store.set_persisted_offset``), in the same atomic write.
                 batch.put(FAUST_OFFSET_KEY, str(last_offsets[topic, partition]).encode())
                 self._db(partition).write(batch)
+        self._flushes += 1
+        self._rest_idle()
         self._evict()
+
+    def _rest_idle(self) -> None:
+        written, cache = self._written, self._cache
+        oldest = self._flushes - self._idle_flushes
+        while written:
+            key, (flush, value) = next(iter(written.items()))
+            if flush >= oldest:
+                return
+            written.popitem(last=False)
+            # Dirtied again (during the send above, say): it is written anew later.
+            if key not in self._dirty and key in cache:
+                cache[key] = EncodedState(value)
 
     def _evict(self) -> None:
         # Drop the oldest clean entries past the bound; they are in RocksDB now.
@@ -160,6 +204,7 @@ class UserStateStore(Generic[State]):
         if stale or partitions & self._watermarks.keys():
             raise RuntimeError("forget() before flush() would lose state")
         self._cache.clear()
+        self._written.clear()
 
     def scan_prefix(self, partition: int, prefix: str) -> Iterator[tuple[str, State]]:
         """The states of one partition whose keys start with ``prefix``, in key order
@@ -183,7 +228,7 @@ class UserStateStore(Generic[State]):
                 i += 1
                 yield from self._live(key)  # the unflushed state wins
                 continue
-            cached = self._cache.get(key)
+            cached = self._cached(key)
             if cached is _DELETED:
                 continue
             yield key, cached if cached is not None else self._decode(raw_value)
@@ -191,7 +236,7 @@ class UserStateStore(Generic[State]):
             yield from self._live(key)
 
     def _live(self, key: str) -> Iterator[tuple[str, State]]:
-        state = self._cache.get(key)
+        state = self._cached(key)
         if state is not None and state is not _DELETED:
             yield key, state
 
@@ -202,7 +247,7 @@ class UserStateStore(Generic[State]):
             if raw_key in (FAUST_OFFSET_KEY, WATERMARK_KEY):
                 continue
             key = raw_key.decode()
-            cached = self._cache.get(key)
+            cached = self._cached(key)
             if cached is _DELETED:
                 continue
             yield key, cached if cached is not None else self._decode(raw_value)

@@ -8,6 +8,7 @@ went back while their events' offsets were committed (found by ``make chaos``).
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,6 +33,23 @@ def fake_table(tmp_path: Path, topic: str) -> tuple[SimpleNamespace, dict[int, R
     return table, dbs
 
 
+def over_kafka(broker: str, dbs: dict[int, Rdict], body: Callable[[KafkaOutputs], Awaitable]):
+    """Run ``body`` with outputs to the broker, then close the databases whatever happens."""
+
+    async def run() -> None:
+        outputs = KafkaOutputs([broker])
+        try:
+            await body(outputs)
+        finally:
+            await outputs.stop()
+
+    try:
+        asyncio.run(run())
+    finally:
+        for db in dbs.values():
+            db.close()
+
+
 def store_over(table: SimpleNamespace, outputs: object) -> UserStateStore[str]:
     return UserStateStore(table, outputs, str.encode, bytes.decode)  # type: ignore[arg-type]
 
@@ -41,34 +59,26 @@ def test_flush_persists_the_last_changelog_offset_of_each_partition(broker: str,
     asyncio.run(ensure_topics(broker, [TopicSpec(topic, PARTITIONS)]))
     table, dbs = fake_table(tmp_path, topic)
 
-    async def run() -> None:
-        outputs = KafkaOutputs([broker])
+    async def run(outputs: KafkaOutputs) -> None:
         store = store_over(table, outputs)
-        try:
-            for n in range(5):
-                store.put(f"a{n}", 1, f"first-{n}")
-            store.put("b", 2, "first")
-            await store.flush()
-            assert dbs[1][FAUST_OFFSET_KEY] == b"4"
-            assert dbs[2][FAUST_OFFSET_KEY] == b"0"
-            assert FAUST_OFFSET_KEY not in dbs[0]
-            for n in range(3):
-                store.put(f"a{n}", 1, f"second-{n}")
-            store.delete("a4", 1)
-            await store.flush()
-            assert dbs[1][FAUST_OFFSET_KEY] == b"8"
-            assert dbs[1][b"a0"] == b"second-0"
-            assert dbs[1][b"a3"] == b"first-3"
-            assert b"a4" not in dbs[1]
-            assert dbs[2][FAUST_OFFSET_KEY] == b"0"
-        finally:
-            await outputs.stop()
+        for n in range(5):
+            store.put(f"a{n}", 1, f"first-{n}")
+        store.put("b", 2, "first")
+        await store.flush()
+        assert dbs[1][FAUST_OFFSET_KEY] == b"4"
+        assert dbs[2][FAUST_OFFSET_KEY] == b"0"
+        assert FAUST_OFFSET_KEY not in dbs[0]
+        for n in range(3):
+            store.put(f"a{n}", 1, f"second-{n}")
+        store.delete("a4", 1)
+        await store.flush()
+        assert dbs[1][FAUST_OFFSET_KEY] == b"8"
+        assert dbs[1][b"a0"] == b"second-0"
+        assert dbs[1][b"a3"] == b"first-3"
+        assert b"a4" not in dbs[1]
+        assert dbs[2][FAUST_OFFSET_KEY] == b"0"
 
-    try:
-        asyncio.run(run())
-    finally:
-        for db in dbs.values():
-            db.close()
+    over_kafka(broker, dbs, run)
 
 
 def test_rocksdb_is_never_ahead_of_the_changelog(tmp_path: Path):
@@ -86,3 +96,42 @@ def test_rocksdb_is_never_ahead_of_the_changelog(tmp_path: Path):
     finally:
         for db in dbs.values():
             db.close()
+
+
+def test_idle_states_wait_encoded_and_a_fold_during_a_flush_is_kept(broker: str, tmp_path: Path):
+    topic = f"state-store-{uuid.uuid4().hex[:8]}"
+    asyncio.run(ensure_topics(broker, [TopicSpec(topic, PARTITIONS)]))
+    table, dbs = fake_table(tmp_path, topic)
+    decoded: list[bytes] = []
+
+    def decode(raw: bytes) -> str:
+        decoded.append(raw)
+        return raw.decode()
+
+    async def run(outputs: KafkaOutputs) -> None:
+        store = UserStateStore(table, outputs, str.encode, decode, idle_flushes=1)  # type: ignore[arg-type]
+        store.put("a", 1, "first")
+        store.put("b", 1, "first")
+        await store.flush()
+        store.put("c", 1, "first")
+        await store.flush()
+        # c was written by the last flush: still decoded. a and b sat out a flush.
+        assert store.get("c", 1) == "first"
+        assert decoded == []
+        assert store.get("a", 1) == "first"
+        assert store.get("a", 1) == "first"
+        assert decoded == [b"first"]  # decoded once, then kept decoded
+        store.put("a", 1, "second")
+        flushing = asyncio.create_task(store.flush())
+        await asyncio.sleep(0)  # yield: the flush encodes its snapshot, then awaits Kafka
+        assert not flushing.done()
+        assert store.get("b", 1) == "first"
+        store.put("b", 1, "during")
+        await flushing
+        assert store.get("b", 1) == "during"
+        await store.flush()
+        assert dbs[1][b"a"] == b"second"
+        assert dbs[1][b"b"] == b"during"
+        assert dict(store.scan(1)) == {"a": "second", "b": "during", "c": "first"}
+
+    over_kafka(broker, dbs, run)

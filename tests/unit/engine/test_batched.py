@@ -27,6 +27,8 @@ from tests.unit.engine.test_processor import (
     T0,
     TOPICS,
     consent,
+    engine,
+    journeys,
     raw,
     users_outside_holdout,
 )
@@ -62,12 +64,20 @@ class GatedOutputs:
         return last
 
 
-def worker(dbs: dict[int, Rdict], outputs: object) -> tuple[EngineProcessor, BatchedAgents]:
+def worker(
+    dbs: dict[int, Rdict], outputs: object, idle_flushes: int = 50
+) -> tuple[EngineProcessor, BatchedAgents]:
     table = SimpleNamespace(
         data=SimpleNamespace(_db_for_partition=dbs.__getitem__),
         changelog_topic=SimpleNamespace(get_topic_name=lambda: "user-state-changelog"),
     )
-    store = UserStateStore(table, outputs, state_to_bytes, state_from_bytes)  # type: ignore[arg-type]
+    store = UserStateStore(
+        table,
+        outputs,  # type: ignore[arg-type]
+        state_to_bytes,
+        state_from_bytes,
+        idle_flushes=idle_flushes,
+    )
     engine = EngineProcessor(RULES, store, PartitionClock(), TOPICS, lambda upgrade: "signed")
 
     async def ship() -> None:  # the score agent's ship
@@ -190,3 +200,36 @@ def test_a_restarted_worker_goes_on_from_the_watermark_its_states_were_made_unde
         assert asyncio.run(live()) == ["cart_rescue"]
     finally:
         dbs[0].close()
+
+
+def test_states_resting_encoded_between_batches_decide_as_states_kept_in_memory(tmp_path: Path):
+    records = journeys(11, users_outside_holdout(40))
+    in_memory = engine()
+    for offset, value in enumerate(records):
+        in_memory.on_raw(0, offset, b"k", value)
+    expected = decisions_of(in_memory.drain())
+    dbs = {0: Rdict(str(tmp_path / "p0"), Options(raw_mode=True))}
+
+    async def one_batch_per_record() -> list:
+        outputs = GatedOutputs()
+        outputs.release.set()
+        # Every state not written by the last flush waits encoded and is decoded on touch.
+        processor, _ = worker(dbs, outputs, idle_flushes=1)
+        made = []
+        for offset, value in enumerate(records):
+            processor.on_raw(0, offset, b"k", value)
+            out = processor.drain()
+            made.extend(out)
+            await outputs.send_all(out)
+            await processor.store.flush()  # type: ignore[attr-defined]
+        return decisions_of(made)
+
+    try:
+        assert len(expected) > 5, "the journeys should decide something"
+        assert asyncio.run(one_batch_per_record()) == expected
+    finally:
+        dbs[0].close()
+
+
+def decisions_of(records: list[tuple]) -> list:
+    return [load_decision(v) for topic, _, v, _ in records if topic in (TOPICS.nudges, TOPICS.vip)]
