@@ -30,6 +30,7 @@ from pipeline.sink.held import HeldEventSink, NoEventSink
 from pipeline.sink.writer import WarehouseWriter
 from pipeline.warehouse.erasures import engine_erasures
 from schemas.messages import VipUpgrade
+from schemas.time import now_ms
 from schemas.tokens import sign_token, token_keys
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
             return position is not None and position >= highwater
 
         async def mark_idle_partitions() -> None:
-            floor = int(time.time() * 1000) - lateness_ms
+            floor = now_ms() - lateness_ms
             for tp in app.consumer.assignment():
                 if tp.topic != topics.raw:
                     continue
@@ -173,7 +174,7 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
         state = store.get(user_key, tp.partition)
         if state is None:
             return web.json({"detail": "no state for this user"}, status=404)
-        return web.json(asdict(profile(state, int(time.time() * 1000), rules)))
+        return web.json(asdict(profile(state, now_ms(), rules)))
 
     @app.timer(interval=0.25, on_leader=False)
     async def flush_held_events() -> None:

@@ -36,6 +36,7 @@ from pipeline.faust_transport import RAW_BYTES
 from pipeline.settings import WorkerSettings
 from schemas import pii
 from schemas.dispatch_tables import AUDIT_COLUMNS, AUDIT_LOG
+from schemas.time import now_ms
 from schemas.topics import CONTROL, NUDGES, RECEIPTS, VIP, namespaced
 from schemas.warehouse import warehouse_of
 
@@ -46,10 +47,6 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 # The exit status of a dispatcher that stopped on a failed batch (see ``failing_hard``).
 BATCH_FAILED_EXIT = 70
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @contextlib.contextmanager
@@ -184,7 +181,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
             log.info(
                 "partition %d: %d messages in flight",
                 partition,
-                dispatcher.rebuild(partition, _now_ms()),
+                dispatcher.rebuild(partition, now_ms()),
             )
 
     async def ship() -> None:
@@ -219,10 +216,10 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
     async def feed_decisions(events: list) -> None:
         items = items_of(events)
         await refresh_pauses()
-        await dispatcher.on_decisions(items, _now_ms())
+        await dispatcher.on_decisions(items, now_ms())
 
     async def feed_receipts(events: list) -> None:
-        await dispatcher.on_receipts(items_of(events), _now_ms())
+        await dispatcher.on_receipts(items_of(events), now_ms())
 
     def feed_commands(events: list) -> None:
         for partition, value in items_of(events):
@@ -251,7 +248,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
                 if tp.topic == name(NUDGES):
                     ensure_indexed(tp.partition)
             await refresh_pauses()
-            await dispatcher.tick(_now_ms())
+            await dispatcher.tick(now_ms())
 
         await batched.step("a clock tick", tick)
 
