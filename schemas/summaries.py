@@ -13,6 +13,8 @@ from typing import Any
 # (Wilson, ±10 pt or more around 10 %) that no uplift is worth stating.
 MIN_HOLDOUT_USERS = 30
 NOT_DISTINGUISHABLE = "not distinguishable from zero"
+# The kinds with a holdout to compare against (VIP upgrades and campaigns have none).
+SUMMARY_KINDS = ("cart_rescue", "high_intent")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from api.deps import ClickHouseDep, SettingsDep
 from api.params import TimeRangeDep
 from api.queries.summaries import nudge_figures
 from api.routing import GuardedRoute
-from schemas.summaries import stated, summary_text
+from schemas.summaries import SUMMARY_KINDS, stated, summary_text
 
 router = APIRouter(prefix="/v1/summaries", tags=["summaries"], route_class=GuardedRoute)
 
@@ -53,7 +53,7 @@ def get_nudge_summary(
     clickhouse: ClickHouseDep,
     settings: SettingsDep,
     span: TimeRangeDep,
-    kind: Annotated[Literal["cart_rescue", "high_intent"], Query()],
+    kind: Annotated[Literal[SUMMARY_KINDS], Query()],  # type: ignore[valid-type]
 ) -> dict[str, Any]:
     # Warehouse errors go through: api/errors.py answers them with 503.
     figures = nudge_figures(clickhouse, span, settings.attribution_window_s, kind)

@@ -2,6 +2,8 @@
 API (``/v1/metrics/nudges`` and ``/v1/metrics/uplift``) for the same range; seeded with
 the sink's own row functions."""
 
+import html
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,8 +15,12 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from pipeline.sink.rows import EVENTS, NUDGES, RECEIPTS, event_row, nudge_row, receipt_row
 from schemas.keys import hash_api_key
+from schemas.summaries import SUMMARY_KINDS
+from schemas.time import now_ms
 from tests import support
+from tests.collector_server import collector_settings, running_api
 from tests.e2e.test_console_browser import insert, make_event, nudge, receipt
+from tests.integration.test_console import signed_in
 
 READ_KEY = "rk_summaries-read"
 AUTH = {"Authorization": f"Bearer {READ_KEY}"}
@@ -152,3 +158,48 @@ def test_needs_a_kind_and_a_read_key(api: TestClient) -> None:
     assert api.get("/v1/summaries/nudges", params=RANGE, headers=AUTH).status_code == 422
     answer = api.get("/v1/summaries/nudges", params={**RANGE, "kind": "cart_rescue"})
     assert answer.status_code == 401
+
+
+@pytest.fixture(scope="module")
+def console(broker: str, warehouse: str, clickhouse: Client, seeded: None) -> Iterator[str]:
+    # The overview's ranges end now: a few decisions of the last hours to word.
+    hours_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    nudges = [
+        nudge("d" * 32, "cart_rescue", "recent-a", hours_ago, ("whatsapp",)),
+        nudge("e" * 32, "cart_rescue", "recent-b", hours_ago, ("whatsapp",)),
+        nudge("f" * 32, "cart_rescue", "recent-c", hours_ago, (), status="suppressed",
+              reason="holdout"),
+    ]  # fmt: skip
+    receipts = [
+        receipt("d" * 32, "recent-a", "cart_rescue", "whatsapp", "sent", hours_ago + M),
+        receipt("d" * 32, "recent-a", "cart_rescue", "whatsapp", "read", hours_ago + 2 * M),
+        receipt("e" * 32, "recent-b", "cart_rescue", "whatsapp", "sent", hours_ago + M),
+    ]
+    insert(clickhouse, NUDGES, [nudge_row(n, "live") for n in nudges])
+    insert(clickhouse, RECEIPTS, [receipt_row(r) for r in receipts])
+    settings = collector_settings(
+        broker,
+        clickhouse_url=warehouse,
+        clickhouse_database=clickhouse.database,
+        read_key_hashes=frozenset({hash_api_key(READ_KEY)}),
+    )
+    with running_api(settings) as url:
+        yield url
+
+
+def test_the_overview_words_each_kind_as_the_api_does(console: str) -> None:
+    with signed_in(console, READ_KEY) as client:
+        before = now_ms()
+        page = client.get("/console/", params={"range": "24h"})
+        after = now_ms()
+        assert page.status_code == 200
+        for kind in SUMMARY_KINDS:
+            found = re.search(rf'<p class="summary" id="summary-{kind}">([^<]*)</p>', page.text)
+            assert found, page.text[:2000]
+            shown = html.unescape(found.group(1))
+            # The page's range ends between before and after; the data is hours old.
+            span = {"from": str(before - 86_400_000), "to": str(after), "kind": kind}
+            answer = client.get("/v1/summaries/nudges", params=span, headers=AUTH)
+            assert answer.status_code == 200, answer.text
+            assert shown == answer.json()["text"]
+        assert "Cart rescue: 2 sent, 50.0 % read" in page.text
