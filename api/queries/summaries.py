@@ -3,6 +3,8 @@ query functions as ``/v1/metrics/nudges`` and ``/v1/metrics/uplift`` so that eve
 number the summary states is one the metrics API reports for the same range.
 """
 
+from typing import Any
+
 from clickhouse_connect.driver.client import Client
 
 from api.queries.common import TimeRange, in_range
@@ -31,12 +33,15 @@ def sms_fallbacks(client: Client, time_range: TimeRange, kind: str) -> int:
 
 def nudge_figures(client: Client, time_range: TimeRange, window_s: int, kind: str) -> NudgeFigures:
     outcomes = nudge_outcomes(client, time_range, window_s, LIVE_RUN)
-    messages = next((r for r in outcomes if r["kind"] == kind and r["channel"] == ALL), {})
+    # The kind's 'all' row counts each message once across channels; none: nothing sent.
+    messages: dict[str, Any] = next(
+        (r for r in outcomes if r["kind"] == kind and r["channel"] == ALL), {}
+    )
     nudged, holdout, difference = uplift(client, time_range, kind)
     return NudgeFigures(
         kind=kind,
-        sent=int(messages.get("sent", 0)),  # type: ignore[call-overload]
-        read=int(messages.get("read", 0)),  # type: ignore[call-overload]
+        sent=int(messages.get("sent", 0)),
+        read=int(messages.get("read", 0)),
         fallback=sms_fallbacks(client, time_range, kind),
         nudged_users=nudged.users or 0,
         nudged_converted=nudged.converted or 0,

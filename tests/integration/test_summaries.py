@@ -148,6 +148,9 @@ def test_a_small_holdout_is_said_to_be_too_small(api: TestClient) -> None:
 
 def test_needs_a_kind_and_a_read_key(api: TestClient) -> None:
     assert api.get("/v1/summaries/nudges", params=RANGE, headers=AUTH).status_code == 422
+    # VIP upgrades have no holdout to compare against.
+    no_holdout = {**RANGE, "kind": "vip_upgrade"}
+    assert api.get("/v1/summaries/nudges", params=no_holdout, headers=AUTH).status_code == 422
     answer = api.get("/v1/summaries/nudges", params={**RANGE, "kind": "cart_rescue"})
     assert answer.status_code == 401
 
