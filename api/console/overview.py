@@ -1,5 +1,6 @@
 """The overview: message outcomes, opt-outs, revenue and cost, uplift against the
-holdout, the storefront funnel, and a live timeline (``/console/api/timeline``, polled).
+holdout, each nudge kind's summary in words, the storefront funnel, and a live
+timeline (``/console/api/timeline``, polled).
 
 Figures come from the same query functions as ``/v1/metrics/*``; each panel stands
 alone, so a part that is unavailable (or a query this build lacks) leaves a note in
@@ -25,10 +26,12 @@ from api.queries.nudges import ALL as ALL_CHANNELS
 from api.queries.nudges import nudge_outcomes
 from api.queries.opt_outs import opt_outs
 from api.queries.series import timeseries
+from api.queries.summaries import nudge_figures
 from api.queries.timeline import timeline
 from api.queries.uplift import uplift
 from api.routing import GuardedRoute
 from schemas.runs import LIVE_RUN
+from schemas.summaries import SUMMARY_KINDS, summary_text
 from schemas.time import now_ms
 
 try:  # /v1/metrics/costs arrived later than the console in some branches
@@ -142,6 +145,14 @@ async def overview(
             timeseries(clickhouse, "orders", step, span, None, None),
         ),
     )
+    # One panel per kind, as /v1/summaries/nudges words it for the same range.
+    summaries = []
+    for kind in SUMMARY_KINDS:
+        text, err = await panel(
+            f"{kind.replace('_', ' ')} summary",
+            lambda kind=kind: summary_text(nudge_figures(clickhouse, span, window, kind)),
+        )
+        summaries.append({"kind": kind, "text": text, "err": err})
     if costs is None:
         cost_rows, cost_err = None, "message costs are not available in this build"
     else:
@@ -180,6 +191,7 @@ async def overview(
         series_err=series_err,
         funnel_bars=bars([(r.name, r.users) for r in steps or []]),
         funnel_err=funnel_err,
+        summaries=summaries,
     )
 
 

@@ -1,0 +1,53 @@
+"""A nudge kind's figures for its summary (schemas/summaries.py), taken from the same
+query functions as ``/v1/metrics/nudges`` and ``/v1/metrics/uplift`` so that every
+number the summary states is one the metrics API reports for the same range.
+"""
+
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from api.queries.common import TimeRange, in_range
+from api.queries.nudges import ALL, nudge_outcomes
+from api.queries.uplift import uplift
+from schemas.runs import LIVE_RUN
+from schemas.summaries import NudgeFigures
+
+# A message whose first channel failed or timed out gets a 'fallback' receipt (on the
+# channel it left) before the next is tried: carried by SMS when it was then sent by
+# SMS. Counted once per message, by the SMS send's time, as sends are counted.
+_FALLBACKS = f"""
+SELECT uniqExact(message_id) FROM receipts
+WHERE status = 'sent' AND channel = 'sms' AND kind = {{kind:String}} AND {in_range("at")}
+  AND message_id IN (
+      SELECT message_id FROM receipts WHERE status = 'fallback' AND kind = {{kind:String}}
+  )
+"""
+
+
+def sms_fallbacks(client: Client, time_range: TimeRange, kind: str) -> int:
+    """Messages of ``kind`` sent by SMS in the range after another channel fell through."""
+    result = client.query(_FALLBACKS, parameters={**time_range.params(), "kind": kind})
+    return int(result.result_rows[0][0])
+
+
+def nudge_figures(client: Client, time_range: TimeRange, window_s: int, kind: str) -> NudgeFigures:
+    outcomes = nudge_outcomes(client, time_range, window_s, LIVE_RUN)
+    # The kind's 'all' row counts each message once across channels; none: nothing sent.
+    messages: dict[str, Any] = next(
+        (r for r in outcomes if r["kind"] == kind and r["channel"] == ALL), {}
+    )
+    nudged, holdout, difference = uplift(client, time_range, kind)
+    return NudgeFigures(
+        kind=kind,
+        sent=int(messages.get("sent", 0)),
+        read=int(messages.get("read", 0)),
+        fallback=sms_fallbacks(client, time_range, kind),
+        nudged_users=nudged.users or 0,
+        nudged_converted=nudged.converted or 0,
+        holdout_users=holdout.users or 0,
+        holdout_converted=holdout.converted or 0,
+        uplift=difference.rate,
+        uplift_low=difference.ci_low,
+        uplift_high=difference.ci_high,
+    )

@@ -1,0 +1,97 @@
+"""A nudge kind's outcomes in plain words, from the metrics' own figures.
+
+Pure: the figures come in (api/queries/summaries.py gathers them from the same query
+functions as ``/v1/metrics/*``), sentences come out. The uncertainty is stated as it
+is: an uplift whose 95 % interval contains zero is said to be not distinguishable
+from zero, and a holdout too small to compare against is named instead of an uplift.
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Fewer holdout shoppers than this and its conversion rate's interval is so wide
+# (Wilson, ±10 pt or more around 10 %) that no uplift is worth stating.
+MIN_HOLDOUT_USERS = 30
+NOT_DISTINGUISHABLE = "not distinguishable from zero"
+# The kinds with a holdout to compare against (VIP upgrades and campaigns have none).
+SUMMARY_KINDS = ("cart_rescue", "high_intent")
+
+
+@dataclass(frozen=True, slots=True)
+class NudgeFigures:
+    """A kind's figures over one range, as the metrics API reports them."""
+
+    kind: str
+    sent: int  # /v1/metrics/nudges, the kind's 'all' row: each message once
+    read: int
+    fallback: int  # messages whose delivery fell back to SMS
+    nudged_users: int  # /v1/metrics/uplift?kind=: the nudged and holdout groups
+    nudged_converted: int
+    holdout_users: int
+    holdout_converted: int
+    uplift: float  # nudged rate − holdout rate, with its 95 % interval
+    uplift_low: float
+    uplift_high: float
+
+
+def share(part: int, whole: int) -> float:
+    """part / whole within 0..1 (receipts of one range may outnumber its sends)."""
+    return min(1.0, max(0.0, part / whole)) if whole > 0 else 0.0
+
+
+def stated(figures: NudgeFigures) -> dict[str, Any]:
+    """Every number the summary states: the figures and the shares made of them."""
+    return {
+        **asdict(figures),
+        "read_share": share(figures.read, figures.sent),
+        "fallback_share": share(figures.fallback, figures.sent),
+        "nudged_rate": share(figures.nudged_converted, figures.nudged_users),
+        "holdout_rate": share(figures.holdout_converted, figures.holdout_users),
+        "holdout_too_small": figures.holdout_users < MIN_HOLDOUT_USERS,
+        "uplift_distinguishable": not figures.uplift_low <= 0 <= figures.uplift_high,
+    }
+
+
+def count(n: int) -> str:
+    return f"{n:,}"
+
+
+def percent(fraction: float) -> str:
+    return f"{100 * fraction:.1f} %"
+
+
+def points(fraction: float) -> str:
+    return f"{100 * fraction:+.1f}"
+
+
+def summary_text(figures: NudgeFigures) -> str:
+    """E.g. "12,480 sent, 61.0 % read; SMS fallback carried 18.0 %; conversions 3.1 % vs
+    2.2 % in the holdout, uplift +0.9 pt [+0.4, +1.4]"."""
+    s = stated(figures)
+    parts = []
+    if figures.sent:
+        parts.append(f"{count(figures.sent)} sent, {percent(s['read_share'])} read")
+        parts.append(f"SMS fallback carried {percent(s['fallback_share'])}")
+    else:
+        parts.append("nothing sent")
+    if not figures.nudged_users:
+        parts.append("no shopper nudged, so no conversions to compare")
+    elif s["holdout_too_small"]:
+        parts.append(
+            f"conversions {percent(s['nudged_rate'])} of {count(figures.nudged_users)} nudged "
+            f"shoppers; the holdout ({count(figures.holdout_users)} shoppers) is too small "
+            "to estimate an uplift"
+        )
+    else:
+        uplift = (
+            f"uplift {points(figures.uplift)} pt "
+            f"[{points(figures.uplift_low)}, {points(figures.uplift_high)}]"
+        )
+        if not s["uplift_distinguishable"]:
+            uplift += f", {NOT_DISTINGUISHABLE}"
+        parts.append(
+            f"conversions {percent(s['nudged_rate'])} vs {percent(s['holdout_rate'])} "
+            f"in the holdout, {uplift}"
+        )
+    text = "; ".join(parts)
+    return f"{figures.kind.replace('_', ' ').capitalize()}: {text}."
