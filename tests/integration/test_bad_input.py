@@ -56,7 +56,9 @@ def key_for(method: str, path: str) -> str | None:
         return WRITE_KEY
     if path.startswith(("/v1/tokens", "/v1/products")):
         return SERVER_KEY
-    if path.startswith(("/v1/metrics", "/v1/backtests")) or path.endswith("/profile"):
+    if path.startswith(("/v1/metrics", "/v1/summaries", "/v1/backtests")) or path.endswith(
+        "/profile"
+    ):
         return READ_KEY
     if path.startswith("/v1/campaigns") and method == "GET":
         return READ_KEY

@@ -221,6 +221,11 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         only(200, "read"),
     ),
     ("GET", "/v1/metrics/uplift"): (f"/v1/metrics/uplift?{SPAN}", {}, only(200, "read")),
+    ("GET", "/v1/summaries/nudges"): (
+        f"/v1/summaries/nudges?{SPAN}&kind=cart_rescue",
+        {},
+        only(200, "read"),
+    ),
     ("GET", "/v1/metrics/consumer_lag"): ("/v1/metrics/consumer_lag", {}, only(200, "read")),
     ("GET", "/v1/metrics/dead_letters"): (
         f"/v1/metrics/dead_letters?{SPAN}",
