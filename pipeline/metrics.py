@@ -58,6 +58,12 @@ DISPATCH_OUTCOMES = Counter(
     "Receipts the dispatcher wrote, by channel ('none' before one is chosen) and status.",
     ["channel", "status"],
 )
+CHANNEL_PAUSED = Gauge(
+    "intentflow_channel_paused",
+    "1 while the dispatcher holds sends on a channel an operator paused, 0 once it has "
+    "seen the channel resumed (it polls the switches every control_poll_s).",
+    ["channel"],
+)
 PROVIDER_SECONDS = Histogram(
     "intentflow_provider_request_seconds",
     "One HTTP request to a provider, by channel and outcome (HTTP status class, or the "

@@ -71,6 +71,60 @@ def metric_value(samples: MetricSamples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+# --- consumer groups: how far a process has got -----------------------------------------
+
+
+async def end_offsets(brokers: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    """(topic, partition) → the offset the next record produced there will get."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=brokers, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [
+            TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()
+        ]
+        found = await consumer.end_offsets(partitions)
+        return {(tp.topic, tp.partition): offset for tp, offset in found.items()}
+    finally:
+        await consumer.stop()
+
+
+async def committed_offsets(
+    brokers: str, group: str, topics: list[str]
+) -> dict[tuple[str, int], int]:
+    """(topic, partition) → the group's committed offset (the next it will read; -1: none)."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    ends = await end_offsets(brokers, topics)
+    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
+    await admin.start()
+    try:
+        partitions = [TopicPartition(topic, partition) for topic, partition in ends]
+        found = await admin.list_consumer_group_offsets(group, partitions=partitions)
+    finally:
+        await admin.close()
+    return {
+        key: (meta.offset if (meta := found.get(TopicPartition(*key))) is not None else -1)
+        for key in ends
+    }
+
+
+def consumed_to_end(brokers: str, group: str, topics: list[str]) -> bool:
+    """True once ``group`` has committed every record now on ``topics``: each process
+    commits a record only after its effects are written, so nothing more will come of
+    them. The condition to wait on before asserting that something did *not* happen."""
+    import asyncio
+
+    async def both() -> tuple[dict, dict]:
+        return await end_offsets(brokers, topics), await committed_offsets(brokers, group, topics)
+
+    ends, committed = asyncio.run(both())
+    return all(committed[key] >= end for key, end in ends.items() if end > 0)
+
+
 def child_env(**intentflow: str) -> dict[str, str]:
     """The test process's environment plus INTENTFLOW_<NAME> values, project importable."""
     env = dict(os.environ)

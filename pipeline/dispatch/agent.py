@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from typing import get_args
 
 import faust
 import httpx
@@ -28,11 +29,12 @@ from pipeline.dispatch.directory import Directory
 from pipeline.dispatch.dispatcher import Dispatcher
 from pipeline.dispatch.records import record_from_bytes, record_to_bytes
 from pipeline.dispatch.settings import DispatchSettings
-from pipeline.domain.rules import rules_from
+from pipeline.domain.rules import Channel, rules_from
 from pipeline.engine.batched import BatchedAgents
 from pipeline.engine.outputs import KafkaOutputs
 from pipeline.engine.state_store import UserStateStore
 from pipeline.faust_transport import RAW_BYTES
+from pipeline.metrics import CHANNEL_PAUSED
 from pipeline.settings import WorkerSettings
 from schemas import pii
 from schemas.dispatch_tables import AUDIT_COLUMNS, AUDIT_LOG
@@ -202,6 +204,9 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
             dispatcher.paused = await asyncio.to_thread(dispatcher.directory.paused_channels)
         except Exception as exc:  # keep the last known switches while the warehouse is away
             log.warning("cannot read channel switches: %s", type(exc).__name__)
+            return
+        for channel in {*get_args(Channel), *dispatcher.paused}:
+            CHANNEL_PAUSED.labels(channel).set(int(channel in dispatcher.paused))
 
     batched = BatchedAgents(ship, guard=failing_hard)
     batch = {"batch_size": settings.batch_size, "within_s": settings.batch_within_s}

@@ -4,7 +4,6 @@ timeline update without a reload, find a shopper, pause and resume a channel and
 see it in ``channel_controls`` — with no CSP violation and no console error."""
 
 import re
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, Page, expect
 
 from pipeline.sink.rows import (
     EVENTS,
@@ -30,25 +29,12 @@ from schemas.keys import hash_api_key
 from schemas.messages import CartItem, Nudge, Receipt
 from schemas.time import epoch_ms
 from tests.collector_server import collector_settings, running_api
-from tests.e2e.test_tracker_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.browser import assert_clean
 
 ADMIN_KEY = "ak_console-browser-admin"
 READ_KEY = "rk_console-browser-read"
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
 A, B, C = "a" * 32, "b" * 32, "c" * 32
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium: make chromium"),
-]
-
-# Every CSP violation the page sees, recorded before any of its own scripts run.
-WATCH_CSP = """
-window.__cspViolations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.__cspViolations.push(e.violatedDirective + " " + e.blockedURI);
-});
-"""
 
 
 def make_event(name: str, at: datetime, user: str, message: str = "", **props: Any) -> Event:
@@ -166,42 +152,12 @@ def console(broker: str, warehouse: str, clickhouse: Client, seeded: None) -> It
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1300, "height": 900})
-    context.add_init_script(WATCH_CSP)
-    opened = context.new_page()
-    errors: list[str] = []
-    opened.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    opened.on("pageerror", lambda e: errors.append(str(e)))
-    opened.on(
-        "response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None
-    )
-    opened.errors = errors  # type: ignore[attr-defined]
-    yield opened
-    context.close()
-
-
 def sign_in(page: Page, console: str, key: str) -> None:
     page.goto(f"{console}/console/")
     page.wait_for_url("**/console/signin")
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{console}/console/")
-
-
-def assert_clean(page: Page) -> None:
-    assert page.evaluate("window.__cspViolations") == []
-    errors: list[str] = page.errors  # type: ignore[attr-defined]
-    assert errors == [], errors
 
 
 def figure(page: Page, name: str):

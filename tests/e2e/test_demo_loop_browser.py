@@ -16,7 +16,6 @@ while the partition is idle), no quiet hours (the test runs at any hour), no hol
 """
 
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,19 +27,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from api.queries.nudges import ALL as ALL_CHANNELS
-from pipeline.dispatch.settings import DispatchSettings
 from tests import support
-from tests.e2e.test_tracker_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.browser import Watched
+from tests.e2e.browser import screenshot as shot
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium: make chromium"),
-]
-
-SCREENSHOTS = support.PROJECT_ROOT / "test-output" / "screenshots"
 DEMO_RULES = support.PROJECT_ROOT / "pipeline" / "local" / "demo_rules.yaml"
 PHONE = "+447700900987"  # Ofcom's range for drama: never a real subscriber
 MASKED_TAIL = "0987"
@@ -53,6 +46,7 @@ STEP_TIMEOUT_MS = 20_000  # one page's own request (an order, an offer) on that 
 class Stack:
     api: str
     phones: str
+    dispatcher_metrics: str
     admin_key: str
     read_key: str
 
@@ -87,16 +81,19 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        announced = None
-        while announced is None:
-            assert process.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            announced = re.search(r"phones\s+(\S+)/phone", log_path.read_text())
+        text = log_path.read_text()
+        while "Ctrl-C stops everything." not in text:  # the announcement's last line
+            assert process.poll() is None, text
+            assert time.monotonic() < deadline, text
             time.sleep(0.5)  # polling the announcement; the stack prints it when healthy
+            text = log_path.read_text()
+        announced = re.search(r"phones\s+(\S+)/phone", text)
+        assert announced is not None, text
         keys = read_env_file(root / "stack" / "local.env")
         yield Stack(
             api=f"http://127.0.0.1:{api_port}",
             phones=f"{announced.group(1)}/phone",
+            dispatcher_metrics=re.search(r"metrics\s+(\S+)\s+\(dispatcher\)", text).group(1),
             admin_key=keys["INTENTFLOW_ADMIN_KEY"],
             read_key=keys["INTENTFLOW_READ_KEY"],
         )
@@ -107,54 +104,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-class Watched:
-    """Pages of one browser context, each recording CSP violations and errors."""
-
-    def __init__(self, context: BrowserContext) -> None:
-        self.context = context
-        self.errors: list[str] = []
-        context.add_init_script(
-            'window.__csp = []; document.addEventListener("securitypolicyviolation",'
-            ' (e) => window.__csp.push(e.violatedDirective + " " + e.blockedURI));'
-        )
-        context.on("page", self._watch)
-
-    def _watch(self, page: Page) -> None:
-        page.on(
-            "console",
-            lambda m: (
-                self.errors.append(f"{m.text} at {m.location}") if m.type == "error" else None
-            ),
-        )
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on(
-            "response",
-            lambda r: self.errors.append(f"{r.status} {r.url}") if r.status >= 400 else None,
-        )
-        # Dialogs here are the console's "are you sure?" confirmations.
-        page.on("dialog", lambda dialog: dialog.accept())
-
-    def assert_clean(self, page: Page) -> None:
-        assert page.evaluate("window.__csp") == []
-        # Chromium asks the API's origin for /favicon.ico on its own while following our
-        # /v1/r/ redirect: no page asked for it.
-        errors = [e for e in self.errors if "/favicon.ico" not in e]
-        assert errors == [], errors
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
 def api_get(stack: Stack, path: str) -> dict:
@@ -196,14 +145,18 @@ def receipts_of(page: Page, kind: str, channel: str):
 
 
 def test_the_whole_loop_from_the_shop_to_the_console(stack: Stack, browser: Browser) -> None:
-    shopper = Watched(browser.new_context(viewport={"width": 1200, "height": 900}))
-    operator = Watched(browser.new_context(viewport={"width": 1300, "height": 900}))
+    shopper = Watched(
+        browser.new_context(viewport={"width": 1200, "height": 900}), accept_dialogs=True
+    )
+    operator = Watched(
+        browser.new_context(viewport={"width": 1300, "height": 900}), accept_dialogs=True
+    )
     try:
         walk_the_loop(stack, shopper, operator, f"demo-{uuid.uuid4().hex[:8]}")
     except BaseException:
         # Where it stopped, for whoever reads the failure.
         for n, page in enumerate((*shopper.context.pages, *operator.context.pages)):
-            shot(page, f"failed-{n}")
+            shot(page, f"loop-failed-{n}")
         raise
 
 
@@ -213,7 +166,7 @@ def walk_the_loop(stack: Stack, shopper: "Watched", operator: "Watched", custome
 
     # The shop: consent in the profile, separately per channel and purpose.
     shop.goto(f"{stack.api}/demo/")
-    shot(shop, "shop-catalog")
+    shot(shop, "loop-shop-catalog")
     shop.locator("#profile-badge").click()
     dialog = shop.locator("#profile-dialog")
     expect(dialog).to_be_visible()
@@ -221,19 +174,19 @@ def walk_the_loop(stack: Stack, shopper: "Watched", operator: "Watched", custome
     dialog.locator("#profile-phone").fill(PHONE)
     for box in ("whatsapp-updates", "whatsapp-offers", "sms-updates", "sms-offers"):
         dialog.locator(f"#consent-{box}").check()
-    shot(shop, "shop-consent-dialog")
+    shot(shop, "loop-shop-consent-dialog")
     dialog.locator("#profile-save").click()
     expect(shop.locator("#profile-badge")).to_contain_text(MASKED_TAIL, timeout=STEP_TIMEOUT_MS)
     assert PHONE not in shop.content()  # masked on the page, never the whole number
 
     # Add to cart, then leave: the cart goes idle and the engine decides a rescue.
     shop.goto(f"{stack.api}/demo/product/cam-001")
-    shot(shop, "shop-product")
+    shot(shop, "loop-shop-product")
     shop.locator("#add-to-cart").click()
     expect(shop.locator("#added")).not_to_be_empty()
     shop.goto(f"{stack.api}/demo/cart")
     expect(shop.locator("#cart")).to_contain_text("Aperture X100", timeout=STEP_TIMEOUT_MS)
-    shot(shop, "shop-cart")
+    shot(shop, "loop-shop-cart")
     # Leave as a person does: the pointer goes out through the top edge (exit intent),
     # then the tab closes (the tracker flushes on pagehide).
     shop.mouse.move(600, 300)
@@ -252,7 +205,7 @@ def walk_the_loop(stack: Stack, shopper: "Watched", operator: "Watched", custome
     # (Meta's own "sent", our "accepted", carries whole seconds: it may list first.)
     steps = [text.split(" · ")[0] for text in rescue.all_inner_texts()]
     assert [s for s in steps if s != "accepted"] == ["sent", "delivered", "read"], steps
-    shot(console, "console-shopper-rescued")
+    shot(console, "loop-console-shopper-rescued")
 
     # The shopper's phone: the WhatsApp card names the product; its button is our link.
     phone = shopper.context.new_page()
@@ -263,18 +216,18 @@ def walk_the_loop(stack: Stack, shopper: "Watched", operator: "Watched", custome
     )
     expect(card).to_have_count(1, timeout=STEP_TIMEOUT_MS)
     expect(card.locator(".text")).to_contain_text("Aperture X100")
-    shot(phone, "phone-whatsapp-rescue")
+    shot(phone, "loop-phone-whatsapp-rescue")
     card.locator("a.open").click()
 
     # The link restores the cart with the message's discount.
     phone.wait_for_url(re.compile(r"/demo/cart\?.*utm_message_id="))
     expect(phone.locator("#cart")).to_contain_text("Aperture X100", timeout=STEP_TIMEOUT_MS)
     expect(phone.locator("#discount")).to_contain_text("10", timeout=STEP_TIMEOUT_MS)
-    shot(phone, "shop-cart-restored")
+    shot(phone, "loop-shop-cart-restored")
     phone.locator("#checkout-link").click()
     phone.locator("#place-order").click()
     expect(phone.locator("#confirmation")).to_contain_text("order", timeout=STEP_TIMEOUT_MS)
-    shot(phone, "shop-order-placed")
+    shot(phone, "loop-shop-order-placed")
     shopper.assert_clean(phone)
 
     # Clicked, then converted: the console's figures are the metrics API's.
@@ -282,7 +235,7 @@ def walk_the_loop(stack: Stack, shopper: "Watched", operator: "Watched", custome
     console.goto(f"{stack.api}/console/")
     converted = console.locator("#figure-converted .value")
     reload_until(console, converted.filter(has_text=re.compile(r"^1$")))
-    shot(console, "console-overview")
+    shot(console, "loop-console-overview")
     # The overview's figures are the metrics API's, number for number.
     for name in ("sent", "delivered", "read", "clicked", "converted"):
         expect(console.locator(f"#figure-{name} .value")).to_have_text(
@@ -295,11 +248,20 @@ def walk_the_loop(stack: Stack, shopper: "Watched", operator: "Watched", custome
     expect(console.locator("#channel-whatsapp .state")).to_have_text(
         "paused", timeout=STEP_TIMEOUT_MS
     )
-    shot(console, "console-channels")
-    # The dispatcher reads the switches when a batch arrives and its copy is older than
-    # control_poll_s (1 s): a decision more than that after the pause meets it. Not a
-    # condition the test can observe; the operator's pace gives it in the demo.
-    time.sleep(DispatchSettings.model_fields["control_poll_s"].default * 1.5)
+    shot(console, "loop-console-channels")
+    # The dispatcher polls the switches; its gauge says when it has seen the pause.
+    support.wait_for(
+        lambda: (
+            support.metric_value(
+                support.scrape_metrics(stack.dispatcher_metrics),
+                "intentflow_channel_paused",
+                channel="whatsapp",
+            )
+            == 1
+        ),
+        STEP_TIMEOUT_MS / 1000,
+        "the dispatcher to see WhatsApp paused",
+    )
     console.goto(f"{stack.api}/console/shoppers/{customer}")
     flow = console.locator("form[action$='/cart-rescue']")
     flow.get_by_label("Product").fill("cam-001")
@@ -313,7 +275,7 @@ def walk_the_loop(stack: Stack, shopper: "Watched", operator: "Watched", custome
             f"section.phone[data-phone$='{MASKED_TAIL}'] article[data-channel='sms']"
         ).first
     ).to_contain_text("Aperture X100")
-    shot(phone, "phone-sms")
+    shot(phone, "loop-phone-sms")
 
     # The message preview shows what the admin API renders, to the letter.
     console.get_by_role("link", name="Messages").click()
@@ -330,12 +292,12 @@ def walk_the_loop(stack: Stack, shopper: "Watched", operator: "Watched", custome
     expect(console.locator("#whatsapp-preview .wa-body")).to_have_text(rendered["whatsapp"]["body"])
     expect(console.locator("#sms-preview pre")).to_have_text(rendered["sms"])
     expect(console.locator("#recipients")).to_contain_text(MASKED_TAIL)
-    shot(console, "console-messages")
+    shot(console, "loop-console-messages")
     # Every other page, for the reviewer's screenshots.
     for link in ("Shoppers", "Segments", "Campaigns", "Backtests", "Audit & dead letters"):
         console.get_by_role("link", name=link, exact=True).click()
         expect(console.locator("h1")).to_be_visible()
-        shot(console, f"console-{link.split()[0].lower()}")
+        shot(console, f"loop-console-{link.split()[0].lower()}")
     console.goto(f"{stack.api}/console/shoppers/{customer}")
 
     # Revoke WhatsApp offers, then erase the shopper.
@@ -344,12 +306,12 @@ def walk_the_loop(stack: Stack, shopper: "Watched", operator: "Watched", custome
     expect(
         console.locator("#consents tr", has_text="whatsapp").filter(has_text="marketing")
     ).to_contain_text("no")
-    shot(console, "console-shopper-revoked")
+    shot(console, "loop-console-shopper-revoked")
     erase = console.locator("form[action$='/erase']")
     erase.get_by_label("Type the id to confirm").fill(customer)
     erase.get_by_role("button", name="Erase shopper").click()
     expect(console.locator("main")).to_contain_text("erase", timeout=STEP_TIMEOUT_MS)
-    shot(console, "console-erased")
+    shot(console, "loop-console-erased")
     operator.assert_clean(console)
 
 

@@ -4,11 +4,9 @@ a rescue link that restores its cart and discount, a VIP token redeemed once. Ev
 also checks the pages for CSP violations and console errors, and saves a screenshot of
 each page it passes (test-output/screenshots/, for a reviewer)."""
 
-import shutil
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -18,24 +16,14 @@ from pipeline.sink.rows import NUDGES, nudge_row
 from schemas.messages import CartItem
 from schemas.tokens import TokenKeys, sign_token
 from tests.collector_server import SERVER_KEY, WRITE_KEY, collector_settings, running_api
-from tests.e2e import test_console_browser as console_browser
-from tests.e2e.test_console_browser import assert_clean, insert
-from tests.e2e.test_tracker_browser import CHROMIUM, events_of, wait_until_sent
+from tests.e2e.browser import assert_clean, screenshot
+from tests.e2e.test_console_browser import insert
+from tests.e2e.test_tracker_browser import events_of, wait_until_sent
 from tests.integration.test_offers import rescue
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "screenshots"
 TOKEN_SECRET = "demo-shop-browser-token-secret-32-bytes"
 PHONE = "+447911123456"
 MASKED = "+44 ••••••3456"
-
-# The console's browser and its page, which records CSP violations and console errors.
-browser = console_browser.browser
-page = console_browser.page
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="needs Debian's chromium: make chromium"),
-]
 
 
 def shop_settings(broker: str, warehouse: str, clickhouse: Client, **overrides):
@@ -54,11 +42,6 @@ def shop_settings(broker: str, warehouse: str, clickhouse: Client, **overrides):
 def shop(broker: str, warehouse: str, clickhouse: Client) -> Iterator[str]:
     with running_api(shop_settings(broker, warehouse, clickhouse)) as url:
         yield url
-
-
-def screenshot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"shop-{name}.png"), full_page=False)
 
 
 def fill_profile(page: Page, customer: str, phone: str = "", *consents: str) -> None:
@@ -91,11 +74,11 @@ def test_consent_in_the_profile_dialog_reaches_the_collector_and_shows_masked(
     page.goto(f"{shop}/demo/")
     expect(page.locator("#profile-badge")).to_have_text("Sign in")
     page.locator("#profile-badge").click()
-    screenshot(page, "profile-dialog")
+    screenshot(page, "shop-profile-dialog")
     page.locator("#profile-cancel").click()
     fill_profile(page, "cust-consent", PHONE, "whatsapp-updates", "sms-offers")
     expect(page.locator("#profile-badge")).to_have_text(MASKED)
-    screenshot(page, "catalog")
+    screenshot(page, "shop-catalog")
     wait_until_sent(page)
     anonymous_id = page.evaluate("intentflow.anonymousId()")
     # Never the number in full on the page, nor in what the shop keeps.
@@ -134,7 +117,7 @@ def test_checkout_sends_the_order_from_the_shop_backend_at_catalog_prices(
     page.goto(f"{shop}/demo/")
     fill_profile(page, "cust-order")
     add_to_cart(page, shop, "cam-001")
-    screenshot(page, "product")
+    screenshot(page, "shop-product")
     add_to_cart(page, shop, "wat-001")
     # A shopper edits the price the page keeps: the shop charges the catalog's.
     page.evaluate(
@@ -146,17 +129,17 @@ def test_checkout_sends_the_order_from_the_shop_backend_at_catalog_prices(
     expect(page.locator("#cart img.thumb").first).to_have_attribute(
         "src", "/demo/images/cam-001.png"
     )
-    screenshot(page, "cart")
+    screenshot(page, "shop-cart")
     page.locator("#checkout-link").click()
     page.wait_for_url("**/demo/checkout")
-    screenshot(page, "checkout")
+    screenshot(page, "shop-checkout")
     anonymous_id = page.evaluate("intentflow.anonymousId()")
     page.locator("#place-order").click()
     expect(page.locator("#confirmation")).to_contain_text("1228.00 EUR")
     confirmation = page.locator("#confirmation").inner_text()
     order_id = confirmation.split("Your order ")[1].split(" ")[0]
     assert order_id.startswith("demo-")
-    screenshot(page, "confirmation")
+    screenshot(page, "shop-confirmation")
     expect(page.locator("#place-order")).to_be_hidden()  # one order per checkout
     expect(page.locator("#cart-count")).to_have_text("0")
 
@@ -194,7 +177,7 @@ def test_a_collector_that_is_down_leaves_the_order_unplaced_and_the_cart_kept(
             "Your order was not placed: the order service is unreachable. "
             "Your cart is kept; please try again."
         )
-        screenshot(page, "checkout-not-placed")
+        screenshot(page, "shop-checkout-not-placed")
         expect(page.locator("#place-order")).to_be_enabled()
         expect(page.locator("#checkout-items tr")).to_have_count(1)
         expect(page.locator("#confirmation")).to_have_text("")
@@ -202,9 +185,9 @@ def test_a_collector_that_is_down_leaves_the_order_unplaced_and_the_cart_kept(
             "hea-001"
         ]
     # The one failure is the expected one, said by the browser as it says any 502.
-    failures = page.errors  # type: ignore[attr-defined]
+    failures = page.watched.errors  # type: ignore[attr-defined]
     assert all("502" in failure for failure in failures) and failures, failures
-    page.errors.clear()  # type: ignore[attr-defined]
+    page.watched.errors.clear()  # type: ignore[attr-defined]
     assert_clean(page)
 
 
@@ -228,7 +211,7 @@ def test_a_rescue_link_restores_the_cart_and_its_discount(
     expect(page.locator("#cart tr")).to_have_count(2)
     expect(page.locator("#cart tr[data-product-id='hea-001']")).to_contain_text("× 2")
     expect(page.locator("#cart-total")).to_have_text("Total: 1257.30 EUR")  # (899 + 498) × 0.9
-    screenshot(page, "cart-rescued")
+    screenshot(page, "shop-cart-rescued")
     fill_profile(page, "cust-rescued")
     page.locator("#checkout-link").click()
     page.wait_for_url("**/demo/checkout")
@@ -271,7 +254,7 @@ def test_a_vip_token_is_redeemed_once_and_a_replay_is_refused_with_its_reason(
         assert "vip_token" not in page.url  # a bearer credential leaves the address bar
         anonymous_id = page.evaluate("intentflow.anonymousId()")
         if attempt == "first":
-            screenshot(page, "vip-landing")
+            screenshot(page, "shop-vip-landing")
             fill_profile(page, "cust-vip")
         add_to_cart(page, shop, "cam-001")
         place_order(page, shop)
@@ -284,7 +267,7 @@ def test_a_vip_token_is_redeemed_once_and_a_replay_is_refused_with_its_reason(
                 " The order was placed without its discount."
             )
             expect(page.locator("#confirmation")).to_contain_text("899.00 EUR")
-            screenshot(page, "vip-refused")
+            screenshot(page, "shop-vip-refused")
         expect(page.locator("#vip")).to_be_hidden()
 
     # ... and never travels in an event: the tracker sends the landing's address without it.

@@ -6,10 +6,9 @@ from urllib.parse import urlparse
 from playwright.sync_api import Browser, Route
 
 from tests.collector_server import collector_settings, running_api
-from tests.e2e.test_tracker_browser import browser, pytestmark  # noqa: F401 (fixture, marks)
 
 
-def test_swagger_ui_and_redoc_render_without_internet(broker: str, browser: Browser):  # noqa: F811
+def test_swagger_ui_and_redoc_render_without_internet(broker: str, browser: Browser):
     with running_api(collector_settings(broker)) as api:
         origin = urlparse(api).netloc
         outside: list[str] = []

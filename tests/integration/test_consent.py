@@ -7,15 +7,11 @@ engine decides them; these nudges are produced or forced directly).
 """
 
 import asyncio
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas.topics import NUDGES
 from tests.collector_server import consume_matching
 from tests.integration.test_dispatch import (
     ADMIN,
@@ -23,10 +19,12 @@ from tests.integration.test_dispatch import (
     SERVER,
     WRITE,
     consent,
+    dispatcher_caught_up,
     nudge,
     produce,
     sim_messages,
     statuses,
+    switch_channels,
     wait_until,
 )
 from tests.integration.test_dispatch import stack as _dispatch_stack  # noqa: F401 (fixture)
@@ -89,30 +87,6 @@ def send_nudge(stack, user: str) -> str:
     return decided.nudge_id
 
 
-async def produce_one(brokers: str, user: str) -> tuple[str, int, int]:
-    """A nudge for ``user`` on the topic: (its id, partition, offset)."""
-    decided = nudge(user)
-    producer = AIOKafkaProducer(bootstrap_servers=brokers, acks="all")
-    await producer.start()
-    try:
-        meta = await producer.send_and_wait(NUDGES.name, decided.to_json(), key=user.encode())
-    finally:
-        await producer.stop()
-    return decided.nudge_id, meta.partition, meta.offset
-
-
-async def committed(brokers: str, group: str, partition: int) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
-    await admin.start()
-    try:
-        tp = TopicPartition(NUDGES.name, partition)
-        offsets = await admin.list_consumer_group_offsets(group, partitions=[tp])
-        meta = offsets.get(tp)
-        return meta.offset if meta is not None else -1
-    finally:
-        await admin.close()
-
-
 # --- consent by purpose ------------------------------------------------------------------
 
 
@@ -156,19 +130,10 @@ def test_a_stop_reply_revokes_marketing_cancels_the_queued_message_and_counts(di
         ],
     )
     since = datetime.now(UTC) - timedelta(minutes=1)
-    assert http.post(f"{api}/v1/admin/channels/whatsapp/pause", headers=ADMIN).status_code == 200
+    switch_channels(stack, "pause", "whatsapp")
     try:
-        # Nothing observable says the dispatcher polled the switch (every 0.3 s here): as
-        # test_dispatch does. A held message writes no receipt: its offset is waited for.
-        time.sleep(1.0)
-        message_id, partition, offset = asyncio.run(produce_one(stack["broker"], user))
-        # The dispatcher commits a batch's offsets once it has handled it (docs/dispatch.md).
-        group = f"{stack['dispatcher'].env['app_id']}.dispatch"
-        wait_until(
-            lambda: asyncio.run(committed(stack["broker"], group, partition)) > offset,
-            30,
-            "the dispatcher past the nudge",
-        )
+        message_id = send_nudge(stack, user)
+        dispatcher_caught_up(stack)  # a held message writes no receipt: its offset tells
         assert statuses(stack, message_id) == set()  # queued: its only channel is paused
         assert sim_messages(stack, message_id) == []
 
@@ -181,7 +146,7 @@ def test_a_stop_reply_revokes_marketing_cancels_the_queued_message_and_counts(di
             "the queued message cancelled",
         )
     finally:
-        http.post(f"{api}/v1/admin/channels/whatsapp/resume", headers=ADMIN)
+        switch_channels(stack, "resume", "whatsapp")
     # Marketing revoked on WhatsApp only; order updates stay as they were.
     assert consents_of(stack, user) == {
         ("whatsapp", "marketing"): False,

@@ -36,7 +36,7 @@ from schemas.inbound import whatsapp_status, whatsapp_webhook
 from schemas.keys import hash_api_key
 from schemas.messages import CartItem, Nudge
 from schemas.provider_refs import encode_ref
-from schemas.topics import NUDGES
+from schemas.topics import NUDGES, RECEIPTS
 from tests import support
 from tests.collector_server import (
     READ_KEY,
@@ -111,7 +111,7 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
         admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
         **support.api_provider_settings(),
     )
-    sim_port = support.free_port()
+    sim_port, metrics_port = support.free_port(), support.free_port()
     sim_url = f"http://{support.LOOPBACK}:{sim_port}"
     with running_api(settings) as api_url:
         sim = support.python_process(
@@ -151,6 +151,7 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
                 "control_poll_s": "0.3",
                 "delivery_timeout_s": "600",
                 "rules": str(dispatch_rules(tmp / "dispatch-rules.yaml")),
+                "metrics_port": str(metrics_port),
             },
         )
         try:
@@ -161,6 +162,7 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
                     "sim": sim_url,
                     "http": http,
                     "dispatcher": dispatcher,
+                    "dispatcher_metrics": f"http://{support.LOOPBACK}:{metrics_port}/metrics",
                     "broker": broker,
                     "warehouse": warehouse,
                     "ch": clickhouse,
@@ -517,8 +519,44 @@ def test_an_order_from_the_link_is_attributed_to_the_message(stack, engine):
         assert (row["converted"], row["orders"], row["revenue"]) == (1, 1, 80.0), row
 
 
+def switch_channels(stack, action: str, *channels: str) -> None:
+    """Pause or resume channels through the admin API, and wait until the dispatcher (which
+    polls the switches) has seen it: its gauge says so."""
+    for channel in channels:
+        response = stack["http"].post(
+            f"{stack['api']}/v1/admin/channels/{channel}/{action}", headers=ADMIN
+        )
+        assert response.status_code == 200, response.text
+
+    def seen() -> bool:
+        try:
+            samples = support.scrape_metrics(stack["dispatcher_metrics"])
+        except httpx.HTTPError:  # restarting
+            return False
+        wanted = 1.0 if action == "pause" else 0.0
+        return all(
+            samples.get(("intentflow_channel_paused", frozenset({("channel", c)}))) == wanted
+            for c in channels
+        )
+
+    support.wait_for(seen, 30, f"the dispatcher to see {', '.join(channels)} {action}d")
+
+
+def dispatcher_caught_up(stack) -> None:
+    """Wait until the dispatcher has committed every nudge and receipt now on the topics:
+    it commits a batch only once it has handled it (docs/dispatch.md), so whatever those
+    records were to cause has happened. What to wait on before asserting an absence."""
+    group = f"{stack['dispatcher'].env['app_id']}.dispatch"
+    topics = [NUDGES.name, RECEIPTS.name]
+    support.wait_for(
+        lambda: support.consumed_to_end(stack["broker"], group, topics),
+        30,
+        "the dispatcher past every nudge and receipt",
+        interval_s=0.3,
+    )
+
+
 def test_paused_whatsapp_sends_the_next_nudge_by_sms(stack):
-    http, api = stack["http"], stack["api"]
     user = f"paused-{uuid.uuid4().hex[:8]}"
     track(
         stack,
@@ -527,9 +565,8 @@ def test_paused_whatsapp_sends_the_next_nudge_by_sms(stack):
             consent(user, "sms", True, "+15550102222"),
         ],
     )
-    assert http.post(f"{api}/v1/admin/channels/whatsapp/pause", headers=ADMIN).status_code == 200
+    switch_channels(stack, "pause", "whatsapp")
     try:
-        time.sleep(1.0)  # the dispatcher polls the switches every 0.3 s here
         message_id = cart_rescue(stack, user)
         wait_until(lambda: ("sent", "sms", "") in statuses(stack, message_id), 30, "the SMS sent")
         assert ("fallback", "whatsapp", "whatsapp_paused") in statuses(stack, message_id)
@@ -541,8 +578,7 @@ def test_paused_whatsapp_sends_the_next_nudge_by_sms(stack):
         )
         assert sim_messages(stack, message_id)[0]["webhooks"][:2] == ["sent:200", "delivered:200"]
     finally:
-        http.post(f"{api}/v1/admin/channels/whatsapp/resume", headers=ADMIN)
-        time.sleep(1.0)  # the next journey needs WhatsApp back: let the dispatcher poll it
+        switch_channels(stack, "resume", "whatsapp")  # the next journey needs WhatsApp back
     actions = {r["action"] for r in audit(stack, limit=1000)}
     assert {"channel_pause", "channel_resume", "flow_cart_rescue"} <= actions
 
@@ -572,12 +608,11 @@ def test_no_delivery_in_time_falls_back_to_sms_once(stack):
     wait_until(
         lambda: ("delivered", "whatsapp", "") in statuses(stack, message_id), 20, "late delivery"
     )
-    time.sleep(1.5)
+    dispatcher_caught_up(stack)
     assert sorted(m["channel"] for m in sim_messages(stack, message_id)) == ["sms", "whatsapp"]
 
 
 def test_revoking_consent_cancels_the_queued_nudge(stack):
-    http, api = stack["http"], stack["api"]
     user = f"revoke-{uuid.uuid4().hex[:8]}"
     track(
         stack,
@@ -586,12 +621,10 @@ def test_revoking_consent_cancels_the_queued_nudge(stack):
             consent(user, "sms", True, "+15550104444"),
         ],
     )
-    for channel in ("whatsapp", "sms"):
-        http.post(f"{api}/v1/admin/channels/{channel}/pause", headers=ADMIN)
+    switch_channels(stack, "pause", "whatsapp", "sms")
     try:
-        time.sleep(1.0)
         message_id = cart_rescue(stack, user)
-        time.sleep(2.0)  # queued: every channel it may use is paused
+        dispatcher_caught_up(stack)  # and queued: every channel it may use is paused
         assert sim_messages(stack, message_id) == []
         track(stack, [consent(user, "whatsapp", False), consent(user, "sms", False)])
         wait_until(
@@ -600,9 +633,8 @@ def test_revoking_consent_cancels_the_queued_nudge(stack):
             "the queued nudge cancelled",
         )
     finally:
-        for channel in ("whatsapp", "sms"):
-            http.post(f"{api}/v1/admin/channels/{channel}/resume", headers=ADMIN)
-    time.sleep(1.5)
+        switch_channels(stack, "resume", "whatsapp", "sms")
+    dispatcher_caught_up(stack)
     assert sim_messages(stack, message_id) == []
 
 
@@ -718,7 +750,7 @@ def test_forged_or_unsigned_webhooks_are_refused_and_change_nothing(stack):
         post_webhook(stack, body + b" ", support.meta_signed(body)),
     ]
     assert [r.status_code for r in refused] == [401] * 4
-    time.sleep(1.5)
+    dispatcher_caught_up(stack)
     assert audit(stack, message_id=message["message_id"]) == []
 
 

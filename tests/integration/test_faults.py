@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.local.broker import Broker, ensure_topics
+from schemas.topics import TELEMETRY_RAW
 from tests.chaos import harness
 from tests.collector_server import SERVER_KEY, collector_settings, consume_raw, event, running_api
 
@@ -165,7 +166,15 @@ def test_ten_thousand_copies_of_one_event_collapse_to_one_row(
                     response = http.post("/v1/track", json={"batch": [one] * 500}, headers=headers)
                     assert response.json() == {"accepted": 500, "rejected": []}
             assert harness.wait_stored(client, {one["event_id"]}, 60) == {one["event_id"]}
-            time.sleep(2)
+            # Every copy's offset committed, so every copy's insert is done: count them now.
+            harness.support.wait_for(
+                lambda: harness.support.consumed_to_end(
+                    broker.bootstrap_servers, "intentflow", [TELEMETRY_RAW.name]
+                ),
+                60,
+                "the worker's commits past every copy",
+                interval_s=0.5,
+            )
             final = client.query("SELECT count() FROM events FINAL").result_rows[0][0]
             assert final == 1
             query = "SELECT uniqExact(event_id) FROM events"

@@ -30,6 +30,8 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.local.simulate import generate_events, post_events
+from schemas.settings import CommonSettings
+from schemas.topics import NUDGES, RECEIPTS, TELEMETRY_RAW
 from tests import support
 
 _BASE64 = re.compile(rb'"[A-Za-z0-9+/=]{24,}"')
@@ -230,7 +232,22 @@ def test_no_phone_or_email_in_clear_in_topics_tables_or_logs(tmp_path: Path):
             "the events in the warehouse",
             interval_s=1.0,
         )
-        time.sleep(3)  # decisions, dispatch and receipts settle
+        # Decisions, sends and receipts settle: the worker past every event, then the
+        # dispatcher past every nudge and receipt (each commits only what it has handled).
+        brokers, app_id = (
+            env["INTENTFLOW_KAFKA_BROKERS"],
+            CommonSettings.model_fields["app_id"].default,
+        )
+        for group, topics in (
+            (app_id, [TELEMETRY_RAW.name]),
+            (f"{app_id}.dispatch", [NUDGES.name, RECEIPTS.name]),
+        ):
+            support.wait_for(
+                lambda: support.consumed_to_end(brokers, group, topics),  # noqa: B023
+                90,
+                f"{group} past every record",
+                interval_s=0.5,
+            )
 
         found: dict[str, set[str]] = {}
         for topic, records in asyncio.run(all_records(env["INTENTFLOW_KAFKA_BROKERS"])).items():

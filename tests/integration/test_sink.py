@@ -296,7 +296,13 @@ def test_worker_records_events_dead_letters_and_receipts(
             return events >= len(values) and letters >= 3 and found >= len(receipts)
 
         support.wait_for(landed, 100, "the sink's rows", interval_s=0.5)
-        time.sleep(1.5)  # anything more (a duplicate) would have arrived by now
+        # Offsets are committed only once their rows are in: past the end, no more can come.
+        support.wait_for(
+            lambda: support.consumed_to_end(broker, f"sinktest-{run}", [source, RECEIPTS.name]),
+            60,
+            "the worker's commits past every record",
+            interval_s=0.5,
+        )
     finally:
         worker.stop(15)
     assert clickhouse.command("SELECT count() FROM events") == len(values)
