@@ -112,6 +112,14 @@ async def committed_offsets(
     }
 
 
+def committed_count(brokers: str, group: str, topics: list[str]) -> int:
+    """How many records of ``topics`` the group has committed, all partitions together."""
+    import asyncio
+
+    found = asyncio.run(committed_offsets(brokers, group, topics))
+    return sum(max(offset, 0) for offset in found.values())
+
+
 def consumed_to_end(brokers: str, group: str, topics: list[str]) -> bool:
     """True once ``group`` has committed every record now on ``topics``: each process
     commits a record only after its effects are written, so nothing more will come of
@@ -225,6 +233,25 @@ def api_settings(brokers: str, clickhouse_url: str, **overrides: Any) -> ApiSett
         link_secret="test-link-secret",
         **overrides,
     )
+
+
+def in_process_api(**overrides: Any) -> Any:
+    """A module-scoped ``api`` fixture: the API in this process (Starlette's TestClient)
+    on the module's database, with ``api_settings`` plus ``overrides`` (its keys)."""
+    import pytest
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+
+    @pytest.fixture(scope="module")
+    def api(broker: str, warehouse: str, clickhouse: Any) -> Iterator[TestClient]:
+        settings = api_settings(
+            broker, warehouse, clickhouse_database=clickhouse.database, **overrides
+        )
+        with TestClient(create_app(settings)) as client:
+            yield client
+
+    return api
 
 
 def pids_alive(pids: set[int]) -> set[int]:

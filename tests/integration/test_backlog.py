@@ -30,7 +30,7 @@ from schemas.engine_records import is_watermark
 from schemas.messages import Nudge, load_decision
 from schemas.topics import IDENTITY, NUDGES, TELEMETRY_DLQ, VIP, TopicSpec, namespaced
 from tests import support
-from tests.integration.test_engine import collect, committed, event, running_worker
+from tests.integration.test_engine import collect, event, running_worker
 
 NAMESPACE = "backlog"
 SOURCE = f"{NAMESPACE}.telemetry.raw"
@@ -130,7 +130,7 @@ def test_a_backlog_rescues_only_the_carts_nobody_resolved(broker: str, tmp_path:
         warm_up = [(probe, "probe", event("page_view", probe, None, "probe", url="/"))]
         asyncio.run(produce_paced(broker, warm_up))
         support.wait_for(
-            lambda: asyncio.run(committed(broker, f"intentflow.{NAMESPACE}", SOURCE)) >= 1,
+            lambda: support.committed_count(broker, f"intentflow.{NAMESPACE}", [SOURCE]) >= 1,
             60,
             "the worker assigned and reading",
             interval_s=0.5,

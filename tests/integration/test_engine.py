@@ -20,8 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from pipeline.domain import rules as rules_module
 from pipeline.domain.ids import in_holdout
@@ -271,17 +270,6 @@ def differences(live: list, replay: list) -> list[str]:
     return found
 
 
-async def committed(brokers: str, group: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
-    await admin.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in range(4)]
-        offsets = await admin.list_consumer_group_offsets(group, partitions=partitions)
-        return sum(max(meta.offset, 0) for meta in offsets.values() if meta is not None)
-    finally:
-        await admin.close()
-
-
 def test_state_survives_a_killed_worker_whose_rocksdb_is_wiped(
     broker: str, tmp_path: Path, fast_rules: Path
 ):
@@ -318,7 +306,7 @@ def test_state_survives_a_killed_worker_whose_rocksdb_is_wiped(
     with running_worker(tmp_path, broker, namespace, fast_rules, live=False) as worker:
         asyncio.run(produce(broker, source, first_two, paced=False, start_mono=0))
         support.wait_for(
-            lambda: asyncio.run(committed(broker, f"intentflow.{namespace}", source)) >= 2,
+            lambda: support.committed_count(broker, f"intentflow.{namespace}", [source]) >= 2,
             60,
             "the first two orders committed",
         )

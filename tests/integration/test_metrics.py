@@ -8,7 +8,6 @@
 
 import random
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,6 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
-from api.main import create_app
 from api.queries.uplift import newcombe, wilson
 from pipeline.local.simulate import generate_events
 from pipeline.sink.batch import SinkBatch
@@ -56,16 +54,7 @@ def writer(clickhouse: Client) -> WarehouseWriter:
     return writer
 
 
-@pytest.fixture(scope="module")
-def api(broker: str, warehouse: str, clickhouse: Client) -> Iterator[TestClient]:
-    settings = support.api_settings(
-        broker,
-        warehouse,
-        clickhouse_database=clickhouse.database,
-        read_key_hashes=hash_api_key(READ_KEY),
-    )
-    with TestClient(create_app(settings)) as client:
-        yield client
+api = support.in_process_api(read_key_hashes=hash_api_key(READ_KEY))
 
 
 def get(api: TestClient, path: str, **params: Any) -> dict:

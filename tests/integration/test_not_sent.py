@@ -4,7 +4,6 @@ breakdown ``GET /v1/metrics/nudges/not_sent``, on the real warehouse.
 Rows are written with the sink's own row functions, as the live sink writes them.
 """
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
-from api.main import create_app
 from pipeline.sink.batch import SinkBatch
 from pipeline.sink.rows import (
     NUDGE_HOLDS,
@@ -34,16 +32,7 @@ T0 = datetime(2026, 3, 2, 22, 0, tzinfo=UTC)  # data lives here; no clock is rea
 RELEASE = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def api(broker: str, warehouse: str, clickhouse: Client) -> Iterator[TestClient]:
-    settings = support.api_settings(
-        broker,
-        warehouse,
-        clickhouse_database=clickhouse.database,
-        read_key_hashes=hash_api_key(READ_KEY),
-    )
-    with TestClient(create_app(settings)) as client:
-        yield client
+api = support.in_process_api(read_key_hashes=hash_api_key(READ_KEY))
 
 
 def insert(clickhouse: Client, table, rows: list[tuple], topic: str) -> None:

@@ -9,7 +9,6 @@
 """
 
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +19,6 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.main import create_app
 from api.queries.segments import member_keys
 from schemas.keys import hash_api_key
 from schemas.segments import DAY_MS, FIELDS, OPERATORS, Condition, Group, load_rule
@@ -72,16 +70,7 @@ def profiles(clickhouse: Client, shoppers: Shoppers) -> pd.DataFrame:
     return frame.set_index("user_key", drop=False)
 
 
-@pytest.fixture(scope="module")
-def api(broker: str, warehouse: str, clickhouse: Client) -> Iterator[TestClient]:
-    settings_ = support.api_settings(
-        broker,
-        warehouse,
-        clickhouse_database=clickhouse.database,
-        admin_key_hashes=hash_api_key(ADMIN_KEY),
-    )
-    with TestClient(create_app(settings_)) as client:
-        yield client
+api = support.in_process_api(admin_key_hashes=hash_api_key(ADMIN_KEY))
 
 
 # --- profiles ---------------------------------------------------------------------------
