@@ -201,8 +201,12 @@ def with_query(path: str, **params: Any) -> str:
 Handler = Callable[..., Awaitable[Response]]
 
 
-def guarded_page(handler: Handler) -> Handler:
-    """A page: a failure underneath is shown as a sentence, with the status it had."""
+# How a guarded handler answers a failure: (request, session, status, sentence, its kwargs).
+Failed = Callable[[Request, Any, int, str, dict[str, Any]], Response]
+
+
+def _guarded(handler: Handler, what: str, failed: Failed, fault: str) -> Handler:
+    """Refusals become a 403 page; an HTTP answer ≥ 400 or a fault becomes ``failed``."""
 
     @functools.wraps(handler)
     async def wrapper(*args: Any, **kwargs: Any) -> Response:
@@ -217,38 +221,31 @@ def guarded_page(handler: Handler) -> Handler:
             if exc.status_code < 400:
                 raise
             text = explained(exc.status_code, detail_of(exc))
-            return page(request, "error.html", session, exc.status_code, message=text)
+            return failed(request, session, exc.status_code, text, kwargs)
         except Exception:
-            log.exception("console page %s failed", request.url.path)
-            text = "Something went wrong on our side; it has been logged. Try again shortly."
-            return page(request, "error.html", session, 500, message=text)
+            log.exception("console %s %s failed", what, request.url.path)
+            return failed(request, session, 500, fault, kwargs)
 
     return wrapper
+
+
+def guarded_page(handler: Handler) -> Handler:
+    """A page: a failure underneath is shown as a sentence, with the status it had."""
+
+    def shown(request: Request, session: Any, status_code: int, text: str, _: dict) -> Response:
+        return page(request, "error.html", session, status_code, message=text)
+
+    fault = "Something went wrong on our side; it has been logged. Try again shortly."
+    return _guarded(handler, "page", shown, fault)
 
 
 def guarded_action(back: Callable[..., str]) -> Callable[[Handler], Handler]:
     """An action: refused with a 403 page; a failure underneath goes back as a message."""
 
-    def decorate(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def wrapper(*args: Any, **kwargs: Any) -> Response:
-            request: Request = kwargs["request"]
-            session = kwargs.get("session")
-            try:
-                return await handler(*args, **kwargs)
-            except Refused as exc:
-                return page(request, "error.html", session, exc.status_code, message=exc.message)
-            except HTTP_ANSWERS as answer:
-                exc = as_http(answer)
-                if exc.status_code < 400:
-                    raise
-                text = explained(exc.status_code, detail_of(exc))
-                return redirect(request, back(**kwargs), "error", text)
-            except Exception:
-                log.exception("console action %s failed", request.url.path)
-                text = "That did not work because of a fault on our side; it has been logged."
-                return redirect(request, back(**kwargs), "error", text)
+    def sent_back(
+        request: Request, _session: Any, _status: int, text: str, kwargs: dict
+    ) -> Response:
+        return redirect(request, back(**kwargs), "error", text)
 
-        return wrapper
-
-    return decorate
+    fault = "That did not work because of a fault on our side; it has been logged."
+    return lambda handler: _guarded(handler, "action", sent_back, fault)

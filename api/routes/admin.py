@@ -124,6 +124,34 @@ async def channel_states(caller: AdminCaller, clickhouse: ClickHouseDep) -> list
     return [ChannelState(channel=c, paused=paused.get(c, False)) for c in ("whatsapp", "sms")]
 
 
+async def _publish_admin_nudge(
+    resources: ResourcesDep,
+    clickhouse: ClickHouseDep,
+    caller: AdminCaller,
+    action: str,
+    origin: Literal["admin_flow", "admin_force"],
+    **decision: Any,
+) -> Published:
+    """An operator's nudge: decided now, published like the engine's, and audited."""
+    now = datetime.now(UTC)
+    nudge = Nudge(
+        user_key=decision["user_id"],
+        status="emit",
+        triggered_at=now,
+        decided_at=now,
+        score=0.0,
+        rules_version=FLOW_RULES_VERSION if origin == "admin_flow" else FORCED_RULES_VERSION,
+        trigger_event_id=f"admin:{caller.key_hash[:12]}",
+        origin=origin,
+        **decision,
+    )
+    await _publish(resources, nudge)
+    await record_action(
+        clickhouse, caller, action, user_key=nudge.user_key, message_id=nudge.nudge_id
+    )
+    return Published(message_id=nudge.nudge_id, channels=list(nudge.channels))
+
+
 @router.post("/flows/cart-rescue", response_model=Published, status_code=status.HTTP_202_ACCEPTED)
 async def cart_rescue_flow(
     flow: CartRescueFlow,
@@ -133,30 +161,21 @@ async def cart_rescue_flow(
     clickhouse: ClickHouseDep,
 ) -> Published:
     channels = _usable(await _consented(resources, settings, flow.user_id))
-    now = datetime.now(UTC)
     message_id = _message_id(flow.user_id, "cart-rescue", flow.request_id)
-    nudge = Nudge(
+    return await _publish_admin_nudge(
+        resources,
+        clickhouse,
+        caller,
+        "flow_cart_rescue",
+        "admin_flow",
         nudge_id=message_id,
         kind="cart_rescue",
-        user_key=flow.user_id,
         user_id=flow.user_id,
-        status="emit",
-        triggered_at=now,
-        decided_at=now,
         cart_id=f"admin-{message_id[:12]}",
         items=tuple(CartItem(**item.model_dump()) for item in flow.items),
         discount_percent=flow.discount_percent,
         channels=channels,
-        score=0.0,
-        rules_version=FLOW_RULES_VERSION,
-        trigger_event_id=f"admin:{caller.key_hash[:12]}",
-        origin="admin_flow",
     )
-    await _publish(resources, nudge)
-    await record_action(
-        clickhouse, caller, "flow_cart_rescue", user_key=flow.user_id, message_id=message_id
-    )
-    return Published(message_id=message_id, channels=list(channels))
 
 
 @router.post("/messages/send", response_model=Published, status_code=status.HTTP_202_ACCEPTED)
@@ -169,7 +188,6 @@ async def force_send(
 ) -> Published:
     """Send now, past the daily cap; consent is still required (never forced)."""
     channels = _usable(await _consented(resources, settings, request.user_id))
-    now = datetime.now(UTC)
     message_id = _message_id(request.user_id, "force-send", request.request_id)
     cart = {}
     if request.kind == "cart_rescue":
@@ -177,28 +195,20 @@ async def force_send(
             "cart_id": f"admin-{message_id[:12]}",
             "items": (CartItem(product_id=request.product_id, quantity=1, price=0.0),),
         }
-    nudge = Nudge(
+    return await _publish_admin_nudge(
+        resources,
+        clickhouse,
+        caller,
+        "message_force_send",
+        "admin_force",
         nudge_id=message_id,
         kind=request.kind,
-        user_key=request.user_id,
         user_id=request.user_id,
-        status="emit",
-        triggered_at=now,
-        decided_at=now,
         product_id=request.product_id,
         discount_percent=request.discount_percent,
         channels=channels,
-        score=0.0,
-        rules_version=FORCED_RULES_VERSION,
-        trigger_event_id=f"admin:{caller.key_hash[:12]}",
-        origin="admin_force",
         **cart,
     )
-    await _publish(resources, nudge)
-    await record_action(
-        clickhouse, caller, "message_force_send", user_key=request.user_id, message_id=message_id
-    )
-    return Published(message_id=message_id, channels=list(channels))
 
 
 @router.post("/messages/preview")
