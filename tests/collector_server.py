@@ -69,6 +69,22 @@ def running_api(settings: ApiSettings, port: int | None = None) -> Iterator[str]
         thread.join(15)
 
 
+def served_api(**overrides: Any) -> Any:
+    """A module-scoped ``api`` fixture: the API served on a free port on the module's
+    database, with the collector's test settings plus ``overrides``; yields its URL."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def api(broker: str, warehouse: str, clickhouse: Any) -> Iterator[str]:
+        settings = collector_settings(
+            broker, clickhouse_url=warehouse, clickhouse_database=clickhouse.database, **overrides
+        )
+        with running_api(settings) as url:
+            yield url
+
+    return api
+
+
 @contextmanager
 def api_client(settings: ApiSettings) -> Iterator[httpx.Client]:
     """An httpx client on ``create_app(settings)`` served on a free loopback port."""

@@ -143,6 +143,20 @@ def child_env(**intentflow: str) -> dict[str, str]:
     return env
 
 
+# What every test process is given: test values, never a deployment's.
+TEST_SECRETS = {
+    "token_secret": "test-token-secret-of-at-least-32-bytes",
+    "pii_master_key": "test-pii-master-key",
+    "link_secret": "test-link-secret",
+}
+
+
+def process_env(**intentflow: str) -> dict[str, str]:
+    """``child_env`` for an intentflow process under test: env ``test``, the test secrets,
+    no web server, then these INTENTFLOW_<NAME> values (which win)."""
+    return child_env(**{"env": "test", "web_enabled": "false", **TEST_SECRETS, **intentflow})
+
+
 def python_process(
     name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None
 ) -> ManagedProcess:
@@ -195,11 +209,8 @@ def worker_settings(
         kafka_brokers=brokers,
         clickhouse_url=clickhouse_url,
         data_dir=data_dir,
-        token_secret="test-token-secret-of-at-least-32-bytes",
-        pii_master_key="test-pii-master-key",
-        link_secret="test-link-secret",
         web_enabled=False,
-        **overrides,
+        **{**TEST_SECRETS, **overrides},
     )
 
 
@@ -228,10 +239,7 @@ def api_settings(brokers: str, clickhouse_url: str, **overrides: Any) -> ApiSett
         env="test",
         kafka_brokers=brokers,
         clickhouse_url=clickhouse_url,
-        token_secret="test-token-secret-of-at-least-32-bytes",
-        pii_master_key="test-pii-master-key",
-        link_secret="test-link-secret",
-        **overrides,
+        **{**TEST_SECRETS, **overrides},
     )
 
 

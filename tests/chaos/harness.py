@@ -57,8 +57,6 @@ from schemas.messages import Nudge, load_decision
 from schemas.topics import DEFAULT_USER_PARTITIONS, SOURCE_TOPICS, TopicSpec
 from tests import support
 
-TOKEN_SECRET = "test-token-secret-of-at-least-32-bytes"
-PII_MASTER_KEY = "test-pii-master-key"
 CHANGELOG = "intentflow-user-state-changelog"
 DAY_END = datetime(2025, 6, 2, tzinfo=UTC)
 # After every deadline of the traffic (the longest: a checkout timeout held through quiet hours).
@@ -134,19 +132,24 @@ def traffic(
     return records + sentinels()
 
 
-def sentinels() -> list[tuple[bytes, bytes]]:
-    out = []
-    for p in range(16):  # enough distinct keys to land on every partition
-        raw = {
+def sentinel_raws(at: datetime) -> list[dict]:
+    """A page view at ``at`` from each of enough shoppers to land on every partition: once
+    they are processed, so is everything before them."""
+    return [
+        {
             "event_id": f"00000000-0000-4000-8000-{p:012d}",
             "name": "page_view",
-            "timestamp": SENTINEL_AT.isoformat(),
+            "timestamp": at.isoformat(),
             "anonymous_id": f"sentinel-{p}",
             "properties": {"url": "https://shop.example/"},
         }
-        event = parse_event(raw, received_at=SENTINEL_AT)
-        out.append((event.key.encode(), event.to_json()))
-    return out
+        for p in range(16)
+    ]
+
+
+def sentinels() -> list[tuple[bytes, bytes]]:
+    events = [parse_event(raw, received_at=SENTINEL_AT) for raw in sentinel_raws(SENTINEL_AT)]
+    return [(event.key.encode(), event.to_json()) for event in events]
 
 
 def event_ids(records: list[tuple[bytes, bytes]]) -> set[str]:
@@ -211,17 +214,12 @@ class Worker:
     ):
         self.tmp, self.index, self.starts = tmp, index, 0
         tmp.mkdir(parents=True, exist_ok=True)
-        self.env = support.child_env(
-            env="test",
+        self.env = support.process_env(
             kafka_brokers=brokers,
             clickhouse_url=warehouse,
             clickhouse_database=database,
             data_dir=str(tmp / "data"),
             worker_index=str(index),
-            token_secret=TOKEN_SECRET,
-            pii_master_key=PII_MASTER_KEY,
-            link_secret="test-link-secret",
-            web_enabled="false",
             wall_clock_watermark=str(wall_clock).lower(),
             batch_within_s="0.01",
         )

@@ -6,19 +6,11 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from clickhouse_connect.driver.client import Client
 
-from tests.collector_server import collector_settings, running_api
+from tests.collector_server import served_api
 
-
-@pytest.fixture(scope="module")
-def api(broker: str, warehouse: str, clickhouse: Client) -> Iterator[str]:
-    """Base URL of the API with the collector's test settings, on the module's database."""
-    settings = collector_settings(
-        broker, clickhouse_url=warehouse, clickhouse_database=clickhouse.database
-    )
-    with running_api(settings) as url:
-        yield url
+# Base URL of the API with the collector's test settings, on the module's database.
+api = served_api()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ documented answer — never a 5xx, never a hang, never an undocumented status.""
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,6 @@ import httpx
 import orjson
 import pytest
 import schemathesis
-from clickhouse_connect.driver.client import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error, status_code_conformance
@@ -23,10 +21,9 @@ from tests.collector_server import (
     READ_KEY,
     SERVER_KEY,
     WRITE_KEY,
-    collector_settings,
     consume_raw,
     event,
-    running_api,
+    served_api,
 )
 
 ADMIN_KEY = "ak_bad-input-admin-key"
@@ -34,17 +31,9 @@ WRITE = {"Authorization": f"Bearer {WRITE_KEY}"}
 JSON = {**WRITE, "Content-Type": "application/json"}
 
 
-@pytest.fixture(scope="module")
-def api(broker: str, warehouse: str, clickhouse: Client) -> Iterator[str]:
-    settings = collector_settings(
-        broker,
-        clickhouse_url=warehouse,
-        clickhouse_database=clickhouse.database,
-        admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
-        **support.api_provider_settings(),
-    )
-    with running_api(settings) as url:
-        yield url
+api = served_api(
+    admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}), **support.api_provider_settings()
+)
 
 
 # --- schemathesis --------------------------------------------------------------------

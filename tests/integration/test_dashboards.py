@@ -283,17 +283,12 @@ def stack(
     """Broker, migrated warehouse database, a worker process and the API, after a day of
     simulated storefront traffic has reached the warehouse."""
     tmp = tmp_path_factory.mktemp("dashboards")
-    env = support.child_env(
-        env="test",
+    env = support.process_env(
         app_id=APP_ID,
         kafka_brokers=broker,
         clickhouse_url=warehouse,
         clickhouse_database=clickhouse.database,
         data_dir=str(tmp / "data"),
-        token_secret="test-token-secret-of-at-least-32-bytes",
-        pii_master_key="test-pii-master-key",
-        link_secret="test-link-secret",
-        web_enabled="false",
         log_level="warning",
     )
     worker = support.python_process("worker", ["-m", "pipeline.cli", "worker"], tmp / "w.log", env)

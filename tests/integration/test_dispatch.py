@@ -180,17 +180,13 @@ def stack(tmp_path_factory, broker: str, warehouse: str, clickhouse: Client):
 def engine(stack):
     """The engine worker (scoring and the warehouse sink), for the conversion metrics: the
     order event and the receipts reach the warehouse through it. Started, not awaited."""
-    env = support.child_env(
-        env="test",
+    env = support.process_env(
         app_id=f"test-engine-{uuid.uuid4().hex[:8]}",
         kafka_brokers=stack["broker"],
         clickhouse_url=stack["warehouse"],
         clickhouse_database=stack["ch"].database,
         data_dir=str(stack["tmp"] / "engine"),
-        token_secret="test-token-secret-of-at-least-32-bytes",
         pii_master_key=MASTER,
-        link_secret="test-link-secret",
-        web_enabled="false",
         log_level="warning",
     )
     worker = support.python_process(

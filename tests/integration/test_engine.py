@@ -124,17 +124,12 @@ def journeys(start: datetime) -> tuple[list[tuple[float, str, bytes]], dict[str,
 def running_worker(
     tmp: Path, brokers: str, namespace: str, rules: Path, live: bool
 ) -> Iterator[None]:
-    env = support.child_env(
-        env="test",
+    env = support.process_env(
         kafka_brokers=brokers,
         data_dir=str(tmp / namespace),
         namespace=namespace,
         source_topic=f"{namespace}.telemetry.raw",
         rules=str(rules),
-        token_secret="test-token-secret-of-at-least-32-bytes",
-        pii_master_key="test-pii-master-key",
-        link_secret="test-link-secret",
-        web_enabled="false",
         wall_clock_watermark="true" if live else "false",
         allowed_lateness_s="0.5",
     )

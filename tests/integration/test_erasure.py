@@ -275,17 +275,13 @@ def test_a_new_consumer_group_rereading_the_log_does_not_bring_the_user_back(
     assert api.delete(f"/v1/users/{erased}", headers=ADMIN).json()["complete"]
 
     app_id = f"test-erasure-{tag}"
-    env = support.child_env(
-        env="test",
+    env = support.process_env(
         app_id=app_id,
         kafka_brokers=broker,
         clickhouse_url=warehouse,
         clickhouse_database=clickhouse.database,
         data_dir=str(tmp_path),
-        token_secret="test-token-secret-of-at-least-32-bytes",
         pii_master_key=MASTER,
-        link_secret="test-link-secret",
-        web_enabled="false",
         wall_clock_watermark="false",
         batch_within_s="0.01",
     )

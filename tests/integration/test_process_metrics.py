@@ -96,8 +96,7 @@ def score_worker(
     tmp: Path, brokers: str, namespace: str, index: int, partitions: int, metrics_port: int
 ) -> Iterator[ManagedProcess]:
     """One ``intentflow worker`` of the namespace's group (a namespace has no sink)."""
-    env = support.child_env(
-        env="test",
+    env = support.process_env(
         kafka_brokers=brokers,
         data_dir=str(tmp / "data"),
         namespace=namespace,
@@ -105,10 +104,6 @@ def score_worker(
         worker_index=str(index),
         user_partitions=str(partitions),
         metrics_port=str(metrics_port),
-        token_secret="test-token-secret-of-at-least-32-bytes",
-        pii_master_key="test-pii-master-key",
-        link_secret="test-link-secret",
-        web_enabled="false",
         wall_clock_watermark="false",
     )
     log_path = tmp / f"worker-{index}.log"

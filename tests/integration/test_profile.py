@@ -77,16 +77,12 @@ def test_profile_shows_scores_cart_consent_and_decisions_with_reasons(
     broker: str, warehouse: str, clickhouse: Client, tmp_path: Path
 ):
     web_port = support.free_port()
-    env = support.child_env(
-        env="test",
+    env = support.process_env(
         app_id=APP_ID,
         kafka_brokers=broker,
         clickhouse_url=warehouse,
         clickhouse_database=clickhouse.database,
         data_dir=str(tmp_path / "data"),
-        token_secret="test-token-secret-of-at-least-32-bytes",
-        pii_master_key="test-pii-master-key",
-        link_secret="test-link-secret",
         web_enabled="true",
         web_port=str(web_port),
         web_host="127.0.0.1",

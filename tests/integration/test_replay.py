@@ -24,7 +24,7 @@ then the one real-time traffic makes, and the one the replay reproduces.
 import asyncio
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -44,13 +44,10 @@ from schemas.keys import hash_api_key
 from schemas.messages import load_decision
 from schemas.topics import NUDGES, RECEIPTS, SOURCE_TOPICS, VIP, TopicSpec
 from tests import support
+from tests.chaos.harness import CHANGELOG, DAY_END, SENTINEL_AT, sentinel_raws
 
-DAY_END = datetime(2025, 6, 2, tzinfo=UTC)
 DAY_START = DAY_END - timedelta(days=1)
-# After every deadline of the day: the longest is a checkout timeout held through quiet hours.
-SENTINEL_AT = DAY_END + timedelta(hours=14)
 RANGE_TO = SENTINEL_AT + timedelta(milliseconds=1)
-CHANGELOG = "intentflow-user-state-changelog"
 TOKEN_SECRET = "test-token-secret-of-at-least-32-bytes"
 READ_KEY = "rk_test-read-key"
 # Small: each identify costs the live run a hand-over round trip (~1 s on Tansu).
@@ -65,14 +62,7 @@ def traffic() -> list[tuple[bytes, bytes, str | None]]:
         late = index % 97 == 50 and raw["name"] != "identify"
         received = at + timedelta(minutes=10) if late else at
         arrivals.append((received, index, raw))
-    for p in range(16):  # enough distinct keys to land on every partition
-        raw = {
-            "event_id": f"00000000-0000-4000-8000-{p:012d}",
-            "name": "page_view",
-            "timestamp": SENTINEL_AT.isoformat(),
-            "anonymous_id": f"sentinel-{p}",
-            "properties": {"url": "https://shop.example/"},
-        }
+    for p, raw in enumerate(sentinel_raws(SENTINEL_AT)):
         arrivals.append((SENTINEL_AT, 10_000_000 + p, raw))
     records = []
     for received, _, raw in sorted(arrivals, key=lambda a: (a[0], a[1])):

@@ -88,18 +88,13 @@ def test_sdk_carts_earn_a_rescue_and_an_sdk_order_prevents_it(
     broker: str, warehouse: str, clickhouse: Client, tmp_path: Path
 ):
     app_id = f"segment-engine-{uuid.uuid4().hex[:6]}"
-    env = support.child_env(
-        env="test",
+    env = support.process_env(
         app_id=app_id,
         kafka_brokers=broker,
         clickhouse_url=warehouse,
         clickhouse_database=clickhouse.database,
         data_dir=str(tmp_path / "data"),
         rules=str(fast_rules(tmp_path)),
-        token_secret="test-token-secret-of-at-least-32-bytes",
-        link_secret="test-link-secret",
-        pii_master_key="test-pii-master-key",
-        web_enabled="false",
         wall_clock_watermark="true",
         allowed_lateness_s="0.5",
         log_level="warning",

@@ -264,18 +264,13 @@ def test_worker_records_events_dead_letters_and_receipts(
     records += [(RECEIPTS.name, r.user_key.encode(), r.to_json()) for r in receipts]
     asyncio.run(_produce(broker, records))
 
-    env = support.child_env(
-        env="test",
+    env = support.process_env(
         app_id=f"sinktest-{run}",
         kafka_brokers=broker,
         clickhouse_url=warehouse,
         clickhouse_database=clickhouse.database,
         data_dir=str(tmp_path / "worker"),
         source_topic=source,
-        token_secret="test-token-secret-of-at-least-32-bytes",
-        pii_master_key="test-pii-master-key",
-        link_secret="test-link-secret",
-        web_enabled="false",
         wall_clock_watermark="false",
     )
     log = tmp_path / "worker.log"

@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from clickhouse_connect.driver.client import Client
 
 from schemas.keys import hash_api_key
 from schemas.tokens import TokenKeys, sign_token
-from tests.collector_server import collector_settings, running_api
+from tests.collector_server import served_api
 
 SERVER_KEY = "sk_tokens-test-server-key"
 SECRET = "tokens-test-secret-of-at-least-32-bytes"
@@ -32,19 +31,12 @@ def claims(token_id: str, expires_in: timedelta = timedelta(days=30)) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def api(broker: str, warehouse: str, clickhouse: Client):
-    settings = collector_settings(
-        broker,
-        clickhouse_url=warehouse,
-        clickhouse_database=clickhouse.database,
-        server_key_hashes=frozenset({hash_api_key(SERVER_KEY)}),
-        token_key_id="k2",
-        token_secret=SECRET,
-        token_verify_keys=f"k1:{OLD_SECRET}",
-    )
-    with running_api(settings) as url:
-        yield url
+api = served_api(
+    server_key_hashes=frozenset({hash_api_key(SERVER_KEY)}),
+    token_key_id="k2",
+    token_secret=SECRET,
+    token_verify_keys=f"k1:{OLD_SECRET}",
+)
 
 
 def redeem(api: str, token: str, key: str | None = SERVER_KEY) -> httpx.Response:
