@@ -9,12 +9,13 @@ hostile value is a 422 naming the parameter, never a 500.
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Query
 from fastapi.exceptions import RequestValidationError
 
 from api.queries.common import TimeRange
+from schemas.tags import TAGS
 
 DEFAULT_SPAN = timedelta(days=7)
 MAX_SPAN_MS = 400 * 86_400_000
@@ -91,3 +92,10 @@ def interval_seconds(
 
 TimeRangeDep = Annotated[TimeRange, Depends(time_range)]
 IntervalDep = Annotated[int, Depends(interval_seconds)]
+
+
+# An auto-tag to filter segments or campaigns by (schemas/tags.py): any other is a 422.
+TagQuery = Annotated[
+    Literal[tuple(TAGS)] | None,  # type: ignore[valid-type]
+    Query(description="Only those carrying this auto-tag: " + ", ".join(TAGS)),
+]

@@ -43,6 +43,7 @@ from api.routes import admin, campaigns, segments
 from api.routing import GuardedRoute
 from api.segment_llm import SuggesterDep
 from schemas.segments import FIELDS, OPERATORS, load_rule
+from schemas.tags import TAGS
 from schemas.time import now_ms
 
 router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
@@ -152,11 +153,15 @@ async def save_segment(request: Request, session: SessionDep, resources: Resourc
 @router.get("/segments")
 @guarded_page
 async def segment_page(
-    request: Request, session: SessionDep, resources: ResourcesDep, saved: str = ""
+    request: Request, session: SessionDep, resources: ResourcesDep, saved: str = "", tag: str = ""
 ) -> Response:
-    stored, flash = None, None
+    stored, flash = None, _unknown_tag(tag)
     if session.can_act:  # segments are admin-only in the API too
-        stored = (await segments.get_segments(session.caller, warehouse(resources), 100)).segments
+        stored = (
+            await segments.get_segments(
+                session.caller, warehouse(resources), 100, tag if tag in TAGS else None
+            )
+        ).segments
         found = next((s for s in stored if s.segment_id == saved), None)
         if found is not None:
             flash = {"kind": "ok", "text": f"Segment “{found.name}” saved."}
@@ -168,7 +173,15 @@ async def segment_page(
         stored=stored,
         fields=FIELD_INFO,
         sample_size=SAMPLE,
+        tag=tag if tag in TAGS else "",
+        tags=TAGS,
     )
+
+
+def _unknown_tag(tag: str) -> dict[str, str] | None:
+    if not tag or tag in TAGS:
+        return None
+    return {"kind": "error", "text": "No such tag; showing all. Tags: " + ", ".join(TAGS)}
 
 
 def _campaign_span() -> TimeRange:
@@ -188,9 +201,11 @@ async def _campaign_page(
     flash: dict[str, str] | None = None,
 ) -> Response:
     clickhouse = warehouse(resources)
+    tag = (form or {}).get("tag", "")
     reports = await campaigns.list_campaigns(
-        session.caller, clickhouse, settings, _campaign_span(), 100
+        session.caller, clickhouse, settings, _campaign_span(), 100, tag if tag in TAGS else None
     )
+    flash = flash or _unknown_tag(tag)
     stored = []
     if session.can_act:
         stored = (await segments.get_segments(session.caller, clickhouse, 100)).segments
@@ -219,6 +234,8 @@ async def _campaign_page(
         form=defaults | (form or {}),
         shown=shown,
         days=CAMPAIGN_DAYS,
+        tag=tag if tag in TAGS else "",
+        tags=TAGS,
     )
 
 
@@ -230,8 +247,10 @@ async def campaign_page(
     settings: SettingsDep,
     resources: ResourcesDep,
     segment_id: str = "",
+    tag: str = "",
 ) -> Response:
-    return await _campaign_page(request, session, settings, resources, {"segment_id": segment_id})
+    wanted = {"segment_id": segment_id, "tag": tag}
+    return await _campaign_page(request, session, settings, resources, wanted)
 
 
 def campaigns_url(**_: object) -> str:

@@ -29,7 +29,7 @@ SELECT {_SELECTED}, status_reason
 FROM campaigns FINAL
 WHERE {{where}}
 ORDER BY created_at DESC, campaign_id
-LIMIT {{{{limit:UInt32}}}}
+{{limit}}
 """
 _STATUS = """
 SELECT status, launched_at IS NOT NULL FROM campaigns FINAL
@@ -112,7 +112,7 @@ class CampaignFilter:
     campaign_id: str | None = None
     created_from_ms: int | None = None
     created_to_ms: int | None = None
-    limit: int = 100
+    limit: int | None = 100  # None: every campaign that matches
 
 
 def _iso(epoch_ms: int | None) -> str | None:
@@ -129,7 +129,8 @@ def insert_campaign(client: Client, row: dict[str, Any]) -> None:
 
 
 def definitions(client: Client, where: CampaignFilter) -> list[dict[str, Any]]:
-    conditions, params = ["1"], {"limit": where.limit}
+    conditions, params = ["1"], {} if where.limit is None else {"limit": where.limit}
+    limit = "" if where.limit is None else "LIMIT {limit:UInt32}"
     if where.campaign_id is not None:
         conditions.append("campaign_id = {campaign_id:String}")
         params["campaign_id"] = where.campaign_id
@@ -139,7 +140,7 @@ def definitions(client: Client, where: CampaignFilter) -> list[dict[str, Any]]:
     if where.created_to_ms is not None:
         conditions.append("created_at < fromUnixTimestamp64Milli({to_ms:Int64}, 'UTC')")
         params["to_ms"] = where.created_to_ms
-    sql = _DEFINITIONS.format(where=" AND ".join(conditions))
+    sql = _DEFINITIONS.format(where=" AND ".join(conditions), limit=limit)
     result = client.query(sql, parameters=params)
     columns = [*CAMPAIGN_COLUMNS, "status_reason"]
     return [dict(zip(columns, row, strict=True)) for row in result.result_rows]

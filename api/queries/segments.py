@@ -66,11 +66,13 @@ def load_segment(client: Client, segment_id: str) -> StoredSegment | None:
     return StoredSegment(sid, name, description, load_rule(rules), created_at, created_by)
 
 
-def list_segments(client: Client, limit: int) -> list[StoredSegment]:
+def list_segments(client: Client, limit: int | None) -> list[StoredSegment]:
+    """The newest ``limit`` segments (all of them with None)."""
     rows = client.query(
         "SELECT segment_id, name, description, rules, created_at, created_by"
-        " FROM segments FINAL ORDER BY created_at DESC, segment_id LIMIT {limit:UInt32}",
-        parameters={"limit": limit},
+        " FROM segments FINAL ORDER BY created_at DESC, segment_id"
+        + ("" if limit is None else " LIMIT {limit:UInt32}"),
+        parameters={"limit": limit} if limit is not None else {},
     ).result_rows
     return [StoredSegment(s, n, d, load_rule(r), c, b) for s, n, d, r, c, b in rows]
 

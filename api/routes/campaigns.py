@@ -22,7 +22,7 @@ from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from api.auth import AdminCaller, Caller, Scope, require
 from api.deps import ClickHouseDep, SettingsDep
-from api.params import TimeRangeDep
+from api.params import TagQuery, TimeRangeDep
 from api.privacy.audit import actor_of, record_action
 from api.queries.campaigns import (
     CampaignFilter,
@@ -36,6 +36,8 @@ from api.queries.campaigns import (
 from api.queries.segments import load_segment
 from api.routing import GuardedRoute
 from schemas.campaigns import CAMPAIGN_CHANNELS, CANCELLABLE, DELETABLE
+from schemas.segments import load_rule
+from schemas.tags import campaign_tags
 from schemas.time import now_ms
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], route_class=GuardedRoute)
@@ -160,6 +162,8 @@ class CampaignReport(BaseModel):
     uplift: float
     uplift_ci_low: float
     uplift_ci_high: float
+    # Derived from its rule, offer and outcome each time (schemas/tags.py).
+    tags: list[str]
 
 
 class CampaignReports(BaseModel):
@@ -215,6 +219,8 @@ async def _reports(
         reports = outcomes(clickhouse, found, settings.attribution_window_s, now_ms())
         for report, campaign in zip(reports, found, strict=True):
             report["rules"] = campaign["rules"]
+            offer = {**report, "product": campaign["product"]}
+            report["tags"] = campaign_tags(load_rule(campaign["rules"]), offer)
         return reports
 
     return await asyncio.to_thread(run)
@@ -227,10 +233,13 @@ async def list_campaigns(
     settings: SettingsDep,
     span: TimeRangeDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    tag: TagQuery = None,
 ) -> dict[str, Any]:
-    """Campaigns created in [from, to) (default: the last 7 days), newest first."""
-    where = CampaignFilter(None, span.start_ms, span.end_ms, limit)
-    return {"rows": await _reports(clickhouse, settings, where)}
+    """Campaigns created in [from, to) (default: the last 7 days), newest first; with
+    ``tag``, those of them carrying it."""
+    where = CampaignFilter(None, span.start_ms, span.end_ms, limit if tag is None else None)
+    rows = await _reports(clickhouse, settings, where)
+    return {"rows": [r for r in rows if tag is None or tag in r["tags"]][:limit]}
 
 
 @router.get("/{campaign_id}", response_model=CampaignDetail)

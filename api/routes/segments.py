@@ -17,12 +17,14 @@ from pydantic import BaseModel, Field, ValidationError
 
 from api.auth import AdminCaller
 from api.deps import ClickHouseDep
+from api.params import TagQuery
 from api.privacy.audit import actor_of, record_action
 from api.queries.segments import StoredSegment, list_segments, load_segment, preview, save_segment
 from api.routing import GuardedRoute
 from api.segment_llm import SuggesterDep
 from schemas.segment_phrases import parse_phrase
 from schemas.segments import Condition, Group, load_rule
+from schemas.tags import segment_tags
 from schemas.time import from_ms, now_ms
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"], route_class=GuardedRoute)
@@ -42,6 +44,8 @@ class SegmentResponse(BaseModel):
     description: str
     rules: Group
     created_at: datetime
+    # Derived from the rule each time (schemas/tags.py): e.g. win-back, high-value.
+    tags: list[str]
 
 
 class SegmentList(BaseModel):
@@ -97,6 +101,7 @@ def _response(segment: StoredSegment) -> SegmentResponse:
         description=segment.description,
         rules=segment.rules,
         created_at=segment.created_at,
+        tags=segment_tags(segment.rules),
     )
 
 
@@ -122,9 +127,12 @@ async def get_segments(
     caller: AdminCaller,
     clickhouse: ClickHouseDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    tag: TagQuery = None,
 ) -> SegmentList:
-    found = await asyncio.to_thread(list_segments, clickhouse, limit)
-    return SegmentList(segments=[_response(s) for s in found])
+    """The newest segments; with ``tag``, the newest of those carrying it."""
+    found = await asyncio.to_thread(list_segments, clickhouse, limit if tag is None else None)
+    answers = [_response(s) for s in found]
+    return SegmentList(segments=[a for a in answers if tag is None or tag in a.tags][:limit])
 
 
 async def _stored(clickhouse: ClickHouseDep, segment_id: str) -> StoredSegment:

@@ -217,3 +217,37 @@ def test_a_campaign_stored_with_year_one_is_listed_and_can_be_deleted(
     assert listed.status_code == 200, listed.text
     assert poison["campaign_id"] in {row["campaign_id"] for row in listed.json()["rows"]}
     assert http.delete(f"/v1/campaigns/{poison['campaign_id']}", headers=ADMIN).status_code == 200
+
+
+def test_campaigns_carry_auto_tags_and_filter_by_them(http: httpx.Client):
+    """Tags from the audience rule and the offer; the list filters by one."""
+    rules = {"op": "AND", "rules": [{"field": "tier", "op": "=", "value": "vip"}]}
+    vip = http.post("/v1/segments", json={"name": "vips", "rules": rules}, headers=ADMIN)
+    later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    bodies = {
+        "deep": {"discount_percent": 30, "holdout_share": 0.2, "product": "p-1"},
+        "plain": {"discount_percent": 5, "holdout_share": 0},
+    }
+    made = {}
+    for name, offer in bodies.items():
+        body = {"name": name, "segment_id": vip.json()["segment_id"], **offer}
+        created = http.post(
+            "/v1/campaigns", json={**body, "schedule": {"send_at": later}}, headers=ADMIN
+        )
+        assert created.status_code == 202, created.text
+        made[created.json()["campaign_id"]] = name
+    tags = {made[r["campaign_id"]]: r["tags"] for r in listed(http) if r["campaign_id"] in made}
+    assert tags == {
+        "deep": ["high-value", "vip", "deep-discount", "product"],
+        "plain": ["high-value", "vip", "discount", "no-holdout"],
+    }
+    assert {made.get(r["campaign_id"]) for r in listed(http, tag="no-holdout")} >= {"plain"}
+    assert "deep" not in {made.get(r["campaign_id"]) for r in listed(http, tag="no-holdout")}
+    assert all("no-holdout" in r["tags"] for r in listed(http, tag="no-holdout"))
+    assert http.get("/v1/campaigns", params={"tag": "cheap"}, headers=ADMIN).status_code == 422
+
+
+def listed(http: httpx.Client, **params: str) -> list[dict]:
+    response = http.get("/v1/campaigns", params=params, headers=ADMIN)
+    assert response.status_code == 200, response.text
+    return response.json()["rows"]

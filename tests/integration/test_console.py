@@ -534,3 +534,24 @@ def test_a_messages_receipts_read_in_the_order_they_happened(clickhouse: Client)
     )
     steps = message_steps(receipts_of(clickhouse, user))
     assert [(r["channel"], r["status"]) for r in steps] == [(c, s) for c, s, _ in happened]
+
+
+def test_segments_and_campaigns_pages_show_auto_tags_and_filter_by_them(server: str):
+    with signed_in(server, ADMIN_KEY) as client:
+        csrf = csrf_of(client.get("/console/segments").text)
+        rules = {"op": "AND", "rules": [{"field": "last_seen", "op": "inactive_days", "value": 45}]}
+        saved = client.post(
+            "/console/api/segments",
+            json={"name": "lapsed", "description": "", "rules": rules},
+            headers={"X-CSRF-Token": csrf, "Origin": server},
+        )
+        assert saved.status_code == 200, saved.text
+        listed = client.get("/console/segments")
+        assert '<a class="tag" href="/console/segments?tag=win-back"' in listed.text
+        only = client.get("/console/segments", params={"tag": "win-back"})
+        assert 'id="tag-filter"' in only.text and "lapsed" in only.text
+        assert "lapsed" not in client.get("/console/segments", params={"tag": "geo"}).text
+        unknown = client.get("/console/segments", params={"tag": "<b>x</b>"})
+        assert unknown.status_code == 200 and "No such tag" in unknown.text
+        assert "<b>x</b>" not in unknown.text
+        assert 'id="tag-filter"' in client.get("/console/campaigns", params={"tag": "vip"}).text

@@ -8,6 +8,7 @@
   or bound (the data stays intact).
 """
 
+import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -372,3 +373,39 @@ def test_parse_asks_a_configured_language_model_only_for_what_it_cannot_read(api
     assert plain.json()["source"] == "phrases"
     assert odd.status_code == 200 and odd.json()["source"] == "llm"
     assert asked == ["our best people"]
+
+
+# --- auto-tags --------------------------------------------------------------------------
+
+
+def test_segments_carry_auto_tags_and_filter_by_them(api: TestClient):
+    made = {}
+    for name, phrase in [
+        ("lapsed big spenders", "customers who spent over 5000 but haven't visited in 30 days"),
+        ("lapsed", "customers who haven't visited in 60 days"),
+        ("germany", None),
+    ]:
+        if phrase is None:
+            rules = {"op": "AND", "rules": [{"field": "country", "op": "=", "value": "DE"}]}
+        else:
+            parsed = api.post("/v1/segments/parse", json={"text": phrase}, headers=ADMIN)
+            rules = parsed.json()["rules"]
+        name = f"{name} {uuid.uuid4().hex[:6]}"
+        created = api.post("/v1/segments", json={"name": name, "rules": rules}, headers=ADMIN)
+        assert created.status_code == 201, created.text
+        made[created.json()["segment_id"]] = created.json()["tags"]
+    assert sorted(made.values()) == [["geo"], ["win-back"], ["win-back", "high-value"]]
+
+    def listed(**params: str) -> dict[str, list[str]]:
+        response = api.get("/v1/segments", params=params, headers=ADMIN)
+        assert response.status_code == 200, response.text
+        return {s["segment_id"]: s["tags"] for s in response.json()["segments"]}
+
+    assert {k: v for k, v in listed().items() if k in made} == made
+    win_back = {k for k, v in made.items() if "win-back" in v}
+    assert set(listed(tag="win-back")) & set(made) == win_back
+    assert all("win-back" in tags for tags in listed(tag="win-back").values())
+    assert set(listed(tag="geo", limit="1")) <= {k for k, v in made.items() if "geo" in v}
+    unknown = api.get("/v1/segments", params={"tag": "big-spender"}, headers=ADMIN)
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"][0]["loc"] == ["query", "tag"]
