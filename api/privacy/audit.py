@@ -15,8 +15,8 @@ COLUMNS = list(AUDIT_COLUMNS)
 
 
 def actor_of(caller: Caller) -> str:
-    # The key's hash names the operator's key without holding the secret.
-    return f"admin:{caller.key_hash[:12]}"
+    # The key's hash names the operator's (or store backend's) key without holding the secret.
+    return f"{caller.scope.value}:{caller.key_hash[:12]}"
 
 
 def subject_hash(user_key: str) -> str:

@@ -26,6 +26,7 @@ from api.queries.funnel import BREAKDOWN_COLUMNS, funnel
 from api.queries.not_sent import not_sent
 from api.queries.nudges import nudge_outcomes
 from api.queries.opt_outs import opt_outs
+from api.queries.referrals import ReferralRow, referral_funnel
 from api.queries.series import Metric, dead_letters, timeseries
 from api.queries.uplift import uplift
 from api.routing import GuardedRoute
@@ -260,6 +261,22 @@ def get_opt_outs(
 ) -> dict[str, Any]:
     check_buckets(span, step_s)
     rows = run_query(opt_outs, clickhouse, step_s, span)
+    return {"rows": [asdict(row) for row in rows]}
+
+
+class ReferralsResponse(BaseModel):
+    rows: list[ReferralRow]
+
+
+@router.get(
+    "/referrals",
+    response_model=ReferralsResponse,
+    summary="Referral funnel per link: visitors, sign-ups, buyers, orders, revenue",
+)
+def get_referrals(caller: ReadCaller, clickhouse: ClickHouseDep, span: TimeRangeDep) -> dict:
+    """Visitors who first came through a referral link in [from, to), and what they did
+    by ``to`` (api/queries/referrals.py says exactly what counts)."""
+    rows = run_query(referral_funnel, clickhouse, span)
     return {"rows": [asdict(row) for row in rows]}
 
 

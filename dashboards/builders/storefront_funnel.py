@@ -47,6 +47,17 @@ BREAKDOWNS = [
 ]
 
 
+REFERRAL_COLUMNS: list[Column] = [
+    ("code", "string"),
+    ("referrer", "string"),
+    ("visitors", "number"),
+    ("signed_up", "number"),
+    ("buyers", "number"),
+    ("orders", "number"),
+    ("revenue", "number"),
+]
+
+
 def per_interval(title: str, description: str, metric: str, height: int) -> timeseries.Panel:
     return panel(timeseries.Panel(), title, description, [series(metric)], (12, height)).legend(
         legend(False)
@@ -140,6 +151,19 @@ def build() -> dashboard_models.Dashboard:
         [by],
         (12, 10),
     ).sort_by([TableSortByFieldState().display_name("users").desc(True)])
+    referrals = (
+        panel(
+            table.Panel(),
+            "Referral links: visitors → sign-ups → buyers",
+            "New customers who first came through a shopper's referral link in the range, "
+            "and what they did by its end (sign-ups, orders, revenue), per link and its "
+            "referrer (api/queries/referrals.py).",
+            [api_query("/v1/metrics/referrals", TIME_RANGE, REFERRAL_COLUMNS)],
+            (24, 8),
+        )
+        .sort_by([TableSortByFieldState().display_name("visitors").desc(True)])
+        .decimals(2)
+    )
     panels = [
         steps,
         units(conversion, "percentunit", *CONVERSIONS),
@@ -162,6 +186,7 @@ def build() -> dashboard_models.Dashboard:
         ).decimals(2),
         by_breakdown,
         units(funnel_table, "percentunit", *CONVERSIONS),
+        referrals,
     ]
     variables = [
         textbox(

@@ -324,6 +324,13 @@ def stack(
                 f"{len(events)} events in the warehouse (worker log: {tmp / 'w.log'})",
                 interval_s=1.0,
             )
+            referred = refer_a_friend(api, events)
+            support.wait_for(
+                lambda: warehouse_count(clickhouse, [referred]) >= 3,
+                60,
+                "the referred visitor's events in the warehouse",
+                interval_s=0.5,
+            )
             launcher.start()
             launch_campaign(api)
             reply_stop(api, events)
@@ -342,6 +349,41 @@ def stack(
         worker.stop(15)
     log = (tmp / "w.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+def refer_a_friend(api: str, events: list[dict[str, Any]]) -> str:
+    """The referrals panel needs a referral: a simulated shopper's link brings a new
+    visitor who signs up and orders. Returns the visitor's anonymous id."""
+    referrer = next(e["user_id"] for e in events if e.get("user_id"))
+    made = httpx.post(
+        f"{api}/v1/referrals",
+        json={"user_id": referrer},
+        headers={"Authorization": f"Bearer {SERVER_KEY}"},
+    )
+    assert made.status_code == 201, made.text
+    code, anon = made.json()["code"], f"referred-{uuid.uuid4().hex[:8]}"
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    landing = {"campaign": {"source": "referral", "medium": "link", "name": code}}
+
+    def sent(name: str, seconds: int, key: str, **fields: Any) -> None:
+        event = {
+            "event_id": str(uuid.uuid4()),
+            "name": name,
+            "timestamp": (at + timedelta(seconds=seconds)).isoformat(),
+            "anonymous_id": anon,
+            **fields,
+        }
+        answer = httpx.post(
+            f"{api}/v1/track", json={"batch": [event]}, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert answer.status_code == 202 and not answer.json()["rejected"], answer.text
+
+    sent("page_view", 0, WRITE_KEY, properties={"url": "https://shop.example/"}, context=landing)
+    sent("identify", 5, WRITE_KEY, user_id=f"friend-{anon}", properties={})
+    line = {"product_id": "p-ref", "quantity": 1, "amount": 42.0}
+    order = {"order_id": f"o-{anon}", "items": [line], "total": 42.0, "currency": "EUR"}
+    sent("order_placed", 30, SERVER_KEY, user_id=f"friend-{anon}", properties=order)
+    return anon
 
 
 def reply_stop(api: str, events: list[dict[str, Any]]) -> None:

@@ -152,6 +152,14 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
     ),
     # A tracked link is its own credential (signed); a garbled one is a 404 page for all.
     ("GET", "/v1/r/{token}"): ("/v1/r/not-a-token", {}, everyone(404)),
+    # Referral links: minted for a shopper by their store's backend or an operator, never
+    # by a page's public key; following one needs no key (it lands on the storefront).
+    ("POST", "/v1/referrals"): (
+        "/v1/referrals",
+        {"json": {"user_id": "sec-referrer"}},
+        only(201, "server", "admin"),
+    ),
+    ("GET", "/v1/ref/{code}"): ("/v1/ref/abcdefghijkl", {}, everyone(302)),
     # The catalog: store backends write it; read and admin keys may look at it.
     ("PUT", "/v1/products"): ("/v1/products", {"json": {}}, only(422, "server")),
     ("GET", "/v1/products/{product_id}"): (
@@ -234,6 +242,11 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
     ),
     ("GET", "/v1/metrics/opt_outs"): (f"/v1/metrics/opt_outs?{SPAN}", {}, only(200, "read")),
     ("GET", "/v1/metrics/costs"): (f"/v1/metrics/costs?{SPAN}", {}, only(200, "read")),
+    ("GET", "/v1/metrics/referrals"): (
+        f"/v1/metrics/referrals?{SPAN}",
+        {},
+        only(200, "read"),
+    ),
     ("GET", "/v1/users/{user_id}/profile"): ("/v1/users/sec-nobody/profile", {}, only(200, "read")),
     # Segments and campaigns (admin; campaign reports also read). Bodies are left empty:
     # the table is about who gets past authentication, not the payloads.
