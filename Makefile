@@ -7,7 +7,7 @@ DATA_DIR ?= .local-stack
 # A demo's pace: the default rules with minutes for hours (the file says which differ).
 DEMO_RULES ?= pipeline/local/demo_rules.yaml
 
-.PHONY: install test lint format demo bench chromium segment-js clean chaos
+.PHONY: install test lint format demo bench chromium segment-js clean chaos soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,12 @@ test: install chromium segment-js lint
 # Long fault scenarios on the real parts; prints the chaos table (docs/reliability.md).
 chaos: install
 	$(BIN)/python -m tests.chaos
+
+# The whole local stack under simulated traffic at half a worker's rate; memory, lag,
+# errors and decisions per process, then a verdict (docs/reliability.md, "Soak").
+SOAK_MINUTES ?= 30
+soak: install
+	$(BIN)/python -m tests.soak --minutes $(SOAK_MINUTES)
 
 demo: install
 	INTENTFLOW_RULES=$(DEMO_RULES) $(BIN)/intentflow local up --data-dir $(DATA_DIR) --simulate
