@@ -31,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import clickhouse_connect
 import httpx
 
 from pipeline.local.simulate import generate_events, post_events
@@ -181,6 +182,22 @@ class ErrorLines:
         return self.count
 
 
+# chDB's own accounting of its memory: what it tracks (allocations), its mark and
+# primary-index caches, and mmapped files; printed to tell caches from a leak.
+CHDB_MEMORY = ("MemoryTracking", "MarkCacheBytes", "PrimaryIndexCacheBytes", "MMappedFileBytes")
+
+
+def chdb_memory(client: Any) -> dict[str, float]:
+    try:
+        rows = client.query(
+            "SELECT metric, value FROM system.metrics WHERE metric IN %(names)s",
+            parameters={"names": CHDB_MEMORY},
+        ).result_rows
+    except Exception as exc:  # a figure for the printout, never the soak's failure
+        return {"unreadable": 0.0, type(exc).__name__: 0.0}
+    return {metric: float(value) for metric, value in rows}
+
+
 def summed(samples: support.MetricSamples, name: str) -> float:
     return sum(v for (n, _), v in samples.items() if n == name)
 
@@ -238,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     threads: list[threading.Thread] = []
     series: dict[str, list[Sample]] = {}
     produced: list[tuple[float, float]] = []
+    chdb_figures: list[tuple[float, dict[str, float]]] = []
     try:
 
         def up() -> bool:
@@ -251,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         pids = {name: pid_running(stack.pid, fragment) for name, fragment in _BY_COMMAND.items()}
         logs = {name: ErrorLines(data_dir / "logs" / f"{name}.log") for name in [*metrics, *pids]}
         keys = read_env_file(data_dir / "local.env")
+        warehouse = clickhouse_connect.get_client(
+            dsn=keys["INTENTFLOW_CLICKHOUSE_URL"], connect_timeout=10, send_receive_timeout=30
+        )
 
         threads = senders(api, keys, args, stop, traffic)
         # Errors are counted from here: Tansu logs an ERROR for a consumer group it has
@@ -287,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                     Sample(now, proc_rss(pid), None, logs[name].read(), 0.0)
                 )
             produced.append((now, records_out))
+            chdb_figures.append((now, chdb_memory(warehouse)))
             if stack.poll() is not None:
                 raise RuntimeError(f"the stack exited:\n{log_path.read_text()[-3000:]}")
             if now >= args.minutes * 60:
@@ -341,6 +363,13 @@ def main(argv: list[str] | None = None) -> int:
         if any(s.lag is not None for s in samples):
             marks.append(each_minute(samples, lambda s: "—" if s.lag is None else f"{s.lag:.0f}"))
         print(f"  {name:<13} " + "  |  ".join(marks))
+    warm_chdb = next((f for t, f in chdb_figures if t >= warmup_s), chdb_figures[-1][1])
+    end_chdb = chdb_figures[-1][1]
+    changes = [
+        f"{name} {warm_chdb.get(name, 0) / MB:.0f} → {end_chdb.get(name, 0) / MB:.0f}"
+        for name in CHDB_MEMORY
+    ]
+    print("warehouse, chDB's own accounting at warm-up → end (MB): " + ", ".join(changes))
     print(judgement.verdict())
     print(f"logs: {root}")
     return 0 if judgement.ok else 1
