@@ -1,9 +1,11 @@
 """The soak's verdict: a pure function of the samples taken from each process.
 
 A process passes when, after warm-up, its resident memory ends within 10 % of what it
-was when warm-up ended, its consumer lag never exceeded the bound, and it logged no
-error. A process that may grow for a known reason (Tansu keeps every record in
-memory) is named with its reason and judged against its own bound instead.
+was when warm-up ended, its consumer lag never exceeded the bound and did not keep
+growing (it ends above twice its value when warm-up ended, and above a tenth of the
+bound, so that noise around a small lag is not growth), and it logged no error. A
+process that may grow for a known reason (Tansu keeps every record in memory) is
+named with its reason and judged against its own bound instead.
 """
 
 from collections.abc import Mapping, Sequence
@@ -114,6 +116,16 @@ def judge(
             judgement.failures.append(
                 f"{process}: lag reached {figures.max_lag:.0f} records after warm-up "
                 f"(bound {lag_bound:.0f})"
+            )
+        elif (
+            warm.lag is not None
+            and end.lag is not None
+            and end.lag > 2 * warm.lag
+            and end.lag > lag_bound / 10
+        ):
+            judgement.failures.append(
+                f"{process}: lag growing, {warm.lag:.0f} → {end.lag:.0f} records after "
+                "warm-up (not keeping up)"
             )
         if figures.errors:
             judgement.failures.append(f"{process}: {figures.errors:.0f} errors")

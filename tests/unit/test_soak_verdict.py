@@ -54,6 +54,21 @@ def test_lag_over_its_bound_after_warmup_fails_but_not_during_warmup() -> None:
     assert judgement.failures == ["worker-0: lag reached 1500 records after warm-up (bound 1000)"]
 
 
+def test_a_lag_that_keeps_growing_fails_even_under_its_bound() -> None:
+    def lagging(lags: list[float]) -> list[Sample]:
+        return [Sample(30.0 * i, 100 * MB, lag, 0.0, 0.0) for i, lag in enumerate(lags)]
+
+    # Under the bound (1000) but it trebled after warm-up: the worker is not keeping up.
+    judgement = judge({"worker-0": lagging([0, 50, 300, 600, 900])}, WARMUP_S, LAG_BOUND)
+    assert judgement.failures == [
+        "worker-0: lag growing, 300 → 900 records after warm-up (not keeping up)"
+    ]
+    # Noise around a small lag is not growth (under a tenth of the bound).
+    assert judge({"worker-0": lagging([0, 5, 10, 40, 90])}, WARMUP_S, LAG_BOUND).ok
+    # Nor is a lag that came back down.
+    assert judge({"worker-0": lagging([0, 500, 300, 900, 400])}, WARMUP_S, LAG_BOUND).ok
+
+
 def test_any_error_fails_naming_the_process() -> None:
     judgement = judge({"api": steady([100] * 4, errors=2)}, WARMUP_S, LAG_BOUND)
     assert judgement.failures == ["api: 2 errors"]
