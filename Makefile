@@ -7,7 +7,7 @@ DATA_DIR ?= .local-stack
 # A demo's pace: the default rules with minutes for hours (the file says which differ).
 DEMO_RULES ?= pipeline/local/demo_rules.yaml
 
-.PHONY: install test lint format demo bench chromium segment-js clean chaos
+.PHONY: install test lint format demo bench chromium promtool segment-js clean chaos soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ chromium:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# The pipeline-health dashboard's PromQL is evaluated by a real Prometheus scraping the
+# local stack (tests/integration/test_dashboard_promql_live.py): Debian's package.
+promtool:
+	@test -x /usr/bin/prometheus || { \
+	  echo "installing Debian's prometheus for the dashboard's PromQL test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
 # Segment's browser client (analytics-next) for the browser test of /segment/v1: npm ci
 # from the committed lock into a gitignored node_modules; node and npm are on the machine.
 SEGMENT_JS := tests/e2e/segment_js
@@ -43,12 +50,18 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install chromium segment-js lint
+test: install chromium promtool segment-js lint
 	$(BIN)/python -m pytest -q
 
 # Long fault scenarios on the real parts; prints the chaos table (docs/reliability.md).
 chaos: install
 	$(BIN)/python -m tests.chaos
+
+# The whole local stack under simulated traffic at half a worker's rate; memory, lag,
+# errors and decisions per process, then a verdict (docs/reliability.md, "Soak").
+SOAK_MINUTES ?= 30
+soak: install
+	$(BIN)/python -m tests.soak --minutes $(SOAK_MINUTES)
 
 demo: install
 	INTENTFLOW_RULES=$(DEMO_RULES) $(BIN)/intentflow local up --data-dir $(DATA_DIR) --simulate

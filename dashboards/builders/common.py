@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.builders import prometheus
 from grafana_foundation_sdk.models import dashboard as dashboard_models
 from grafana_foundation_sdk.models.common import DataSourceRef
 
@@ -20,6 +21,10 @@ from dashboards.builders import infinity
 API = DataSourceRef(type_val=infinity.PLUGIN_ID, uid="intentflow-api")
 # The same API, keeping non-2xx bodies: /v1/health answers 503 with the component list.
 HEALTH = DataSourceRef(type_val=infinity.PLUGIN_ID, uid="intentflow-health")
+
+# The stack's Prometheus (dashboards/provisioning/datasources/prometheus.yaml): the
+# processes' own /metrics (docs/production.md, "Metrics"). Built into Grafana.
+PROMETHEUS = DataSourceRef(type_val="prometheus", uid="intentflow-prometheus")
 
 # Grafana's time range and interval, interpolated by Grafana before the request.
 TIME_RANGE = (("from", "${__from:date:iso}"), ("to", "${__to:date:iso}"))
@@ -67,11 +72,25 @@ def series(
     return api_query("/v1/metrics/timeseries", params, columns, computed=computed)
 
 
+def promql(expr: str, legend_format: str, ref_id: str = "A") -> prometheus.Dataquery:
+    """A PromQL range query on the stack's Prometheus; ``legend_format`` names each
+    series from its labels (``{{topic}}``). Rates use Grafana's ``$__rate_interval``
+    (at least four scrape intervals, so a rate always spans two samples)."""
+    return (
+        prometheus.Dataquery()
+        .ref_id(ref_id)
+        .datasource(PROMETHEUS)
+        .expr(expr)
+        .legend_format(legend_format)
+        .range()
+    )
+
+
 def panel(
     builder: PanelBuilder,
     title: str,
     description: str,
-    queries: Sequence[infinity.QueryBuilder],
+    queries: Sequence[infinity.QueryBuilder | prometheus.Dataquery],
     size: tuple[int, int],
 ) -> PanelBuilder:
     """A panel of any kind, ``size`` (width of 24 columns, height) wide, reading

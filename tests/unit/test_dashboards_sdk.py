@@ -10,6 +10,7 @@ import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.cog.plugins import register_default_plugins
 from grafana_foundation_sdk.models.dashboard import Dashboard, Panel
+from grafana_foundation_sdk.models.prometheus import Dataquery as PrometheusQuery
 
 from dashboards import generate
 from dashboards.builders import infinity
@@ -19,7 +20,8 @@ NAMES = sorted(generate.DASHBOARDS)
 
 @pytest.fixture(scope="module", autouse=True)
 def sdk_decoders() -> None:
-    # The SDK's decoders for core panels and queries, and ours for Infinity's query.
+    # The SDK's decoders for core panels and queries (Prometheus's among them), and ours
+    # for Infinity's query.
     register_default_plugins()
     infinity.register()
 
@@ -70,7 +72,11 @@ def test_the_sdk_decodes_every_dashboard_into_its_types_without_loss(name: str) 
         assert isinstance(panel, Panel), panel
         assert panel.targets, panel.title
         for target in panel.targets:
-            assert isinstance(target, infinity.Query), f"{panel.title}: {type(target)}"
+            assert isinstance(target, infinity.Query | PrometheusQuery), (
+                f"{panel.title}: {type(target)}"
+            )
+            if isinstance(target, PrometheusQuery):
+                assert target.expr and target.datasource, panel.title
         # A panel kind the SDK knows gets its options decoded into that kind's type.
         assert not isinstance(panel.options, dict), f"{panel.title}: options left untyped"
     encoded = json.loads(json.dumps(decoded, cls=JSONEncoder))
