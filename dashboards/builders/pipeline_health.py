@@ -179,6 +179,12 @@ PROMQL: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
             )
         ],
     ),
+    "Channels paused, as the dispatcher sees them": (
+        "1 while the dispatcher holds sends on a channel an operator paused; back to 0 "
+        "once it has seen the resume (it polls the switches every control_poll_s).",
+        "short",
+        [("max by (channel) (intentflow_channel_paused)", "{{channel}}")],
+    ),
     "Processes up": (
         "Every process Prometheus scrapes: 1 while its /metrics answers, 0 when not.",
         "short",
