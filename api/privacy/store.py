@@ -15,7 +15,7 @@ consent and phone in use stay as they were (docs/dispatch.md).
 
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +53,16 @@ class StoredPhone:
     masked: str
     # Set when the phone was kept pending instead of applied, with the reason.
     pending: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentWrite:
+    """A planned consent write (``PrivacyStore.plan``), stored by ``PrivacyStore.write``."""
+
+    stored: dict[str, StoredPhone]
+    inserts: list[tuple[str, list[list], list[str]]]
+    # The phone hashes it puts in use, per user key.
+    phones: dict[str, set[str]]
 
 
 def opt_out_event_id(channel: str, provider_event_id: str, user_key: str) -> str:
@@ -217,14 +227,32 @@ class PrivacyStore:
 
         A phone offered without trust in place of a user's phone is stored pending, and
         its decision is not applied (the returned ``StoredPhone.pending`` says why)."""
+        planned = self.plan(decisions)
+        self.write(planned)
+        return planned.stored
+
+    def write(self, planned: "ConsentWrite") -> None:
+        """Store what ``plan`` decided; returns once all of it is stored."""
+        self._insert_all(planned.inserts)
+
+    def plan(
+        self, decisions: list[ConsentDecision], unwritten: Mapping[str, set[str]] | None = None
+    ) -> "ConsentWrite":
+        """Read what the decisions depend on and decide them: the rows to insert and each
+        phone's ref. Stores only the data keys it creates (before any phone sealed with
+        them). ``unwritten``: phone hashes per user key that writes planned before this one
+        put in use and that may not be stored yet; they count as in use."""
         if not decisions:
-            return {}
+            return ConsentWrite({}, [], {})
         with_phone = [d for d in decisions if d.phone]
         keys, new_keys, related, in_use = self._lookup(with_phone)
+        for user_key, hashes in (unwritten or {}).items():
+            in_use.setdefault(user_key, set()).update(hashes)
         if new_keys:
             # Before any phone sealed with them: a phone is never stored unreadable.
             self._insert_keys(new_keys)
         stored: dict[str, StoredPhone] = {}
+        phones: dict[str, set[str]] = {}
         phone_rows, pending_rows, pending_ids = [], [], set()
         now = datetime.now(UTC)
         for decision in with_phone:
@@ -263,6 +291,7 @@ class PrivacyStore:
                 )
                 continue
             in_use.setdefault(decision.user_key, set()).add(hashed)
+            phones.setdefault(decision.user_key, set()).add(hashed)
             stored[decision.event_id] = ref
             phone_rows.append(
                 [
@@ -288,8 +317,7 @@ class PrivacyStore:
                 for d in applied
             ]
             inserts.append((CONSENTS, consent_rows, _CONSENT_COLUMNS))
-        self._insert_all(inserts)
-        return stored
+        return ConsentWrite(stored, inserts, phones)
 
     def _insert_all(self, inserts: list[tuple[str, list[list], list[str]]]) -> None:
         """One multi-row INSERT per table, all at once (their round trips overlap); returns

@@ -17,7 +17,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from api.privacy.store import PrivacyStore
+from api.privacy.store import ConsentWrite, PrivacyStore
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.ports import free_port
 from schemas.dispatch_tables import PHONE_CHANGE_NEEDS_VERIFICATION
@@ -260,16 +260,16 @@ def held_consent_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
         "release": threading.Event(),
         "fail": False,
     }
-    record = PrivacyStore.record
+    write = PrivacyStore.write
 
-    def held(self: PrivacyStore, decisions: list) -> dict:
+    def held(self: PrivacyStore, planned: ConsentWrite) -> None:
         gate["entered"].set()
         assert gate["release"].wait(30), "the test never released the consent write"
         if gate["fail"]:
             raise ConnectionError("consent store down (test)")
-        return record(self, decisions)
+        write(self, planned)
 
-    monkeypatch.setattr(PrivacyStore, "record", held)
+    monkeypatch.setattr(PrivacyStore, "write", held)
     yield gate
     gate["release"].set()
 

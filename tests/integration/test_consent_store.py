@@ -1,14 +1,18 @@
 """The consent store's write (api/privacy/store.py) against a real warehouse: what its one
 read statement finds decides a write key's phone change, under linked keys too."""
 
+import asyncio
+import threading
 import uuid
 from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
-from api.privacy.store import ConsentDecision, PrivacyStore
+from api.privacy.consent import ConsentRecorder
+from api.privacy.store import ConsentDecision, ConsentWrite, PrivacyStore
 from schemas import pii
 from schemas.dispatch_tables import PHONE_CHANGE_NEEDS_VERIFICATION, PII_KEYS, PII_PHONES
+from schemas.warehouse import warehouse_client
 
 MASTER = pii.MasterKey.from_secret("test-pii-master-key")
 
@@ -82,3 +86,42 @@ def test_a_phone_stored_before_its_hash_is_opened_to_check_a_change(clickhouse: 
         f"SELECT count() FROM {PII_KEYS} WHERE user_key = {{u:String}}", parameters={"u": user}
     ).result_rows
     assert keys == [(1,)]
+
+
+async def test_a_group_is_written_while_an_earlier_one_is_held_and_counts_its_phone(
+    warehouse: str, clickhouse: Client
+):
+    # The API's own kind of client: no server session, so statements may overlap.
+    store = PrivacyStore(warehouse_client(warehouse, clickhouse.database, timeout_s=30), MASTER)
+    entered, release = threading.Event(), threading.Event()
+    write = store.write
+
+    def first_held(planned: ConsentWrite) -> None:
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(30), "never released"
+        write(planned)
+
+    store.write = first_held  # type: ignore[method-assign]
+    recorder = ConsentRecorder(store)
+    user = f"user-{uuid.uuid4()}"
+    first = decision(user, "+12025550191")
+    first_answer = asyncio.ensure_future(recorder.record([first]))
+    await asyncio.to_thread(entered.wait, 20)
+
+    # The next group is planned and stored while the first is still being written; the
+    # first's phone counts as in use, so a write key's other phone for the user is pending.
+    change, stranger = decision(user, "+12025550192"), decision(f"anon-{uuid.uuid4()}", None)
+    try:
+        second = await asyncio.wait_for(recorder.record([change, stranger]), 20)
+        assert not first_answer.done()
+    finally:
+        release.set()
+    assert second[change.event_id].pending == PHONE_CHANGE_NEEDS_VERIFICATION
+    assert (await first_answer)[first.event_id].pending is None
+    assert [c["granted"] for c in store.consents(user)] == [True]
+    [(masked,)] = clickhouse.query(
+        f"SELECT masked FROM {PII_PHONES} FINAL WHERE user_key = {{u:String}}",
+        parameters={"u": user},
+    ).result_rows
+    assert masked.endswith("0191")
