@@ -67,13 +67,15 @@ class ConsentRecorder:
     warehouse round trips, and a group's inserts do not hold up the next group.
 
     Planning (the reads a phone change is checked against, and new data keys) runs one
-    group at a time; up to ``max_writing`` planned groups are stored at once. A group
+    group at a time; up to ``max_writing`` planned groups are stored at once
+    (``INTENTFLOW_CONSENT_WRITERS``; with one, a group forms while the previous one is
+    planned and stored, the largest groups and the fewest statements). A group
     planned while an earlier one's phones may not be stored yet counts those phones as
     in use, so a write key cannot slip a second phone in between two writes: the check
     is as strict as when the writes ran one after the other. A group's callers get its
     answer once all of it is stored (or its error)."""
 
-    def __init__(self, store: PrivacyStore, max_writing: int = 2) -> None:
+    def __init__(self, store: PrivacyStore, max_writing: int = 1) -> None:
         self._store = store
         self._waiting: list[tuple[list[ConsentDecision], asyncio.Future]] = []
         self._planner: asyncio.Task | None = None
@@ -152,7 +154,9 @@ async def protect_consents(
         recorder = _recorders.get(resources)
         if recorder is None:
             # Building the store connects to the warehouse: inside the guard.
-            recorder = _recorders[resources] = ConsentRecorder(privacy_store(resources, settings))
+            recorder = _recorders[resources] = ConsentRecorder(
+                privacy_store(resources, settings), settings.consent_writers
+            )
         stored = await recorder.record([_decision(e, trusted) for e in consents])
     except Exception as exc:
         raise ConsentStoreUnavailable(type(exc).__name__) from exc

@@ -103,7 +103,7 @@ async def test_a_group_is_written_while_an_earlier_one_is_held_and_counts_its_ph
         write(planned)
 
     store.write = first_held  # type: ignore[method-assign]
-    recorder = ConsentRecorder(store)
+    recorder = ConsentRecorder(store, max_writing=2)
     user = f"user-{uuid.uuid4()}"
     first = decision(user, "+12025550191")
     first_answer = asyncio.ensure_future(recorder.record([first]))
