@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from api.auth import Scope, TrackCaller
 from api.deps import ResourcesDep, SettingsDep
 from api.privacy.consent import master_key, protect_consents
-from api.privacy.holds import user_holds
+from api.privacy.holds import split_held
 from api.privacy.traits import pseudonymise_ids, redact_events, seal_identity_traits
 from api.resources import Resources
 from api.routing import GuardedRoute
@@ -162,32 +162,28 @@ async def protect_and_publish(
     # No e-mail or phone in clear past this point (api/privacy/traits.py): ids first,
     # since the consent store keys by them.
     events = pseudonymise_ids(events, master)
-    holds = user_holds(resources)
-    held, free = holds.split(events)
+    held, free = split_held(events)
     if not held:
         free = redact_events(seal_identity_traits(free, master), master)
         await _publish(resources, free)
         return free, []
-    # The shoppers with a consent here (or still held by an earlier request) wait, all
-    # their events in order: consent is recorded and phones sealed before anything of
-    # theirs is produced (docs/dispatch.md). The others' events go while it is written.
-    with holds.holding(held) as earlier:
-        free = redact_events(seal_identity_traits(free, master), master)
-        sending = asyncio.ensure_future(_publish(resources, free))
-        try:
-            if earlier:
-                await asyncio.wait(earlier)
-            held, pending = await protect_consents(
-                held, resources, settings, trusted=scope is Scope.SERVER
-            )
-            held = redact_events(seal_identity_traits(held, master), master)
-            await _publish(resources, held)
-        finally:
-            # Answer only once the other shoppers' events are acknowledged too (or failed).
-            await asyncio.wait([sending])
-            failed = sending.exception()
-        if failed is not None:
-            raise failed
+    # The shoppers with a consent here wait, all their events in order: consent is
+    # recorded and phones sealed before anything of theirs is produced
+    # (docs/dispatch.md). The others' events go while it is written.
+    free = redact_events(seal_identity_traits(free, master), master)
+    sending = asyncio.ensure_future(_publish(resources, free))
+    try:
+        held, pending = await protect_consents(
+            held, resources, settings, trusted=scope is Scope.SERVER
+        )
+        held = redact_events(seal_identity_traits(held, master), master)
+        await _publish(resources, held)
+    finally:
+        # Answer only once the other shoppers' events are acknowledged too (or failed).
+        await asyncio.wait([sending])
+        failed = sending.exception()
+    if failed is not None:
+        raise failed
     return [*free, *held], pending
 
 

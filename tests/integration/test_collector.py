@@ -335,35 +335,6 @@ async def test_shoppers_without_a_consent_are_produced_while_the_consent_is_writ
     assert "2025550163" not in json.dumps([value for _, _, value in records])
 
 
-async def test_a_later_request_of_a_held_shopper_waits_for_the_earlier_consent(
-    http: httpx.Client, broker: str, held_consent_writes: dict[str, Any]
-):
-    shopper, other = f"anon-{uuid.uuid4()}", f"anon-{uuid.uuid4()}"
-    consent = event(
-        "consent", anonymous_id=shopper, properties={"channel": "email", "granted": False}
-    )
-    first = _post_in_background(http, [consent])
-    await asyncio.to_thread(held_consent_writes["entered"].wait, 20)
-    # A second request, without a consent, while the first one's write is held.
-    later, free = event("page_view", anonymous_id=shopper), event("page_view", anonymous_id=other)
-    second = _post_in_background(http, [later, free])
-    seen = await _until_on_topic(
-        broker, {free["event_id"]}, {free["event_id"], later["event_id"], consent["event_id"]}
-    )
-    assert seen == {free["event_id"]}
-    assert not second.done() and not first.done()
-
-    held_consent_writes["release"].set()
-    assert (await asyncio.to_thread(first.result, 30)).status_code == 202
-    assert (await asyncio.to_thread(second.result, 30)).json()["accepted"] == 2
-    records = await consume_raw(broker, {consent["event_id"], later["event_id"]})
-    # The revoke first, then what the shopper did after it.
-    assert [value["event_id"] for _, _, value in records] == [
-        consent["event_id"],
-        later["event_id"],
-    ]
-
-
 async def test_a_consent_store_failure_is_a_503_and_the_consenting_shopper_is_not_produced(
     http: httpx.Client, broker: str, held_consent_writes: dict[str, Any]
 ):
