@@ -24,6 +24,10 @@ class ApiSettings(CommonSettings):
     # reason): a tracker's offline queue fits, a history does not (docs/collector.md).
     max_event_age_days: int = Field(default=30, ge=1, le=3650)
     produce_timeout_s: float = 5.0
+    # Consent groups stored at once (docs/collector.md, "Consents in a batch"). One keeps
+    # groups largest: on a warehouse short of CPU (the local one, sharing the collector's
+    # cores) each statement costs more than the wait it saves.
+    consent_writers: int = Field(default=1, ge=1, le=8)
     # Meta's app secret (X-Hub-Signature-256 of WhatsApp webhooks) and the token of its
     # subscription handshake; Twilio's auth token (X-Twilio-Signature). A provider whose
     # secret is unset has its webhooks refused.

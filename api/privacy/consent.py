@@ -15,7 +15,7 @@ import functools
 import weakref
 
 from api.deps import ResourcesDep, SettingsDep
-from api.privacy.store import ConsentDecision, PrivacyStore
+from api.privacy.store import ConsentDecision, ConsentWrite, PrivacyStore
 from schemas import pii
 from schemas.events import Event
 
@@ -62,34 +62,78 @@ def _without_phone(event: Event, stored) -> Event:
 
 
 class ConsentRecorder:
-    """Group commit: the decisions of requests that arrive while a write is in flight go
-    together in the next one, so concurrent batches share the warehouse round trips."""
+    """Group commit, pipelined: the decisions of requests that arrive while a group is
+    being planned go together in the next group, so concurrent batches share the
+    warehouse round trips, and a group's inserts do not hold up the next group.
 
-    def __init__(self, store: PrivacyStore) -> None:
+    Planning (the reads a phone change is checked against, and new data keys) runs one
+    group at a time; up to ``max_writing`` planned groups are stored at once
+    (``INTENTFLOW_CONSENT_WRITERS``; with one, a group forms while the previous one is
+    planned and stored, the largest groups and the fewest statements). A group
+    planned while an earlier one's phones may not be stored yet counts those phones as
+    in use, so a write key cannot slip a second phone in between two writes: the check
+    is as strict as when the writes ran one after the other. A group's callers get its
+    answer once all of it is stored (or its error)."""
+
+    def __init__(self, store: PrivacyStore, max_writing: int = 1) -> None:
         self._store = store
         self._waiting: list[tuple[list[ConsentDecision], asyncio.Future]] = []
-        self._writer: asyncio.Task | None = None
+        self._planner: asyncio.Task | None = None
+        self._writing = asyncio.Semaphore(max_writing)
+        self._writes: set[asyncio.Task] = set()
+        # Phone hashes per user key that planned groups put in use, until stored.
+        self._unwritten: list[dict[str, set[str]]] = []
 
     async def record(self, decisions: list[ConsentDecision]) -> dict:
         done = asyncio.get_running_loop().create_future()
         self._waiting.append((decisions, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_while_waiting())
+        if self._planner is None or self._planner.done():
+            self._planner = asyncio.create_task(self._plan_while_waiting())
         return await done
 
-    async def _write_while_waiting(self) -> None:
+    def _in_use_unwritten(self) -> dict[str, set[str]]:
+        merged: dict[str, set[str]] = {}
+        for phones in self._unwritten:
+            for user_key, hashes in phones.items():
+                merged.setdefault(user_key, set()).update(hashes)
+        return merged
+
+    async def _plan_while_waiting(self) -> None:
         while self._waiting:
+            # A free writer first: while all are busy, more requests join the group.
+            await self._writing.acquire()
             group, self._waiting = self._waiting, []
             try:
-                stored = await asyncio.to_thread(
-                    self._store.record, [d for decisions, _ in group for d in decisions]
+                planned = await asyncio.to_thread(
+                    self._store.plan,
+                    [d for decisions, _ in group for d in decisions],
+                    self._in_use_unwritten(),
                 )
             except Exception as exc:
+                self._writing.release()
                 for _, done in group:
-                    done.set_exception(exc)
+                    if not done.done():
+                        done.set_exception(exc)
                 continue
+            self._unwritten.append(planned.phones)
+            task = asyncio.create_task(self._write(planned, group))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+
+    async def _write(self, planned: ConsentWrite, group: list) -> None:
+        try:
+            await asyncio.to_thread(self._store.write, planned)
+        except Exception as exc:
             for _, done in group:
-                done.set_result(stored)
+                if not done.done():
+                    done.set_exception(exc)
+        else:
+            for _, done in group:
+                if not done.done():
+                    done.set_result(planned.stored)
+        finally:
+            self._unwritten.remove(planned.phones)
+            self._writing.release()
 
 
 # One recorder per API process (per Resources), made on first use.
@@ -110,7 +154,9 @@ async def protect_consents(
         recorder = _recorders.get(resources)
         if recorder is None:
             # Building the store connects to the warehouse: inside the guard.
-            recorder = _recorders[resources] = ConsentRecorder(privacy_store(resources, settings))
+            recorder = _recorders[resources] = ConsentRecorder(
+                privacy_store(resources, settings), settings.consent_writers
+            )
         stored = await recorder.record([_decision(e, trusted) for e in consents])
     except Exception as exc:
         raise ConsentStoreUnavailable(type(exc).__name__) from exc

@@ -15,7 +15,8 @@ consent and phone in use stay as they were (docs/dispatch.md).
 
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -54,6 +55,16 @@ class StoredPhone:
     pending: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ConsentWrite:
+    """A planned consent write (``PrivacyStore.plan``), stored by ``PrivacyStore.write``."""
+
+    stored: dict[str, StoredPhone]
+    inserts: list[tuple[str, list[list], list[str]]]
+    # The phone hashes it puts in use, per user key.
+    phones: dict[str, set[str]]
+
+
 def opt_out_event_id(channel: str, provider_event_id: str, user_key: str) -> str:
     """The consent event id of an opt-out: a re-delivered webhook makes the same one."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"opt-out:{channel}:{provider_event_id}:{user_key}"))
@@ -64,26 +75,80 @@ def phone_hash(master: pii.MasterKey, phone: str) -> str:
     return pii.pseudonym(master, "phone", phone)
 
 
+_PHONE_CHANGE_COLUMNS = [
+    "user_key",
+    "channel",
+    "purpose",
+    "granted",
+    "phone_ref",
+    "key_id",
+    "ciphertext",
+    "masked",
+    "phone_hash",
+    "reason",
+    "decided_at",
+    "event_id",
+    "recorded_at",
+]
+_PHONE_COLUMNS = [
+    "user_key",
+    "channel",
+    "phone_ref",
+    "key_id",
+    "ciphertext",
+    "masked",
+    "phone_hash",
+    "decided_at",
+]
+_CONSENT_COLUMNS = [
+    "user_key",
+    "channel",
+    "purpose",
+    "granted",
+    "decided_at",
+    "event_id",
+    "recorded_at",
+]
+
+# record's reads in one statement, each row tagged: 'k' a user's earliest data key,
+# 'l' a (user id, anonymous id) pair the events link to a checked key, 'p' a phone in
+# use under a checked key or a key linked to it (the dispatcher uses the newest phone
+# under any of them, so all are checked).
+_LOOKUP = (
+    "SELECT 'k', user_key, argMin(key_id, (created_at, key_id)),"
+    " argMin(wrapped, (created_at, key_id)), '', ''"
+    f" FROM {PII_KEYS} WHERE user_key IN {{keys:Array(String)}} GROUP BY user_key"
+    " UNION ALL"
+    " SELECT DISTINCT 'l', user_id, anonymous_id, '', '', '' FROM events"
+    " WHERE (user_id IN {checked:Array(String)} OR anonymous_id IN {checked:Array(String)})"
+    " AND user_id != '' AND anonymous_id != ''"
+    " UNION ALL"
+    " SELECT 'p', user_key, toString(channel), key_id, ciphertext, phone_hash"
+    f" FROM {PII_PHONES} FINAL WHERE user_key IN {{checked:Array(String)}}"
+    " OR user_key IN (SELECT user_id FROM events"
+    " WHERE anonymous_id IN {checked:Array(String)} AND user_id != '')"
+    " OR user_key IN (SELECT anonymous_id FROM events"
+    " WHERE user_id IN {checked:Array(String)} AND anonymous_id != '')"
+)
+
+# The consent store's inserts of one write go at once (api/privacy/consent.py).
+_INSERTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="privacy-insert")
+
+
 class PrivacyStore:
     def __init__(self, client: Client, master: pii.MasterKey) -> None:
         self._client = client
         self._master = master
 
-    def data_keys(self, user_keys: Iterable[str]) -> dict[str, tuple[str, bytes]]:
-        """(key id, data key) per user, creating keys for users without one.
+    def _keys_from(
+        self, wanted: list[str], rows: Iterable[tuple[str, str, str]]
+    ) -> tuple[dict[str, tuple[str, bytes]], list[list]]:
+        """The data keys of ``wanted`` from their stored rows (the earliest of each user's),
+        new ones made for the rest, with the rows to store them.
 
         Two first consents racing may both create a key: both are kept, each
         ciphertext records its key id, and the earliest key is used from then on.
         """
-        wanted = sorted(set(user_keys))
-        if not wanted:
-            return {}
-        rows = self._client.query(
-            f"SELECT user_key, argMin(key_id, (created_at, key_id)),"
-            f" argMin(wrapped, (created_at, key_id)) FROM {PII_KEYS}"
-            " WHERE user_key IN {keys:Array(String)} GROUP BY user_key",
-            parameters={"keys": wanted},
-        ).result_rows
         found = {
             user_key: (key_id, pii.unwrap_key(self._master, user_key, pii.from_text(wrapped)))
             for user_key, key_id, wrapped in rows
@@ -98,41 +163,14 @@ class PrivacyStore:
             key_id = pii.key_id_of(wrapped)
             found[user_key] = (key_id, data_key)
             new_rows.append([user_key, key_id, pii.to_text(wrapped), now])
-        if new_rows:
-            self._client.insert(
-                PII_KEYS, new_rows, column_names=["user_key", "key_id", "wrapped", "created_at"]
-            )
-        return found
+        return found, new_rows
 
-    def _related(self, user_keys: set[str]) -> dict[str, set[str]]:
-        """Each key with the keys the events link to it (a user id and its anonymous ids):
-        the dispatcher uses the newest phone under any of them, so all are checked."""
-        related = {key: {key} for key in user_keys}
-        if not user_keys:
-            return related
-        rows = self._client.query(
-            "SELECT DISTINCT user_id, anonymous_id FROM events"
-            " WHERE (user_id IN {keys:Array(String)} OR anonymous_id IN {keys:Array(String)})"
-            " AND user_id != '' AND anonymous_id != ''",
-            parameters={"keys": sorted(user_keys)},
-        ).result_rows
-        for user_id, anonymous_id in rows:
-            for key in (user_id, anonymous_id):
-                if key in related:
-                    related[key] |= {user_id, anonymous_id}
-        return related
+    def _insert_keys(self, rows: list[list]) -> None:
+        self._client.insert(
+            PII_KEYS, rows, column_names=["user_key", "key_id", "wrapped", "created_at"]
+        )
 
-    def _phone_hashes(self, subjects: set[str]) -> dict[str, set[str]]:
-        """Keyed hashes of the phones in use per subject (phones stored before the hash
-        column are opened to hash them; shredded ones are skipped)."""
-        if not subjects:
-            return {}
-        params = {"keys": sorted(subjects)}
-        rows = self._client.query(
-            f"SELECT user_key, channel, key_id, ciphertext, phone_hash FROM {PII_PHONES} FINAL"
-            " WHERE user_key IN {keys:Array(String)}",
-            parameters=params,
-        ).result_rows
+    def _hashes_from(self, rows: list, subjects: set[str]) -> dict[str, set[str]]:
         wrapped = {}
         if any(not row[4] for row in rows):
             wrapped = {
@@ -140,7 +178,7 @@ class PrivacyStore:
                 for user_key, key_id, text in self._client.query(
                     f"SELECT user_key, key_id, wrapped FROM {PII_KEYS}"
                     " WHERE user_key IN {keys:Array(String)}",
-                    parameters=params,
+                    parameters={"keys": sorted(subjects)},
                 ).result_rows
             }
         found: dict[str, set[str]] = {}
@@ -155,18 +193,66 @@ class PrivacyStore:
             found.setdefault(user_key, set()).add(hashed)
         return found
 
+    def _lookup(
+        self, with_phone: list[ConsentDecision]
+    ) -> tuple[dict[str, tuple[str, bytes]], list[list], dict[str, set[str]], dict[str, set[str]]]:
+        """What ``record`` reads, in one round trip: the data keys of the users given a
+        phone (and the rows of the keys to create), the keys linked to each user whose
+        phone change is checked (not trusted), and the phones in use under those."""
+        wanted = sorted({d.user_key for d in with_phone})
+        checked = sorted({d.user_key for d in with_phone if not d.trusted})
+        if not wanted:
+            return {}, [], {}, {}
+        key_rows, links, phone_rows = [], [], []
+        for kind, a, b, c, d, e in self._client.query(
+            _LOOKUP, parameters={"keys": wanted, "checked": checked}
+        ).result_rows:
+            if kind == "k":
+                key_rows.append((a, b, c))
+            elif kind == "l":
+                links.append((a, b))
+            else:
+                phone_rows.append((a, b, c, d, e))
+        keys, new_keys = self._keys_from(wanted, key_rows)
+        related = {key: {key} for key in checked}
+        for user_id, anonymous_id in links:
+            for key in (user_id, anonymous_id):
+                if key in related:
+                    related[key] |= {user_id, anonymous_id}
+        subjects: set[str] = set().union(*related.values())
+        return keys, new_keys, related, self._hashes_from(phone_rows, subjects)
+
     def record(self, decisions: list[ConsentDecision]) -> dict[str, StoredPhone]:
         """Store consent decisions (phones sealed first); returns each phone's ref by event id.
 
         A phone offered without trust in place of a user's phone is stored pending, and
         its decision is not applied (the returned ``StoredPhone.pending`` says why)."""
+        planned = self.plan(decisions)
+        self.write(planned)
+        return planned.stored
+
+    def write(self, planned: "ConsentWrite") -> None:
+        """Store what ``plan`` decided; returns once all of it is stored."""
+        self._insert_all(planned.inserts)
+
+    def plan(
+        self, decisions: list[ConsentDecision], unwritten: Mapping[str, set[str]] | None = None
+    ) -> "ConsentWrite":
+        """Read what the decisions depend on and decide them: the rows to insert and each
+        phone's ref. Stores only the data keys it creates (before any phone sealed with
+        them). ``unwritten``: phone hashes per user key that writes planned before this one
+        put in use and that may not be stored yet; they count as in use."""
         if not decisions:
-            return {}
+            return ConsentWrite({}, [], {})
         with_phone = [d for d in decisions if d.phone]
-        keys = self.data_keys(d.user_key for d in with_phone)
-        related = self._related({d.user_key for d in with_phone if not d.trusted})
-        in_use = self._phone_hashes(set().union(*related.values()))
+        keys, new_keys, related, in_use = self._lookup(with_phone)
+        for user_key, hashes in (unwritten or {}).items():
+            in_use.setdefault(user_key, set()).update(hashes)
+        if new_keys:
+            # Before any phone sealed with them: a phone is never stored unreadable.
+            self._insert_keys(new_keys)
         stored: dict[str, StoredPhone] = {}
+        phones: dict[str, set[str]] = {}
         phone_rows, pending_rows, pending_ids = [], [], set()
         now = datetime.now(UTC)
         for decision in with_phone:
@@ -205,6 +291,7 @@ class PrivacyStore:
                 )
                 continue
             in_use.setdefault(decision.user_key, set()).add(hashed)
+            phones.setdefault(decision.user_key, set()).add(hashed)
             stored[decision.event_id] = ref
             phone_rows.append(
                 [
@@ -218,68 +305,37 @@ class PrivacyStore:
                     decision.decided_at,
                 ]
             )
+        inserts = []
         if pending_rows:
-            self._client.insert(
-                PHONE_CHANGES,
-                pending_rows,
-                column_names=[
-                    "user_key",
-                    "channel",
-                    "purpose",
-                    "granted",
-                    "phone_ref",
-                    "key_id",
-                    "ciphertext",
-                    "masked",
-                    "phone_hash",
-                    "reason",
-                    "decided_at",
-                    "event_id",
-                    "recorded_at",
-                ],
-            )
+            inserts.append((PHONE_CHANGES, pending_rows, _PHONE_CHANGE_COLUMNS))
         if phone_rows:
-            self._client.insert(
-                PII_PHONES,
-                phone_rows,
-                column_names=[
-                    "user_key",
-                    "channel",
-                    "phone_ref",
-                    "key_id",
-                    "ciphertext",
-                    "masked",
-                    "phone_hash",
-                    "decided_at",
-                ],
-            )
+            inserts.append((PII_PHONES, phone_rows, _PHONE_COLUMNS))
         applied = [d for d in decisions if d.event_id not in pending_ids]
         if applied:
-            self._client.insert(
-                CONSENTS,
-                [
-                    [
-                        d.user_key,
-                        d.channel,
-                        d.purpose,
-                        int(d.granted),
-                        d.decided_at,
-                        d.event_id,
-                        now,
-                    ]
-                    for d in applied
-                ],
-                column_names=[
-                    "user_key",
-                    "channel",
-                    "purpose",
-                    "granted",
-                    "decided_at",
-                    "event_id",
-                    "recorded_at",
-                ],
-            )
-        return stored
+            consent_rows = [
+                [d.user_key, d.channel, d.purpose, int(d.granted), d.decided_at, d.event_id, now]
+                for d in applied
+            ]
+            inserts.append((CONSENTS, consent_rows, _CONSENT_COLUMNS))
+        return ConsentWrite(stored, inserts, phones)
+
+    def _insert_all(self, inserts: list[tuple[str, list[list], list[str]]]) -> None:
+        """One multi-row INSERT per table, all at once (their round trips overlap); returns
+        once every one is stored, raises if any failed."""
+        # A client with a server session queues its statements (schemas/warehouse.py
+        # makes none; some tools' clients have one): then one after the other.
+        if len(inserts) <= 1 or self._client.get_client_setting("session_id"):
+            for table, rows, columns in inserts:
+                self._client.insert(table, rows, column_names=columns)
+            return
+        futures = [
+            _INSERTS.submit(self._client.insert, table, rows, column_names=columns)
+            for table, rows, columns in inserts
+        ]
+        for future in futures:
+            future.exception()  # wait for all before raising any
+        for future in futures:
+            future.result()
 
     def users_by_phone(self, channel: str, phone: str) -> list[str]:
         """The subjects whose phone in use on ``channel`` is ``phone`` (by its keyed hash)."""

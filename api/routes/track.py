@@ -6,6 +6,7 @@ and the answer is written with orjson. A 202 means Kafka acknowledged every
 accepted event.
 """
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, Field
 from api.auth import Scope, TrackCaller
 from api.deps import ResourcesDep, SettingsDep
 from api.privacy.consent import master_key, protect_consents
+from api.privacy.holds import split_held
 from api.privacy.traits import pseudonymise_ids, redact_events, seal_identity_traits
 from api.resources import Resources
 from api.routing import GuardedRoute
@@ -151,22 +153,44 @@ async def protect_and_publish(
     """Make events safe to keep and put them on telemetry.raw; returns once Kafka acknowledged.
 
     Returns the events produced and the consents left pending. Raises
-    ``ConsentStoreUnavailable`` or ``BrokerUnavailable``: then nothing counts as accepted.
+    ``ConsentStoreUnavailable`` or ``BrokerUnavailable``: then nothing counts as accepted
+    (events of shoppers without a consent may already be on the topic: the client
+    resends with the same ids and the duplicates are dropped downstream).
     Shared by every route that collects events (``/v1/track``, ``/segment/v1/*``).
     """
     master = master_key(settings.pii_master_key.get_secret_value())
     # No e-mail or phone in clear past this point (api/privacy/traits.py): ids first,
-    # since the consent store keys by them; consent is recorded and phones sealed
-    # before anything is produced (docs/dispatch.md).
+    # since the consent store keys by them.
     events = pseudonymise_ids(events, master)
-    events, pending = await protect_consents(
-        events, resources, settings, trusted=scope is Scope.SERVER
-    )
-    events = redact_events(seal_identity_traits(events, master), master)
+    held, free = split_held(events)
+    if not held:
+        free = redact_events(seal_identity_traits(free, master), master)
+        await _publish(resources, free)
+        return free, []
+    # The shoppers with a consent here wait, all their events in order: consent is
+    # recorded and phones sealed before anything of theirs is produced
+    # (docs/dispatch.md). The others' events go while it is written.
+    free = redact_events(seal_identity_traits(free, master), master)
+    sending = asyncio.ensure_future(_publish(resources, free))
+    try:
+        held, pending = await protect_consents(
+            held, resources, settings, trusted=scope is Scope.SERVER
+        )
+        held = redact_events(seal_identity_traits(held, master), master)
+        await _publish(resources, held)
+    finally:
+        # Answer only once the other shoppers' events are acknowledged too (or failed).
+        await asyncio.wait([sending])
+        failed = sending.exception()
+    if failed is not None:
+        raise failed
+    return [*free, *held], pending
+
+
+async def _publish(resources: Resources, events: list[Event]) -> None:
     await resources.events.publish(
         TELEMETRY_RAW.name, [(event.key.encode(), event.to_json()) for event in events]
     )
-    return events, pending
 
 
 @router.post(

@@ -2,9 +2,11 @@
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +17,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from api.privacy.store import ConsentWrite, PrivacyStore
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.ports import free_port
 from schemas.dispatch_tables import PHONE_CHANGE_NEEDS_VERIFICATION
@@ -24,6 +27,7 @@ from tests.collector_server import (
     SERVER_KEY,
     WRITE_KEY,
     collector_settings,
+    consume_matching,
     consume_raw,
     event,
     running_api,
@@ -242,6 +246,118 @@ async def test_one_shoppers_events_share_a_partition_in_order(http: httpx.Client
         assert {p for p, _ in mine} == {DefaultPartitioner()(shopper.encode(), partitions, [])}
         steps = [value["properties"]["product_id"] for _, value in mine]
         assert steps == [f"p{step}" for step in range(5)]
+
+
+# --- consents: only their shoppers wait for the consent store -------------------------
+
+
+@pytest.fixture
+def held_consent_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The consent store's writes wait until ``release`` is set (``entered`` is set by
+    the first); ``fail`` makes them raise instead of writing."""
+    gate: dict[str, Any] = {
+        "entered": threading.Event(),
+        "release": threading.Event(),
+        "fail": False,
+    }
+    write = PrivacyStore.write
+
+    def held(self: PrivacyStore, planned: ConsentWrite) -> None:
+        gate["entered"].set()
+        assert gate["release"].wait(30), "the test never released the consent write"
+        if gate["fail"]:
+            raise ConnectionError("consent store down (test)")
+        write(self, planned)
+
+    monkeypatch.setattr(PrivacyStore, "write", held)
+    yield gate
+    gate["release"].set()
+
+
+def _post_in_background(http: httpx.Client, batch: list[dict[str, Any]]) -> Future:
+    return ThreadPoolExecutor(1).submit(
+        http.post, "/v1/track", json={"batch": batch}, headers=WRITE
+    )
+
+
+async def _until_on_topic(broker: str, wanted: set[str], shown: set[str]) -> set[str]:
+    """The event ids of ``shown`` on the topic once every one of ``wanted`` is there."""
+    found = await consume_matching(
+        broker,
+        lambda value: value["event_id"] in shown,
+        lambda found: wanted <= {value["event_id"] for value in found},
+    )
+    return {value["event_id"] for value in found}
+
+
+async def test_shoppers_without_a_consent_are_produced_while_the_consent_is_written(
+    http: httpx.Client, broker: str, held_consent_writes: dict[str, Any]
+):
+    consenting, other = f"anon-{uuid.uuid4()}", f"anon-{uuid.uuid4()}"
+    user = f"user-{uuid.uuid4()}"
+    consent = event(
+        "consent",
+        anonymous_id=consenting,
+        properties={"channel": "sms", "granted": True, "phone": "+12025550163"},
+    )
+    # The consenting shopper's events before and after it, one under their user id
+    # with the same browser (one shopper), and another shopper's events.
+    before = event("page_view", anonymous_id=consenting)
+    after = event("add_to_cart", anonymous_id=consenting, user_id=user)
+    others = [event("page_view", anonymous_id=other) for _ in range(3)]
+    batch = [before, others[0], consent, others[1], after, others[2]]
+    mine = {e["event_id"] for e in (before, consent, after)}
+    theirs = {e["event_id"] for e in others}
+
+    answer = _post_in_background(http, batch)
+    await asyncio.to_thread(held_consent_writes["entered"].wait, 20)
+    # While the consent write is held: the other shopper's events are on the topic, none
+    # of the consenting shopper's, and the request is not answered.
+    seen = await _until_on_topic(broker, theirs, mine | theirs)
+    assert seen == theirs
+    assert not answer.done()
+
+    held_consent_writes["release"].set()
+    response = await asyncio.to_thread(answer.result, 30)
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 6, "rejected": []}
+    records = await consume_raw(broker, mine)
+    # In their order under each key, the phone sealed.
+    by_key: dict[bytes, list[str]] = {}
+    for _, key, value in records:
+        by_key.setdefault(key, []).append(value["event_id"])
+    assert by_key == {
+        consenting.encode(): [before["event_id"], consent["event_id"]],
+        user.encode(): [after["event_id"]],
+    }
+    [produced] = [value for _, _, value in records if value["event_id"] == consent["event_id"]]
+    assert "phone" not in produced["properties"] and produced["properties"]["phone_ref"]
+    assert "2025550163" not in json.dumps([value for _, _, value in records])
+
+
+async def test_a_consent_store_failure_is_a_503_and_the_consenting_shopper_is_not_produced(
+    http: httpx.Client, broker: str, held_consent_writes: dict[str, Any]
+):
+    held_consent_writes["fail"] = True
+    held_consent_writes["release"].set()
+    shopper, other = f"anon-{uuid.uuid4()}", f"anon-{uuid.uuid4()}"
+    consent = event(
+        "consent",
+        anonymous_id=shopper,
+        properties={"channel": "whatsapp", "granted": True, "phone": "+12025550164"},
+    )
+    mine = [event("page_view", anonymous_id=shopper), consent]
+    free = event("page_view", anonymous_id=other)
+    response = await asyncio.to_thread(
+        http.post, "/v1/track", json={"batch": [*mine, free]}, headers=WRITE
+    )
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) >= 1
+    assert "accepted" not in response.json()
+    # The other shopper's event may be on the topic (the answer waited for its ack; a resend
+    # repeats it with the same id, dropped downstream); nothing of the consenting shopper.
+    shown = {free["event_id"], *(e["event_id"] for e in mine)}
+    assert await _until_on_topic(broker, {free["event_id"]}, shown) == {free["event_id"]}
 
 
 # --- random and malformed input -----------------------------------------------------

@@ -1,0 +1,127 @@
+"""The consent store's write (api/privacy/store.py) against a real warehouse: what its one
+read statement finds decides a write key's phone change, under linked keys too."""
+
+import asyncio
+import threading
+import uuid
+from datetime import UTC, datetime
+
+from clickhouse_connect.driver.client import Client
+
+from api.privacy.consent import ConsentRecorder
+from api.privacy.store import ConsentDecision, ConsentWrite, PrivacyStore
+from schemas import pii
+from schemas.dispatch_tables import PHONE_CHANGE_NEEDS_VERIFICATION, PII_KEYS, PII_PHONES
+from schemas.warehouse import warehouse_client
+
+MASTER = pii.MasterKey.from_secret("test-pii-master-key")
+
+
+def decision(user: str, phone: str | None, trusted: bool = False, **fields) -> ConsentDecision:
+    values = {"channel": "whatsapp", "granted": True, "purpose": "marketing"}
+    values.update(fields)
+    return ConsentDecision(
+        user_key=user,
+        decided_at=datetime.now(UTC),
+        event_id=str(uuid.uuid4()),
+        phone=phone,
+        trusted=trusted,
+        **values,
+    )
+
+
+def link(clickhouse: Client, user_id: str, anonymous_id: str) -> None:
+    """An event tying a browser's anonymous id to a user id (as an identify does)."""
+    clickhouse.insert(
+        "events",
+        [[uuid.uuid4(), "identify", datetime.now(UTC), user_id, anonymous_id, user_id]],
+        column_names=["event_id", "name", "timestamp", "user_key", "anonymous_id", "user_id"],
+    )
+
+
+def test_a_phone_under_a_linked_key_makes_another_phone_a_pending_change(clickhouse: Client):
+    store = PrivacyStore(clickhouse, MASTER)
+    user, browser = f"user-{uuid.uuid4()}", f"anon-{uuid.uuid4()}"
+    link(clickhouse, user, browser)
+    first = decision(browser, "+12025550171")
+    assert store.record([first])[first.event_id].pending is None
+
+    # Under the user id, from a write key: another phone is a change, kept pending; the
+    # same phone is not; a server key may change it.
+    other = decision(user, "+12025550172")
+    same = decision(user, "+12025550171", channel="sms")
+    stored = store.record([other, same])
+    assert stored[other.event_id].pending == PHONE_CHANGE_NEEDS_VERIFICATION
+    assert stored[same.event_id].pending is None
+    trusted = decision(user, "+12025550172", trusted=True)
+    assert store.record([trusted])[trusted.event_id].pending is None
+    assert {c["purpose"]: c["granted"] for c in store.consents(user)} == {"marketing": True}
+
+    # An unlinked shopper's first phone is theirs; a revoke with a new phone needs no check.
+    stranger = decision(f"anon-{uuid.uuid4()}", "+12025550173")
+    assert store.record([stranger])[stranger.event_id].pending is None
+    revoke = decision(browser, "+12025550174", granted=False)
+    assert revoke.event_id not in store.record([revoke])
+    assert [c["granted"] for c in store.consents(browser)] == [False]
+
+
+def test_a_phone_stored_before_its_hash_is_opened_to_check_a_change(clickhouse: Client):
+    store = PrivacyStore(clickhouse, MASTER)
+    user = f"user-{uuid.uuid4()}"
+    first = decision(user, "+12025550181")
+    store.record([first])
+    # As a phone stored before migration 0142: no hash beside it.
+    clickhouse.command(
+        f"ALTER TABLE {PII_PHONES} UPDATE phone_hash = '' WHERE user_key = {{u:String}}",
+        parameters={"u": user},
+        settings={"mutations_sync": 2},
+    )
+    change = decision(user, "+12025550182")
+    same = decision(user, "+12025550181", channel="sms")
+    stored = store.record([change, same])
+    assert stored[change.event_id].pending == PHONE_CHANGE_NEEDS_VERIFICATION
+    assert stored[same.event_id].pending is None
+    # One data key per user, reused.
+    keys = clickhouse.query(
+        f"SELECT count() FROM {PII_KEYS} WHERE user_key = {{u:String}}", parameters={"u": user}
+    ).result_rows
+    assert keys == [(1,)]
+
+
+async def test_a_group_is_written_while_an_earlier_one_is_held_and_counts_its_phone(
+    warehouse: str, clickhouse: Client
+):
+    # The API's own kind of client: no server session, so statements may overlap.
+    store = PrivacyStore(warehouse_client(warehouse, clickhouse.database, timeout_s=30), MASTER)
+    entered, release = threading.Event(), threading.Event()
+    write = store.write
+
+    def first_held(planned: ConsentWrite) -> None:
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(30), "never released"
+        write(planned)
+
+    store.write = first_held  # type: ignore[method-assign]
+    recorder = ConsentRecorder(store, max_writing=2)
+    user = f"user-{uuid.uuid4()}"
+    first = decision(user, "+12025550191")
+    first_answer = asyncio.ensure_future(recorder.record([first]))
+    await asyncio.to_thread(entered.wait, 20)
+
+    # The next group is planned and stored while the first is still being written; the
+    # first's phone counts as in use, so a write key's other phone for the user is pending.
+    change, stranger = decision(user, "+12025550192"), decision(f"anon-{uuid.uuid4()}", None)
+    try:
+        second = await asyncio.wait_for(recorder.record([change, stranger]), 20)
+        assert not first_answer.done()
+    finally:
+        release.set()
+    assert second[change.event_id].pending == PHONE_CHANGE_NEEDS_VERIFICATION
+    assert (await first_answer)[first.event_id].pending is None
+    assert [c["granted"] for c in store.consents(user)] == [True]
+    [(masked,)] = clickhouse.query(
+        f"SELECT masked FROM {PII_PHONES} FINAL WHERE user_key = {{u:String}}",
+        parameters={"u": user},
+    ).result_rows
+    assert masked.endswith("0191")
