@@ -113,11 +113,12 @@ def segment_tags(rule: Group) -> list[str]:
     return _ordered(tag for c in conditions(rule) for tag in _condition_tags(c))
 
 
-def campaign_tags(rule: Group, report: Mapping[str, Any]) -> list[str]:
+def campaign_tags(rule: Group | None, report: Mapping[str, Any]) -> list[str]:
     """A campaign's tags: its audience rule's, its offer's and, once launched, its outcome's
     (``report`` is a row of /v1/campaigns: discount_percent, holdout_share, product,
-    status, holdout, uplift_ci_low, uplift_ci_high)."""
-    found = list(segment_tags(rule))
+    status, holdout, uplift_ci_low, uplift_ci_high). ``rule`` is None when the stored
+    rule no longer loads (the campaign failed for it): the offer still tags it."""
+    found = list(segment_tags(rule)) if rule is not None else []
     discount = float(report.get("discount_percent") or 0)
     if discount > 0:
         found.append("deep-discount" if discount >= DEEP_DISCOUNT_PERCENT else "discount")

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError, field_validator
 
 from api.auth import AdminCaller, Caller, Scope, require
 from api.deps import ClickHouseDep, SettingsDep
@@ -36,7 +36,7 @@ from api.queries.campaigns import (
 from api.queries.segments import load_segment
 from api.routing import GuardedRoute
 from schemas.campaigns import CAMPAIGN_CHANNELS, CANCELLABLE, DELETABLE
-from schemas.segments import load_rule
+from schemas.segments import Group, load_rule
 from schemas.tags import campaign_tags
 from schemas.time import now_ms
 
@@ -211,6 +211,14 @@ async def create_campaign(
     )
 
 
+def _rule_or_none(stored: str) -> Group | None:
+    # A rule that no longer loads failed its campaign; the list still shows it, never a 500.
+    try:
+        return load_rule(stored)
+    except ValidationError:
+        return None
+
+
 async def _reports(
     clickhouse: ClickHouseDep, settings: SettingsDep, where: CampaignFilter
 ) -> list[dict[str, Any]]:
@@ -220,7 +228,7 @@ async def _reports(
         for report, campaign in zip(reports, found, strict=True):
             report["rules"] = campaign["rules"]
             offer = {**report, "product": campaign["product"]}
-            report["tags"] = campaign_tags(load_rule(campaign["rules"]), offer)
+            report["tags"] = campaign_tags(_rule_or_none(campaign["rules"]), offer)
         return reports
 
     return await asyncio.to_thread(run)

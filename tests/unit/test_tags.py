@@ -127,6 +127,13 @@ def test_a_campaigns_offer_and_measured_outcome_tag_it(report: dict, expected: l
     assert campaign_tags(WIN_BACK, report) == expected
 
 
+def test_a_campaign_whose_rule_no_longer_loads_is_tagged_by_its_offer():
+    assert campaign_tags(None, {"discount_percent": 10, "holdout_share": 0}) == [
+        "discount",
+        "no-holdout",
+    ]
+
+
 # --- properties over any rule ---------------------------------------------------------
 
 # field → (operators it takes, its values)
