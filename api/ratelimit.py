@@ -8,6 +8,8 @@ keeping one storefront from starving the others, not billing.
 import time
 from dataclasses import dataclass
 
+from fastapi import HTTPException, status
+
 
 @dataclass(slots=True)
 class _Bucket:
@@ -38,3 +40,16 @@ class TokenBuckets:
         if count > self.burst or self.rate_per_s <= 0:
             return float("inf")
         return (count - bucket.tokens) / self.rate_per_s
+
+
+def take_or_refuse(buckets: TokenBuckets, key: str, count: int) -> None:
+    """Take ``count`` events of the key's rate, or raise a 429 saying when to retry (an
+    hour when the request alone is larger than the burst: it can never pass)."""
+    wait_s = buckets.take(key, count)
+    if wait_s:
+        retry_after = "3600" if wait_s == float("inf") else str(max(1, round(wait_s + 0.5)))
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            detail="rate limit exceeded for this key",
+            headers={"Retry-After": retry_after},
+        )

@@ -1,12 +1,16 @@
 """Helpers shared by tests: ports, readiness, real child processes, settings for fixtures."""
 
+import contextlib
 import os
 import re
+import signal
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -397,3 +401,85 @@ def twilio_signed(url: str, form: dict[str, str], token: str | None = None) -> d
         "Content-Type": "application/x-www-form-urlencoded",
         "X-Twilio-Signature": validator.compute_signature(url, form),
     }
+
+
+# --- the whole local stack as a user starts it -----------------------------------------
+
+# The announcement's last line: every URL and key is printed once it shows.
+_ANNOUNCED = "Ctrl-C stops everything."
+
+
+@dataclass
+class LocalStack:
+    """A running ``intentflow local up --no-simulate`` and what it announced."""
+
+    process: subprocess.Popen
+    data_dir: Path
+    log_path: Path
+    api: str
+    announcement: str = ""
+    parts: set[int] = field(default_factory=set)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The settings it wrote to ``local.env`` (keys, broker, warehouse)."""
+        text = (self.data_dir / "local.env").read_text()
+        pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+        return {key: value.strip().strip("'\"") for key, value in pairs}
+
+    def url(self, label: str) -> str:
+        """The URL the announcement gives on the line ``label`` (e.g. ``phones``)."""
+        found = re.search(rf"^  {re.escape(label)}\s+(\S+)", self.announcement, re.M)
+        assert found, self.announcement
+        return found.group(1)
+
+    @property
+    def metrics(self) -> dict[str, str]:
+        """Process name (``worker-0``, ``dispatcher``, ...) → its /metrics URL."""
+        pairs = re.findall(r"metrics\s+(\S+)\s+\((\S+)\)", self.announcement)
+        return {name: url for url, name in pairs}
+
+    def stop(self) -> tuple[int, set[int]]:
+        """SIGTERM (the stack stops its parts in order), then SIGKILL for whatever of its
+        own parts outlived it, found by process id. Returns (its exit status, the parts
+        that had to be killed)."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        outlived = pids_alive(self.parts) | pids_mentioning(str(self.data_dir))
+        for pid in outlived:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return self.process.returncode, outlived
+
+
+@contextmanager
+def local_stack(
+    tmp: Path, *args: str, env: dict[str, str] | None = None, timeout_s: float = 180.0
+) -> Iterator[LocalStack]:
+    """``intentflow local up --no-simulate ARGS`` as a subprocess, as a user starts it;
+    yields once it has announced itself, and stops it (and any part it left) after."""
+    data_dir, log_path, api_port = tmp / "stack", tmp / "local-up.log", free_port()
+    argv = [sys.executable, "-m", "pipeline.cli", "local", "up", "--no-simulate"]
+    argv += ["--data-dir", str(data_dir), "--api-port", str(api_port), *args]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv, cwd=PROJECT_ROOT, env=env or child_env(), stdout=log, stderr=subprocess.STDOUT
+        )
+    stack = LocalStack(process, data_dir, log_path, f"http://{LOOPBACK}:{api_port}")
+    try:
+
+        def announced() -> bool:
+            stack.announcement = log_path.read_text()
+            assert process.poll() is None, stack.announcement[-3000:]
+            return _ANNOUNCED in stack.announcement
+
+        wait_for(announced, timeout_s, "the local stack up", interval_s=0.5)
+        stack.parts = descendants(process.pid)
+        yield stack
+    finally:
+        stack.stop()

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 from api.auth import Caller, Scope, authenticate
 from api.deps import ResourcesDep, SettingsDep
 from api.errors import HTTP_ANSWERS, as_http
+from api.ratelimit import take_or_refuse
 from api.resources import Resources
 from api.routes.track import inline_refs, protect_and_publish
 from api.routing import GuardedRoute
@@ -237,14 +238,7 @@ async def _ingest(
     else:
         messages = [payload]
 
-    wait_s = resources.rate_limits.take(caller.key_hash, len(messages))
-    if wait_s:
-        retry_after = "3600" if wait_s == float("inf") else str(max(1, round(wait_s + 0.5)))
-        raise _error(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            "rate limit exceeded for this key",
-            headers={"Retry-After": retry_after},
-        )
+    take_or_refuse(resources.rate_limits, caller.key_hash, len(messages))
 
     ip = request.client.host if request.client and caller.scope is Scope.WRITE else None
     max_age = timedelta(days=settings.max_event_age_days)

@@ -19,6 +19,7 @@ from api.deps import ResourcesDep, SettingsDep
 from api.privacy.consent import master_key, protect_consents
 from api.privacy.holds import split_held
 from api.privacy.traits import pseudonymise_ids, redact_events, seal_identity_traits
+from api.ratelimit import take_or_refuse
 from api.resources import Resources
 from api.routing import GuardedRoute
 from api.settings import ApiSettings
@@ -240,14 +241,7 @@ async def track(
         ) from None
     raws = _events_in(payload, settings.max_batch_events)
 
-    wait_s = resources.rate_limits.take(caller.key_hash, len(raws))
-    if wait_s:
-        retry_after = "3600" if wait_s == float("inf") else str(max(1, round(wait_s + 0.5)))
-        raise _error(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            "rate limit exceeded for this key",
-            headers={"Retry-After": retry_after},
-        )
+    take_or_refuse(resources.rate_limits, caller.key_hash, len(raws))
 
     # A store backend's address says nothing about the shopper: keep only browsers'.
     ip = request.client.host if request.client and caller.scope is Scope.WRITE else None

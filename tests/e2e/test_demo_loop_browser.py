@@ -16,14 +16,10 @@ while the partition is idle), no quiet hours (the test runs at any hour), no hol
 """
 
 import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
@@ -51,16 +47,8 @@ class Stack:
     read_key: str
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value.strip("'") for key, value in pairs}
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root = tmp_path_factory.mktemp("demo-loop")
-    api_port = support.free_port()
-    log_path = root / "local-up.log"
     env = support.child_env(
         RULES=str(DEMO_RULES),
         # The shopper reads every message and clicks only when the test does.
@@ -68,42 +56,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         SIM_CLICK_RATE="0",
         SIM_DELAY_S="0.2",
     )
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "pipeline.cli", "local", "up", "--no-simulate"),
-                *("--data-dir", str(root / "stack"), "--api-port", str(api_port)),
-            ],
-            cwd=support.PROJECT_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        text = log_path.read_text()
-        while "Ctrl-C stops everything." not in text:  # the announcement's last line
-            assert process.poll() is None, text
-            assert time.monotonic() < deadline, text
-            time.sleep(0.5)  # polling the announcement; the stack prints it when healthy
-            text = log_path.read_text()
-        announced = re.search(r"phones\s+(\S+)/phone", text)
-        assert announced is not None, text
-        keys = read_env_file(root / "stack" / "local.env")
+    root = tmp_path_factory.mktemp("demo-loop")
+    with support.local_stack(root, env=env, timeout_s=STARTUP_TIMEOUT_S) as running:
+        keys = running.env
         yield Stack(
-            api=f"http://127.0.0.1:{api_port}",
-            phones=f"{announced.group(1)}/phone",
-            dispatcher_metrics=re.search(r"metrics\s+(\S+)\s+\(dispatcher\)", text).group(1),
+            api=running.api,
+            phones=running.url("phones"),
+            dispatcher_metrics=running.metrics["dispatcher"],
             admin_key=keys["INTENTFLOW_ADMIN_KEY"],
             read_key=keys["INTENTFLOW_READ_KEY"],
         )
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def api_get(stack: Stack, path: str) -> dict:

@@ -9,12 +9,7 @@ process's metrics URL) scraped every two seconds; Grafana's ``$__rate_interval``
 """
 
 import contextlib
-import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,7 +19,7 @@ import yaml
 
 from pipeline.local.processes import ManagedProcess
 from tests import support
-from tests.integration.test_scale_out import DEMO_RULES, abandoned_cart, read_env_file
+from tests.integration.test_scale_out import DEMO_RULES, abandoned_cart
 from tests.unit.test_dashboard_promql import dashboard_exprs
 
 PROMETHEUS = shutil.which("prometheus")
@@ -67,30 +62,11 @@ def query(prometheus: str, expr: str) -> dict:
 
 
 def test_every_panel_expression_parses_and_shows_the_running_stack(tmp_path: Path) -> None:
-    data_dir, log_path = tmp_path / "stack", tmp_path / "local-up.log"
-    api_port = support.free_port()
-    api = f"http://{support.LOOPBACK}:{api_port}"
     env = support.child_env(RULES=str(DEMO_RULES), SIM_DELAY_S="0.2", LOG_LEVEL="warning")
-    argv = [sys.executable, "-m", "pipeline.cli", "local", "up", "--no-simulate"]
-    argv += ["--data-dir", str(data_dir), "--api-port", str(api_port)]
-    with log_path.open("wb") as log:
-        stack = subprocess.Popen(
-            argv, cwd=support.PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
     prometheus_port = support.free_port()
     prometheus = f"http://{support.LOOPBACK}:{prometheus_port}"
-    scraper: ManagedProcess | None = None
-    tree: set[int] = set()
-    try:
-
-        def announced() -> bool:
-            assert stack.poll() is None, log_path.read_text()
-            return "intentflow local stack is up" in log_path.read_text()
-
-        support.wait_for(announced, 120, "the stack up", interval_s=0.5)
-        tree = support.descendants(stack.pid)
-        output = log_path.read_text()
-        metrics = {name: url for url, name in re.findall(r"metrics\s+(\S+)\s+\((\S+)\)", output)}
+    with support.local_stack(tmp_path, env=env, timeout_s=120) as stack:
+        api, metrics = stack.api, stack.metrics
         config = tmp_path / "prometheus.yml"
         config.write_text(yaml.safe_dump(prometheus_config(metrics)))
         assert PROMETHEUS is not None
@@ -105,57 +81,47 @@ def test_every_panel_expression_parses_and_shows_the_running_stack(tmp_path: Pat
             tmp_path / "prometheus.log",
         )
         scraper.start()
-        support.wait_for_http(f"{prometheus}/-/ready", 60)
+        try:
+            support.wait_for_http(f"{prometheus}/-/ready", 60)
 
-        keys = read_env_file(data_dir / "local.env")
-        start = datetime.now(UTC) - timedelta(minutes=3)
-        users = [f"promql-{n}" for n in range(SHOPPERS)]
-        events = [e for i, u in enumerate(users) for e in abandoned_cart(u, i, start)]
-        answer = httpx.post(
-            f"{api}/v1/track",
-            json={"batch": events},
-            headers={"Authorization": f"Bearer {keys['INTENTFLOW_WRITE_KEY']}"},
-            timeout=30,
-        )
-        assert answer.status_code == 202, answer.text
+            keys = stack.env
+            start = datetime.now(UTC) - timedelta(minutes=3)
+            users = [f"promql-{n}" for n in range(SHOPPERS)]
+            events = [e for i, u in enumerate(users) for e in abandoned_cart(u, i, start)]
+            answer = httpx.post(
+                f"{api}/v1/track",
+                json={"batch": events},
+                headers={"Authorization": f"Bearer {keys['INTENTFLOW_WRITE_KEY']}"},
+                timeout=30,
+            )
+            assert answer.status_code == 202, answer.text
 
-        def scraped_sends() -> bool:
-            sent = query(prometheus, "sum(intentflow_provider_request_seconds_count)")["result"]
-            return bool(sent) and float(sent[0]["value"][1]) >= SHOPPERS
+            def scraped_sends() -> bool:
+                sent = query(prometheus, "sum(intentflow_provider_request_seconds_count)")["result"]
+                return bool(sent) and float(sent[0]["value"][1]) >= SHOPPERS
 
-        support.wait_for(scraped_sends, 90, "the sends scraped", interval_s=1)
+            support.wait_for(scraped_sends, 90, "the sends scraped", interval_s=1)
 
-        empty: list[str] = []
+            empty: list[str] = []
 
-        def every_panel_has_data() -> bool:
-            empty[:] = []
-            for where, expr in dashboard_exprs():
-                data = query(prometheus, expr.replace("$__rate_interval", "30s"))
-                title = where.split(": ", 1)[1]
-                if not data["result"] and title not in EMPTY_WHEN_HEALTHY:
-                    empty.append(f"{title}: {expr}")
-            return not empty
+            def every_panel_has_data() -> bool:
+                empty[:] = []
+                for where, expr in dashboard_exprs():
+                    data = query(prometheus, expr.replace("$__rate_interval", "30s"))
+                    title = where.split(": ", 1)[1]
+                    if not data["result"] and title not in EMPTY_WHEN_HEALTHY:
+                        empty.append(f"{title}: {expr}")
+                return not empty
 
-        with contextlib.suppress(TimeoutError):  # the assertion below names the panels
-            support.wait_for(every_panel_has_data, 60, "every panel with data", interval_s=2)
-        targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]
-        health = [
-            (t["labels"]["job"], t["health"], t["lastError"]) for t in targets["activeTargets"]
-        ]
-        assert not empty, "panels with no data:\n" + "\n".join(empty) + f"\ntargets: {health}"
-        up = query(prometheus, 'up{job=~"intentflow-.*"}')["result"]
-        assert {r["metric"]["job"] for r in up} == set(JOBS.values())
-        assert all(r["value"][1] == "1" for r in up), up
-    finally:
-        if scraper is not None:
+            with contextlib.suppress(TimeoutError):  # the assertion below names the panels
+                support.wait_for(every_panel_has_data, 60, "every panel with data", interval_s=2)
+            targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=10).json()["data"]
+            health = [
+                (t["labels"]["job"], t["health"], t["lastError"]) for t in targets["activeTargets"]
+            ]
+            assert not empty, "panels with no data:\n" + "\n".join(empty) + f"\ntargets: {health}"
+            up = query(prometheus, 'up{job=~"intentflow-.*"}')["result"]
+            assert {r["metric"]["job"] for r in up} == set(JOBS.values())
+            assert all(r["value"][1] == "1" for r in up), up
+        finally:
             scraper.stop(10)
-        if stack.poll() is None:
-            stack.send_signal(signal.SIGTERM)
-            try:
-                stack.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                stack.kill()
-                stack.wait()
-        for pid in support.pids_alive(tree):  # this test's own parts, by id
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)

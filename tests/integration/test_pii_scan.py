@@ -16,9 +16,6 @@ import asyncio
 import base64
 import binascii
 import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -170,32 +167,9 @@ async def all_records(brokers: str) -> dict[str, list[bytes]]:
     return records
 
 
-def read_env(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {k: v.strip().strip("'\"") for k, v in pairs}
-
-
 def test_no_phone_or_email_in_clear_in_topics_tables_or_logs(tmp_path: Path):
-    data_dir = tmp_path / "stack"
-    api_port = support.free_port()
-    log_path = tmp_path / "local-up.log"
-    with log_path.open("wb") as log:
-        stack = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "pipeline.cli", "local", "up", "--no-simulate"),
-                *("--data-dir", str(data_dir), "--api-port", str(api_port)),
-            ],
-            cwd=support.PROJECT_ROOT,
-            env=support.child_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        env_file = data_dir / "local.env"
-        support.wait_for(
-            lambda: env_file.exists() and stack.poll() is None, 90, "the local stack up"
-        )
-        env = read_env(env_file)
+    with support.local_stack(tmp_path) as stack:
+        env, data_dir = stack.env, stack.data_dir
         now = datetime.now(UTC)
         events = with_identifiers(generate_events(11, 40, 800, now, days=0.2))
         secrets = identifiers(events)
@@ -273,9 +247,6 @@ def test_no_phone_or_email_in_clear_in_topics_tables_or_logs(tmp_path: Path):
             if hits := leaks(log_file.read_bytes(), secrets):
                 found.setdefault(f"log {log_file.name}", set()).update(hits)
         warehouse.close()
-    finally:
-        stack.send_signal(signal.SIGTERM)
-        stack.wait(60)
     assert found == {}
     # The scan itself finds what it looks for, in clear and inside base64.
     phone = next(s for s in secrets if s.startswith("+"))

@@ -13,11 +13,6 @@ wall-clock watermark fires them as soon as a partition is idle: no waiting a min
 """
 
 import contextlib
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -116,10 +111,6 @@ def owned_partitions(url: str) -> set[int]:
 
 def test_twelve_partitions_three_workers_each_rescue_sent_once(tmp_path: Path) -> None:
     started = time.monotonic()
-    data_dir = tmp_path / "stack"
-    api_port = support.free_port()
-    api = f"http://{support.LOOPBACK}:{api_port}"
-    log_path = tmp_path / "local-up.log"
     env = support.child_env(
         RULES=str(DEMO_RULES),
         # Shoppers neither read nor click: only the sends are counted.
@@ -128,29 +119,12 @@ def test_twelve_partitions_three_workers_each_rescue_sent_once(tmp_path: Path) -
         SIM_DELAY_S="0.2",
         LOG_LEVEL="warning",
     )
-    argv = [sys.executable, "-m", "pipeline.cli", "local", "up", "--no-simulate"]
-    argv += ["--data-dir", str(data_dir), "--api-port", str(api_port)]
-    argv += ["--partitions", str(PARTITIONS), "--workers", str(WORKERS)]
-    with log_path.open("wb") as log:
-        stack = subprocess.Popen(
-            argv, cwd=support.PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    tree: set[int] = set()
-    try:
-
-        def announced() -> bool:
-            assert stack.poll() is None, log_path.read_text()
-            return "intentflow local stack is up" in log_path.read_text()
-
-        support.wait_for(announced, STARTUP_TIMEOUT_S, "the stack up", interval_s=0.5)
+    scale = ("--partitions", str(PARTITIONS), "--workers", str(WORKERS))
+    with support.local_stack(tmp_path, *scale, env=env, timeout_s=STARTUP_TIMEOUT_S) as stack:
         up_s = time.monotonic() - started
-        output = log_path.read_text()
-        metrics = {name: url for url, name in re.findall(r"metrics\s+(\S+)\s+\((\S+)\)", output)}
+        metrics, keys, api = stack.metrics, stack.env, stack.api
         workers = [metrics[f"worker-{i}"] for i in range(WORKERS)]
-        keys = read_env_file(data_dir / "local.env")
-        sim = re.search(r"providers\s+(\S+)/v1/messages", output)
-        assert sim, output
-        tree = support.descendants(stack.pid)
+        providers = stack.url("providers")
 
         users = shoppers()
         start = datetime.now(UTC) - timedelta(minutes=3)
@@ -193,7 +167,7 @@ def test_twelve_partitions_three_workers_each_rescue_sent_once(tmp_path: Path) -
             read = value(
                 scrape(metrics["dispatcher"]), "intentflow_records_in_total", topic="nudges"
             )
-            messages[:] = httpx.get(f"{sim.group(1)}/v1/messages", timeout=10).json()["messages"]
+            messages[:] = httpx.get(providers, timeout=10).json()["messages"]
             return published >= len(users) and read >= published and len(messages) >= len(users)
 
         with contextlib.suppress(TimeoutError):  # the assertions below say who is missing
@@ -233,19 +207,7 @@ def test_twelve_partitions_three_workers_each_rescue_sent_once(tmp_path: Path) -
             f"{len(messages)} messages, decided {decided}"
         )
 
-        stack.send_signal(signal.SIGTERM)
-        assert stack.wait(timeout=60) == 0, log_path.read_text()[-3000:]
-    finally:
-        if stack.poll() is None:
-            # The stack stops its parts on SIGTERM; a SIGKILL would orphan them.
-            stack.send_signal(signal.SIGTERM)
-            try:
-                stack.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                stack.kill()
-                stack.wait()
-        outlived = support.pids_alive(tree) | support.pids_mentioning(str(data_dir))
-        for pid in outlived:  # this test's own parts, by id: never left running
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-    assert outlived == set(), "parts outlived the stack"
+        # The stack stops its parts on SIGTERM, none left behind.
+        status, outlived = stack.stop()
+        assert status == 0, stack.log_path.read_text()[-3000:]
+        assert outlived == set(), "parts outlived the stack"

@@ -17,8 +17,6 @@ Exit status 1 unless it passes.
 
 import argparse
 import re
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -216,11 +214,6 @@ def each_minute(samples: list[Sample], shown: Callable[[Sample], str]) -> str:
     return " ".join(marks) + f" → {shown(samples[-1])}"
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {key: value.strip("'") for key, value in pairs}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tests.soak", description=__doc__.split("\n")[0]
@@ -238,99 +231,82 @@ def main(argv: list[str] | None = None) -> int:
     lag_bound = args.rate * args.lag_bound_s
 
     root = Path(tempfile.mkdtemp(prefix="intentflow-soak-"))
-    data_dir, log_path = root / "stack", root / "local-up.log"
-    api_port = support.free_port()
-    api = f"http://{support.LOOPBACK}:{api_port}"
     env = support.child_env(RULES=str(DEMO_RULES))
-    argv_up = [sys.executable, "-m", "pipeline.cli", "local", "up", "--no-simulate"]
-    argv_up += ["--data-dir", str(data_dir), "--api-port", str(api_port)]
-    argv_up += ["--workers", str(args.workers)]
     print(f"soak: starting the local stack ({args.workers} worker(s)); logs in {root}", flush=True)
-    with log_path.open("wb") as log:
-        stack = subprocess.Popen(
-            argv_up, cwd=support.PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    stop = threading.Event()
-    traffic = Traffic()
-    threads: list[threading.Thread] = []
-    series: dict[str, list[Sample]] = {}
-    produced: list[tuple[float, float]] = []
-    chdb_figures: list[tuple[float, dict[str, float]]] = []
-    try:
+    # The stack stops when the block ends: after the finally below has stopped the senders.
+    with support.local_stack(root, "--workers", str(args.workers), env=env) as stack:
+        data_dir, log_path, api = stack.data_dir, stack.log_path, stack.api
+        stop = threading.Event()
+        traffic = Traffic()
+        threads: list[threading.Thread] = []
+        series: dict[str, list[Sample]] = {}
+        produced: list[tuple[float, float]] = []
+        chdb_figures: list[tuple[float, dict[str, float]]] = []
+        try:
+            metrics = stack.metrics
+            pids = {
+                name: pid_running(stack.process.pid, fragment)
+                for name, fragment in _BY_COMMAND.items()
+            }
+            logs = {
+                name: ErrorLines(data_dir / "logs" / f"{name}.log") for name in [*metrics, *pids]
+            }
+            keys = stack.env
+            warehouse = clickhouse_connect.get_client(
+                dsn=keys["INTENTFLOW_CLICKHOUSE_URL"], connect_timeout=10, send_receive_timeout=30
+            )
 
-        def up() -> bool:
-            if stack.poll() is not None:
-                raise RuntimeError(f"the stack exited:\n{log_path.read_text()[-3000:]}")
-            return "intentflow local stack is up" in log_path.read_text()
-
-        support.wait_for(up, 180, "the local stack", interval_s=0.5)
-        output = log_path.read_text()
-        metrics = {name: url for url, name in re.findall(r"metrics\s+(\S+)\s+\((\S+)\)", output)}
-        pids = {name: pid_running(stack.pid, fragment) for name, fragment in _BY_COMMAND.items()}
-        logs = {name: ErrorLines(data_dir / "logs" / f"{name}.log") for name in [*metrics, *pids]}
-        keys = read_env_file(data_dir / "local.env")
-        warehouse = clickhouse_connect.get_client(
-            dsn=keys["INTENTFLOW_CLICKHOUSE_URL"], connect_timeout=10, send_receive_timeout=30
-        )
-
-        threads = senders(api, keys, args, stop, traffic)
-        # Errors are counted from here: Tansu logs an ERROR for a consumer group it has
-        # not stored yet while the workers first join (start-up, not the soak's).
-        for lines in logs.values():
-            lines.skip_existing()
-        started = time.monotonic()
-        for thread in threads:
-            thread.start()
-        print(
-            f"soak: {args.minutes:g} min at {args.rate:.0f} events/s (half of one worker's "
-            f"{WORKER_MAX_EVENTS_S}), warm-up {warmup_s / 60:g} min, a sample every "
-            f"{args.sample_s:g} s",
-            flush=True,
-        )
-        next_sample = started
-        while True:
-            now = time.monotonic() - started
-            records_out = 0.0
-            for name, url in metrics.items():
-                scraped = support.scrape_metrics(url)
-                records_out += summed(scraped, "intentflow_records_out_total")
-                series.setdefault(name, []).append(
-                    Sample(
-                        now,
-                        summed(scraped, "process_resident_memory_bytes"),
-                        worst(scraped, "intentflow_consumer_lag"),
-                        logs[name].read() + summed(scraped, "intentflow_dead_letters_total"),
-                        summed(scraped, "intentflow_decisions_total"),
+            threads = senders(api, keys, args, stop, traffic)
+            # Errors are counted from here: Tansu logs an ERROR for a consumer group it has
+            # not stored yet while the workers first join (start-up, not the soak's).
+            for lines in logs.values():
+                lines.skip_existing()
+            started = time.monotonic()
+            for thread in threads:
+                thread.start()
+            print(
+                f"soak: {args.minutes:g} min at {args.rate:.0f} events/s (half of one worker's "
+                f"{WORKER_MAX_EVENTS_S}), warm-up {warmup_s / 60:g} min, a sample every "
+                f"{args.sample_s:g} s",
+                flush=True,
+            )
+            next_sample = started
+            while True:
+                now = time.monotonic() - started
+                records_out = 0.0
+                for name, url in metrics.items():
+                    scraped = support.scrape_metrics(url)
+                    records_out += summed(scraped, "intentflow_records_out_total")
+                    series.setdefault(name, []).append(
+                        Sample(
+                            now,
+                            summed(scraped, "process_resident_memory_bytes"),
+                            worst(scraped, "intentflow_consumer_lag"),
+                            logs[name].read() + summed(scraped, "intentflow_dead_letters_total"),
+                            summed(scraped, "intentflow_decisions_total"),
+                        )
                     )
-                )
-            for name, pid in pids.items():
-                series.setdefault(name, []).append(
-                    Sample(now, proc_rss(pid), None, logs[name].read(), 0.0)
-                )
-            produced.append((now, records_out))
-            chdb_figures.append((now, chdb_memory(warehouse)))
-            if stack.poll() is not None:
-                raise RuntimeError(f"the stack exited:\n{log_path.read_text()[-3000:]}")
-            if now >= args.minutes * 60:
-                break
-            if len(series["worker-0"]) % 6 == 0:
-                print(
-                    f"  {now / 60:5.1f} min: sent {traffic.sent}, accepted {traffic.accepted}",
-                    flush=True,
-                )
-            next_sample += args.sample_s
-            time.sleep(max(0.0, next_sample - time.monotonic()))
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(60)
-        if stack.poll() is None:
-            stack.send_signal(signal.SIGTERM)
-            try:
-                stack.wait(60)
-            except subprocess.TimeoutExpired:
-                stack.kill()
-                stack.wait()
+                for name, pid in pids.items():
+                    series.setdefault(name, []).append(
+                        Sample(now, proc_rss(pid), None, logs[name].read(), 0.0)
+                    )
+                produced.append((now, records_out))
+                chdb_figures.append((now, chdb_memory(warehouse)))
+                if stack.process.poll() is not None:
+                    raise RuntimeError(f"the stack exited:\n{log_path.read_text()[-3000:]}")
+                if now >= args.minutes * 60:
+                    break
+                if len(series["worker-0"]) % 6 == 0:
+                    print(
+                        f"  {now / 60:5.1f} min: sent {traffic.sent}, accepted {traffic.accepted}",
+                        flush=True,
+                    )
+                next_sample += args.sample_s
+                time.sleep(max(0.0, next_sample - time.monotonic()))
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(60)
 
     elapsed = produced[-1][0]
     after_warmup = [records for t, records in produced if t >= warmup_s]
