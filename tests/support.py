@@ -124,17 +124,20 @@ def committed_count(brokers: str, group: str, topics: list[str]) -> int:
     return sum(max(offset, 0) for offset in found.values())
 
 
-def consumed_to_end(brokers: str, group: str, topics: list[str]) -> bool:
+async def group_caught_up(brokers: str, group: str, topics: list[str]) -> bool:
     """True once ``group`` has committed every record now on ``topics``: each process
     commits a record only after its effects are written, so nothing more will come of
     them. The condition to wait on before asserting that something did *not* happen."""
+    ends = await end_offsets(brokers, topics)
+    committed = await committed_offsets(brokers, group, topics)
+    return all(committed[key] >= end for key, end in ends.items() if end > 0)
+
+
+def consumed_to_end(brokers: str, group: str, topics: list[str]) -> bool:
+    """``group_caught_up`` from synchronous code."""
     import asyncio
 
-    async def both() -> tuple[dict, dict]:
-        return await end_offsets(brokers, topics), await committed_offsets(brokers, group, topics)
-
-    ends, committed = asyncio.run(both())
-    return all(committed[key] >= end for key, end in ends.items() if end > 0)
+    return asyncio.run(group_caught_up(brokers, group, topics))
 
 
 def child_env(**intentflow: str) -> dict[str, str]:

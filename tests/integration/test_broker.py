@@ -83,6 +83,7 @@ async def test_faust_worker_counts_with_a_rocksdb_table(broker: str, tmp_path: P
         expected[key] += 1
     await produce(broker, COUNT_INPUT.name, records)
 
+    app_id = f"test-counting-{uuid.uuid4().hex[:6]}"
     worker = support.python_process(
         "counting-worker",
         ["-m", "tests.apps.counting"],
@@ -94,7 +95,7 @@ async def test_faust_worker_counts_with_a_rocksdb_table(broker: str, tmp_path: P
             link_secret="test-link-secret",
             kafka_brokers=broker,
             data_dir=str(tmp_path),
-            app_id=f"test-counting-{uuid.uuid4().hex[:6]}",
+            app_id=app_id,
             web_enabled="false",
             log_level="warning",
         ),
@@ -107,8 +108,12 @@ async def test_faust_worker_counts_with_a_rocksdb_table(broker: str, tmp_path: P
             return sum(map(len, got.values())) >= RECORDS
 
         outputs = await consume_all(broker, COUNT_OUTPUT, every_count_seen, timeout_s=60)
-        # Anything beyond one output per input (a duplicate) would arrive shortly after.
-        await asyncio.sleep(1.0)
+        # Anything beyond one output per input (a duplicate) comes of an input the worker
+        # has not committed yet: once it has committed them all, read the outputs again.
+        deadline = time.monotonic() + 60
+        while not await support.group_caught_up(broker, app_id, [COUNT_INPUT.name]):
+            assert time.monotonic() < deadline, "the worker did not commit every input"
+            await asyncio.sleep(0.2)  # polling the committed offsets
         outputs = await consume_all(broker, COUNT_OUTPUT, lambda _: False, timeout_s=1.5)
     finally:
         status = worker.stop(timeout_s=20)
