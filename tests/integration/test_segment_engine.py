@@ -17,11 +17,12 @@ from clickhouse_connect.driver.client import Client
 from rudderstack.analytics import Client as RudderClient
 from segment.analytics import Client as SegmentClient
 
+from api.producer import partition_for
 from pipeline.domain import rules as rules_module
 from pipeline.domain.ids import in_holdout
 from pipeline.domain.rules import default_rules
 from schemas.messages import Nudge, load_decision
-from schemas.topics import NUDGES
+from schemas.topics import DEFAULT_USER_PARTITIONS, NUDGES
 from tests import support
 from tests.collector_server import SERVER_KEY, WRITE_KEY, collector_settings, running_api
 
@@ -67,6 +68,11 @@ async def nudges_for(brokers: str, users: set[str], until, timeout_s: float) -> 
     finally:
         await consumer.stop()
     return found
+
+
+def partition_of(user: str) -> int:
+    """The raw topic's partition of a shopper's events (keyed by their user id)."""
+    return partition_for(user.encode(), DEFAULT_USER_PARTITIONS)
 
 
 def consent(client, user: str, anon: str) -> None:
@@ -150,11 +156,27 @@ def test_sdk_carts_earn_a_rescue_and_an_sdk_order_prevents_it(
                     "products": [line],
                 },
             )
-            # Until the abandoner's rescue is decided, then a while longer for any other.
-            found = asyncio.run(
-                nudges_for(broker, {abandoner, buyer}, lambda f: len(f) >= 1, timeout_s=90)
+            # A sentinel on the buyer's partition leaves a cart after the buyer's order:
+            # once its rescue is decided there, that partition's watermark has passed any
+            # deadline the buyer's cart could have had (deadlines fire in order).
+            sentinel = next(
+                candidate
+                for candidate in (shopper("seg-sentinel") for _ in range(1000))
+                if partition_of(candidate) == partition_of(buyer)
             )
-            time.sleep(TIMEOUT_S + 2)
+            anon_s = f"anon-{sentinel}"
+            consent(browser, sentinel, anon_s)
+            rudder.track(
+                user_id=sentinel, anonymous_id=anon_s, event="Product Added", properties=line
+            )
+            found = asyncio.run(
+                nudges_for(
+                    broker,
+                    {abandoner, buyer, sentinel},
+                    lambda f: {abandoner, sentinel} <= {n.user_key for n in f},
+                    timeout_s=90,
+                )
+            )
 
             # Both deliveries of the add were read before the rescue was decided; the
             # events table keeps one row per event_id and time (ReplacingMergeTree,
@@ -168,7 +190,7 @@ def test_sdk_carts_earn_a_rescue_and_an_sdk_order_prevents_it(
             rows = added_rows("FINAL")
             found = asyncio.run(
                 nudges_for(broker, {abandoner, buyer}, lambda f: False, timeout_s=3)
-            )
+            )  # read again: everything published by now
     finally:
         worker.stop(15)
     log = (tmp_path / "w.log").read_text()
