@@ -26,10 +26,10 @@ from schemas.catalog import Product, product_row
 from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.events import Event, parse_event
 from schemas.keys import hash_api_key
-from schemas.messages import CartItem, Nudge, Receipt
 from schemas.time import epoch_ms
 from tests.collector_server import collector_settings, running_api
 from tests.e2e.browser import assert_clean
+from tests.rows import nudge, receipt
 
 ADMIN_KEY = "ak_console-browser-admin"
 READ_KEY = "rk_console-browser-read"
@@ -49,43 +49,6 @@ def make_event(name: str, at: datetime, user: str, message: str = "", **props: A
     if message:
         raw["context"] = {"campaign": {"utm_message_id": message}}
     return parse_event(raw, received_at=at)
-
-
-def nudge(nid: str, kind: str, user: str, at: datetime, channels=(), **extra: Any) -> Nudge:
-    cart = (
-        {"cart_id": f"c-{user}", "items": (CartItem(product_id="p1", quantity=1, price=10.0),)}
-        if kind == "cart_rescue"
-        else {"product_id": "p1"}
-    )
-    return Nudge(
-        nudge_id=nid,
-        kind=kind,
-        user_key=user,
-        user_id=user,
-        status=extra.pop("status", "emit"),
-        reason=extra.pop("reason", None),
-        triggered_at=at,
-        decided_at=at,
-        discount_percent=10,
-        channels=channels,
-        score=0.9,
-        rules_version="r1",
-        trigger_event_id=f"e-{nid}",
-        **cart,
-    )
-
-
-def receipt(message: str, user: str, kind: str, channel: str, status: str, at: datetime, **cost):
-    return Receipt(
-        receipt_id=uuid.uuid5(uuid.NAMESPACE_OID, f"{message}{channel}{status}").hex,
-        message_id=message,
-        kind=kind,
-        user_key=user,
-        channel=channel,
-        status=status,
-        at=at,
-        **cost,
-    )
 
 
 def insert(clickhouse: Client, table, rows: list[tuple]) -> None:

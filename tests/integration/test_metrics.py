@@ -34,8 +34,9 @@ from pipeline.sink.rows import (
 from pipeline.sink.writer import WarehouseWriter
 from schemas.events import Event, parse_event
 from schemas.keys import hash_api_key
-from schemas.messages import CartItem, Nudge, NudgeCancellation, Receipt, VipUpgrade
+from schemas.messages import NudgeCancellation, Receipt, VipUpgrade
 from tests import support
+from tests.rows import nudge, receipt
 
 READ_KEY = "test-read-key"
 AUTH = {"Authorization": f"Bearer {READ_KEY}"}
@@ -230,44 +231,6 @@ def test_timeseries_hand_computed(api: TestClient, writer: WarehouseWriter) -> N
 # --- nudges, attribution, uplift ----------------------------------------------------
 
 
-def nudge(
-    nid: str, kind: str, user: str, at: datetime, channels=(), status="emit", reason=None
-) -> Nudge:
-    extra = (
-        {"cart_id": f"c-{user}", "items": (CartItem(product_id="p1", quantity=1, price=10.0),)}
-        if kind == "cart_rescue"
-        else {"product_id": "p1"}
-    )
-    return Nudge(
-        nudge_id=nid,
-        kind=kind,
-        user_key=user,
-        user_id=user,
-        status=status,
-        reason=reason,
-        triggered_at=at,
-        decided_at=at,
-        discount_percent=10,
-        channels=channels,
-        score=0.9,
-        rules_version="r1",
-        trigger_event_id=f"e-{nid}",
-        **extra,
-    )
-
-
-def receipt(message: str, kind: str, channel: str, status: str, at: datetime) -> Receipt:
-    return Receipt(
-        receipt_id=uuid.uuid5(uuid.NAMESPACE_OID, f"{message}{channel}{status}").hex,
-        message_id=message,
-        kind=kind,
-        user_key="x",
-        channel=channel,
-        status=status,
-        at=at,
-    )
-
-
 A, B, C, D, E, V = ("a" * 32, "b" * 32, "c" * 32, "d" * 32, "e" * 32, "f" * 32)
 
 
@@ -309,14 +272,14 @@ def outcomes(writer: WarehouseWriter) -> None:
     )
     insert(writer, VIP_UPGRADES, [vip_row(vip, "live")], "vip")
     receipts = [
-        receipt(A, "cart_rescue", "whatsapp", "sent", T0 + m),
-        receipt(A, "cart_rescue", "whatsapp", "delivered", T0 + 2 * m),
-        receipt(A, "cart_rescue", "whatsapp", "read", T0 + 5 * m),
-        receipt(A, "cart_rescue", "whatsapp", "clicked", T0 + 10 * m),
-        receipt(B, "cart_rescue", "whatsapp", "failed", T0 + 2 * m),
-        receipt(B, "cart_rescue", "sms", "sent", T0 + 3 * m),
-        receipt(V, "vip_upgrade", "email", "sent", T0 + m),
-        receipt(V, "vip_upgrade", "email", "read", T0 + 60 * m),
+        receipt(A, "x", "cart_rescue", "whatsapp", "sent", T0 + m),
+        receipt(A, "x", "cart_rescue", "whatsapp", "delivered", T0 + 2 * m),
+        receipt(A, "x", "cart_rescue", "whatsapp", "read", T0 + 5 * m),
+        receipt(A, "x", "cart_rescue", "whatsapp", "clicked", T0 + 10 * m),
+        receipt(B, "x", "cart_rescue", "whatsapp", "failed", T0 + 2 * m),
+        receipt(B, "x", "cart_rescue", "sms", "sent", T0 + 3 * m),
+        receipt(V, "x", "vip_upgrade", "email", "sent", T0 + m),
+        receipt(V, "x", "vip_upgrade", "email", "read", T0 + 60 * m),
     ]
     insert(writer, RECEIPTS, [receipt_row(r) for r in receipts], "receipts")
     insert(writer, RECEIPTS, [receipt_row(r) for r in receipts[2:]], "receipts-again")
@@ -489,7 +452,7 @@ def test_costs_per_channel_and_per_conversion_hand_computed(
     w1, w2, s1 = ("1" * 32, "2" * 32, "3" * 32)
 
     def sent(message: str, channel: str, cost: float) -> Receipt:
-        return receipt(message, "cart_rescue", channel, "sent", day).model_copy(
+        return receipt(message, "x", "cart_rescue", channel, "sent", day).model_copy(
             update={"cost": cost, "currency": "USD"}
         )
 
@@ -497,9 +460,9 @@ def test_costs_per_channel_and_per_conversion_hand_computed(
         sent(w1, "whatsapp", 0.0625),
         sent(w2, "whatsapp", 0.0625),
         sent(s1, "sms", 0.0166),  # two SMS segments
-        receipt(w1, "cart_rescue", "whatsapp", "read", day + m),
-        receipt(s1, "cart_rescue", "sms", "clicked", day + 2 * m),
-        receipt(w2, "cart_rescue", "whatsapp", "delivered", day + m),  # no engagement
+        receipt(w1, "x", "cart_rescue", "whatsapp", "read", day + m),
+        receipt(s1, "x", "cart_rescue", "sms", "clicked", day + 2 * m),
+        receipt(w2, "x", "cart_rescue", "whatsapp", "delivered", day + m),  # no engagement
     ]
     rows = [receipt_row(r) for r in receipts]
     insert(writer, RECEIPTS, rows, "cost-receipts")

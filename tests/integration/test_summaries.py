@@ -17,10 +17,11 @@ from schemas.keys import hash_api_key
 from schemas.summaries import SUMMARY_KINDS
 from schemas.time import now_ms
 from tests.collector_server import collector_settings, running_api
-from tests.e2e.test_console_browser import insert, make_event, nudge, receipt
+from tests.e2e.test_console_browser import insert, make_event
 from tests.integration.test_console import signed_in
 from tests.integration.test_metrics import AUTH, READ_KEY
 from tests.integration.test_metrics import api as metrics_api  # noqa: F401 (fixture)
+from tests.rows import nudge, receipt
 
 T0 = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
 RANGE = {"from": "2024-06-03T08:00:00Z", "to": "2024-06-04T09:00:00Z"}

@@ -1,0 +1,59 @@
+"""Decisions and receipts for seeding the warehouse in tests, as the engine and the
+dispatcher would have made them (written with the sink's own row functions)."""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from schemas.messages import CartItem, Nudge, Receipt
+
+
+def nudge(
+    nid: str,
+    kind: str,
+    user: str,
+    at: datetime,
+    channels: tuple[str, ...] = (),
+    status: str = "emit",
+    reason: str | None = None,
+    **extra: Any,
+) -> Nudge:
+    """A decision about ``user`` at ``at``; a cart rescue carries a one-item cart."""
+    cart = (
+        {"cart_id": f"c-{user}", "items": (CartItem(product_id="p1", quantity=1, price=10.0),)}
+        if kind == "cart_rescue"
+        else {"product_id": "p1"}
+    )
+    return Nudge(
+        nudge_id=nid,
+        kind=kind,
+        user_key=user,
+        user_id=user,
+        status=status,
+        reason=reason,
+        triggered_at=at,
+        decided_at=at,
+        discount_percent=10,
+        channels=channels,
+        score=0.9,
+        rules_version="r1",
+        trigger_event_id=f"e-{nid}",
+        **cart,
+        **extra,
+    )
+
+
+def receipt(
+    message: str, user: str, kind: str, channel: str, status: str, at: datetime, **cost: Any
+) -> Receipt:
+    """One receipt of a message; the same (message, channel, status) is the same receipt."""
+    return Receipt(
+        receipt_id=uuid.uuid5(uuid.NAMESPACE_OID, f"{message}{channel}{status}").hex,
+        message_id=message,
+        kind=kind,
+        user_key=user,
+        channel=channel,
+        status=status,
+        at=at,
+        **cost,
+    )
