@@ -36,7 +36,8 @@ class Shoppers:
     events: list[dict] = field(default_factory=list)
 
 
-def _event(name: str, user: str, at: datetime, session: str, **extra) -> dict:
+def event_of(name: str, user: str, at: datetime, session: str, **extra) -> dict:
+    """An event of ``user`` as a tracker sends it; ``extra`` is its context."""
     properties = extra.pop("properties", {})
     return {
         "event_id": str(uuid.uuid4()),
@@ -79,7 +80,7 @@ def write_shoppers(
             at = last - timedelta(days=visit * rng.randint(1, 10))
             session = f"s-{user}-{visit}"
             events.append(
-                _event(
+                event_of(
                     "page_view",
                     user,
                     at,
@@ -90,7 +91,7 @@ def write_shoppers(
             )
             category = rng.choice(CATEGORIES)
             events.append(
-                _event(
+                event_of(
                     "product_view",
                     user,
                     at + timedelta(seconds=5),
@@ -108,7 +109,7 @@ def write_shoppers(
                     "items": [{"product_id": f"{category}-1", "quantity": 1, "amount": total}],
                 }
                 events.append(
-                    _event(
+                    event_of(
                         "order_placed",
                         user,
                         at + timedelta(seconds=30),

@@ -17,13 +17,22 @@ from pydantic import BaseModel, Field, ValidationError
 
 from api.auth import AdminCaller
 from api.deps import ClickHouseDep
+from api.lookalikes import Lookalikes, TooFewToLearn, rank_lookalikes
 from api.params import TagQuery
 from api.privacy.audit import actor_of, record_action
-from api.queries.segments import StoredSegment, list_segments, load_segment, preview, save_segment
+from api.queries.lookalikes import profile_features
+from api.queries.segments import (
+    StoredSegment,
+    list_segments,
+    load_segment,
+    mask_identifier,
+    preview,
+    save_segment,
+)
 from api.routing import GuardedRoute
 from api.segment_llm import SuggesterDep
 from schemas.segment_phrases import parse_phrase
-from schemas.segments import Condition, Group, load_rule
+from schemas.segments import MAX_LIST, Condition, Group, load_rule
 from schemas.tags import segment_tags
 from schemas.time import from_ms, now_ms
 
@@ -76,6 +85,31 @@ class SegmentPreview(BaseModel):
     size: int
     as_of: datetime
     sample: list[MaskedProfile]
+
+
+class LookalikeRequest(BaseModel):
+    # How many non-members to offer (a segment lists at most MAX_LIST user keys).
+    size: Annotated[int, Field(ge=1, le=MAX_LIST)] = 100
+    # Store the lookalikes as a new segment (its rule lists their user keys).
+    save: bool = False
+    name: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+
+class RankedProfile(BaseModel):
+    user: str  # masked as in previews
+    score: float  # the model's probability of being a member
+
+
+class LookalikeResponse(BaseModel):
+    segment_id: str
+    members: int
+    candidates: int
+    auc: float
+    features: list[str]
+    # The offered audience as a rule (user_key in [...]), ready for POST /v1/segments.
+    rules: Group
+    sample: list[RankedProfile]
+    saved: SegmentResponse | None
 
 
 class ParseRequest(BaseModel):
@@ -165,6 +199,59 @@ async def preview_segment(
         size=size,
         as_of=from_ms(as_of_ms),
         sample=[MaskedProfile(**row) for row in rows],
+    )
+
+
+# Profiles the model learns from, most recently seen first (memory and time bounded).
+LOOKALIKE_PROFILES = 200_000
+LOOKALIKE_SAMPLE = 20
+
+
+@router.post("/{segment_id}/lookalike", response_model=LookalikeResponse)
+async def lookalike_segment(
+    segment_id: SegmentIdPath,
+    request: LookalikeRequest,
+    caller: AdminCaller,
+    clickhouse: ClickHouseDep,
+) -> LookalikeResponse:
+    """Shoppers outside the segment who behave most like its members (api/lookalikes.py),
+    ranked, as a rule; saved as a new segment when asked."""
+    segment = await _stored(clickhouse, segment_id)
+
+    def learn() -> Lookalikes:
+        rows = profile_features(clickhouse, segment.rules, now_ms(), LOOKALIKE_PROFILES)
+        return rank_lookalikes(rows, request.size)
+
+    try:
+        found = await asyncio.to_thread(learn)
+    except TooFewToLearn as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    keys = [key for key, _ in found.ranked]
+    # Never empty: there is someone outside the segment, and size is at least one.
+    rules = load_rule({"op": "AND", "rules": [{"field": "user_key", "op": "in", "value": keys}]})
+    saved = None
+    if request.save:
+        wanted = SegmentRequest(
+            name=request.name or f"Lookalike of {segment.name}"[:128],
+            description=(
+                f"The {len(keys)} non-members most like “{segment.name}” "
+                f"(logistic regression over profile features, AUC {found.auc:.2f})."
+            )[:1000],
+            rules=rules,
+        )
+        saved = await create_segment(wanted, caller, clickhouse)
+    return LookalikeResponse(
+        segment_id=segment_id,
+        members=found.members,
+        candidates=found.candidates,
+        auc=found.auc,
+        features=found.features,
+        rules=rules,
+        sample=[
+            RankedProfile(user=mask_identifier(key), score=score)
+            for key, score in found.ranked[:LOOKALIKE_SAMPLE]
+        ],
+        saved=saved,
     )
 
 

@@ -259,6 +259,11 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         {},
         only(404, "admin"),
     ),
+    ("POST", "/v1/segments/{segment_id}/lookalike"): (
+        "/v1/segments/" + "0" * 32 + "/lookalike",
+        {"json": {}},
+        only(404, "admin"),
+    ),
     ("POST", "/v1/campaigns"): ("/v1/campaigns", {"json": {}}, only(422, "admin")),
     ("GET", "/v1/campaigns"): ("/v1/campaigns", {}, only(200, "read", "admin")),
     ("GET", "/v1/campaigns/{campaign_id}"): (
