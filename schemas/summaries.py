@@ -1,4 +1,4 @@
-"""A nudge kind's outcomes in plain words, from the metrics' own figures.
+"""A nudge kind's (or a campaign's) outcomes in plain words, from the metrics' own figures.
 
 Pure: the figures come in (api/queries/summaries.py gathers them from the same query
 functions as ``/v1/metrics/*``), sentences come out. The uncertainty is stated as it
@@ -64,9 +64,10 @@ def points(fraction: float) -> str:
     return f"{100 * fraction:+.1f}"
 
 
-def summary_text(figures: NudgeFigures) -> str:
+def summary_text(figures: NudgeFigures, subject: str | None = None) -> str:
     """E.g. "12,480 sent, 61.0 % read; SMS fallback carried 18.0 %; conversions 3.1 % vs
-    2.2 % in the holdout, uplift +0.9 pt [+0.4, +1.4]"."""
+    2.2 % in the holdout, uplift +0.9 pt [+0.4, +1.4]", after ``subject`` (by default
+    the kind, e.g. "Cart rescue")."""
     s = stated(figures)
     parts = []
     if figures.sent:
@@ -94,4 +95,5 @@ def summary_text(figures: NudgeFigures) -> str:
             f"in the holdout, {uplift}"
         )
     text = "; ".join(parts)
-    return f"{figures.kind.replace('_', ' ').capitalize()}: {text}."
+    subject = subject or figures.kind.replace("_", " ").capitalize()
+    return f"{subject}: {text}."

@@ -39,7 +39,7 @@ from api.errors import HTTP_ANSWERS, as_http
 from api.privacy.audit import read_log
 from api.queries.common import TimeRange
 from api.queries.segments import preview as segment_preview
-from api.routes import admin, campaigns, segments
+from api.routes import admin, campaigns, segments, summaries
 from api.routing import GuardedRoute
 from api.segment_llm import SuggesterDep
 from schemas.segments import FIELDS, OPERATORS, load_rule
@@ -341,11 +341,14 @@ async def campaign(
     campaign_id = checked_id(campaign_id, "campaign", 32)
     clickhouse = warehouse(resources)
     report = await campaigns.get_campaign(campaign_id, session.caller, clickhouse, settings)
+    summary = await asyncio.to_thread(
+        summaries.get_campaign_summary, session.caller, clickhouse, settings, campaign_id
+    )
     history = None
     if session.can_act:  # the audit log is admin-only in the API too
         rows = await asyncio.to_thread(read_log, clickhouse, None, None, 2000)
         history = [r for r in rows if r["detail"] == campaign_id]
-    return page(request, "campaign.html", session, report=report, history=history)
+    return page(request, "campaign.html", session, report=report, summary=summary, history=history)
 
 
 @router.post("/campaigns/{campaign_id}/cancel")

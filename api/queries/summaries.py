@@ -1,6 +1,7 @@
 """A nudge kind's figures for its summary (schemas/summaries.py), taken from the same
 query functions as ``/v1/metrics/nudges`` and ``/v1/metrics/uplift`` so that every
-number the summary states is one the metrics API reports for the same range.
+number the summary states is one the metrics API reports for the same range; and a
+campaign's, from ``GET /v1/campaigns/{id}``'s own row (api/queries/campaigns.py).
 """
 
 from typing import Any
@@ -50,4 +51,37 @@ def nudge_figures(client: Client, time_range: TimeRange, window_s: int, kind: st
         uplift=difference.rate,
         uplift_low=difference.ci_low,
         uplift_high=difference.ci_high,
+    )
+
+
+# A campaign's messages that fell back to SMS: its targets' messages, as above.
+_CAMPAIGN_FALLBACKS = """
+SELECT uniqExact(message_id) FROM receipts
+WHERE status = 'sent' AND channel = 'sms'
+  AND message_id IN (
+      SELECT message_id FROM campaign_members
+      WHERE campaign_id = {campaign_id:String} AND member_group = 'target'
+  )
+  AND message_id IN (SELECT message_id FROM receipts WHERE status = 'fallback')
+"""
+
+
+def campaign_figures(client: Client, report: dict[str, Any]) -> NudgeFigures:
+    """A campaign's figures from its report row (/v1/campaigns): targeted members are
+    its nudged group, held-out members its holdout, within the attribution window."""
+    fallbacks = client.query(
+        _CAMPAIGN_FALLBACKS, parameters={"campaign_id": report["campaign_id"]}
+    ).result_rows[0][0]
+    return NudgeFigures(
+        kind="campaign",
+        sent=int(report["sent"]),
+        read=int(report["read"]),
+        fallback=int(fallbacks),
+        nudged_users=int(report["treated_users"]),
+        nudged_converted=int(report["treated_converted"]),
+        holdout_users=int(report["holdout"]),
+        holdout_converted=int(report["holdout_converted"]),
+        uplift=float(report["uplift"]),
+        uplift_low=float(report["uplift_ci_low"]),
+        uplift_high=float(report["uplift_ci_high"]),
     )

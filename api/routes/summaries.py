@@ -1,20 +1,25 @@
-"""``/v1/summaries/*``: a nudge kind's outcomes in plain words, with the figures stated.
+"""``/v1/summaries/*``: a nudge kind's or a campaign's outcomes in plain words, with the
+figures stated.
 
-Read scope, the same ranges as ``/v1/metrics/*``; the figures come from the same
-queries, so each number in the text is one the metrics API reports.
+Read scope. A kind's over the same ranges as ``/v1/metrics/*``, from the same queries; a
+campaign's from its ``GET /v1/campaigns/{id}`` row: each number in the text is one the
+metrics or campaigns API reports.
 """
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
 from api.auth import ReadCaller
 from api.deps import ClickHouseDep, SettingsDep
 from api.params import TimeRangeDep
-from api.queries.summaries import nudge_figures
+from api.queries.campaigns import CampaignFilter, definitions, outcomes
+from api.queries.summaries import campaign_figures, nudge_figures
+from api.routes.campaigns import CampaignIdPath, ReportCaller
 from api.routing import GuardedRoute
 from schemas.summaries import SUMMARY_KINDS, stated, summary_text
+from schemas.time import now_ms
 
 router = APIRouter(prefix="/v1/summaries", tags=["summaries"], route_class=GuardedRoute)
 
@@ -58,3 +63,37 @@ def get_nudge_summary(
     # Warehouse errors go through: api/errors.py answers them with 503.
     figures = nudge_figures(clickhouse, span, settings.attribution_window_s, kind)
     return {"kind": kind, "text": summary_text(figures), "figures": stated(figures)}
+
+
+class CampaignSummary(BaseModel):
+    campaign_id: str
+    name: str
+    status: str
+    text: str
+    figures: NudgeSummaryFigures
+
+
+@router.get(
+    "/campaigns/{campaign_id}",
+    response_model=CampaignSummary,
+    summary="A campaign's outcomes in plain words",
+    responses={404: {"description": "No such campaign."}},
+)
+def get_campaign_summary(
+    caller: ReportCaller,
+    clickhouse: ClickHouseDep,
+    settings: SettingsDep,
+    campaign_id: CampaignIdPath,
+) -> dict[str, Any]:
+    found = definitions(clickhouse, CampaignFilter(campaign_id, limit=1))
+    if not found:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such campaign")
+    (report,) = outcomes(clickhouse, found, settings.attribution_window_s, now_ms())
+    figures = campaign_figures(clickhouse, report)
+    return {
+        "campaign_id": campaign_id,
+        "name": report["name"],
+        "status": report["status"],
+        "text": summary_text(figures, f"Campaign “{report['name']}” ({report['status']})"),
+        "figures": stated(figures),
+    }

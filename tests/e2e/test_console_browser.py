@@ -261,6 +261,11 @@ def test_build_a_segment_with_a_live_count_then_schedule_and_cancel_a_campaign(
     form.get_by_role("button", name="Schedule campaign").click()
     expect(page.locator(".toast-ok")).to_contain_text("Campaign scheduled for")
     expect(page.locator("#campaign-status")).to_have_text("scheduled")
+    # Not launched: nothing sent, no one to compare, and the summary says so.
+    expect(page.locator("#campaign-summary")).to_have_text(
+        "Campaign “Spring offer” (scheduled): nothing sent; "
+        "no shopper nudged, so no conversions to compare."
+    )
     expect(page.locator("#history")).to_contain_text("campaign_create")
     page.get_by_role("button", name="Cancel campaign").click()
     expect(page.locator("#campaign-status")).to_have_text("cancelled")

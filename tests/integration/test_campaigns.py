@@ -321,6 +321,30 @@ def run_campaign(size: int, tmp, broker: str, warehouse: str, clickhouse: Client
             assert (final["converted"], final["orders"], final["revenue"]) == (2, 2, 200.0)
             assert final["treated_converted"] >= 2 and final["holdout_converted"] >= 1
             assert final["treated_users"] == final["targeted"]
+            # The campaign in words: every figure is the report's, fallbacks the simulator's.
+            summary = http.get(f"{api}/v1/summaries/campaigns/{campaign_id}", headers=READ)
+            assert summary.status_code == 200, summary.text
+            figures, report_now = summary.json()["figures"], report()
+            assert (figures["sent"], figures["read"]) == (report_now["sent"], report_now["read"])
+            assert (figures["nudged_users"], figures["nudged_converted"]) == (
+                report_now["treated_users"],
+                report_now["treated_converted"],
+            )
+            assert (figures["holdout_users"], figures["holdout_converted"]) == (
+                report_now["holdout"],
+                report_now["holdout_converted"],
+            )
+            assert figures["holdout_rate"] == pytest.approx(report_now["holdout_rate"])
+            assert (figures["uplift"], figures["uplift_low"], figures["uplift_high"]) == (
+                pytest.approx(report_now["uplift"]),
+                pytest.approx(report_now["uplift_ci_low"]),
+                pytest.approx(report_now["uplift_ci_high"]),
+            )
+            # WhatsApp comes first in every plan here, so each SMS send follows a fallback
+            # (no WhatsApp consent, or its send failed): the dispatcher's 'fallback'.
+            by_sms = {m["message_id"] for m in campaign_messages() if m["channel"] == "sms"}
+            assert figures["fallback"] == len(by_sms) > 0
+            assert f"{figures['sent']:,} sent" in summary.json()["text"]
             listed = http.get(f"{api}/v1/campaigns", headers=READ).json()["rows"]
             assert any(
                 r["campaign_id"] == campaign_id and r["sent"] == expected["sent"] for r in listed

@@ -234,6 +234,12 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         {},
         only(200, "read"),
     ),
+    # A campaign's summary: whoever may read its report (read and admin keys).
+    ("GET", "/v1/summaries/campaigns/{campaign_id}"): (
+        "/v1/summaries/campaigns/" + "0" * 32,
+        {},
+        only(404, "read", "admin"),
+    ),
     ("GET", "/v1/metrics/consumer_lag"): ("/v1/metrics/consumer_lag", {}, only(200, "read")),
     ("GET", "/v1/metrics/dead_letters"): (
         f"/v1/metrics/dead_letters?{SPAN}",
