@@ -33,8 +33,11 @@ START = datetime(2025, 11, 20, tzinfo=UTC)
 
 
 class _Message(NamedTuple):
+    """The fields of a Faust message the sink reads (pipeline/sink/batch.py)."""
+
     partition: int
     offset: int
+    key: bytes
     value: bytes
     timestamp: float
 
@@ -55,8 +58,11 @@ def _median_seconds(run: Callable[[], None], before: Callable[[], None], repeat:
 
 def run(events: int = 100_000) -> dict:
     raw = generate_events(1, max(1, events // 40), events, START, days=7)
-    values = [parse_event(e, received_at=START).to_json() for e in raw]
-    messages = [_Event(_Message(i % 4, i // 4, v, 0.0)) for i, v in enumerate(values)]
+    parsed = [parse_event(e, received_at=START) for e in raw]
+    messages = [
+        _Event(_Message(i % 4, i // 4, event.key.encode(), event.to_json(), 0.0))
+        for i, event in enumerate(parsed)
+    ]
     size = SinkConfig().batch_size
     chunks = [messages[i : i + size] for i in range(0, len(messages), size)]
     with migrated_warehouse() as url:

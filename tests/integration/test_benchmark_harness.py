@@ -1,0 +1,23 @@
+"""The benchmarks that drive the product's own code in process (sink, replay, fold) still
+run against it, at a tiny size: they call internals (the sink's batch, the replay
+runner), and a change there once broke `make bench` with no test noticing (the sink's
+batch began reading each message's key). Figures at this size mean nothing; only that
+each run finishes and measures something is checked."""
+
+import pytest
+
+from benchmarks import fold, replay, sink
+
+
+@pytest.mark.parametrize(
+    ("module", "sizes", "figure"),
+    [
+        (sink, {"events": 500}, "sink_rows_per_s"),
+        (replay, {"events": 500, "users": 50}, "replay_file_events_per_s"),
+        (fold, {"events": 2_000, "users": 100}, "fold_events_per_s"),
+    ],
+    ids=["sink", "replay", "fold"],
+)
+def test_the_benchmark_runs_against_the_current_code(module, sizes: dict, figure: str) -> None:
+    measured = module.run(**sizes)
+    assert measured[figure] > 0, measured
