@@ -207,7 +207,14 @@ LOOKALIKE_PROFILES = 200_000
 LOOKALIKE_SAMPLE = 20
 
 
-@router.post("/{segment_id}/lookalike", response_model=LookalikeResponse)
+@router.post(
+    "/{segment_id}/lookalike",
+    response_model=LookalikeResponse,
+    responses={
+        404: {"description": "No such segment."},
+        422: {"description": "An invalid body, or too few members to learn from."},
+    },
+)
 async def lookalike_segment(
     segment_id: SegmentIdPath,
     request: LookalikeRequest,
