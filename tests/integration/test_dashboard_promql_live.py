@@ -10,7 +10,6 @@ process's metrics URL) scraped every two seconds; Grafana's ``$__rate_interval``
 
 import contextlib
 import shutil
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,7 @@ import yaml
 
 from pipeline.local.processes import ManagedProcess
 from tests import support
-from tests.integration.test_scale_out import DEMO_RULES, abandoned_cart
+from tests.integration.test_scale_out import DEMO_RULES, post_abandoned_carts
 from tests.unit.test_dashboard_promql import dashboard_exprs
 
 PROMETHEUS = shutil.which("prometheus")
@@ -66,7 +65,7 @@ def test_every_panel_expression_parses_and_shows_the_running_stack(tmp_path: Pat
     prometheus_port = support.free_port()
     prometheus = f"http://{support.LOOPBACK}:{prometheus_port}"
     with support.local_stack(tmp_path, env=env, timeout_s=120) as stack:
-        api, metrics = stack.api, stack.metrics
+        metrics = stack.metrics
         config = tmp_path / "prometheus.yml"
         config.write_text(yaml.safe_dump(prometheus_config(metrics)))
         assert PROMETHEUS is not None
@@ -84,17 +83,7 @@ def test_every_panel_expression_parses_and_shows_the_running_stack(tmp_path: Pat
         try:
             support.wait_for_http(f"{prometheus}/-/ready", 60)
 
-            keys = stack.env
-            start = datetime.now(UTC) - timedelta(minutes=3)
-            users = [f"promql-{n}" for n in range(SHOPPERS)]
-            events = [e for i, u in enumerate(users) for e in abandoned_cart(u, i, start)]
-            answer = httpx.post(
-                f"{api}/v1/track",
-                json={"batch": events},
-                headers={"Authorization": f"Bearer {keys['INTENTFLOW_WRITE_KEY']}"},
-                timeout=30,
-            )
-            assert answer.status_code == 202, answer.text
+            post_abandoned_carts(stack, [f"promql-{n}" for n in range(SHOPPERS)])
 
             def scraped_sends() -> bool:
                 sent = query(prometheus, "sum(intentflow_provider_request_seconds_count)")["result"]

@@ -95,6 +95,21 @@ def abandoned_cart(user: str, index: int, start: datetime) -> list[dict[str, Any
     ]
 
 
+def post_abandoned_carts(stack: support.LocalStack, users: list[str]) -> list[dict[str, Any]]:
+    """Every shopper's abandoned cart, three minutes old, in one batch to the collector."""
+    start = datetime.now(UTC) - timedelta(minutes=3)
+    events = [e for i, u in enumerate(users) for e in abandoned_cart(u, i, start)]
+    answer = httpx.post(
+        f"{stack.api}/v1/track",
+        json={"batch": events},
+        headers={"Authorization": f"Bearer {stack.env['INTENTFLOW_WRITE_KEY']}"},
+        timeout=30,
+    )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["accepted"] == len(events), answer.text
+    return events
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
     return {key: val.strip("'") for key, val in pairs}
@@ -122,21 +137,12 @@ def test_twelve_partitions_three_workers_each_rescue_sent_once(tmp_path: Path) -
     scale = ("--partitions", str(PARTITIONS), "--workers", str(WORKERS))
     with support.local_stack(tmp_path, *scale, env=env, timeout_s=STARTUP_TIMEOUT_S) as stack:
         up_s = time.monotonic() - started
-        metrics, keys, api = stack.metrics, stack.env, stack.api
+        metrics, keys = stack.metrics, stack.env
         workers = [metrics[f"worker-{i}"] for i in range(WORKERS)]
         providers = stack.url("providers")
 
         users = shoppers()
-        start = datetime.now(UTC) - timedelta(minutes=3)
-        events = [e for i, u in enumerate(users) for e in abandoned_cart(u, i, start)]
-        answer = httpx.post(
-            f"{api}/v1/track",
-            json={"batch": events},
-            headers={"Authorization": f"Bearer {keys['INTENTFLOW_WRITE_KEY']}"},
-            timeout=30,
-        )
-        assert answer.status_code == 202, answer.text
-        assert answer.json()["accepted"] == len(events), answer.text
+        events = post_abandoned_carts(stack, users)
         sent_s = time.monotonic() - started
 
         # 1. Every partition of the raw topic is owned by exactly one worker.
