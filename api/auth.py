@@ -130,6 +130,8 @@ WriteCaller = Annotated[Caller, Depends(require(Scope.WRITE))]
 ServerCaller = Annotated[Caller, Depends(require(Scope.SERVER))]
 ReadCaller = Annotated[Caller, Depends(require(Scope.READ))]
 AdminCaller = Annotated[Caller, Depends(require(Scope.ADMIN))]
+# Reports: analysts and operators alike.
+ReportCaller = Annotated[Caller, Depends(require(Scope.READ, Scope.ADMIN))]
 # The collector: browsers (also by beacon) and store backends.
 TrackCaller = Annotated[Caller, Depends(require(Scope.WRITE, Scope.SERVER, beacon=True))]
 

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import Depends, Query
+from fastapi import Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
 
 from api.queries.common import TimeRange
@@ -26,6 +26,8 @@ _MAX_TIME_TEXT = 64
 _EPOCH_MS = re.compile(r"[0-9]{1,16}", re.ASCII)
 _DURATION = re.compile(r"([0-9]{1,10})(ms|s|m|h|d)?", re.ASCII)
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+# Campaign and segment ids: uuid4().hex.
+HEX_ID = r"^[0-9a-f]{32}$"
 
 
 def invalid(field: str, message: str) -> RequestValidationError:
@@ -99,3 +101,6 @@ TagQuery = Annotated[
     Literal[tuple(TAGS)] | None,  # type: ignore[valid-type]
     Query(description="Only those carrying this auto-tag: " + ", ".join(TAGS)),
 ]
+
+CampaignIdPath = Annotated[str, Path(pattern=HEX_ID)]
+SegmentIdPath = Annotated[str, Path(pattern=HEX_ID)]

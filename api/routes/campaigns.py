@@ -17,12 +17,12 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError, field_validator
 
-from api.auth import AdminCaller, Caller, Scope, require
+from api.auth import AdminCaller, ReportCaller
 from api.deps import ClickHouseDep, SettingsDep
-from api.params import TagQuery, TimeRangeDep
+from api.params import HEX_ID, CampaignIdPath, TagQuery, TimeRangeDep
 from api.privacy.audit import actor_of, record_action
 from api.queries.campaigns import (
     CampaignFilter,
@@ -42,8 +42,6 @@ from schemas.time import now_ms
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"], route_class=GuardedRoute)
 
-ReportCaller = Annotated[Caller, Depends(require(Scope.READ, Scope.ADMIN))]
-CampaignIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 Hour = Annotated[int, Field(ge=0, le=23)]
 
 
@@ -92,7 +90,7 @@ class Schedule(BaseModel):
 
 class CampaignRequest(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=128)]
-    segment_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    segment_id: Annotated[str, Field(pattern=HEX_ID)]
     template: Literal["campaign"] = "campaign"
     product: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     discount_percent: Annotated[float, Field(gt=0, le=100)] = 10.0

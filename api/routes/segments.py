@@ -11,14 +11,14 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from api.auth import AdminCaller
 from api.deps import ClickHouseDep
 from api.lookalikes import Lookalikes, TooFewToLearn, rank_lookalikes
-from api.params import TagQuery
+from api.params import SegmentIdPath, TagQuery
 from api.privacy.audit import actor_of, record_action
 from api.queries.lookalikes import profile_features
 from api.queries.segments import (
@@ -37,8 +37,6 @@ from schemas.tags import segment_tags
 from schemas.time import from_ms, now_ms
 
 router = APIRouter(prefix="/v1/segments", tags=["segments"], route_class=GuardedRoute)
-
-SegmentIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$")]
 
 
 class SegmentRequest(BaseModel):

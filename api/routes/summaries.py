@@ -11,12 +11,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 
-from api.auth import ReadCaller
+from api.auth import ReadCaller, ReportCaller
 from api.deps import ClickHouseDep, SettingsDep
-from api.params import TimeRangeDep
+from api.params import CampaignIdPath, TimeRangeDep
 from api.queries.campaigns import CampaignFilter, definitions, outcomes
 from api.queries.summaries import campaign_figures, nudge_figures
-from api.routes.campaigns import CampaignIdPath, ReportCaller
 from api.routing import GuardedRoute
 from schemas.summaries import SUMMARY_KINDS, stated, summary_text
 from schemas.time import now_ms
