@@ -48,6 +48,12 @@ class DispatchSettings(WorkerSettings):
     # fails loudly; a batch holds the dispatcher's lock, so nothing in it may wait unbounded.
     warehouse_timeout_s: int = Field(default=10, ge=1)
     warehouse_attempts: int = Field(default=3, ge=1)
+    # Message variants (pipeline/dispatch/variants.py): the leader takes a snapshot of
+    # the evidence this often, in force this long after it is taken (longer than
+    # ``control_poll_s``, so every dispatcher has loaded it before any decision it
+    # applies to arrives).
+    bandit_snapshot_s: float = Field(default=300.0, gt=0)
+    bandit_lead_s: float = Field(default=30.0, gt=0)
     storefront_url: str = "http://127.0.0.1:8000/demo"
 
 
