@@ -19,9 +19,11 @@ warehouse held before the snapshot was taken counts.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from schemas.bandit import Arm, Snapshot, snapshot_id
+from schemas.bandit import Arm, Snapshot, snapshot_id, variant_at
+from schemas.runs import LIVE_RUN
 from schemas.time import from_ms
 
 if TYPE_CHECKING:
@@ -49,16 +51,16 @@ _SUCCEEDED = {
 
 # Bound parameters: kind, before_ms. {succeeded}: one of _SUCCEEDED (written here).
 EVIDENCE_SQL = """
-SELECT s.variant AS variant, count() AS sends, countIf(c.message_id != '') AS successes
+SELECT s.chosen AS variant, count() AS sends, countIf(c.message_id != '') AS successes
 FROM (
-    SELECT message_id, any(variant) AS variant
+    SELECT message_id, any(variant) AS chosen
     FROM receipts
     WHERE kind = {kind:String} AND status = 'sent' AND variant != ''
       AND at < fromUnixTimestamp64Milli({before_ms:Int64}, 'UTC')
     GROUP BY message_id
 ) AS s
 LEFT JOIN ({succeeded}) AS c ON s.message_id = c.message_id
-GROUP BY variant
+GROUP BY s.chosen
 """
 
 # Bound parameter: since_ms. Every snapshot in force from ``since_ms`` on, and per kind
@@ -125,3 +127,50 @@ def load_snapshots(client: "Client", since_ms: int) -> dict[str, list[Snapshot]]
     for snapshots in by_kind.values():
         snapshots.sort(key=lambda s: s.effective_from_ms)
     return by_kind
+
+
+# Bound parameters: run_id, start_ms, end_ms (the decisions' time range). Every nudge
+# decided in the range that was sent, with the variant its receipts carry.
+SENDS_SQL = """
+SELECT n.nudge_id, n.kind, toUnixTimestamp64Milli(n.decided_at), s.chosen
+FROM (
+    SELECT nudge_id, kind, decided_at FROM nudges FINAL
+    WHERE run_id = {run_id:String} AND status = 'emit'
+      AND decided_at >= fromUnixTimestamp64Milli({start_ms:Int64}, 'UTC')
+      AND decided_at < fromUnixTimestamp64Milli({end_ms:Int64}, 'UTC')
+) AS n
+INNER JOIN (
+    SELECT message_id, any(variant) AS chosen FROM receipts
+    WHERE status = 'sent' GROUP BY message_id
+) AS s ON s.message_id = n.nudge_id
+ORDER BY n.decided_at, n.nudge_id
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    nudge_id: str
+    kind: str
+    recorded: str  # '' when the send carried no variant
+    recomputed: str
+
+
+@dataclass(frozen=True, slots=True)
+class VariantReplay:
+    sends: int
+    with_variant: int
+    mismatches: tuple[Mismatch, ...]
+
+
+def replay_variants(client: "Client", start_ms: int, end_ms: int) -> VariantReplay:
+    """Every live send of a nudge decided in [start, end): its variant recomputed from the
+    recorded snapshots and its nudge id, compared with the variant it was sent with."""
+    params = {"run_id": LIVE_RUN, "start_ms": start_ms, "end_ms": end_ms}
+    sends = client.query(SENDS_SQL, parameters=params).result_rows
+    snapshots = load_snapshots(client, start_ms)
+    mismatches = []
+    for nudge_id, kind, decided_ms, recorded in sends:
+        recomputed = variant_at(snapshots.get(kind, []), nudge_id, int(decided_ms)) or ""
+        if recomputed != recorded:
+            mismatches.append(Mismatch(nudge_id, kind, recorded, recomputed))
+    return VariantReplay(len(sends), sum(1 for *_, v in sends if v), tuple(mismatches))
