@@ -20,14 +20,18 @@ import yaml
 from click.testing import CliRunner
 
 from api.privacy.store import ConsentDecision, PrivacyStore
+from api.queries.uplift import wilson
 from pipeline.cli import main
 from schemas import pii
 from schemas.bandit import Arm, Snapshot, snapshot_id, variant_at
-from schemas.bandit_tables import record_snapshot
+from schemas.bandit_tables import record_snapshot, take_snapshot
 from schemas.time import epoch_ms, iso_z
 from tests.integration import test_dispatch
+from tests.integration.test_console import signed_in
 from tests.integration.test_dispatch import (
+    ADMIN_KEY,
     MASTER,
+    READ,
     _loop,
     dispatch_rules,
     nudge,
@@ -152,6 +156,21 @@ def test_variants_follow_the_snapshots_are_recorded_and_replay_exactly(
 
     wait_until(lambda: sorted(taken()) == [("plain",), ("urgent",)], 30, "a leader's snapshot")
 
+    # Its evidence: the sends recorded per variant (the simulator's shoppers never click).
+    def newest() -> list[tuple]:
+        return (
+            stack["ch"]
+            .query(
+                "SELECT variant, argMax(sends, effective_from), argMax(successes, effective_from)"
+                " FROM bandit_snapshots WHERE kind = 'cart_rescue'"
+                " GROUP BY variant ORDER BY variant"
+            )
+            .result_rows
+        )
+
+    counted = [(v, list(recorded.values()).count(v), 0) for v in sorted(TEXTS)]
+    wait_until(lambda: [tuple(r) for r in newest()] == counted, 30, "a snapshot of every send")
+
     env = {
         "INTENTFLOW_CLICKHOUSE_URL": stack["warehouse"],
         "INTENTFLOW_CLICKHOUSE_DATABASE": stack["ch"].database,
@@ -172,3 +191,52 @@ def test_variants_follow_the_snapshots_are_recorded_and_replay_exactly(
     result = CliRunner().invoke(main, ["backtest", "variants", *span], env=env)
     assert result.exit_code == 1
     assert "1 mismatches" in result.output and victim.nudge_id in result.output
+
+    # The metrics and the console show the snapshot in force now: the second.
+    response = stack["http"].get(f"{stack['api']}/v1/metrics/variants", headers=READ)
+    assert response.status_code == 200, response.text
+    rows = {r["variant"]: r for r in response.json()["rows"] if r["kind"] == "cart_rescue"}
+    assert set(rows) == set(TEXTS)
+    for arm in second.arms:
+        row = rows[arm.variant]
+        assert (row["sends"], row["successes"]) == (arm.sends, arm.successes)
+        assert row["snapshot_id"] == second.snapshot_id
+        assert row["rate"] == pytest.approx(arm.successes / arm.sends)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(wilson(arm.successes, arm.sends))
+    assert rows["plain"]["allocation"] >= 0.99
+    with signed_in(stack["api"], ADMIN_KEY) as console:
+        page = console.get("/console/").text
+    assert 'id="variants"' in page and "variant-cart_rescue-plain" in page
+
+
+def test_a_snapshot_counts_clicks_or_orders_as_its_kind_says(clickhouse):
+    """The evidence query on seeded rows: sends per variant, successes by click or order."""
+    client = clickhouse
+    t = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    # (message, status, minutes after t, variant): m4 went out without a variant.
+    steps = [
+        ("m1", "sent", 0, "a"),
+        ("m2", "sent", 0, "a"),
+        ("m3", "sent", 0, "b"),
+        ("m4", "sent", 0, ""),
+        ("m1", "clicked", 1, ""),
+        ("m3", "clicked", 120, ""),
+    ]
+    client.insert(
+        "receipts",
+        [
+            [f"{m}-{status}", m, "high_intent", status, t + timedelta(minutes=after), variant]
+            for m, status, after, variant in steps
+        ],
+        column_names=["receipt_id", "message_id", "kind", "status", "at", "variant"],
+    )
+    client.insert(
+        "events",
+        [[uuid.uuid4().hex, "order_placed", t + timedelta(minutes=5), "m2"]],
+        column_names=["event_id", "name", "timestamp", "utm_message_id"],
+    )
+    before = epoch_ms(t + timedelta(hours=1))  # m3's click comes after: not counted
+    clicks = take_snapshot(client, "high_intent", ["a", "b"], "click", before, before)
+    orders = take_snapshot(client, "high_intent", ["a", "b", "c"], "conversion", before, before + 1)
+    assert clicks.arms == (Arm("a", 2, 1), Arm("b", 1, 0))
+    assert orders.arms == (Arm("a", 2, 1), Arm("b", 1, 0), Arm("c", 0, 0))
