@@ -32,6 +32,7 @@ from api.queries.uplift import uplift
 from api.queries.variants import variant_rows
 from api.routing import GuardedRoute
 from schemas.events import EVENT_NAME_PATTERN
+from schemas.messages import NudgeKind
 from schemas.runs import LIVE_RUN
 from schemas.time import now_ms
 
@@ -258,7 +259,7 @@ class VariantsResponse(BaseModel):
 def get_variants(
     caller: ReadCaller,
     clickhouse: ClickHouseDep,
-    kind: Annotated[Literal["cart_rescue", "high_intent"] | None, Query()] = None,
+    kind: Annotated[NudgeKind | None, Query()] = None,
 ) -> dict[str, Any]:
     """Per nudge kind with variants, the bandit's snapshot in force now: each variant's
     sends, successes, success rate with its 95 % interval, and its allocation."""
