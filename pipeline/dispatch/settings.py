@@ -1,6 +1,6 @@
 """Settings of the dispatcher worker (``intentflow dispatcher``) and the provider simulator."""
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from pipeline.settings import WorkerSettings
 from schemas.settings import CommonSettings
@@ -55,6 +55,15 @@ class DispatchSettings(WorkerSettings):
     bandit_snapshot_s: float = Field(default=300.0, gt=0)
     bandit_lead_s: float = Field(default=30.0, gt=0)
     storefront_url: str = "http://127.0.0.1:8000/demo"
+
+    @model_validator(mode="after")
+    def _snapshots_loaded_before_in_force(self) -> "DispatchSettings":
+        if self.bandit_lead_s <= self.control_poll_s:
+            raise ValueError(
+                f"bandit_lead_s ({self.bandit_lead_s:g}) must exceed control_poll_s "
+                f"({self.control_poll_s:g}): a snapshot is loaded before it is in force"
+            )
+        return self
 
 
 class ProviderSimSettings(CommonSettings):
