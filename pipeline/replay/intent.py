@@ -11,9 +11,9 @@ triggers, and which anonymous ids became which user ids. The maths is
 import asyncio
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime
 from math import exp
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -199,60 +199,43 @@ def _source_options(command):
     return command
 
 
-def _rules(rules_path: Path | None, settings: WorkerSettings) -> Rules:
+def _trace(source: dict[str, Any], with_parts: bool) -> tuple[Rules, IntentTrace]:
+    """The base rules the options name, and the trace of a pass over the recorded traffic
+    (under ``feature_rules(base)`` when fitting, so the score's parts are the features)."""
+    settings = WorkerSettings()
     try:
-        return rules_from(rules_path or settings.rules)
-    except RulesError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def _trace(
-    settings: WorkerSettings,
-    rules: Rules,
-    topic: str | None,
-    from_: datetime | None,
-    to: datetime | None,
-    file: Path | None,
-    with_parts: bool,
-) -> IntentTrace:
-    try:
-        window = source_window(topic, from_, to, file)
-    except ValueError as exc:
+        base = rules_from(source["rules_path"] or settings.rules)
+        window = source_window(source["topic"], source["from_"], source["to"], source["file"])
+    except (RulesError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     erasures = command_erasures(settings)
-    source = recorded_source(file, topic, window, tuple(settings.bootstrap_servers))
+    recorded = recorded_source(
+        source["file"], source["topic"], window, tuple(settings.bootstrap_servers)
+    )
+    rules = feature_rules(base) if with_parts else base
     progress = Progress("backtest")
     try:
-        return asyncio.run(
-            trace_intent(rules, source, erasures, with_parts=with_parts, progress=progress)
+        trace = asyncio.run(
+            trace_intent(rules, recorded, erasures, with_parts=with_parts, progress=progress)
         )
     except (RecordFileError, LookupError) as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         progress.close()
+    return base, trace
 
 
 @click.command("intent")
 @_source_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def intent_command(
-    rules_path: Path | None,
-    topic: str | None,
-    from_: datetime | None,
-    to: datetime | None,
-    file: Path | None,
-    horizon_s: int,
-    as_json: bool,
-) -> None:
+def intent_command(horizon_s: int, as_json: bool, **source: Any) -> None:
     """How well a rule set's scores and high-intent trigger predict a purchase.
 
     Runs the rules over recorded traffic in memory (nothing is written) and reports the
     score's AUC and the trigger's precision, recall and lift over the base rate, for
     orders within --horizon-s of a decision point (docs/replay.md, "Intent backtest").
     """
-    settings = WorkerSettings()
-    rules = _rules(rules_path, settings)
-    report = _trace(settings, rules, topic, from_, to, file, with_parts=False).report(horizon_s)
+    report = _trace(source, with_parts=False)[1].report(horizon_s)
     if as_json:
         click.echo(report.model_dump_json(), file=sys.stdout)
     else:
@@ -268,16 +251,7 @@ def intent_command(
     help="Where to write the candidate rule set (YAML).",
 )
 @click.option("--version", "version", help="The candidate's rules version. Default: <base>-fit.")
-def fit_command(
-    rules_path: Path | None,
-    topic: str | None,
-    from_: datetime | None,
-    to: datetime | None,
-    file: Path | None,
-    horizon_s: int,
-    out: Path,
-    version: str | None,
-) -> None:
+def fit_command(horizon_s: int, out: Path, version: str | None, **source: Any) -> None:
     """Fit signal weights to recorded purchases and write a candidate rule set.
 
     A logistic regression (scikit-learn) over the score's per-signal parts at every
@@ -285,9 +259,7 @@ def fit_command(
     non-negative and scaled to the base rules' score range, replace the base rules'
     (everything else is kept). Replay the candidate and compare it with live.
     """
-    settings = WorkerSettings()
-    base = _rules(rules_path, settings)
-    trace = _trace(settings, feature_rules(base), topic, from_, to, file, with_parts=True)
+    base, trace = _trace(source, with_parts=True)
     try:
         candidate, fitted = fit_rules(trace, base, horizon_s, version or f"{base.version}-fit")
     except (TooFewToLearn, RulesError) as exc:
