@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+from pipeline.cli import main
 from pipeline.domain.rules import default_rules, rules_from
 from pipeline.domain.signals import SIGNAL_CODES
 from pipeline.replay.fit import SCALE_QUANTILE, TooFewToLearn, fit_rules
 from pipeline.replay.intent import IntentTrace, rules_yaml, trace_intent
 from pipeline.replay.intent_eval import Moment, Point, labels_of
 from pipeline.replay.replay import recorded_source
-from tests.support import write_export
+from tests.support import TEST_SECRETS, write_export
 
 T0 = datetime(2026, 2, 2, 10, 0, tzinfo=UTC)
 HOUR_MS = 3_600_000
@@ -123,3 +125,17 @@ def test_fitting_needs_orders_and_non_orders():
     trace.orders = []
     with pytest.raises(TooFewToLearn):
         fit_rules(trace, default_rules(), 3600, "fit-test")
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["intent", "--topic", "telemetry.raw"], "--topic needs both --from and --to"),
+        (["fit", "--out", "candidate.yaml"], "give either --file or --topic"),
+    ],
+)
+def test_the_commands_name_a_missing_source_before_reading_anything(args, reason):
+    env = {"INTENTFLOW_ENV": "test"}
+    env |= {f"INTENTFLOW_{name.upper()}": value for name, value in TEST_SECRETS.items()}
+    result = CliRunner().invoke(main, ["backtest", *args], env=env)
+    assert result.exit_code == 2 and reason in result.output
