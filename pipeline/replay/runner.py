@@ -96,7 +96,7 @@ class ReplayRunner:
         self._merged: set[tuple[str, str]] = set()
 
     def feed(self, records: Iterable[RecordedEvent]) -> None:
-        processor, route = self.processor, self._route
+        processor, route, observe = self.processor, self._route, self._observe
         last = self.last_event_ms if self.last_event_ms is not None else -1
         count = 0
         for record in records:
@@ -114,8 +114,8 @@ class ReplayRunner:
                 last = record.event_ms
             if event is not None and event.name == "order_placed":
                 self._note_order(event)
-            if event is not None and self._observe is not None:
-                self._observe(event, processor.store.get(event.key, record.partition))
+            if event is not None and observe is not None:
+                observe(event, processor.store.get(event.key, record.partition))
             count += 1
         self.records += count
         self.last_event_ms = last if last >= 0 else None
