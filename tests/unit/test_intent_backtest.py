@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from pipeline.cli import main
 from pipeline.domain.rules import default_rules, rules_from
 from pipeline.domain.signals import SIGNAL_CODES
+from pipeline.local.simulate import simulate_shoppers
 from pipeline.replay.fit import SCALE_QUANTILE, TooFewToLearn, fit_rules
 from pipeline.replay.intent import IntentTrace, rules_yaml, trace_intent
 from pipeline.replay.intent_eval import Moment, Point, labels_of
@@ -139,3 +140,19 @@ def test_the_commands_name_a_missing_source_before_reading_anything(args, reason
     env |= {f"INTENTFLOW_{name.upper()}": value for name, value in TEST_SECRETS.items()}
     result = CliRunner().invoke(main, ["backtest", *args], env=env)
     assert result.exit_code == 2 and reason in result.output
+
+
+def test_no_score_knows_the_traffic_after_its_decision_point(tmp_path: Path):
+    events = simulate_shoppers(4, users=60, events=4_000, end=T0, days=2).events
+    cut = events[len(events) // 2]["timestamp"]
+    cut_ms = int(datetime.fromisoformat(cut).timestamp() * 1000)
+
+    def points(name: str, raw: list[dict]) -> list[Point]:
+        path = write_export(tmp_path / name, raw)
+        source = recorded_source(path, None, None, ())
+        return asyncio.run(trace_intent(default_rules(), source)).points
+
+    full = points("full.ndjson", events)
+    before_cut = points("cut.ndjson", [e for e in events if e["timestamp"] < cut])
+    assert len(before_cut) > 1000
+    assert [p for p in full if p.at_ms < cut_ms] == before_cut
