@@ -172,7 +172,8 @@ def _histories(
         "from_ms": to_ms(now - LOOKBACK),
         "now_ms": to_ms(now),
     }
-    rows = client.query(_HISTORY.format(rule=compiled.sql), parameters=parameters).result_rows
+    sql = _HISTORY.replace("{rule}", compiled.sql)  # the rule's values are bound parameters
+    rows = client.query(sql, parameters=parameters).result_rows
     zones = {user_key: timezone for user_key, _, _, timezone in found}
     histories = {}
     for user_key, quarters, counts in rows:
