@@ -16,7 +16,7 @@ CANCELLABLE: tuple[CampaignStatus, ...] = ("scheduled", "launched")
 DELETABLE: tuple[CampaignStatus, ...] = ("scheduled", "failed", "cancelled")
 MemberGroup = Literal["target", "holdout", "no_consent"]
 # When each target's message goes out: at launch (after quiet hours), or at the member's
-# best hour learned from their reads and clicks (pipeline/campaigns/send_time.py).
+# best hour learned from their reads and clicks (pipeline/campaigns/best_hour.py).
 SendTime = Literal["as_created", "best_hour"]
 # A target's arm: '' (as created), or a best-hour campaign's learned or random-hour arm.
 SendArm = Literal["", "best_hour", "random_hour"]

@@ -103,7 +103,7 @@ LEFT JOIN (
 GROUP BY m.campaign_id, m.grp
 """  # noqa: E501
 
-# A best-hour campaign's arms (pipeline/campaigns/send_time.py): per arm, its targets and
+# A best-hour campaign's arms (pipeline/campaigns/best_hour.py): per arm, its targets and
 # those whose message was read or clicked (an SMS has no read receipt, only its clicks).
 _ARMS = f"""
 SELECT m.campaign_id, m.arm, count(), countIf(r.engaged)

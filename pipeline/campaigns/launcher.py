@@ -14,7 +14,7 @@ finds in quiet hours is deferred to their end and published by ``release_due``
 on a later poll, which records each release after the broker acknowledged it.
 
 A best-hour campaign (``send_time``) aims each target at the next occurrence of their
-best local hour, learned from their reads and clicks (pipeline/campaigns/send_time.py),
+best local hour, learned from their reads and clicks (pipeline/campaigns/best_hour.py),
 or, for the random-hour control, at a random hour; quiet hours are kept from there, and
 the deferred message takes the same release path.
 """
@@ -28,7 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
 
-from pipeline.campaigns.send_time import (
+from pipeline.campaigns.best_hour import (
     LOOKBACK,
     WINDOW,
     arm_and_hour,

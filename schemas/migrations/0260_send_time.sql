@@ -1,6 +1,6 @@
 -- Send-time optimisation (docs/segments.md, "Send time"): a campaign sends each member
 -- as created (at launch, after quiet hours) or at the member's best hour, learned from
--- their reads and clicks (pipeline/campaigns/send_time.py).
+-- their reads and clicks (pipeline/campaigns/best_hour.py).
 ALTER TABLE campaigns ADD COLUMN IF NOT EXISTS send_time LowCardinality(String) DEFAULT 'as_created';
 
 -- The member's arm, fixed at launch: '' (as created), 'best_hour', or 'random_hour' (the

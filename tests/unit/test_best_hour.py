@@ -7,8 +7,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.campaigns.launcher import aimed_send_after
-from pipeline.campaigns.send_time import (
+from pipeline.campaigns.best_hour import (
     CONTROL_SHARE,
     PRIOR_WEIGHT,
     WINDOW,
@@ -19,6 +18,7 @@ from pipeline.campaigns.send_time import (
     next_at_hour,
     random_hour,
 )
+from pipeline.campaigns.launcher import aimed_send_after
 
 hours = st.integers(0, 23)
 histograms = st.lists(st.integers(0, 50), min_size=24, max_size=24)
