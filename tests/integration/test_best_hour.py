@@ -26,6 +26,7 @@ from schemas.campaigns import CAMPAIGN_COLUMNS, member_message_id
 from schemas.topics import TopicSpec
 from tests.collector_server import READ_KEY
 from tests.integration.test_campaign_quiet_hours import _messages, _run
+from tests.integration.test_console import signed_in
 from tests.rows import receipt
 from tests.shoppers import write_shoppers
 
@@ -67,10 +68,10 @@ def _insert(clickhouse: Client, receipts: list) -> None:
 
 
 def test_best_hours_converge_to_the_hidden_ones_and_beat_random_hours(
-    broker: str, clickhouse: Client, http: httpx.Client
+    broker: str, clickhouse: Client, api: str, http: httpx.Client
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    prefix = f"besthour{uuid.uuid4().hex[:6]}"
+    prefix = "besthour"  # the module's own database: the same shoppers every run
     shoppers = write_shoppers(
         clickhouse, SHOPPERS, seed=SEED, now=now, master=MASTER, prefix=prefix, consent_share=0.9
     )
@@ -78,7 +79,7 @@ def test_best_hours_converge_to_the_hidden_ones_and_beat_random_hours(
     past, rich = _history(shoppers, hidden, now)
     _insert(clickhouse, past)
 
-    campaign_id = uuid.uuid4().hex
+    campaign_id = uuid.uuid5(uuid.NAMESPACE_OID, "best-hour-test").hex  # a fixed control arm
     campaign = {
         "campaign_id": campaign_id,
         "name": "best hour",
@@ -160,6 +161,10 @@ def test_best_hours_converge_to_the_hidden_ones_and_beat_random_hours(
     assert report["best_hour_read"] + report["random_hour_read"] == len(reads)
     assert report["best_hour_read_rate"] > report["random_hour_read_rate"]
     assert report["send_time_uplift_ci_low"] > 0
+    with signed_in(api, READ_KEY) as console:
+        page = console.get(f"/console/campaigns/{campaign_id}").text
+    shown = f"Best hour: {report['best_hour_read']} of {report['best_hour_targets']} read"
+    assert 'id="campaign-send-time"' in page and shown in page
     print(
         f"learned = hidden for {accuracy:.1%} of {len(learned)} shoppers with history;"
         f" read rate best hour {report['best_hour_read_rate']:.3f}"
