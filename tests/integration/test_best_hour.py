@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
-import orjson
 from clickhouse_connect.driver.client import Client
 
 from pipeline.local.broker import ensure_topics
@@ -25,6 +24,7 @@ from pipeline.sink.rows import RECEIPTS, receipt_row
 from schemas.campaigns import CAMPAIGN_COLUMNS, member_message_id
 from schemas.topics import TopicSpec
 from tests.collector_server import READ_KEY
+from tests.integration.test_campaign_failures import campaign_row
 from tests.integration.test_campaign_quiet_hours import _messages, _run
 from tests.integration.test_console import signed_in
 from tests.rows import receipt
@@ -80,30 +80,11 @@ def test_best_hours_converge_to_the_hidden_ones_and_beat_random_hours(
     _insert(clickhouse, past)
 
     campaign_id = uuid.uuid5(uuid.NAMESPACE_OID, "best-hour-test").hex  # a fixed control arm
-    campaign = {
-        "campaign_id": campaign_id,
-        "name": "best hour",
-        "segment_id": "s",
-        "rules": orjson.dumps(
-            {"op": "AND", "rules": [{"field": "user_key", "op": "contains", "value": prefix}]}
-        ).decode(),
-        "template": "campaign",
-        "product": "sneakers",
-        "discount_percent": 10.0,
-        "channels": ["whatsapp", "sms"],
-        "holdout_share": 0.0,
-        "send_at": now,
-        "quiet_start": 0,
-        "quiet_end": 0,
-        "timezone": "UTC",
-        "send_time": "best_hour",
-        "status": "scheduled",
-        "created_at": now,
-        "created_by": "test",
-        "launched_at": None,
-        "updated_at": now,
-    }
-    assert set(campaign) == set(CAMPAIGN_COLUMNS)
+    # Created and updated at the launch's own now, so the launched row supersedes it.
+    times = {"created_at": now, "updated_at": now}
+    campaign = campaign_row(
+        "best hour", now, prefix, campaign_id=campaign_id, send_time="best_hour", **times
+    )
     clickhouse.insert("campaigns", [[campaign[c] for c in CAMPAIGN_COLUMNS]], CAMPAIGN_COLUMNS)
     topic = TopicSpec(f"besthour-{uuid.uuid4().hex[:8]}.nudges", 4)
     asyncio.run(ensure_topics(broker, [topic]))
