@@ -3,7 +3,13 @@
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from pipeline.local.simulate import _batches, generate_events, is_server_event
+from pipeline.local.simulate import (
+    _batches,
+    generate_events,
+    is_server_event,
+    preferred_hour,
+    read_chance,
+)
 from schemas.events import SERVER_EVENTS, parse_event
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -63,3 +69,17 @@ def test_server_events_go_in_their_own_batches_in_time_order():
         assert all(is_server_event(e) == server for e in batch)
     without = list(_batches(events, 100, with_server_key=False))
     assert all(e["name"] not in SERVER_EVENTS for _, b in without for e in b)
+
+
+def test_shoppers_hidden_hours_are_fixed_by_the_seed_and_spread_over_the_day() -> None:
+    users = [f"u{i}" for i in range(2400)]
+    hours = Counter(preferred_hour(7, u) for u in users)
+    assert set(hours) == set(range(24)) and max(hours.values()) < 2 * 2400 / 24
+    assert [preferred_hour(7, u) for u in users] == [preferred_hour(7, u) for u in users]
+    assert [preferred_hour(7, u) for u in users] != [preferred_hour(8, u) for u in users]
+
+
+def test_a_message_is_likeliest_read_at_the_preferred_hour_across_midnight_too() -> None:
+    assert read_chance(23, 23) == max(read_chance(23, h) for h in range(24))
+    assert read_chance(23, 0) == read_chance(23, 22) > read_chance(23, 1) > read_chance(23, 2)
+    assert read_chance(23, 12) == min(read_chance(23, h) for h in range(24)) > 0
