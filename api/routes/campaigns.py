@@ -142,7 +142,8 @@ class CampaignReport(BaseModel):
     targeted: int
     holdout: int
     no_consent: int
-    # Targeted members whose message waits for the end of their quiet hours (local time).
+    # Targeted members whose message waits for the end of their quiet hours (local time)
+    # or, in a best-hour campaign, for the hour it is aimed at.
     waiting: int
     # Distinct targeted messages with a receipt of that status; failed: on every channel tried.
     sent: int

@@ -43,6 +43,14 @@ def hour_counts(local_hours: Iterable[int]) -> list[int]:
     return counts
 
 
+def pooled(histograms: Iterable[Sequence[int]]) -> list[int]:
+    """The population's histogram: the members' own, summed hour by hour."""
+    total = hour_counts(())
+    for histogram in histograms:
+        total = [a + b for a, b in zip(total, histogram, strict=True)]
+    return total
+
+
 def local_hour(moment: datetime, tz: ZoneInfo) -> int:
     return moment.astimezone(tz).hour
 

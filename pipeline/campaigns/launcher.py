@@ -35,6 +35,7 @@ from pipeline.campaigns.best_hour import (
     hour_counts,
     local_hour,
     next_at_hour,
+    pooled,
 )
 from pipeline.domain.clock import quiet_until, to_datetime, to_ms, zone
 from schemas.campaigns import (
@@ -178,7 +179,7 @@ def _histories(
     histories = {}
     for user_key, quarters, counts in rows:
         tz = zone(zones.get(user_key), campaign["timezone"])
-        hours = [0] * 24
+        hours = hour_counts(())
         for quarter_ms, n in zip(quarters, counts, strict=True):
             hours[local_hour(from_ms(quarter_ms), tz)] += n
         histories[user_key] = hours
@@ -235,7 +236,7 @@ async def launch(
     best = campaign["send_time"] == "best_hour"
     histories = await asyncio.to_thread(_histories, client, campaign, found, now) if best else {}
     # The population prior: the audience's reads and clicks pooled, each in local time.
-    population = [sum(column) for column in zip(*histories.values(), strict=True)] or [0] * 24
+    population = pooled(histories.values())
     no_history = hour_counts(())
     for user_key, anonymous_ids, consented, timezone in found:
         group, usable = member_group(campaign_id, user_key, list(consented), policy, share)

@@ -16,6 +16,7 @@ from pipeline.campaigns.best_hour import (
     hour_counts,
     in_control,
     next_at_hour,
+    pooled,
     random_hour,
 )
 from pipeline.campaigns.launcher import aimed_send_after
@@ -49,6 +50,11 @@ def test_enough_history_at_one_hour_wins_over_any_prior(population, hour, reads)
     # More reads at one hour than the prior's whole weight: no population can outvote it.
     own = hour_counts([hour] * (int(PRIOR_WEIGHT) + 1 + reads))
     assert best_hour(own, population) == hour
+
+
+def test_the_population_is_its_members_pooled() -> None:
+    assert pooled([]) == [0] * 24
+    assert pooled([hour_counts([1, 1, 5]), hour_counts([5, 23])]) == hour_counts([1, 1, 5, 5, 23])
 
 
 def test_the_prior_decides_between_equally_read_hours() -> None:
