@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
+from api.console.segments import _schedule
 from pipeline.campaigns.best_hour import (
     CONTROL_SHARE,
     PRIOR_WEIGHT,
@@ -111,3 +112,8 @@ def test_a_member_is_aimed_at_their_hour_and_none_means_as_created() -> None:
     # 19:00 is quiet: the message waits for the quiet hours' end, next morning at 9.
     morning = aimed_send_after(now, quiet_evenings, "Asia/Kolkata", 19)
     assert morning == datetime(2026, 3, 3, 3, 30, tzinfo=UTC)
+
+
+def test_the_consoles_box_asks_for_a_best_hour_campaign() -> None:
+    assert _schedule({"best_hour": "on"})["send_time"] == "best_hour"
+    assert "send_time" not in _schedule({})  # the API's default: as created
