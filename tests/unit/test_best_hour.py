@@ -1,6 +1,7 @@
 """Send-time optimisation, pure: the learned best hour (a population-smoothed histogram of
 a member's reads and clicks), the random-hour control and the aimed send time."""
 
+import random
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,7 @@ from pipeline.campaigns.best_hour import (
     random_hour,
 )
 from pipeline.campaigns.launcher import aimed_send_after
+from pipeline.local.simulate import preferred_hour, reading_hour
 
 hours = st.integers(0, 23)
 histograms = st.lists(st.integers(0, 50), min_size=24, max_size=24)
@@ -117,3 +119,21 @@ def test_a_member_is_aimed_at_their_hour_and_none_means_as_created() -> None:
 def test_the_consoles_box_asks_for_a_best_hour_campaign() -> None:
     assert _schedule({"best_hour": "on"})["send_time"] == "best_hour"
     assert "send_time" not in _schedule({})  # the API's default: as created
+
+
+def test_the_learned_hour_converges_to_the_simulators_hidden_one() -> None:
+    """Shoppers read as the simulator's truth has it; with more history, more of them get
+    their hidden hour: from none (no history anywhere: nothing learned) to every one."""
+    rng = random.Random(21)
+    users = [f"shopper-{i}" for i in range(600)]
+    hidden = {u: preferred_hour(21, u) for u in users}
+    accuracy = {}
+    for reads in (0, 1, 2, 4, 8, 16):
+        own = {u: hour_counts(reading_hour(rng, hidden[u]) for _ in range(reads)) for u in users}
+        population = pooled(own.values())
+        hits = sum(best_hour(own[u], population) == hidden[u] for u in users)
+        accuracy[reads] = hits / len(users)
+    # (Two reads that disagree are a tie, broken to the earlier hour: no better than one.)
+    assert accuracy[0] == 0 and accuracy[1] > 0.7
+    assert accuracy[2] < accuracy[4] < accuracy[8] <= accuracy[16]
+    assert accuracy[8] >= 0.95 and accuracy[16] == 1.0
