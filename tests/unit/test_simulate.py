@@ -7,7 +7,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.local.simulate import _batches, generate_events, is_server_event, simulate_shoppers
+from pipeline.local.simulate import (
+    _batches,
+    generate_events,
+    is_server_event,
+    preferred_hour,
+    read_chance,
+    simulate_shoppers,
+)
 from schemas.events import SERVER_EVENTS, parse_event
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -97,3 +104,17 @@ def test_plain_traffic_is_what_it_was_before_shoppers_had_a_propensity():
     plain = generate_events(9, users=50, events=2_000, end=START, days=2)
     digest = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
     assert digest == "c792cfa24e08dd37244fd884cf51394ee0302bd4c6de91b5e6a0535d635d8367"
+
+
+def test_shoppers_hidden_hours_are_fixed_by_the_seed_and_spread_over_the_day() -> None:
+    users = [f"u{i}" for i in range(2400)]
+    hours = Counter(preferred_hour(7, u) for u in users)
+    assert set(hours) == set(range(24)) and max(hours.values()) < 2 * 2400 / 24
+    assert [preferred_hour(7, u) for u in users] == [preferred_hour(7, u) for u in users]
+    assert [preferred_hour(7, u) for u in users] != [preferred_hour(8, u) for u in users]
+
+
+def test_a_message_is_likeliest_read_at_the_preferred_hour_across_midnight_too() -> None:
+    assert read_chance(23, 23) == max(read_chance(23, h) for h in range(24))
+    assert read_chance(23, 0) == read_chance(23, 22) > read_chance(23, 1) > read_chance(23, 2)
+    assert read_chance(23, 12) == min(read_chance(23, h) for h in range(24)) > 0
