@@ -13,6 +13,7 @@ from pipeline.local.provider_sim import provider_sim_command
 from pipeline.local.simulate import simulate_command
 from pipeline.replay.compare import backtest_group
 from pipeline.replay.export import export_command
+from pipeline.replay.intent import fit_command, intent_command
 from pipeline.replay.replay import replay_command
 from pipeline.warehouse.migrate import migrate_command
 from pipeline.worker import worker_command
@@ -31,6 +32,8 @@ main.add_command(local_group)
 main.add_command(simulate_command)
 main.add_command(export_command)
 main.add_command(replay_command)
+backtest_group.add_command(intent_command)
+backtest_group.add_command(fit_command)
 main.add_command(backtest_group)
 main.add_command(dispatcher_command)
 main.add_command(provider_sim_command)

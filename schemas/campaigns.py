@@ -15,6 +15,11 @@ CANCELLABLE: tuple[CampaignStatus, ...] = ("scheduled", "launched")
 # Never sent anything: an admin may delete it.
 DELETABLE: tuple[CampaignStatus, ...] = ("scheduled", "failed", "cancelled")
 MemberGroup = Literal["target", "holdout", "no_consent"]
+# When each target's message goes out: at launch (after quiet hours), or at the member's
+# best hour learned from their reads and clicks (pipeline/campaigns/best_hour.py).
+SendTime = Literal["as_created", "best_hour"]
+# A target's arm: '' (as created), or a best-hour campaign's learned or random-hour arm.
+SendArm = Literal["", "best_hour", "random_hour"]
 # Channels the dispatcher can send on, in its order of preference.
 CAMPAIGN_CHANNELS = ("whatsapp", "sms")
 
@@ -32,6 +37,7 @@ CAMPAIGN_COLUMNS = [
     "quiet_start",
     "quiet_end",
     "timezone",
+    "send_time",
     "status",
     "created_at",
     "created_by",
@@ -62,6 +68,8 @@ MEMBER_COLUMNS = [
     "added_at",
     "send_after",
     "anonymous_ids",
+    "send_arm",
+    "send_hour",
 ]
 
 

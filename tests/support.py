@@ -486,3 +486,26 @@ def local_stack(
         yield stack
     finally:
         stack.stop()
+
+
+def write_export(path: Path, raw_events: list[dict[str, Any]], partitions: int = 4) -> Path:
+    """Client events (e.g. the simulator's) as an export file, as the collector would have
+    logged them: keyed by ``Event.key``, partitioned like the producer, offsets in order."""
+    import orjson
+    from aiokafka.partitioner import murmur2
+
+    from pipeline.replay.recorded import ExportHeader, RecordedEvent, write_records
+    from schemas.events import parse_event
+
+    offsets = [0] * partitions
+    rows = []
+    for raw in raw_events:
+        event = parse_event(raw, received_at=datetime.fromisoformat(raw["timestamp"]))
+        key = event.key.encode()
+        partition = (murmur2(key) & 0x7FFFFFFF) % partitions
+        value = event.to_json()
+        record = RecordedEvent(partition, offsets[partition], key, value, event.ts_ms, event.ts_ms)
+        rows.append((record, orjson.loads(value)))
+        offsets[partition] += 1
+    write_records(path, ExportHeader("telemetry.raw", partitions, None, None), rows)
+    return path

@@ -220,6 +220,7 @@ async def _campaign_page(
         "send_at": "",
         "timezone": "UTC",
         "quiet": "",
+        "best_hour": "",
         "quiet_start": "21",
         "quiet_end": "9",
     }
@@ -270,6 +271,8 @@ def _schedule(form: dict[str, str]) -> dict[str, Any]:
                 "send at: a date and time, and timezone: an IANA zone such as Europe/Berlin",
             ) from None
         schedule["send_at"] = local.replace(tzinfo=zone) if local.tzinfo is None else local
+    if form.get("best_hour"):
+        schedule["send_time"] = "best_hour"
     if form.get("quiet"):
         schedule["quiet_hours"] = {
             "start": number(form.get("quiet_start", ""), 21, 0, 23),

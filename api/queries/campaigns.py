@@ -103,6 +103,27 @@ LEFT JOIN (
 GROUP BY m.campaign_id, m.grp
 """  # noqa: E501
 
+# A best-hour campaign's arms (pipeline/campaigns/best_hour.py): per arm, its targets and
+# those whose message was read or clicked (an SMS has no read receipt, only its clicks).
+_ARMS = f"""
+SELECT m.campaign_id, m.arm, count(), countIf(r.engaged)
+FROM (
+    SELECT campaign_id, message_id, argMax(send_arm, added_at) AS arm
+    FROM campaign_members
+    WHERE campaign_id IN {{ids:Array(String)}} AND member_group = 'target'
+    GROUP BY campaign_id, message_id
+) AS m
+LEFT JOIN (
+    SELECT message_id, max(status IN ('read', 'clicked')) AS engaged
+    FROM receipts
+    WHERE message_id IN (SELECT message_id FROM ({_TARGETS}))
+    GROUP BY message_id
+) AS r ON m.message_id = r.message_id
+WHERE m.arm IN ('best_hour', 'random_hour')
+GROUP BY m.campaign_id, m.arm
+SETTINGS join_use_nulls = 0
+"""
+
 COUNTS = ("audience", "targeted", "holdout", "no_consent", "waiting")
 RECEIPT_COUNTS = ("sent", "delivered", "read", "clicked", "failed", "suppressed", "cancelled")
 
@@ -192,6 +213,8 @@ def outcomes(
             stats[cid].update(zip(COUNTS, map(int, counts), strict=True))
         for cid, *counts in client.query(_RECEIPTS, parameters=params).result_rows:
             stats[cid].update(zip(RECEIPT_COUNTS, map(int, counts), strict=True))
+        for cid, arm, users, engaged in client.query(_ARMS, parameters=params).result_rows:
+            stats[cid].update({f"{arm}_targets": int(users), f"{arm}_read": int(engaged)})
         launched = [c["launched_at"] for c in campaigns if c["launched_at"] is not None]
         if launched:
             start_ms = min(launched)
@@ -219,6 +242,9 @@ def _row(campaign: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
     treated_users, treated = found.get("target_users", 0), found.get("target_converted", 0)
     holdout_users, held = found.get("holdout_users", 0), found.get("holdout_converted", 0)
     low, high = newcombe(treated, treated_users, held, holdout_users)
+    best_users, best = found.get("best_hour_targets", 0), found.get("best_hour_read", 0)
+    random_users, random = found.get("random_hour_targets", 0), found.get("random_hour_read", 0)
+    arm_low, arm_high = newcombe(best, best_users, random, random_users)
     return {
         "campaign_id": campaign["campaign_id"],
         "name": campaign["name"],
@@ -244,4 +270,14 @@ def _row(campaign: dict[str, Any], found: dict[str, Any]) -> dict[str, Any]:
         "uplift": _rate(treated, treated_users) - _rate(held, holdout_users),
         "uplift_ci_low": low,
         "uplift_ci_high": high,
+        "send_time": campaign["send_time"],
+        "best_hour_targets": best_users,
+        "best_hour_read": best,
+        "best_hour_read_rate": _rate(best, best_users),
+        "random_hour_targets": random_users,
+        "random_hour_read": random,
+        "random_hour_read_rate": _rate(random, random_users),
+        "send_time_uplift": _rate(best, best_users) - _rate(random, random_users),
+        "send_time_uplift_ci_low": arm_low,
+        "send_time_uplift_ci_high": arm_high,
     }

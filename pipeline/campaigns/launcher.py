@@ -12,6 +12,11 @@ Quiet hours are kept in each member's local time (the zone their events carry,
 else the campaign's), as the engine keeps them for nudges: a member the launch
 finds in quiet hours is deferred to their end and published by ``release_due``
 on a later poll, which records each release after the broker acknowledged it.
+
+A best-hour campaign (``send_time``) aims each target at the next occurrence of their
+best local hour, learned from their reads and clicks (pipeline/campaigns/best_hour.py),
+or, for the random-hour control, at a random hour; quiet hours are kept from there, and
+the deferred message takes the same release path.
 """
 
 import asyncio
@@ -23,6 +28,15 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from clickhouse_connect.driver.client import Client
 
+from pipeline.campaigns.best_hour import (
+    LOOKBACK,
+    WINDOW,
+    arm_and_hour,
+    hour_counts,
+    local_hour,
+    next_at_hour,
+    pooled,
+)
 from pipeline.domain.clock import quiet_until, to_datetime, to_ms, zone
 from schemas.campaigns import (
     CAMPAIGN_COLUMNS,
@@ -34,7 +48,7 @@ from schemas.campaigns import (
 from schemas.messages import CampaignMessage
 from schemas.process_metrics import timed_send
 from schemas.segments import compile_rule, load_rule
-from schemas.time import as_utc
+from schemas.time import as_utc, from_ms
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +83,24 @@ INNER JOIN (
 WHERE (m.campaign_id, m.message_id) NOT IN (SELECT campaign_id, message_id FROM campaign_releases)
 ORDER BY m.campaign_id, m.message_id
 LIMIT {limit:UInt32}
+"""
+
+
+# The members' reads and clicks (distinct receipts) in the lookback, per quarter hour
+# (every zone's offset is a whole number of quarters, so each maps to one local hour).
+_HISTORY = """
+SELECT user_key, groupArray(quarter_ms), groupArray(n)
+FROM (
+    SELECT user_key, toUnixTimestamp(toStartOfFifteenMinutes(at)) * 1000 AS quarter_ms,
+           uniqExact(receipt_id) AS n
+    FROM receipts
+    WHERE status IN ('read', 'clicked')
+      AND at >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC')
+      AND at < fromUnixTimestamp64Milli({now_ms:Int64}, 'UTC')
+      AND user_key IN (SELECT user_key FROM profiles WHERE {rule})
+    GROUP BY user_key, quarter_ms
+)
+GROUP BY user_key
 """
 
 
@@ -118,6 +150,42 @@ def send_after(now: datetime, campaign: dict[str, Any], member_timezone: str) ->
     return now if until is None else to_datetime(until)
 
 
+def aimed_send_after(
+    now: datetime, campaign: dict[str, Any], member_timezone: str, hour: int | None
+) -> datetime:
+    """When a member's message may go out, aimed at ``hour`` o'clock in their zone (None:
+    as created): its next occurrence, then quiet hours from there; as created when that
+    falls outside the window a campaign message lives in."""
+    if hour is None:
+        return send_after(now, campaign, member_timezone)
+    tz = zone(member_timezone, campaign["timezone"])
+    after = send_after(next_at_hour(now, hour, tz), campaign, member_timezone)
+    return after if after - now <= WINDOW else send_after(now, campaign, member_timezone)
+
+
+def _histories(
+    client: Client, campaign: dict[str, Any], found: list[tuple], now: datetime
+) -> dict[str, list[int]]:
+    """Each member's reads and clicks per local hour (their zone, else the campaign's)."""
+    compiled = compile_rule(load_rule(campaign["rules"]), to_ms(now))
+    parameters = {
+        **compiled.params,
+        "from_ms": to_ms(now - LOOKBACK),
+        "now_ms": to_ms(now),
+    }
+    sql = _HISTORY.replace("{rule}", compiled.sql)  # the rule's values are bound parameters
+    rows = client.query(sql, parameters=parameters).result_rows
+    zones = {user_key: timezone for user_key, _, _, timezone in found}
+    histories = {}
+    for user_key, quarters, counts in rows:
+        tz = zone(zones.get(user_key), campaign["timezone"])
+        hours = hour_counts(())
+        for quarter_ms, n in zip(quarters, counts, strict=True):
+            hours[local_hour(from_ms(quarter_ms), tz)] += n
+        histories[user_key] = hours
+    return histories
+
+
 def _members(client: Client, campaign: dict[str, Any], now: datetime) -> list[tuple]:
     compiled = compile_rule(load_rule(campaign["rules"]), to_ms(now))
     result = client.query(
@@ -165,13 +233,33 @@ async def launch(
     members, messages = [], []
     counts = {"target": 0, "holdout": 0, "no_consent": 0, "deferred": 0}
     found = await asyncio.to_thread(_members, client, campaign, now)
+    best = campaign["send_time"] == "best_hour"
+    histories = await asyncio.to_thread(_histories, client, campaign, found, now) if best else {}
+    # The population prior: the audience's reads and clicks pooled, each in local time.
+    population = pooled(histories.values())
+    no_history = hour_counts(())
     for user_key, anonymous_ids, consented, timezone in found:
         group, usable = member_group(campaign_id, user_key, list(consented), policy, share)
         counts[group] += 1
         message_id = member_message_id(campaign_id, user_key)
-        after = send_after(now, campaign, timezone) if group == "target" else now
+        arm, hour = "", None
+        if best and group == "target":
+            own = histories.get(user_key, no_history)
+            arm, hour = arm_and_hour(campaign_id, user_key, own, population)
+        after = aimed_send_after(now, campaign, timezone, hour) if group == "target" else now
         members.append(
-            [campaign_id, user_key, message_id, group, usable, now, after, list(anonymous_ids)]
+            [
+                campaign_id,
+                user_key,
+                message_id,
+                group,
+                usable,
+                now,
+                after,
+                list(anonymous_ids),
+                arm,
+                -1 if hour is None else hour,
+            ]
         )
         if group != "target":
             continue
@@ -210,8 +298,8 @@ async def launch(
         counts["deferred"],
     )
     log.info(
-        "campaign %s launched: %d members, %d messages (%d deferred to the end of their"
-        " quiet hours), %d held out, %d without consent",
+        "campaign %s launched: %d members, %d messages (%d deferred to their best hour or"
+        " the end of their quiet hours), %d held out, %d without consent",
         campaign_id,
         report.audience,
         report.targeted,

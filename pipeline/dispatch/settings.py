@@ -90,5 +90,10 @@ class ProviderSimSettings(CommonSettings):
     sim_transient_error_rate: float = 0.0
     sim_delay_s: float = 0.5
     sim_campaign_success_rate: float = 0.9
+    # Set: each shopper reads as their hidden preferred hour has it, seeded by this
+    # (pipeline/local/simulate.py, read_chance), the hour in UTC (the simulator knows
+    # no shopper's zone) instead of sim_read_rate; send-time optimisation then has a
+    # truth to find on the local stack.
+    sim_preferred_hour_seed: int | None = None
     sim_webhook_concurrency: int = Field(default=32, ge=1)
     log_level: str = "info"

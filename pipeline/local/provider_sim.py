@@ -61,6 +61,7 @@ from pipeline.domain.rules import WhatsAppTemplate, rules_from
 from pipeline.local.sim_phone import HEADERS as PHONE_HEADERS
 from pipeline.local.sim_phone import STYLE as PHONE_STYLE
 from pipeline.local.sim_phone import phone_page
+from pipeline.local.simulate import preferred_hour, read_chance
 from pipeline.worker import configure_logging
 from schemas import pii
 from schemas.inbound import (
@@ -450,7 +451,7 @@ class Simulator:
             steps.append("failed")
         else:
             steps.append("delivered")
-            if rng.random() < behaviour.read_rate:
+            if rng.random() < self.read_rate(message, behaviour.read_rate, datetime.now(UTC)):
                 steps.append("read")
                 if rng.random() < behaviour.click_rate:
                     steps.append("click")
@@ -464,6 +465,14 @@ class Simulator:
                 await self._post_whatsapp_status(message, ref, step)
             else:
                 await self._post_twilio_status(message, step)
+
+    def read_rate(self, message: Accepted, base: float, now: datetime) -> float:
+        """The chance the shopper reads this message now: ``base``, or, with a preferred-
+        hour seed, as near ``now``'s hour is to the shopper's hidden one."""
+        seed = self.settings.sim_preferred_hour_seed
+        if seed is None or not message.user_key:
+            return base
+        return read_chance(preferred_hour(seed, message.user_key), now.astimezone(UTC).hour)
 
     async def _follow_link(self, message: Accepted) -> None:
         """The shopper taps the link: one GET, as a phone's browser makes it."""

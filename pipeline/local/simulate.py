@@ -12,6 +12,7 @@ logins (identify) and channel consents. Phone numbers are fictional: the
 North American 555-01xx block, reserved for fiction.
 """
 
+import hashlib
 import os
 import random
 import sys
@@ -91,6 +92,34 @@ def fake_phone(rng: random.Random) -> str:
     return f"+1{area}55501{rng.randrange(100):02d}"
 
 
+# --- when shoppers read their messages (pure) ----------------------------------
+# The simulator's truth for send-time optimisation: each shopper has a hidden preferred
+# local hour, fixed by the seed. They check their phone mostly then, so their reads and
+# clicks cluster there, and a message arriving near it is likelier to be read than one
+# buried under a day of others. Tests state this truth and compare what was learned.
+
+PREFERRED_SHARE = 0.8  # of a shopper's reads, those at their preferred hour
+READ_AT_BEST, READ_FAR = 0.65, 0.15  # read chances at the preferred hour, 3+ hours away
+
+
+def preferred_hour(seed: int, user: str) -> int:
+    """The shopper's hidden best hour to be reached (local time, 0-23)."""
+    digest = hashlib.blake2b(f"{seed}\x1f{user}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest) % 24
+
+
+def reading_hour(rng: random.Random, preferred: int) -> int:
+    """The local hour of one of the shopper's reads: mostly their preferred one."""
+    return preferred if rng.random() < PREFERRED_SHARE else rng.randrange(24)
+
+
+def read_chance(preferred: int, local_hour: int) -> float:
+    """How likely a message arriving at ``local_hour`` is read: highest at the preferred
+    hour, falling over three hours either side (the clock wraps) to a floor."""
+    distance = min((local_hour - preferred) % 24, (preferred - local_hour) % 24)
+    return READ_FAR + (READ_AT_BEST - READ_FAR) * max(0.0, 1 - distance / 3)
+
+
 # --- journeys (pure) ---------------------------------------------------------
 
 
@@ -108,6 +137,10 @@ class _Shopper:
     consented: set[str] = field(default_factory=set)
     # One phone per shopper: a browser cannot replace a known phone (docs/dispatch.md).
     phone: str | None = None
+    # Hidden purchase propensity in [0, 1] (``simulate_shoppers``): drives how often the
+    # shopper lingers on specs, adds to the cart and completes a checkout. None: the
+    # plain traffic of ``generate_events``, where every shopper behaves alike.
+    propensity: float | None = None
 
 
 class _Journey:
@@ -125,6 +158,11 @@ class _Journey:
 
     def uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def chance(self, plain: float, low: float, high: float) -> bool:
+        """A coin with probability ``plain``; with a propensity p, ``low + (high - low) p``."""
+        p = self.shopper.propensity
+        return self.rng.random() < (plain if p is None else low + (high - low) * p)
 
     def wait(self, low_s: float, high_s: float) -> None:
         self.now += timedelta(seconds=self.rng.uniform(low_s, high_s))
@@ -228,11 +266,11 @@ class _Journey:
         if rng.random() < 0.45:
             self.wait(3, 30)
             self.emit("deep_scroll", {"percentage": rng.choice((50, 75, 90, 100))})
-        if rng.random() < 0.35:
+        if self.chance(0.35, 0.05, 0.8):
             dwell_ms = int(rng.lognormvariate(9.3, 0.6)) + 3000  # ≥ 3 s, like the tracker
             self.now += timedelta(milliseconds=dwell_ms)
             self.emit("spec_linger", {**item, "dwell_ms": dwell_ms})
-        if rng.random() < 0.3:
+        if self.chance(0.3, 0.03, 0.6):
             self.wait(2, 40)
             quantity = 1 if rng.random() < 0.85 else rng.randint(2, 3)
             self.shopper.cart[product.product_id] = (
@@ -284,7 +322,7 @@ class _Journey:
         rng, shopper = self.rng, self.shopper
         self.goto("/checkout", "Checkout")
         self.emit("checkout_started", {})
-        if rng.random() < 0.35:
+        if self.chance(0.35, 0.98, 0.05):
             return False  # abandoned at checkout
         if shopper.user_id is None and rng.random() < 0.6:
             self.wait(5, 40)
@@ -318,11 +356,40 @@ class _Journey:
         return True
 
 
-def _new_shopper(rng: random.Random, budget: int) -> _Shopper:
+def _new_shopper(rng: random.Random, budget: int, driven: bool) -> _Shopper:
     device, user_agent = rng.choice(USER_AGENTS)
     locale, timezone, country = rng.choice(LOCALES)
     anonymous_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-    return _Shopper(anonymous_id, None, device, user_agent, locale, timezone, country, budget)
+    shopper = _Shopper(anonymous_id, None, device, user_agent, locale, timezone, country, budget)
+    if driven:
+        # Most shoppers browse, a few mean to buy: mean 1/3, long right tail.
+        shopper.propensity = rng.betavariate(1.0, 2.0)
+    return shopper
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatedTraffic:
+    """Events, and the truth the pipeline never sees: each shopper's purchase propensity,
+    by anonymous id (every event of a shopper carries it, logged in or not)."""
+
+    events: list[dict[str, Any]]
+    propensity: dict[str, float]
+
+
+# The signals a propensity makes predictive: spec lingers and carts directly, checkouts
+# through the cart. The others (page views, searches, deep scrolls, button clicks, exit
+# intents) are drawn alike for every shopper.
+DRIVEN_SIGNALS = frozenset({"spec_linger", "add_to_cart", "checkout_started"})
+
+
+def simulate_shoppers(
+    seed: int, users: int, events: int, end: datetime, days: float = 7.0
+) -> SimulatedTraffic:
+    """``generate_events`` with a hidden purchase propensity per shopper (seeded) driving
+    how often they linger on specs (0.1 → 0.7 of product views), add to the cart
+    (0.1 → 0.6) and complete a checkout (0.1 → 0.95), for propensity 0 → 1."""
+    out, shoppers = _generate(seed, users, events, end, days, driven=True)
+    return SimulatedTraffic(out, {s.anonymous_id: s.propensity or 0.0 for s in shoppers})
 
 
 def generate_events(
@@ -333,6 +400,12 @@ def generate_events(
     Event times fall in the ``days`` before ``end``. Pure: the same arguments
     give the same events, ids included.
     """
+    return _generate(seed, users, events, end, days, driven=False)[0]
+
+
+def _generate(
+    seed: int, users: int, events: int, end: datetime, days: float, driven: bool
+) -> tuple[list[dict[str, Any]], list[_Shopper]]:
     if users < 1 or events < 0 or days <= 0 or end.tzinfo is None:
         raise ValueError("need users ≥ 1, events ≥ 0, days > 0 and an end time with a zone")
     rng = random.Random(seed)
@@ -340,12 +413,14 @@ def generate_events(
     # Sessions end well before ``end``; a session lasts at most ~1 h.
     span_s = max(days * 86_400 - 7_200, 1.0)
     out: list[dict[str, Any]] = []
+    shoppers: list[_Shopper] = []
     share, extra = divmod(events, users)
     for index in range(users):
         budget = share + (1 if index < extra else 0)
         if budget == 0:
             continue
-        journey = _Journey(rng, _new_shopper(rng, budget), out)
+        journey = _Journey(rng, _new_shopper(rng, budget, driven), out)
+        shoppers.append(journey.shopper)
         # Return visits: later sessions pick up a cart left behind.
         first = rng.uniform(0, span_s * 0.8)
         session_starts = iter(sorted(rng.uniform(first, span_s) for _ in range(64)))
@@ -369,7 +444,7 @@ def generate_events(
             out[-1].pop("session_id", None)
             out[-1]["context"] = {}
     out.sort(key=lambda event: event["timestamp"])
-    return out[:events]
+    return out[:events], shoppers
 
 
 def is_server_event(event: dict[str, Any]) -> bool:

@@ -66,7 +66,8 @@ def report_lines(report: BacktestComparison) -> list[str]:
 
 @click.group("backtest")
 def backtest_group() -> None:
-    """Backtests: compare replay runs with each other or with live ('live')."""
+    """Backtests: compare replay runs with each other or with live ('live'); how well
+    intent predicts purchases; weights fitted to them."""
 
 
 @click.command("compare")

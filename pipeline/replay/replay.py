@@ -205,11 +205,35 @@ class _TopicSource:
             yield [record for record, _ in batch]
 
 
-def _source(request: ReplayRequest) -> _FileSource | _TopicSource:
-    if request.file is not None:
-        return _FileSource(request.file)
-    assert request.topic is not None and request.window is not None
-    return _TopicSource(list(request.bootstrap_servers), request.topic, request.window)
+RecordedSource = _FileSource | _TopicSource
+
+
+def recorded_source(
+    file: Path | None, topic: str | None, window: TimeRange | None, servers: tuple[str, ...]
+) -> RecordedSource:
+    """Recorded traffic to read (an async context manager): a file, or a topic's range."""
+    if file is not None:
+        return _FileSource(file)
+    assert topic is not None and window is not None
+    return _TopicSource(list(servers), topic, window)
+
+
+def source_window(
+    topic: str | None, from_: datetime | None, to: datetime | None, file: Path | None
+) -> TimeRange | None:
+    """The event-time range of ``--topic --from --to`` (None for ``--file``); ValueError
+    when the options do not name exactly one source."""
+    if (from_ is None) != (to is None) or (topic is not None and from_ is None):
+        raise ValueError("--topic needs both --from and --to")
+    if file is not None and from_ is not None:
+        raise ValueError("--from/--to select from a topic; a file replays its whole range")
+    if (file is None) == (topic is None):
+        raise ValueError("give either --file or --topic with --from/--to")
+    return TimeRange(epoch_ms(from_), epoch_ms(to)) if from_ and to else None
+
+
+def _source(request: ReplayRequest) -> RecordedSource:
+    return recorded_source(request.file, request.topic, request.window, request.bootstrap_servers)
 
 
 async def run_replay(request: ReplayRequest, progress: Progress | None = None) -> ReplaySummary:
@@ -350,15 +374,11 @@ def replay_command(
     erasures = command_erasures(settings)
     try:
         rules = load_rules(rules_path)
-        if (from_ is None) != (to is None) or (topic is not None and from_ is None):
-            raise ValueError("--topic needs both --from and --to")
-        if file is not None and from_ is not None:
-            raise ValueError("--from/--to select from a topic; a file replays its whole range")
         request = ReplayRequest(
             run_id=run_id,
             rules=rules,
             topic=topic,
-            window=TimeRange(epoch_ms(from_), epoch_ms(to)) if from_ and to else None,
+            window=source_window(topic, from_, to, file),
             file=file,
             bootstrap_servers=tuple(settings.bootstrap_servers),
             clickhouse_url=None if no_warehouse else settings.clickhouse_url,

@@ -25,7 +25,7 @@ live: a replay, of a topic or of any file, makes no decision for them.
 """
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from aiokafka.partitioner import murmur2
@@ -72,8 +72,12 @@ class ReplayRunner:
         topics: EngineTopics,
         handovers_logged: bool = True,
         erasures: ErasureList | None = None,
+        observe: Callable[[Event, UserState | None], None] | None = None,
     ) -> None:
         self.rules = rules
+        # Called with each event and its user's state right after the event is folded
+        # (backtest intent reads the score there).
+        self._observe = observe
         self.partitions = partitions
         self.topics = topics
         self.clock = PartitionClock()
@@ -92,7 +96,7 @@ class ReplayRunner:
         self._merged: set[tuple[str, str]] = set()
 
     def feed(self, records: Iterable[RecordedEvent]) -> None:
-        processor, route = self.processor, self._route
+        processor, route, observe = self.processor, self._route, self._observe
         last = self.last_event_ms if self.last_event_ms is not None else -1
         count = 0
         for record in records:
@@ -110,6 +114,8 @@ class ReplayRunner:
                 last = record.event_ms
             if event is not None and event.name == "order_placed":
                 self._note_order(event)
+            if event is not None and observe is not None:
+                observe(event, processor.store.get(event.key, record.partition))
             count += 1
         self.records += count
         self.last_event_ms = last if last >= 0 else None

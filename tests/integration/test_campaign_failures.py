@@ -42,6 +42,7 @@ def campaign_row(name: str, send_at: datetime, prefix: str, **overrides) -> dict
         "quiet_start": 0,
         "quiet_end": 0,
         "timezone": "UTC",
+        "send_time": "as_created",
         "status": "scheduled",
         "created_at": now,
         "created_by": "test",

@@ -118,6 +118,7 @@ def test_members_in_quiet_hours_get_their_message_when_those_hours_end(
         "quiet_start": kolkata_hour,
         "quiet_end": (kolkata_hour + 2) % 24,
         "timezone": "Asia/Kolkata",
+        "send_time": "as_created",
         "status": "scheduled",
         "created_at": now,
         "created_by": "test",

@@ -102,6 +102,7 @@ def rich_bodies(segment_id: str) -> dict[tuple[str, str], Any]:
                 "send_at": soon,
                 "quiet_hours": {"start": 21, "end": 8},
                 "timezone": "UTC",
+                "send_time": "best_hour",
             },
         },
         ("POST", "/v1/admin/flows/cart-rescue"): {

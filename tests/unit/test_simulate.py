@@ -1,9 +1,20 @@
 """The traffic simulator: reproducible, valid and shaped like real shopping."""
 
+import hashlib
+import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from pipeline.local.simulate import _batches, generate_events, is_server_event
+import pytest
+
+from pipeline.local.simulate import (
+    _batches,
+    generate_events,
+    is_server_event,
+    preferred_hour,
+    read_chance,
+    simulate_shoppers,
+)
 from schemas.events import SERVER_EVENTS, parse_event
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -63,3 +74,47 @@ def test_server_events_go_in_their_own_batches_in_time_order():
         assert all(is_server_event(e) == server for e in batch)
     without = list(_batches(events, 100, with_server_key=False))
     assert all(e["name"] not in SERVER_EVENTS for _, b in without for e in b)
+
+
+def test_shoppers_with_a_propensity_are_seeded_and_it_drives_carts_and_orders():
+    first = simulate_shoppers(9, users=300, events=20_000, end=START, days=7)
+    assert first == simulate_shoppers(9, users=300, events=20_000, end=START, days=7)
+    shoppers = {e["anonymous_id"] for e in first.events if e["name"] != "price_drop"}
+    assert shoppers <= set(first.propensity)
+    assert all(0.0 <= p <= 1.0 for p in first.propensity.values())
+    # The truth: the third most inclined to buy add to the cart and order far more
+    # often per product viewed than the third least inclined.
+    ranked = sorted(first.propensity, key=first.propensity.__getitem__)
+    low, high = set(ranked[:100]), set(ranked[-100:])
+
+    def per_view(group: set[str], name: str) -> float:
+        counts = Counter(e["name"] for e in first.events if e["anonymous_id"] in group)
+        return counts[name] / counts["product_view"]
+
+    assert per_view(high, "add_to_cart") > 3 * per_view(low, "add_to_cart")
+    assert per_view(high, "spec_linger") > 3 * per_view(low, "spec_linger")
+    assert per_view(high, "order_placed") > 3 * per_view(low, "order_placed")
+    # Signals it does not drive are drawn alike.
+    assert per_view(high, "button_click") == pytest.approx(per_view(low, "button_click"), rel=0.3)
+
+
+def test_plain_traffic_is_what_it_was_before_shoppers_had_a_propensity():
+    # The fingerprint of these events as generated before the propensity existed: other
+    # tests and benchmarks replay plain traffic, which must not change under them.
+    plain = generate_events(9, users=50, events=2_000, end=START, days=2)
+    digest = hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()
+    assert digest == "c792cfa24e08dd37244fd884cf51394ee0302bd4c6de91b5e6a0535d635d8367"
+
+
+def test_shoppers_hidden_hours_are_fixed_by_the_seed_and_spread_over_the_day() -> None:
+    users = [f"u{i}" for i in range(2400)]
+    hours = Counter(preferred_hour(7, u) for u in users)
+    assert set(hours) == set(range(24)) and max(hours.values()) < 2 * 2400 / 24
+    assert [preferred_hour(7, u) for u in users] == [preferred_hour(7, u) for u in users]
+    assert [preferred_hour(7, u) for u in users] != [preferred_hour(8, u) for u in users]
+
+
+def test_a_message_is_likeliest_read_at_the_preferred_hour_across_midnight_too() -> None:
+    assert read_chance(23, 23) == max(read_chance(23, h) for h in range(24))
+    assert read_chance(23, 0) == read_chance(23, 22) > read_chance(23, 1) > read_chance(23, 2)
+    assert read_chance(23, 12) == min(read_chance(23, h) for h in range(24)) > 0

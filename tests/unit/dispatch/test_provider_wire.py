@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -32,7 +32,8 @@ from pipeline.dispatch.channels import (
     WhatsAppChannel,
 )
 from pipeline.dispatch.settings import ProviderSimSettings
-from pipeline.local.provider_sim import create_sim_app
+from pipeline.local.provider_sim import Accepted, create_sim_app
+from pipeline.local.simulate import preferred_hour, read_chance
 from schemas.inbound import whatsapp_status, whatsapp_text_message, whatsapp_webhook
 from schemas.messages import Receipt
 from schemas.provider_refs import MAX_REF_CHARS, decode_ref, encode_ref
@@ -414,6 +415,17 @@ async def test_the_sim_takes_a_template_and_posts_metas_signed_statuses_then_tap
         "+1 ••••••0100",
     )
     assert listed["webhooks"] == ["sent:200", "delivered:200", "read:200", "clicked:302"]
+
+
+async def test_with_a_preferred_hour_seed_shoppers_read_as_their_hidden_hour_has_it():
+    seeded, plain = Sim(sim_preferred_hour_seed=7), Sim(sim_read_rate=0.8)
+    message = Accepted("p1", "whatsapp", MID, "shopper-1", "campaign", "+1", {}, "")
+    hour = preferred_hour(7, "shopper-1")
+    at_best = datetime(2026, 3, 2, hour, 30, tzinfo=UTC)
+    far = at_best + timedelta(hours=12)
+    assert seeded.simulator.read_rate(message, 0.8, at_best) == read_chance(hour, hour) == 0.65
+    assert seeded.simulator.read_rate(message, 0.8, far) == 0.15
+    assert plain.simulator.read_rate(message, 0.8, at_best) == 0.8
 
 
 async def test_the_sim_has_no_idempotency_every_post_is_a_new_message():
