@@ -271,3 +271,5 @@ class Receipt(_Message):
     # What the provider bills the message as (Meta's pricing.category: marketing, utility,
     # service, ...), when its status webhook says.
     pricing_category: str | None = None
+    # The message variant the dispatcher chose (schemas/bandit.py), on its own receipts.
+    variant: str | None = None

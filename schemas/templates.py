@@ -43,10 +43,16 @@ class Template:
 
     def __post_init__(self) -> None:
         for text in (self.title, self.body, self.button, self.sms):
-            names = {field for _, field, _, _ in string.Formatter().parse(text) if field}
-            unknown = names - PLACEHOLDERS
-            if unknown:
-                raise ValueError(f"unknown placeholders {sorted(unknown)}; allowed {PLACEHOLDERS}")
+            placeholders_of(text)
+
+
+def placeholders_of(text: str) -> set[str]:
+    """The placeholders a template text uses; ValueError naming any not allowed."""
+    names = {field for _, field, _, _ in string.Formatter().parse(text) if field}
+    unknown = names - PLACEHOLDERS
+    if unknown:
+        raise ValueError(f"unknown placeholders {sorted(unknown)}; allowed {PLACEHOLDERS}")
+    return names
 
 
 TEMPLATES: dict[str, Template] = {

@@ -1,6 +1,7 @@
 """The overview: message outcomes, opt-outs, revenue and cost, uplift against the
-holdout, each nudge kind's summary in words, the storefront funnel, and a live
-timeline (``/console/api/timeline``, polled).
+holdout, each nudge kind's summary in words, message variants (rates with intervals,
+the bandit's allocation), the storefront funnel, and a live timeline
+(``/console/api/timeline``, polled).
 
 Figures come from the same query functions as ``/v1/metrics/*``; each panel stands
 alone, so a part that is unavailable (or a query this build lacks) leaves a note in
@@ -29,6 +30,7 @@ from api.queries.series import timeseries
 from api.queries.summaries import nudge_figures
 from api.queries.timeline import timeline
 from api.queries.uplift import uplift
+from api.queries.variants import variant_rows
 from api.routing import GuardedRoute
 from schemas.runs import LIVE_RUN
 from schemas.summaries import SUMMARY_KINDS, summary_text
@@ -128,6 +130,7 @@ async def overview(
         (stops, stops_err),
         (lift, lift_err),
         (steps, funnel_err),
+        (variants, variants_err),
     ) = await asyncio.gather(
         panel("message outcomes", lambda: nudge_outcomes(clickhouse, span, window, LIVE_RUN)),
         panel("opt-outs", lambda: opt_outs(clickhouse, 86_400, span)),
@@ -136,6 +139,7 @@ async def overview(
             "storefront funnel",
             lambda: funnel(clickhouse, STOREFRONT_STEPS, 86_400, span, None),
         ),
+        panel("message variants", lambda: variant_rows(clickhouse, now_ms())),
     )
     step = STEPS[range]
     (series, series_err) = await panel(
@@ -192,6 +196,8 @@ async def overview(
         funnel_bars=bars([(r.name, r.users) for r in steps or []]),
         funnel_err=funnel_err,
         summaries=summaries,
+        variant_rows=variants or [],
+        variants_err=variants_err,
     )
 
 

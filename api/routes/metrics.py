@@ -29,9 +29,12 @@ from api.queries.opt_outs import opt_outs
 from api.queries.referrals import ReferralRow, referral_funnel
 from api.queries.series import Metric, dead_letters, timeseries
 from api.queries.uplift import uplift
+from api.queries.variants import variant_rows
 from api.routing import GuardedRoute
 from schemas.events import EVENT_NAME_PATTERN
+from schemas.messages import NudgeKind
 from schemas.runs import LIVE_RUN
+from schemas.time import now_ms
 
 router = APIRouter(prefix="/v1/metrics", tags=["metrics"], route_class=GuardedRoute)
 
@@ -228,6 +231,39 @@ def get_uplift(
     kind: Annotated[Literal["cart_rescue", "high_intent"] | None, Query()] = None,
 ) -> dict[str, Any]:
     rows = run_query(uplift, clickhouse, span, kind)
+    return {"rows": [asdict(row) for row in rows]}
+
+
+class VariantRate(BaseModel):
+    kind: str
+    variant: str
+    sends: int
+    successes: int  # clicks or orders: the kind's ``success`` in the rules
+    rate: float
+    ci_low: float  # the rate's 95 % Wilson interval
+    ci_high: float
+    allocation: float  # the share of nudges the bandit gives it now
+    snapshot_id: str
+    effective_from: str
+
+
+class VariantsResponse(BaseModel):
+    rows: list[VariantRate]
+
+
+@router.get(
+    "/variants",
+    response_model=VariantsResponse,
+    summary="Message variants: rates with intervals and the bandit's allocation",
+)
+def get_variants(
+    caller: ReadCaller,
+    clickhouse: ClickHouseDep,
+    kind: Annotated[NudgeKind | None, Query()] = None,
+) -> dict[str, Any]:
+    """Per nudge kind with variants, the bandit's snapshot in force now: each variant's
+    sends, successes, success rate with its 95 % interval, and its allocation."""
+    rows = run_query(variant_rows, clickhouse, now_ms(), kind)
     return {"rows": [asdict(row) for row in rows]}
 
 

@@ -29,6 +29,7 @@ from pipeline.dispatch.directory import Directory
 from pipeline.dispatch.dispatcher import Dispatcher
 from pipeline.dispatch.records import record_from_bytes, record_to_bytes
 from pipeline.dispatch.settings import DispatchSettings
+from pipeline.dispatch.variants import snapshots_in_use, take_snapshots, with_variants
 from pipeline.domain.rules import Channel, rules_from
 from pipeline.engine.batched import BatchedAgents
 from pipeline.engine.outputs import KafkaOutputs
@@ -164,18 +165,20 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
             attempts=settings.send_attempts,
         ),
     }
+    rules = rules_from(settings.rules)
     dispatcher = Dispatcher(
         store,
         Directory(warehouse, master),
         channels,
         settings,
         name(RECEIPTS),
-        rules_from(settings.rules),  # quiet hours and maximum ages, as the engine's
+        rules,  # quiet hours and maximum ages, as the engine's
         checkpoint=lambda: ship(),  # send intents are flushed before the provider calls
         catalog=Catalog(warehouse),
     )
     indexed: set[int] = set()
     last_poll = 0.0
+    variants = with_variants(rules)
 
     def ensure_indexed(partition: int) -> None:
         if partition not in indexed:
@@ -207,6 +210,13 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
             return
         for channel in {*get_args(Channel), *dispatcher.paused}:
             CHANNEL_PAUSED.labels(channel).set(int(channel in dispatcher.paused))
+        if variants:
+            try:
+                dispatcher.snapshots = await asyncio.to_thread(
+                    snapshots_in_use, warehouse, rules, now_ms()
+                )
+            except Exception as exc:  # the last snapshots loaded stay in use meanwhile
+                log.warning("cannot read the variant snapshots: %s", type(exc).__name__)
 
     batched = BatchedAgents(ship, guard=failing_hard)
     batch = {"batch_size": settings.batch_size, "within_s": settings.batch_within_s}
@@ -256,6 +266,17 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
             await dispatcher.tick(now_ms())
 
         await batched.step("a clock tick", tick)
+
+    if variants:
+
+        @app.timer(interval=settings.bandit_snapshot_s, on_leader=True)
+        async def snapshot_variants() -> None:
+            # One leader records the evidence; every dispatcher loads it on its poll.
+            lead_ms = int(settings.bandit_lead_s * 1000)
+            try:
+                await dispatcher.warehouse(take_snapshots, warehouse, rules, now_ms(), lead_ms)
+            except Exception as exc:  # the next period tries again; choices go on meanwhile
+                log.warning("cannot take the variant snapshots: %s", type(exc).__name__)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:

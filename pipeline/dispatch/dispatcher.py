@@ -16,6 +16,7 @@ it, or failed it, and the fallback goes on from there); with none within
 """
 
 import asyncio
+import dataclasses
 import heapq
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -55,6 +56,7 @@ from pipeline.domain.rules import Rules, default_rules
 from pipeline.engine.outputs import Record as OutRecord
 from pipeline.metrics import DISPATCH_OUTCOMES
 from schemas import pii
+from schemas.bandit import Snapshot, variant_at
 from schemas.catalog import Product
 from schemas.messages import (
     HELD_UNTIL_PREFIX,
@@ -67,7 +69,7 @@ from schemas.messages import (
     load_decision,
 )
 from schemas.receipt_ids import receipt_id
-from schemas.templates import Tracking, render
+from schemas.templates import TEMPLATES, Tracking, render
 from schemas.time import epoch_ms, from_ms
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,10 @@ class Dispatcher:
         self.settings = settings
         self.receipts_topic = receipts_topic
         self.paused: frozenset[str] = frozenset()
+        # kind → the variant bandit's recorded snapshots, oldest first (the agent loads
+        # them from the warehouse on a poll): a nudge's variant is chosen with the one
+        # in force at its decision time.
+        self.snapshots: dict[str, list[Snapshot]] = {}
         self._out: list[OutRecord] = []
         self._audit: list[list[Any]] = []
         # partition → message id → (deadline ms, held): held and awaiting messages.
@@ -284,6 +290,7 @@ class Dispatcher:
             detail=detail,
             cost=cost,
             currency=None if cost is None else self.rules.dispatch.rate_card.currency,
+            variant=record.variant,
         )
         self._out.append((self.receipts_topic, record.user_key.encode(), receipt.to_json(), None))
         DISPATCH_OUTCOMES.labels(channel or "none", status).inc()
@@ -363,7 +370,17 @@ class Dispatcher:
             content=content,
             triggered_ms=epoch_ms(triggered),
             timezone=decision.timezone,
+            variant=self._variant(decision) if isinstance(decision, Nudge) else None,
         )
+
+    def _variant(self, nudge: Nudge) -> str | None:
+        """An emitted nudge's variant, when its kind has some (the holdout's nudges are
+        suppressed by the engine and never get here): chosen with the snapshot in force
+        at its decision time, so a dispatcher catching up chooses what a timely one did."""
+        if not getattr(self.rules.dispatch.templates, nudge.kind).variants:
+            return None
+        snapshots = self.snapshots.get(nudge.kind, [])
+        return variant_at(snapshots, nudge.nudge_id, epoch_ms(nudge.decided_at))
 
     def _cancel(self, partition: int, cancellation: NudgeCancellation, now_ms: int) -> None:
         key = message_key(cancellation.nudge_id)
@@ -782,6 +799,16 @@ class Dispatcher:
         except pii.PiiError:
             return SendResult(error="phone_unavailable"), 0.0
         content = record.content
+        spec = getattr(self.rules.dispatch.templates, record.kind, None)
+        templates = TEMPLATES
+        variant = None if spec is None else spec.variant(record.variant)
+        if variant is not None:
+            templates = {
+                **TEMPLATES,
+                record.kind: dataclasses.replace(TEMPLATES[record.kind], **variant.texts()),
+            }
+            if variant.whatsapp_template is not None:
+                spec = spec.model_copy(update={"name": variant.whatsapp_template})
         rendered = render(
             kind=record.kind,
             message_id=record.message_id,
@@ -794,7 +821,8 @@ class Dispatcher:
                 self.settings.public_api_url,
                 record.user_key,
             ),
-            template_spec=getattr(self.rules.dispatch.templates, record.kind, None),
+            template_spec=spec,
+            templates=templates,
         )
         # WhatsApp takes free-form only within 24 h of the shopper's last message to us.
         window_open = contact.window_open(channel, now_ms)

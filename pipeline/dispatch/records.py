@@ -61,6 +61,8 @@ class MessageRecord:
     sending: str | None = None
     # The country calling code of the shopper's phone: the channel plan and the price.
     calling_code: str | None = None
+    # The message variant chosen for it (schemas/bandit.py); None: the kind's own message.
+    variant: str | None = None
 
 
 @dataclass(slots=True)

@@ -1,6 +1,6 @@
 """Settings of the dispatcher worker (``intentflow dispatcher``) and the provider simulator."""
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from pipeline.settings import WorkerSettings
 from schemas.settings import CommonSettings
@@ -48,7 +48,22 @@ class DispatchSettings(WorkerSettings):
     # fails loudly; a batch holds the dispatcher's lock, so nothing in it may wait unbounded.
     warehouse_timeout_s: int = Field(default=10, ge=1)
     warehouse_attempts: int = Field(default=3, ge=1)
+    # Message variants (pipeline/dispatch/variants.py): the leader takes a snapshot of
+    # the evidence this often, in force this long after it is taken (longer than
+    # ``control_poll_s``, so every dispatcher has loaded it before any decision it
+    # applies to arrives).
+    bandit_snapshot_s: float = Field(default=300.0, gt=0)
+    bandit_lead_s: float = Field(default=30.0, gt=0)
     storefront_url: str = "http://127.0.0.1:8000/demo"
+
+    @model_validator(mode="after")
+    def _snapshots_loaded_before_in_force(self) -> "DispatchSettings":
+        if self.bandit_lead_s <= self.control_poll_s:
+            raise ValueError(
+                f"bandit_lead_s ({self.bandit_lead_s:g}) must exceed control_poll_s "
+                f"({self.control_poll_s:g}): a snapshot is loaded before it is in force"
+            )
+        return self
 
 
 class ProviderSimSettings(CommonSettings):

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from pipeline.domain.signals import SIGNAL_CODES
+from schemas.templates import placeholders_of
 
 DEFAULT_RULES_FILE = "default_rules.yaml"
 # Score points are stored as integer thousandths: exact to serialize and compare.
@@ -157,6 +158,38 @@ class MaxAges(_Section):
 Placeholder = Literal["name", "product", "image", "price", "discount", "cta"]
 
 
+VariantName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
+TemplateName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,512}$")]
+
+
+class TemplateVariant(_Section):
+    """One variant of a kind's message: what differs from the kind's own wording.
+
+    The free-form texts (``schemas.templates.Template``'s title, body, button and SMS,
+    with the same placeholders) and/or the approved WhatsApp template sent outside the
+    service window (``whatsapp_template``, same parameters as the kind's). What is not
+    set is the kind's own. A bandit chooses among a kind's variants (schemas/bandit.py).
+    """
+
+    name: VariantName
+    whatsapp_template: TemplateName | None = None
+    title: str | None = None
+    body: str | None = None
+    button: str | None = None
+    sms: str | None = None
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> "TemplateVariant":
+        for text in self.texts().values():
+            placeholders_of(text)  # raises ValueError naming the unknown ones
+        return self
+
+    def texts(self) -> dict[str, str]:
+        """The free-form texts this variant sets (``Template`` field → text)."""
+        texts = {"title": self.title, "body": self.body, "button": self.button, "sms": self.sms}
+        return {field: text for field, text in texts.items() if text is not None}
+
+
 class WhatsAppTemplate(_Section):
     """A template as approved in the WhatsApp Business account (Meta's template API).
 
@@ -166,12 +199,31 @@ class WhatsAppTemplate(_Section):
     link's token (its approved URL ends with ``/v1/r/{{1}}`` on our API).
     """
 
-    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,512}$")]
+    name: TemplateName
     language: Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")] = "en_US"
     category: Literal["MARKETING", "UTILITY"] = "MARKETING"
     header_image: bool = True
     body: tuple[Placeholder, ...] = ("product", "discount")
     link_button: bool = True
+    # Message variants a bandit learns among (nudge kinds only; none: the message above).
+    variants: tuple[TemplateVariant, ...] = ()
+    # What counts as a variant's success: a click on its link, or an order from it.
+    success: Literal["click", "conversion"] = "click"
+
+    @field_validator("variants")
+    @classmethod
+    def _distinct_variants(
+        cls, variants: tuple[TemplateVariant, ...]
+    ) -> tuple[TemplateVariant, ...]:
+        names = [v.name for v in variants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"variant names repeat: {names}")
+        if len(variants) == 1:
+            raise ValueError("one variant is no choice: list two or more, or none")
+        return variants
+
+    def variant(self, name: str | None) -> "TemplateVariant | None":
+        return next((v for v in self.variants if v.name == name), None)
 
 
 class Templates(_Section):
@@ -187,6 +239,13 @@ class Templates(_Section):
     campaign: WhatsAppTemplate = WhatsAppTemplate(
         name="intentflow_campaign", body=("product", "discount")
     )
+
+    @model_validator(mode="after")
+    def _variants_on_nudges_only(self) -> "Templates":
+        for kind in ("vip_upgrade", "campaign"):
+            if getattr(self, kind).variants:
+                raise ValueError(f"{kind}: variants are for nudge kinds (cart_rescue, high_intent)")
+        return self
 
 
 Channel = Literal["whatsapp", "sms"]

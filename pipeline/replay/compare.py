@@ -1,13 +1,16 @@
-"""``intentflow backtest compare RUN_A RUN_B``: two runs' decisions side by side.
+"""``intentflow backtest compare RUN_A RUN_B``: two runs' decisions side by side;
+``intentflow backtest variants --from --to``: live's message variants recomputed.
 
 The queries and the report are schemas/backtests.py's (the API serves the same);
 this module runs them on the warehouse and prints the result.
 """
 
 import sys
+from datetime import datetime
 
 import click
 
+from pipeline.replay.options import ISO_MOMENT
 from schemas.backtests import (
     BacktestComparison,
     OnlyIn,
@@ -15,7 +18,9 @@ from schemas.backtests import (
     UnknownRun,
     compare_in_warehouse,
 )
+from schemas.bandit_tables import replay_variants
 from schemas.settings import CommonSettings
+from schemas.time import epoch_ms, iso_z
 from schemas.warehouse import warehouse_of
 
 
@@ -97,4 +102,30 @@ def compare_command(run_a: str, run_b: str, as_json: bool, limit: int) -> None:
         click.echo("\n".join(report_lines(report)), file=sys.stdout)
 
 
+@click.command("variants")
+@click.option("--from", "from_", type=ISO_MOMENT, required=True, help="Start of the decisions.")
+@click.option("--to", type=ISO_MOMENT, required=True, help="End of the decisions (exclusive).")
+def variants_command(from_: datetime, to: datetime) -> None:
+    """Recompute the message variant of every live send of a nudge decided in the range,
+    from the recorded bandit snapshots and the nudge ids, and list the sends whose
+    recorded variant differs. Exits 1 when one does (none is expected)."""
+    settings = CommonSettings()
+    client = warehouse_of(settings)
+    try:
+        replay = replay_variants(client, epoch_ms(from_), epoch_ms(to))
+    finally:
+        client.close()
+    click.echo(
+        f"{replay.sends} sends from {iso_z(from_)} to {iso_z(to)}, "
+        f"{replay.with_variant} with a variant, {len(replay.mismatches)} mismatches"
+    )
+    for m in replay.mismatches:
+        click.echo(
+            f"  {m.kind} {m.nudge_id}: sent {m.recorded or '-'}, replay {m.recomputed or '-'}"
+        )
+    if replay.mismatches:
+        sys.exit(1)
+
+
 backtest_group.add_command(compare_command)
+backtest_group.add_command(variants_command)

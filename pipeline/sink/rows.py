@@ -145,6 +145,7 @@ RECEIPTS = Table(
         "detail",
         "cost",
         "currency",
+        "variant",
     ),
     "at",
 )
@@ -354,6 +355,7 @@ def receipt_row(receipt: Receipt) -> tuple:
         receipt.detail or "",
         receipt.cost or 0.0,
         receipt.currency or "",
+        receipt.variant or "",
     )
 
 

@@ -229,6 +229,7 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         only(200, "read"),
     ),
     ("GET", "/v1/metrics/uplift"): (f"/v1/metrics/uplift?{SPAN}", {}, only(200, "read")),
+    ("GET", "/v1/metrics/variants"): ("/v1/metrics/variants", {}, only(200, "read")),
     ("GET", "/v1/summaries/nudges"): (
         f"/v1/summaries/nudges?{SPAN}&kind=cart_rescue",
         {},

@@ -4,6 +4,7 @@ import pydantic
 import pytest
 
 from api.settings import ApiSettings
+from pipeline.dispatch.settings import DispatchSettings
 from pipeline.local.settings import LocalStackSettings
 from pipeline.settings import WorkerSettings
 from schemas.keys import hash_api_key
@@ -75,3 +76,9 @@ def test_local_stack_refuses_more_workers_than_partitions() -> None:
     assert LocalStackSettings(workers=5, user_partitions=12).user_partitions == 12
     with pytest.raises(pydantic.ValidationError, match="13 workers for 12 partitions"):
         LocalStackSettings(workers=13, user_partitions=12)
+
+
+def test_a_variant_snapshot_is_in_force_only_after_every_dispatcher_loaded_it() -> None:
+    with pytest.raises(pydantic.ValidationError, match="must exceed control_poll_s"):
+        DispatchSettings(bandit_lead_s=1, control_poll_s=1)
+    assert DispatchSettings(bandit_lead_s=2, control_poll_s=1).bandit_lead_s == 2

@@ -47,6 +47,19 @@ def test_a_toml_file_loads(tmp_path):
     assert load_rules(path).version == "t1"
 
 
+def variants(raw: dict, kind: str, *listed: dict) -> None:
+    raw["dispatch"]["templates"][kind]["variants"] = list(listed)
+
+
+def test_a_template_may_list_variants(tmp_path):
+    raw = default_raw_rules()
+    variants(raw, "cart_rescue", {"name": "plain"}, {"name": "urgent", "sms": "Now! {cta}"})
+    spec = load_rules(write(tmp_path, raw)).dispatch.templates.cart_rescue
+    assert [v.name for v in spec.variants] == ["plain", "urgent"] and spec.success == "click"
+    assert spec.variant("urgent").texts() == {"sms": "Now! {cta}"}
+    assert spec.variant("gone") is None and spec.variant(None) is None
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -61,6 +74,14 @@ def test_a_toml_file_loads(tmp_path):
         (lambda r: r["dispatch"]["max_age_s"].update(sms_blast=60), "max_age_s.sms_blast"),
         # Every nudge held through quiet hours would then expire at send time.
         (lambda r: r["dispatch"]["max_age_s"].update(cart_rescue=3600), "max_age_s.cart_rescue"),
+        # Message variants: two or more, distinct names, known placeholders, nudges only.
+        (lambda r: variants(r, "cart_rescue", {"name": "a"}), "cart_rescue.variants"),
+        (lambda r: variants(r, "cart_rescue", {"name": "a"}, {"name": "a"}), "cart_rescue"),
+        (
+            lambda r: variants(r, "high_intent", {"name": "a", "sms": "{phone}"}, {"name": "b"}),
+            "high_intent.variants.0",
+        ),
+        (lambda r: variants(r, "campaign", {"name": "a"}, {"name": "b"}), "templates"),
     ],
 )
 def test_a_bad_file_is_refused_naming_the_path_and_the_field(tmp_path, change, field):

@@ -1,0 +1,242 @@
+"""Message variants on the real parts: the dispatcher (a real process, test_dispatch.py's
+stack: broker, warehouse, API, provider simulator) chooses each nudge's variant with the
+recorded snapshot in force at its decision time, sends it and records it; the engine's
+sink brings nudges and receipts to the warehouse, where ``intentflow backtest
+variants`` recomputes every choice; the holdout's nudges get no variant.
+
+The snapshots here are the test's own: in the first, variant ``urgent`` has
+overwhelming evidence; in the second, taken later, ``plain`` has. Nudges decided
+between them must get ``urgent``, nudges decided after the second ``plain`` (and each
+exactly the variant ``schemas.bandit`` draws for it). SMS only, so the simulator shows
+each variant's own text.
+"""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from api.privacy.store import ConsentDecision, PrivacyStore
+from api.queries.uplift import wilson
+from pipeline.cli import main
+from schemas import pii
+from schemas.bandit import Arm, Snapshot, snapshot_id, variant_at
+from schemas.bandit_tables import record_snapshot, take_snapshot
+from schemas.time import epoch_ms, iso_z
+from tests.integration import test_dispatch
+from tests.integration.test_console import signed_in
+from tests.integration.test_dispatch import (
+    ADMIN_KEY,
+    MASTER,
+    READ,
+    _loop,
+    dispatch_rules,
+    nudge,
+    produce,
+    sim_messages,
+    wait_until,
+)
+
+# test_dispatch.py's processes, started afresh for this module (its own database).
+stack = test_dispatch.stack
+engine = test_dispatch.engine
+
+TEXTS = {"plain": "Hi {name}, your cart is saved. {cta}", "urgent": "{name}, last call! {cta}"}
+SHOWS = {"plain": "your cart is saved", "urgent": "last call!"}
+
+
+@pytest.fixture(scope="module")
+def variant_rules(stack):
+    path = dispatch_rules(stack["tmp"] / "variant-rules.yaml")
+    raw = yaml.safe_load(path.read_text())
+    raw["dispatch"]["channel_plan"]["default"] = ["sms"]
+    raw["dispatch"]["templates"]["cart_rescue"]["variants"] = [
+        {"name": name, "sms": text} for name, text in TEXTS.items()
+    ]
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def winning(variant: str, at_ms: int) -> Snapshot:
+    arms = tuple(Arm(v, 5000, 2500 if v == variant else 100) for v in sorted(TEXTS))
+    return Snapshot(snapshot_id("cart_rescue", at_ms), "cart_rescue", at_ms, arms)
+
+
+def test_variants_follow_the_snapshots_are_recorded_and_replay_exactly(
+    stack, engine, variant_rules
+):
+    now = datetime.now(UTC)
+    first = winning("urgent", epoch_ms(now - timedelta(minutes=10)))
+    second = winning("plain", epoch_ms(now - timedelta(minutes=5)))
+    for snapshot in (first, second):
+        record_snapshot(stack["ch"], snapshot, "click")
+    users = [f"variant-{uuid.uuid4().hex[:10]}" for _ in range(12)]
+    PrivacyStore(stack["ch"], pii.MasterKey.from_secret(MASTER)).record(
+        [
+            ConsentDecision(u, "sms", True, now, str(uuid.uuid4()), f"+1555020{i:04d}", "marketing")
+            for i, u in enumerate(users)
+        ]
+    )
+    # Half decided under the first snapshot, half under the second: time as data.
+    decided = [now - timedelta(minutes=7 if i % 2 else 1) for i in range(len(users))]
+    nudges = [
+        nudge(u, triggered_at=d).model_copy(update={"decided_at": d})
+        for u, d in zip(users, decided, strict=True)
+    ]
+    held_out = nudge(f"variant-holdout-{uuid.uuid4().hex[:8]}").model_copy(
+        update={"status": "suppressed", "reason": "holdout"}
+    )
+    stack["dispatcher"].start(rules=str(variant_rules), bandit_snapshot_s="1", bandit_lead_s="3600")
+    asyncio.run_coroutine_threadsafe(
+        produce(stack["broker"], [*nudges, held_out], per_second=100), _loop()
+    ).result(30)
+
+    wanted = {n.nudge_id for n in nudges}
+
+    def sent() -> dict[str, dict]:
+        return {m["message_id"]: m for m in sim_messages(stack) if m["message_id"] in wanted}
+
+    wait_until(lambda: len(sent()) == len(nudges), 45, "every nudge sent")
+    for n in nudges:
+        expected = (
+            "urgent"
+            if n.decided_at < datetime.fromtimestamp(second.effective_from_ms / 1000, UTC)
+            else "plain"
+        )
+        assert variant_at([first, second], n.nudge_id, epoch_ms(n.decided_at)) == expected
+        assert SHOWS[expected] in str(sent()[n.nudge_id]["content"]), n.nudge_id
+    assert not sim_messages(stack, held_out.nudge_id)
+
+    def receipts() -> dict[str, str]:
+        rows = (
+            stack["ch"]
+            .query(
+                "SELECT message_id, variant FROM receipts WHERE status = 'sent'"
+                " AND message_id IN {ids:Array(String)}",
+                parameters={"ids": sorted(wanted | {held_out.nudge_id})},
+            )
+            .result_rows
+        )
+        return dict(rows)
+
+    def decisions() -> int:
+        return (
+            stack["ch"]
+            .query(
+                "SELECT uniqExact(nudge_id) FROM nudges WHERE nudge_id IN {ids:Array(String)}",
+                parameters={"ids": sorted(wanted)},
+            )
+            .result_rows[0][0]
+        )
+
+    wait_until(
+        lambda: len(receipts()) == len(nudges) and decisions() == len(nudges),
+        60,
+        "the sends and decisions in the warehouse",
+    )
+    recorded = receipts()
+    assert held_out.nudge_id not in recorded
+    assert recorded == {
+        n.nudge_id: variant_at([first, second], n.nudge_id, epoch_ms(n.decided_at)) for n in nudges
+    }
+
+    # The leader records its own snapshots (in force an hour on: not these nudges').
+    def taken() -> list[tuple]:
+        return (
+            stack["ch"]
+            .query(
+                "SELECT DISTINCT variant FROM bandit_snapshots"
+                " WHERE effective_from > now64(3) + INTERVAL 30 MINUTE"
+            )
+            .result_rows
+        )
+
+    wait_until(lambda: sorted(taken()) == [("plain",), ("urgent",)], 30, "a leader's snapshot")
+
+    # Its evidence: the sends recorded per variant (the simulator's shoppers never click).
+    def newest() -> list[tuple]:
+        return (
+            stack["ch"]
+            .query(
+                "SELECT variant, argMax(sends, effective_from), argMax(successes, effective_from)"
+                " FROM bandit_snapshots WHERE kind = 'cart_rescue'"
+                " GROUP BY variant ORDER BY variant"
+            )
+            .result_rows
+        )
+
+    counted = [(v, list(recorded.values()).count(v), 0) for v in sorted(TEXTS)]
+    wait_until(lambda: [tuple(r) for r in newest()] == counted, 30, "a snapshot of every send")
+
+    env = {
+        "INTENTFLOW_CLICKHOUSE_URL": stack["warehouse"],
+        "INTENTFLOW_CLICKHOUSE_DATABASE": stack["ch"].database,
+    }
+    span = ["--from", iso_z(now - timedelta(hours=1)), "--to", iso_z(now + timedelta(hours=1))]
+    result = CliRunner().invoke(main, ["backtest", "variants", *span], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"{len(nudges)} sends" in result.output
+    assert f"{len(nudges)} with a variant, 0 mismatches" in result.output
+
+    # A recorded choice that differs from the recomputed one is reported.
+    victim = nudges[0]
+    stack["ch"].command(
+        "ALTER TABLE receipts UPDATE variant = 'tampered' WHERE message_id = {id:String}",
+        parameters={"id": victim.nudge_id},
+        settings={"mutations_sync": 1},
+    )
+    result = CliRunner().invoke(main, ["backtest", "variants", *span], env=env)
+    assert result.exit_code == 1
+    assert "1 mismatches" in result.output and victim.nudge_id in result.output
+
+    # The metrics and the console show the snapshot in force now: the second.
+    response = stack["http"].get(f"{stack['api']}/v1/metrics/variants", headers=READ)
+    assert response.status_code == 200, response.text
+    rows = {r["variant"]: r for r in response.json()["rows"] if r["kind"] == "cart_rescue"}
+    assert set(rows) == set(TEXTS)
+    for arm in second.arms:
+        row = rows[arm.variant]
+        assert (row["sends"], row["successes"]) == (arm.sends, arm.successes)
+        assert row["snapshot_id"] == second.snapshot_id
+        assert row["rate"] == pytest.approx(arm.successes / arm.sends)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(wilson(arm.successes, arm.sends))
+    assert rows["plain"]["allocation"] >= 0.99
+    with signed_in(stack["api"], ADMIN_KEY) as console:
+        page = console.get("/console/").text
+    assert 'id="variants"' in page and "variant-cart_rescue-plain" in page
+
+
+def test_a_snapshot_counts_clicks_or_orders_as_its_kind_says(clickhouse):
+    """The evidence query on seeded rows: sends per variant, successes by click or order."""
+    client = clickhouse
+    t = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    # (message, status, minutes after t, variant): m4 went out without a variant.
+    steps = [
+        ("m1", "sent", 0, "a"),
+        ("m2", "sent", 0, "a"),
+        ("m3", "sent", 0, "b"),
+        ("m4", "sent", 0, ""),
+        ("m1", "clicked", 1, ""),
+        ("m3", "clicked", 120, ""),
+    ]
+    client.insert(
+        "receipts",
+        [
+            [f"{m}-{status}", m, "high_intent", status, t + timedelta(minutes=after), variant]
+            for m, status, after, variant in steps
+        ],
+        column_names=["receipt_id", "message_id", "kind", "status", "at", "variant"],
+    )
+    client.insert(
+        "events",
+        [[uuid.uuid4().hex, "order_placed", t + timedelta(minutes=5), "m2"]],
+        column_names=["event_id", "name", "timestamp", "utm_message_id"],
+    )
+    before = epoch_ms(t + timedelta(hours=1))  # m3's click comes after: not counted
+    clicks = take_snapshot(client, "high_intent", ["a", "b"], "click", before, before)
+    orders = take_snapshot(client, "high_intent", ["a", "b", "c"], "conversion", before, before + 1)
+    assert clicks.arms == (Arm("a", 2, 1), Arm("b", 1, 0))
+    assert orders.arms == (Arm("a", 2, 1), Arm("b", 1, 0), Arm("c", 0, 0))
