@@ -163,8 +163,17 @@ def twilio_error(status: int, code: int, message: str) -> Refused:
 
 
 def _approved(settings: ProviderSimSettings) -> dict[str, WhatsAppTemplate]:
+    """The business account's approved templates: each kind's, and its variants' own
+    (approved with the kind's parameters, which a variant must keep)."""
     templates = rules_from(settings.rules).dispatch.templates
-    return {t.name: t for t in (getattr(templates, n) for n in type(templates).model_fields)}
+    approved = {}
+    for kind in (getattr(templates, n) for n in type(templates).model_fields):
+        approved[kind.name] = kind
+        for variant in kind.variants:
+            if variant.whatsapp_template:
+                named = kind.model_copy(update={"name": variant.whatsapp_template})
+                approved[variant.whatsapp_template] = named
+    return approved
 
 
 def _mask(phone: str) -> str:

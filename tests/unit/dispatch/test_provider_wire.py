@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -19,6 +20,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import orjson
 import pytest
+import yaml
 from prometheus_client import REGISTRY
 from tenacity import wait_none
 from twilio.request_validator import RequestValidator
@@ -32,6 +34,7 @@ from pipeline.dispatch.channels import (
     WhatsAppChannel,
 )
 from pipeline.dispatch.settings import ProviderSimSettings
+from pipeline.domain.rules import default_rules
 from pipeline.local.provider_sim import Accepted, create_sim_app
 from pipeline.local.simulate import preferred_hour, read_chance
 from schemas.inbound import whatsapp_status, whatsapp_text_message, whatsapp_webhook
@@ -459,6 +462,21 @@ async def test_the_sim_refuses_free_form_outside_the_window_until_the_shopper_wr
 async def test_the_sim_checks_templates_against_the_approved_ones(template, code):
     sim = Sim()
     assert await sim.whatsapp().send(outgoing(template=template)) == SendResult(error=code)
+
+
+async def test_the_sim_approves_a_variants_own_whatsapp_template(tmp_path):
+    raw = default_rules().model_dump()
+    raw["dispatch"]["templates"]["cart_rescue"]["variants"] = [
+        {"name": "plain"},
+        {"name": "urgent", "whatsapp_template": "intentflow_cart_rescue_urgent"},
+    ]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(raw))
+    sim = Sim(rules=rules)
+    urgent = replace(TEMPLATE, name="intentflow_cart_rescue_urgent")
+    assert (await sim.whatsapp().send(outgoing(template=urgent))).provider_message_id
+    unknown = replace(TEMPLATE, name="intentflow_cart_rescue_calm")
+    assert await sim.whatsapp().send(outgoing(template=unknown)) == SendResult(error="132001")
 
 
 async def test_the_sim_checks_credentials_and_throttles_in_each_providers_shape():
