@@ -1,12 +1,13 @@
 """The worker's latency levers: throughput and produce → nudge latency per setting, one run.
 
     python -m benchmarks.latency_levers [--events 60000] [--users 20000] [--rounds 2]
+        [--only defaults linger_0 ...]
 
 On one Tansu broker and one warehouse, each setting below is run ``rounds`` times,
 interleaved (A, B, C, A, B, C, ...): the live worker's throughput over its own copy
 of the worker benchmark's events (``benchmarks.worker.worker_rate``), then its
 produce → nudge latency (``benchmarks.worker.measure_latency``) at one rate for
-every setting: half the default's throughput in the first round. Prints every
+every setting: half the first setting's throughput in the first round. Prints every
 measurement and the median per setting.
 """
 
@@ -22,13 +23,15 @@ from benchmarks.worker import WAREHOUSE_DATABASE, measure_latency, worker_rate
 from pipeline.local.broker import Broker, ensure_topics
 from schemas.topics import SOURCE_TOPICS
 
-# name: extra INTENTFLOW_* settings; the first is the defaults (pipeline/settings.py).
+# name: extra INTENTFLOW_* settings; "defaults" is pipeline/settings.py's (batch_within_s
+# 0.02, consumer_fetch_max_wait_ms 10, outputs_linger_ms 5).
 SETTINGS: dict[str, dict[str, str]] = {
-    "defaults (within 20 ms, fetch wait 10 ms, linger 5 ms)": {},
-    "batch_within_s 0.005": {"batch_within_s": "0.005"},
-    "consumer_fetch_max_wait_ms 5": {"consumer_fetch_max_wait_ms": "5"},
-    "outputs_linger_ms 0": {"outputs_linger_ms": "0"},
-    "all three": {
+    "defaults": {},
+    "within_5ms": {"batch_within_s": "0.005"},
+    "within_10ms": {"batch_within_s": "0.01"},
+    "fetch_wait_5ms": {"consumer_fetch_max_wait_ms": "5"},
+    "linger_0": {"outputs_linger_ms": "0"},
+    "all_three": {
         "batch_within_s": "0.005",
         "consumer_fetch_max_wait_ms": "5",
         "outputs_linger_ms": "0",
@@ -86,8 +89,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=60_000)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--only", nargs="+", choices=list(SETTINGS), help="these, in this order")
     args = parser.parse_args()
-    measured = run(args.events, args.users, args.rounds)
+    chosen = {name: SETTINGS[name] for name in args.only} if args.only else SETTINGS
+    measured = run(args.events, args.users, args.rounds, settings=chosen)
     rate = next(iter(measured.values()))[0]["latency_rate"]
     print(f"\nmedians of {args.rounds} rounds; latency at {rate:,.0f} events/s:")
     print(f"| setting | {' | '.join(FIGURES)} |")
