@@ -76,6 +76,14 @@ FIGURES = {
         100,
         False,
     ),
+    # The nudge's record timestamp (the worker's send) splits the produce → nudge p50.
+    "latency_to_worker_send_p50_ms": (
+        "latency_to_worker_send_p50_ms",
+        "latency_p50_ms",
+        "produce → nudge p50 (the share before the worker's send)",
+        None,
+        False,
+    ),
     "collector_events_per_s": (
         "collector_events_per_s",
         "collector_reference_events_per_s",

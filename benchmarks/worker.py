@@ -49,6 +49,8 @@ from schemas.topics import (
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 4
+WORKER = ["-m", "pipeline.cli", "worker"]
+BARE_FAUST = ["-m", "benchmarks.apps.bare_faust"]
 WAREHOUSE_DATABASE = "bench"
 
 
@@ -174,16 +176,58 @@ async def raw_consume_rate(brokers: str, topic: str, total: int) -> float:
 def measure_workers(
     brokers: str, warehouse: str, work: Path, records: list[tuple[bytes, bytes]], total: int
 ) -> dict:
-    """Each consumer gets its own copy of the topic, produced once its group is stable,
-    so joins and rebalances are not part of what is measured.
+    """Raw aiokafka, the bare Faust agent and the worker (1 and 2 processes, then the
+    engine alone), each over its own copy of the topic (``worker_rate``)."""
+
+    async def raw_reference() -> float:
+        topic = "raw.telemetry.raw"
+        await ensure_topics(brokers, [TopicSpec(topic, PARTITIONS)])
+        await produce(brokers, topic, records)
+        return await raw_consume_rate(brokers, topic, total)
+
+    results = {"raw_consume_events_per_s": asyncio.run(raw_reference())}
+    print(f"  {'raw_consume_events_per_s':28} {results['raw_consume_events_per_s']:>10,.0f}")
+    runs = [
+        ("bare_faust_events_per_s", BARE_FAUST, 1, "bare"),
+        ("worker_events_per_s", WORKER, 1, "worker1"),
+        ("worker2_events_per_s", WORKER, 2, "worker2"),
+        ("engine_only_events_per_s", WORKER, 1, "engine1"),
+    ]
+    for name, module_args, count, namespace in runs:
+        results[name] = worker_rate(
+            brokers, warehouse, work, records, namespace, module_args, count
+        )
+        print(f"  {name:28} {results[name]:>10,.0f} events/s", flush=True)
+    return results
+
+
+def worker_rate(
+    brokers: str,
+    warehouse: str,
+    work: Path,
+    records: list[tuple[bytes, bytes]],
+    namespace: str,
+    module_args: list[str] = WORKER,
+    count: int = 1,
+    **settings: str,
+) -> float:
+    """Events/s of ``count`` processes of ``module_args`` over their own copy of
+    ``records``, produced once their group is stable, so joins and rebalances are not
+    part of what is measured. ``settings`` are extra INTENTFLOW_* settings.
 
     The worker is the live one: the engine and the warehouse sink (a second agent
-    on the same topic) into a real warehouse. ``engine_only`` runs it in a
-    namespace, where no sink is registered."""
+    on the same topic) into a real warehouse. A namespace starting ``engine`` runs
+    it in that namespace, where no sink is registered."""
+    live = not namespace.startswith("engine")
+    topic = f"{namespace}.telemetry.raw"
+    specs = [TopicSpec(topic, PARTITIONS)] + [
+        namespaced(s, namespace) for s in (NUDGES, VIP, IDENTITY, TELEMETRY_DLQ, CONTROL)
+    ]
+    asyncio.run(ensure_topics(brokers, specs))
+    group = f"bench-{namespace}" if live else f"bench-{namespace}.{namespace}"
 
-    def worker_env(namespace: str, topic: str) -> Callable[[int], dict]:
-        live = not namespace.startswith("engine")
-        return lambda i: _env(
+    def env(i: int) -> dict:
+        return _env(
             brokers,
             work / namespace,
             "" if live else namespace,
@@ -193,45 +237,18 @@ def measure_workers(
             app_id=f"bench-{namespace}",
             clickhouse_url=warehouse,
             clickhouse_database=WAREHOUSE_DATABASE,
+            **settings,
         )
 
-    async def topics_for(namespace: str) -> str:
-        topic = f"{namespace}.telemetry.raw"
-        specs = [TopicSpec(topic, PARTITIONS)] + [
-            namespaced(s, namespace) for s in (NUDGES, VIP, IDENTITY, TELEMETRY_DLQ, CONTROL)
-        ]
-        await ensure_topics(brokers, specs)
-        return topic
+    async def produce_and_measure() -> float:
+        producing = asyncio.create_task(produce(brokers, topic, records))
+        rate = await rate_from_commits(brokers, group, topic, len(records))
+        await producing
+        return rate
 
-    async def raw_reference() -> float:
-        topic = await topics_for("raw")
-        await produce(brokers, topic, records)
-        return await raw_consume_rate(brokers, topic, total)
-
-    results = {"raw_consume_events_per_s": asyncio.run(raw_reference())}
-    print(f"  {'raw_consume_events_per_s':28} {results['raw_consume_events_per_s']:>10,.0f}")
-    runs = [
-        ("bare_faust_events_per_s", ["-m", "benchmarks.apps.bare_faust"], 1, "bare"),
-        ("worker_events_per_s", ["-m", "pipeline.cli", "worker"], 1, "worker1"),
-        ("worker2_events_per_s", ["-m", "pipeline.cli", "worker"], 2, "worker2"),
-        ("engine_only_events_per_s", ["-m", "pipeline.cli", "worker"], 1, "engine1"),
-    ]
-    for name, module_args, count, namespace in runs:
-        topic = asyncio.run(topics_for(namespace))
-        live = not namespace.startswith("engine")
-        group = f"bench-{namespace}" if live else f"bench-{namespace}.{namespace}"
-        with processes(module_args, count, worker_env(namespace, topic), work):
-            asyncio.run(wait_until_stable(brokers, group, count))
-
-            async def produce_and_measure(topic: str = topic, group: str = group) -> float:
-                producing = asyncio.create_task(produce(brokers, topic, records))
-                rate = await rate_from_commits(brokers, group, topic, total)
-                await producing
-                return rate
-
-            results[name] = asyncio.run(produce_and_measure())
-        print(f"  {name:28} {results[name]:>10,.0f} events/s", flush=True)
-    return results
+    with processes(module_args, count, env, work):
+        asyncio.run(wait_until_stable(brokers, group, count))
+        return asyncio.run(produce_and_measure())
 
 
 # --- latency ------------------------------------------------------------------------
@@ -259,9 +276,14 @@ def lingering_events(count: int, start: datetime, tag: int) -> list[tuple[bytes,
 async def latency(
     brokers: str, topic: str, nudges_topic: str, rate: float, count: int, tag: int
 ) -> dict:
+    """Produce → nudge arrival, and its split at the nudge's record timestamp (set by
+    the worker's producer when the worker hands the nudge over, after the batch was
+    fed): in to the worker's send, and from that send to the reader's hands."""
     records = lingering_events(count, datetime.now(UTC), tag)
     sent_at: dict[str, float] = {}
+    sent_wall: dict[str, float] = {}
     arrived: dict[str, float] = {}
+    handed_over: dict[str, float] = {}
     consumer = AIOKafkaConsumer(
         nudges_topic, bootstrap_servers=brokers, auto_offset_reset="latest", fetch_max_wait_ms=5
     )
@@ -276,27 +298,38 @@ async def latency(
             now = time.perf_counter()
             for messages in batch.values():
                 for message in messages:
-                    decision = load_decision(message.value)
-                    arrived.setdefault(decision.trigger_event_id, now)
+                    trigger = load_decision(message.value).trigger_event_id
+                    arrived.setdefault(trigger, now)
+                    handed_over.setdefault(trigger, message.timestamp / 1000)
 
     reader = asyncio.create_task(consume())
     began = time.perf_counter()
     for i, (key, value, event_id) in enumerate(records):
         await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
         sent_at[event_id] = time.perf_counter()
+        sent_wall[event_id] = time.time()
         await producer.send(topic, value, key=key)
     with suppress(TimeoutError):
         await asyncio.wait_for(reader, timeout=30)
     await producer.stop()
     await consumer.stop()
-    samples = sorted((arrived[e] - sent_at[e]) * 1000 for e in arrived if e in sent_at)
-    if not samples:
+    matched = [e for e in arrived if e in sent_at]
+    if not matched:
         raise RuntimeError("no nudge arrived")
+    samples = sorted((arrived[e] - sent_at[e]) * 1000 for e in matched)
+    # Wall clocks of one machine; the record timestamp has millisecond resolution.
+    inbound = [(handed_over[e] - sent_wall[e]) * 1000 for e in matched]
     return {
         "latency_p50_ms": statistics.median(samples),
-        "latency_p99_ms": samples[min(len(samples) - 1, int(len(samples) * 0.99))],
+        "latency_p99_ms": percentile(samples, 0.99),
         "latency_samples": len(samples),
+        "latency_to_worker_send_p50_ms": statistics.median(inbound),
+        "latency_to_worker_send_p99_ms": percentile(sorted(inbound), 0.99),
     }
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 async def round_trip(brokers: str, topic: str, rate: float, count: int) -> dict:
@@ -331,23 +364,27 @@ async def round_trip(brokers: str, topic: str, rate: float, count: int) -> dict:
     samples.sort()
     return {
         "round_trip_p50_ms": statistics.median(samples),
-        "round_trip_p99_ms": samples[int(len(samples) * 0.99)],
+        "round_trip_p99_ms": percentile(samples, 0.99),
     }
 
 
-def measure_latency(brokers: str, work: Path, rate: float, count: int) -> dict:
-    namespace = "latency"
+def measure_latency(
+    brokers: str, work: Path, rate: float, count: int, namespace: str = "latency", **settings: str
+) -> dict:
+    """Nudge latency of one worker (``settings``: extra INTENTFLOW_* settings) at ``rate``,
+    then the bare round trip on the same broker."""
     topic = f"{namespace}.telemetry.raw"
-    specs = [TopicSpec(topic, PARTITIONS), TopicSpec("latency.bare", PARTITIONS)] + [
+    bare = f"{namespace}.bare"
+    specs = [TopicSpec(topic, PARTITIONS), TopicSpec(bare, PARTITIONS)] + [
         namespaced(s, namespace) for s in (NUDGES, VIP, IDENTITY, TELEMETRY_DLQ, CONTROL)
     ]
     asyncio.run(ensure_topics(brokers, specs))
-    env = _env(brokers, work / namespace, namespace, topic)
-    with processes(["-m", "pipeline.cli", "worker"], 1, lambda i: env, work):
+    env = _env(brokers, work / namespace, namespace, topic, **settings)
+    with processes(WORKER, 1, lambda i: env, work):
         # Warm up: the worker joins its group and handles a first trickle.
         asyncio.run(latency(brokers, topic, f"{namespace}.nudges", rate, 600, tag=1))
         result = asyncio.run(latency(brokers, topic, f"{namespace}.nudges", rate, count, tag=2))
-    result.update(asyncio.run(round_trip(brokers, "latency.bare", rate, min(count, 2000))))
+    result.update(asyncio.run(round_trip(brokers, bare, rate, min(count, 2000))))
     return result
 
 

@@ -47,7 +47,7 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
     state_table = app.Table(
         "user-state", partitions=settings.user_partitions, key_type=bytes, value_type=bytes
     )
-    outputs = KafkaOutputs(settings.bootstrap_servers)
+    outputs = KafkaOutputs(settings.bootstrap_servers, settings.outputs_linger_ms)
     store = UserStateStore(state_table, outputs, state_to_bytes, state_from_bytes)
     clock = PartitionClock()
 

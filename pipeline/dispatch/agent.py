@@ -138,7 +138,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
     table = app.Table(
         "dispatch-state", partitions=settings.user_partitions, key_type=bytes, value_type=bytes
     )
-    outputs = KafkaOutputs(settings.bootstrap_servers)
+    outputs = KafkaOutputs(settings.bootstrap_servers, settings.outputs_linger_ms)
     store = UserStateStore(table, outputs, record_to_bytes, record_from_bytes)
     warehouse = warehouse_of(settings)
     master = pii.MasterKey.from_secret(settings.pii_master_key.get_secret_value())
