@@ -6,9 +6,13 @@
 - drafted variants come back as YAML that, pasted into the default rules, the rules
   loader accepts; a draft with a placeholder not the kind's is rejected with its reason;
 - a model that errs, times out or answers no JSON is a 502 with a reason;
-- without a configured model, drafting is a 404 saying so.
+- without a configured model, drafting is a 404 saying so;
+- the console's overview offers an admin the "Draft variants" form and shows the drafts
+  to copy, or says drafting is off.
 """
 
+import html
+import re
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -16,6 +20,7 @@ from typing import Any
 
 import orjson
 import pytest
+import yaml
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
@@ -24,6 +29,7 @@ from pipeline.domain.rules import DEFAULT_RULES_FILE, rules_from
 from schemas.keys import hash_api_key
 from tests import support
 from tests.chat_server import ChatServer, Error, running_chat_server
+from tests.integration.test_console import csrf_of
 
 ADMIN_KEY = "ak_llm-test"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -223,3 +229,49 @@ def test_drafts_are_for_nudge_kinds_with_a_bounded_count(api: TestClient):
         response = api.post(f"/v1/templates/{kind}/drafts", json=body, headers=ADMIN)
         assert response.status_code == 422, response.text
     assert api.post("/v1/templates/cart_rescue/drafts", json={}).status_code == 401
+
+
+# --- the console's "Draft variants" form -----------------------------------------------
+
+
+def _console(client: TestClient) -> str:
+    """Signs ``client`` in to the console with the admin key; the session's form token."""
+    token = csrf_of(client.get("/console/signin").text)
+    signed = client.post(
+        "/console/signin", data={"csrf": token, "key": ADMIN_KEY}, follow_redirects=False
+    )
+    assert signed.status_code == 303, signed.text[:300]
+    return csrf_of(client.get("/console/").text)
+
+
+def test_the_console_shows_an_admin_the_drafts_to_copy(api: TestClient, model: ChatServer):
+    model.reply = lambda body: _variants(
+        {"name": "gentle", "sms": "{name}, {product} is waiting: {discount}% off. {cta}"},
+        {"name": "pricey", "sms": "{product} at {price}. {cta}"},
+    )
+    token = _console(api)
+    assert 'id="drafts-form"' in api.get("/console/").text
+    shown = api.post(
+        "/console/variants/drafts",
+        data={"csrf": token, "kind": "high_intent", "count": "2", "brief": "gentle"},
+    )
+    assert shown.status_code == 200, shown.text[:500]
+    pre = re.search(r'<pre class="rule" id="drafts-yaml">(.*?)</pre>', shown.text, re.S)
+    assert pre, shown.text[:500]
+    assert yaml.safe_load(html.unescape(pre.group(1))) == [
+        {"name": "gentle", "sms": "{name}, {product} is waiting: {discount}% off. {cta}"}
+    ]
+    assert "placeholders [&#39;price&#39;] are not high_intent&#39;s" in shown.text
+    assert "the rules file is the approval" in shown.text
+    assert [r["content"] for r in model.requests[0]["messages"][1:]] == ["gentle"]
+
+
+def test_the_console_says_drafting_is_off_without_a_model(plain_api: TestClient):
+    token = _console(plain_api)
+    overview = plain_api.get("/console/").text
+    assert 'id="drafts-off"' in overview and 'id="drafts-form"' not in overview
+    refused = plain_api.post(
+        "/console/variants/drafts", data={"csrf": token, "kind": "cart_rescue"}
+    )
+    assert refused.status_code == 200  # followed back to the overview, with the reason
+    assert "no language model is configured" in refused.text

@@ -339,6 +339,7 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
     ),
     ("GET", "/console/messages"): ("/console/messages", {}, everyone(303)),
     ("POST", "/console/messages/preview"): ("/console/messages/preview", {}, everyone(303)),
+    ("POST", "/console/variants/drafts"): ("/console/variants/drafts", {}, everyone(303)),
     ("GET", "/console/audit"): ("/console/audit", {}, everyone(303)),
     ("GET", "/console/backtests"): ("/console/backtests", {}, everyone(303)),
     ("GET", "/console/segments"): ("/console/segments", {}, everyone(303)),
