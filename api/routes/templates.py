@@ -166,15 +166,15 @@ async def draft_variants(
             status.HTTP_502_BAD_GATEWAY, 'the language model answered no "variants" list'
         )
     drafts, rejected, taken = [], [], set()
-    for index, raw in enumerate(proposed):
-        if index >= request.count:
-            reason = f"beyond the {request.count} asked for"
-            rejected.append(RejectedDraft(index=index, draft=json_safe(raw), reason=reason))
-            continue
+    for index, raw in enumerate(proposed[: request.count]):
         try:
             drafts.append(check_draft(kind, raw, index, taken))
         except ValueError as exc:
             rejected.append(RejectedDraft(index=index, draft=json_safe(raw), reason=str(exc)))
+    if len(proposed) > request.count:
+        extra = len(proposed) - request.count
+        reason = f"{extra} more than the {request.count} asked for, ignored"
+        rejected.append(RejectedDraft(index=request.count, draft=None, reason=reason))
     await record_action(
         clickhouse,
         caller,

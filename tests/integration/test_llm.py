@@ -171,12 +171,14 @@ def test_a_draft_with_a_placeholder_not_the_kinds_is_rejected_with_its_reason(
         {"name": "coupon", "sms": "Use {coupon}: {discount}% off. {cta}"},
         {"name": "priced", "body": "{product} now at {price}"},
         {"name": "fine", "sms": "{name}, {discount}% off today. {cta}"},
+        *[{"name": f"extra{n}", "sms": "{cta}"} for n in range(2)],
     )
     response = api.post("/v1/templates/high_intent/drafts", json={"count": 3}, headers=ADMIN)
     assert response.status_code == 200, response.text
     answer = response.json()
     assert [d["name"] for d in answer["drafts"]] == ["fine"]
-    coupon, priced = answer["rejected"]
+    coupon, priced, extra = answer["rejected"]
+    assert extra == {"index": 3, "draft": None, "reason": "2 more than the 3 asked for, ignored"}
     assert coupon["index"] == 0 and "unknown placeholders ['coupon']" in coupon["reason"]
     assert coupon["draft"]["sms"].startswith("Use {coupon}")
     assert priced["index"] == 1
