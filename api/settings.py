@@ -50,7 +50,8 @@ class ApiSettings(CommonSettings):
     # An order counts as a message's conversion up to this long after its first read/click.
     attribution_window_s: int = Field(default=7 * 86_400, gt=0)
     # Optional: an OpenAI-compatible chat-completions URL asked to turn a phrase the
-    # deterministic segment parser cannot read into rules (api/segment_llm.py). Off by default.
+    # deterministic segment parser cannot read into rules, and asked to draft message variants
+    # (api/llm.py). Off by default; the names date from its first use, segments.
     segment_llm_url: str | None = None
     segment_llm_model: str = "gpt-4o-mini"
     segment_llm_api_key: SecretStr | None = None

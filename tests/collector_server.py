@@ -1,6 +1,5 @@
 """The API on a real port for collector and browser tests: uvicorn in a thread, real broker."""
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -10,7 +9,6 @@ from typing import Any
 
 import httpx
 import orjson
-import uvicorn
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
@@ -19,6 +17,7 @@ from api.settings import ApiSettings
 from pipeline.local.ports import LOOPBACK, free_port
 from schemas.keys import hash_api_key
 from schemas.topics import TELEMETRY_RAW
+from tests.support import serving
 
 WRITE_KEY = "wk_test-write-key"
 SERVER_KEY = "sk_test-server-key"
@@ -51,22 +50,8 @@ def running_api(settings: ApiSettings, port: int | None = None) -> Iterator[str]
     if settings.public_api_url == DEFAULT_PUBLIC_API_URL:
         # Where it really answers: what Twilio's signatures and tracked links name.
         settings = settings.model_copy(update={"public_api_url": f"http://{LOOPBACK}:{port}"})
-    config = uvicorn.Config(
-        create_app(settings), host=LOOPBACK, port=port, log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"api-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://{LOOPBACK}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with serving(create_app(settings), port, "api") as url:
+        yield url
 
 
 def served_api(**overrides: Any) -> Any:

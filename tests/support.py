@@ -6,6 +6,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,6 +49,29 @@ def http_ok(url: str, expect_text: str | None = None, timeout_s: float = 2.0) ->
     if response.status_code != 200:
         return False
     return expect_text is None or response.text.strip() == expect_text
+
+
+@contextmanager
+def serving(app: Any, port: int | None = None, name: str = "server") -> Iterator[str]:
+    """Serve the ASGI ``app`` with uvicorn in a thread on a loopback port (free, or
+    ``port``); yields its base URL once it listens; stops it after."""
+    import uvicorn
+
+    port = port or free_port()
+    config = uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"{name}-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
 
 
 def wait_for_http(url: str, timeout_s: float = 30.0, expect_text: str | None = None) -> None:

@@ -1,5 +1,6 @@
-"""Operating pages: channels (pause / resume), message previews, the audit log with
-dead letters, and backtest comparisons.
+"""Operating pages: channels (pause / resume), message previews, drafts of message
+variants by the optional language model, the audit log with dead letters, and
+backtest comparisons.
 
 Admin-only reads of the API (channel states, previews, the audit log) stay
 admin-only here: a read session sees a note in their place.
@@ -7,6 +8,7 @@ admin-only here: a read session sees a note in their place.
 
 import asyncio
 import re
+from typing import get_args
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,13 +27,15 @@ from api.console.render import (
 from api.console.session import PATH, SessionDep
 from api.console.shoppers import model
 from api.deps import ResourcesDep, SettingsDep
+from api.llm import LanguageModelDep
 from api.privacy.audit import read_log
 from api.queries.backtests import recent_runs
 from api.queries.common import TimeRange
 from api.queries.series import dead_letters
-from api.routes import admin
+from api.routes import admin, templates
 from api.routing import GuardedRoute
 from schemas.backtests import UnknownRun, compare_in_warehouse
+from schemas.messages import NudgeKind
 from schemas.time import now_ms
 
 router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
@@ -39,6 +43,7 @@ router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
 ADMIN_NOTE = "Shown to admin sessions only (as in the API): sign in with an admin key to see it."
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # as /v1/backtests/compare
 KINDS = ("cart_rescue", "high_intent", "vip_upgrade", "campaign")
+DRAFT_KINDS = get_args(NudgeKind)  # the kinds with variants
 
 
 def channels_url(**_: object) -> str:
@@ -123,6 +128,28 @@ async def preview(
         "discount": f"{body.discount_percent:g}",
     }
     return page(request, "messages.html", session, form=values, kinds=KINDS, shown=shown)
+
+
+def variants_url(**_: object) -> str:
+    return f"{PATH}/#variants"
+
+
+@router.post("/variants/drafts")
+@guarded_action(back=variants_url)
+async def draft_variants(
+    request: Request, session: SessionDep, resources: ResourcesDep, llm: LanguageModelDep
+) -> Response:
+    """The overview's "Draft variants" form: the drafts to copy into the rules file."""
+    form = await action_form(request, session, "draft message variants")
+    kind = form.get("kind", "")
+    if kind not in DRAFT_KINDS:
+        raise Refused(f"No such nudge kind: variants are for {', '.join(DRAFT_KINDS)}.", 404)
+    body = model(templates.DraftRequest, count=form.get("count"), brief=form.get("brief"))
+    drafts = await templates.draft_variants(kind, body, session.caller, warehouse(resources), llm)
+    values = {"kind": kind, "count": body.count, "brief": body.brief or ""}
+    return page(
+        request, "drafts.html", session, drafts=drafts, drafts_form=values, draft_kinds=DRAFT_KINDS
+    )
 
 
 @router.get("/audit")

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -32,6 +32,7 @@ from api.queries.timeline import timeline
 from api.queries.uplift import uplift
 from api.queries.variants import variant_rows
 from api.routing import GuardedRoute
+from schemas.messages import NudgeKind
 from schemas.runs import LIVE_RUN
 from schemas.summaries import SUMMARY_KINDS, summary_text
 from schemas.time import now_ms
@@ -198,6 +199,9 @@ async def overview(
         summaries=summaries,
         variant_rows=variants or [],
         variants_err=variants_err,
+        drafts_form={"kind": "cart_rescue", "count": 3, "brief": ""},
+        can_draft=settings.segment_llm_url is not None,
+        draft_kinds=get_args(NudgeKind),
     )
 
 

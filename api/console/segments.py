@@ -36,12 +36,12 @@ from api.console.session import PATH, Session, SessionDep, same_origin, token_ma
 from api.console.shoppers import model
 from api.deps import ResourcesDep, SettingsDep
 from api.errors import HTTP_ANSWERS, as_http
+from api.llm import LanguageModelDep
 from api.privacy.audit import read_log
 from api.queries.common import TimeRange
 from api.queries.segments import preview as segment_preview
 from api.routes import admin, campaigns, segments, summaries
 from api.routing import GuardedRoute
-from api.segment_llm import SuggesterDep
 from schemas.segments import FIELDS, OPERATORS, load_rule
 from schemas.tags import TAGS
 from schemas.time import now_ms
@@ -123,10 +123,10 @@ async def preview_rule(request: Request, session: SessionDep, resources: Resourc
 
 
 @router.post("/api/segments/parse")
-async def parse_phrase(request: Request, session: SessionDep, suggester: SuggesterDep):
+async def parse_phrase(request: Request, session: SessionDep, llm: LanguageModelDep):
     async def run(body: dict[str, Any]) -> dict[str, Any]:
         parsed = await segments.parse_segment(
-            segments.ParseRequest(text=body.get("text")), session.caller, suggester
+            segments.ParseRequest(text=body.get("text")), session.caller, llm
         )
         return parsed.model_dump(mode="json")
 

@@ -9,7 +9,7 @@ into a rule tree, or says which words it did not understand. docs/segments.md.
 import asyncio
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from api.auth import AdminCaller
 from api.deps import ClickHouseDep
+from api.llm import LanguageModelDep, ModelFailed
 from api.lookalikes import Lookalikes, TooFewToLearn, rank_lookalikes
 from api.params import SegmentIdPath, TagQuery
 from api.privacy.audit import actor_of, record_action
@@ -30,9 +31,8 @@ from api.queries.segments import (
     save_segment,
 )
 from api.routing import GuardedRoute
-from api.segment_llm import SuggesterDep
 from schemas.segment_phrases import parse_phrase
-from schemas.segments import MAX_LIST, Condition, Group, load_rule
+from schemas.segments import FIELDS, MAX_LIST, OPERATORS, Condition, Group, load_rule
 from schemas.tags import segment_tags
 from schemas.time import from_ms, now_ms
 
@@ -274,24 +274,39 @@ def _not_understood(words: list[str], extra: str = "") -> RequestValidationError
     )
 
 
+def _rule_instructions() -> str:
+    """What the language model is told when asked for a rule tree."""
+    fields = "\n".join(
+        f"- {name} ({spec.type}; operators {', '.join(sorted(OPERATORS[spec.type]))})"
+        f"{': ' + ', '.join(spec.choices) if spec.choices else ''}"
+        for name, spec in FIELDS.items()
+    )
+    return (
+        "Turn the user's description of a customer segment into JSON only: a group "
+        '{"op": "AND"|"OR", "rules": [...]} of conditions {"field", "op", "value"} or '
+        "nested groups. Times are ISO-8601 with a zone; inactive_days and within_days "
+        "take whole days; in/not_in take lists; between takes [low, high]. Fields:\n" + fields
+    )
+
+
 @router.post("/parse", response_model=ParsedRules)
 async def parse_segment(
-    request: ParseRequest, caller: AdminCaller, suggester: SuggesterDep
+    request: ParseRequest, caller: AdminCaller, model: LanguageModelDep
 ) -> ParsedRules:
-    """An English description → a rule tree; 422 lists the words not understood."""
+    """An English description → a rule tree; 422 lists the words not understood.
+
+    A phrase the deterministic parser cannot read goes to the language model when one
+    is configured (api/llm.py); its answer is validated like any client's rules."""
     parsed = parse_phrase(request.text)
     clauses = [ClauseReading(text=t, conditions=c) for t, c in parsed.clauses]
     if parsed.rule is not None:
         return ParsedRules(rules=parsed.rule, source="phrases", clauses=clauses)
-    if suggester is None:
+    if model is None:
         raise _not_understood(parsed.unknown)
     try:
-        suggested: Any = await suggester.suggest(request.text)
-        rule = load_rule(suggested)
+        rule = load_rule(await model.ask_json(_rule_instructions(), request.text))
     except ValidationError:
         raise _not_understood(parsed.unknown, "; the language model's rules were invalid") from None
-    except Exception as exc:
-        raise _not_understood(
-            parsed.unknown, f"; the language model failed ({type(exc).__name__})"
-        ) from None
+    except ModelFailed as exc:
+        raise _not_understood(parsed.unknown, f"; the language model failed: {exc}") from None
     return ParsedRules(rules=rule, source="llm", clauses=[])

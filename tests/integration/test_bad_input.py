@@ -51,7 +51,9 @@ def key_for(method: str, path: str) -> str | None:
         return READ_KEY
     if path.startswith("/v1/campaigns") and method == "GET":
         return READ_KEY
-    if path.startswith(("/v1/admin", "/v1/users", "/v1/segments", "/v1/campaigns")):
+    if path.startswith(
+        ("/v1/admin", "/v1/users", "/v1/segments", "/v1/campaigns", "/v1/templates")
+    ):
         return ADMIN_KEY
     return None
 

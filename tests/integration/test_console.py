@@ -169,6 +169,7 @@ def test_a_read_session_sees_but_cannot_act(server: str, clickhouse: Client):
             ("/console/shoppers/someone/erase", {"confirm": "someone"}),
             ("/console/shoppers/someone/consent", {"channel": "sms", "purpose": "marketing"}),
             ("/console/messages/preview", {"kind": "cart_rescue"}),
+            ("/console/variants/drafts", {"kind": "cart_rescue"}),
         ]:
             response = reader.post(path, data={"csrf": token, **data})
             assert response.status_code == 403, path

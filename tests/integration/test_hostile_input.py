@@ -91,6 +91,7 @@ def rich_bodies(segment_id: str) -> dict[tuple[str, str], Any]:
     return {
         ("POST", "/v1/segments"): {"name": "hostile", "description": "d", "rules": segment_rules()},
         ("POST", "/v1/segments/parse"): {"text": "inactive for 30 days"},
+        ("POST", "/v1/templates/{kind}/drafts"): {"count": 2, "brief": "friendly"},
         ("POST", "/v1/campaigns"): {
             "name": "hostile",
             "segment_id": segment_id,

@@ -259,6 +259,12 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
     # the table is about who gets past authentication, not the payloads.
     ("POST", "/v1/segments"): ("/v1/segments", {"json": {}}, only(422, "admin")),
     ("POST", "/v1/segments/parse"): ("/v1/segments/parse", {"json": {}}, only(422, "admin")),
+    # Drafting needs a language model, which this API has none of: 404 (docs/dispatch.md).
+    ("POST", "/v1/templates/{kind}/drafts"): (
+        "/v1/templates/cart_rescue/drafts",
+        {"json": {}},
+        only(404, "admin"),
+    ),
     ("GET", "/v1/segments"): ("/v1/segments", {}, only(200, "admin")),
     ("GET", "/v1/segments/{segment_id}"): ("/v1/segments/" + "0" * 32, {}, only(404, "admin")),
     ("GET", "/v1/segments/{segment_id}/preview"): (
@@ -333,6 +339,7 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
     ),
     ("GET", "/console/messages"): ("/console/messages", {}, everyone(303)),
     ("POST", "/console/messages/preview"): ("/console/messages/preview", {}, everyone(303)),
+    ("POST", "/console/variants/drafts"): ("/console/variants/drafts", {}, everyone(303)),
     ("GET", "/console/audit"): ("/console/audit", {}, everyone(303)),
     ("GET", "/console/backtests"): ("/console/backtests", {}, everyone(303)),
     ("GET", "/console/segments"): ("/console/segments", {}, everyone(303)),

@@ -354,27 +354,6 @@ def test_parse_turns_a_phrase_into_rules_and_names_unknown_words(api: TestClient
     assert response.json()["detail"][0]["unknown_words"] == ["tall"]
 
 
-def test_parse_asks_a_configured_language_model_only_for_what_it_cannot_read(api: TestClient):
-    from api.segment_llm import rule_suggester
-
-    asked: list[str] = []
-
-    class Fake:
-        async def suggest(self, text: str) -> Any:
-            asked.append(text)
-            return {"op": "AND", "rules": [{"field": "tier", "op": "=", "value": "vip"}]}
-
-    api.app.dependency_overrides[rule_suggester] = lambda: Fake()
-    try:
-        plain = api.post("/v1/segments/parse", json={"text": "vip customers"}, headers=ADMIN)
-        odd = api.post("/v1/segments/parse", json={"text": "our best people"}, headers=ADMIN)
-    finally:
-        api.app.dependency_overrides.clear()
-    assert plain.json()["source"] == "phrases"
-    assert odd.status_code == 200 and odd.json()["source"] == "llm"
-    assert asked == ["our best people"]
-
-
 # --- auto-tags --------------------------------------------------------------------------
 
 
