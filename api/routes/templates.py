@@ -2,7 +2,7 @@
 
 ``POST /v1/templates/{kind}/drafts`` asks the model configured in api/llm.py for
 variants of a nudge kind's message, validates each exactly as the rules file will
-(``pipeline.domain.rules.TemplateVariant``, placeholders limited to the kind's own,
+(``schemas.variants.TemplateVariant``, placeholders limited to the kind's own,
 the SMS carrying its link) and answers the valid ones as the YAML an operator pastes
 under ``dispatch.templates.<kind>.variants``, with the rejected ones and why.
 Nothing is applied here: the rules file is the approval. docs/dispatch.md.
@@ -22,9 +22,9 @@ from api.errors import json_safe
 from api.llm import LanguageModelDep, ModelFailed
 from api.privacy.audit import record_action
 from api.routing import GuardedRoute
-from pipeline.domain.rules import TemplateVariant
 from schemas.messages import NudgeKind
 from schemas.templates import TEMPLATES, placeholders_of
+from schemas.variants import TemplateVariant
 
 router = APIRouter(prefix="/v1/templates", tags=["templates"], route_class=GuardedRoute)
 

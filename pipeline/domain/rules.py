@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from pipeline.domain.signals import SIGNAL_CODES
-from schemas.templates import placeholders_of
+from schemas.variants import TemplateName, TemplateVariant
 
 DEFAULT_RULES_FILE = "default_rules.yaml"
 # Score points are stored as integer thousandths: exact to serialize and compare.
@@ -156,38 +156,6 @@ class MaxAges(_Section):
 
 # What a WhatsApp template's parameters and a free-form message may be filled with.
 Placeholder = Literal["name", "product", "image", "price", "discount", "cta"]
-
-
-VariantName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
-TemplateName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,512}$")]
-
-
-class TemplateVariant(_Section):
-    """One variant of a kind's message: what differs from the kind's own wording.
-
-    The free-form texts (``schemas.templates.Template``'s title, body, button and SMS,
-    with the same placeholders) and/or the approved WhatsApp template sent outside the
-    service window (``whatsapp_template``, same parameters as the kind's). What is not
-    set is the kind's own. A bandit chooses among a kind's variants (schemas/bandit.py).
-    """
-
-    name: VariantName
-    whatsapp_template: TemplateName | None = None
-    title: str | None = None
-    body: str | None = None
-    button: str | None = None
-    sms: str | None = None
-
-    @model_validator(mode="after")
-    def _known_placeholders(self) -> "TemplateVariant":
-        for text in self.texts().values():
-            placeholders_of(text)  # raises ValueError naming the unknown ones
-        return self
-
-    def texts(self) -> dict[str, str]:
-        """The free-form texts this variant sets (``Template`` field → text)."""
-        texts = {"title": self.title, "body": self.body, "button": self.button, "sms": self.sms}
-        return {field: text for field, text in texts.items() if text is not None}
 
 
 class WhatsAppTemplate(_Section):
