@@ -8,10 +8,12 @@ events is consumed by
 - a bare batched Faust agent (``take_events`` + a dict update): the reference;
 - the intentflow worker (engine: fold, state, decisions), 1 process, then 2;
 - Quix Streams doing the per-user work with RocksDB state and changelog
-  (benchmarks/quix_reference.py, in its own virtualenv ``.venv-quix``).
-Each runs in its own consumer group; its rate is taken from the group's
-committed offsets between 10 % and 100 % of the events, so start-up and group
-joins are not counted. Then latency: events are produced at half the measured
+  (benchmarks/quix_reference.py, in its own virtualenv ``.venv-quix``), over the
+  raw topic from its start: its rate is first to last event processed.
+The Faust ones run in their own consumer group, each over its own copy of the topic
+produced once the group is stable; their rate is taken from the group's committed
+offsets between 10 % and 100 % of the events, so start-up and group joins are not
+counted. Then latency: events are produced at half the measured
 worker rate and every nudge's arrival is matched to its trigger event's send
 time; reference: the produce → consume round trip of a bare record.
 """
@@ -193,8 +195,9 @@ async def raw_consume_rate(brokers: str, topic: str, total: int) -> float:
 def measure_workers(
     brokers: str, warehouse: str, work: Path, records: list[tuple[bytes, bytes]], total: int
 ) -> dict:
-    """Raw aiokafka, the bare Faust agent and the worker (1 and 2 processes, then the
-    engine alone), each over its own copy of the topic (``worker_rate``)."""
+    """Raw aiokafka, then Quix over the same topic (``quix_rate``), then the bare Faust
+    agent and the worker (1 and 2 processes, then the engine alone), each over its own
+    copy of the topic (``worker_rate``)."""
 
     topic = "raw.telemetry.raw"
 
