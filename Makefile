@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Quix Streams, the reference app of make bench, pins pydantic<2.14 against our 2.14.3:
+# it lives in its own virtualenv, built for make bench only.
+QUIX_VENV := .venv-quix
+QUIX_STAMP := $(QUIX_VENV)/.installed
+QUIX_CONSTRAINTS := benchmarks/quix/constraints.txt
 DATA_DIR ?= .local-stack
 # A demo's pace: the default rules with minutes for hours (the file says which differ).
 DEMO_RULES ?= pipeline/local/demo_rules.yaml
@@ -19,6 +24,12 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(QUIX_STAMP): $(QUIX_CONSTRAINTS)
+	$(PYTHON) -m venv $(QUIX_VENV)
+	$(QUIX_VENV)/bin/pip install --quiet --upgrade pip
+	$(QUIX_VENV)/bin/pip install --quiet -c $(QUIX_CONSTRAINTS) quixstreams
+	touch $(QUIX_STAMP)
 
 # Browser tests drive Debian's chromium; playwright cannot download browsers here.
 chromium:
@@ -66,8 +77,8 @@ soak: install
 demo: install
 	INTENTFLOW_RULES=$(DEMO_RULES) $(BIN)/intentflow local up --data-dir $(DATA_DIR) --simulate
 
-bench: install
+bench: install $(QUIX_STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache $(SEGMENT_JS)/node_modules
+	rm -rf $(VENV) $(QUIX_VENV) .pytest_cache .ruff_cache $(SEGMENT_JS)/node_modules

@@ -47,6 +47,22 @@ FIGURES = {
         1.7,
         True,
     ),
+    # Issue #19: the worker (engine and sink) at least as fast as Quix Streams doing the
+    # per-user work with RocksDB state and changelog (benchmarks/quix_reference.py).
+    "worker_vs_quix_events_per_s": (
+        "worker_events_per_s",
+        "quix_stateful_events_per_s",
+        "Quix Streams, RocksDB state + changelog, same events",
+        1.0,
+        True,
+    ),
+    "quix_stateful_events_per_s": (
+        "quix_stateful_events_per_s",
+        "bare_faust_events_per_s",
+        "bare batched Faust agent, same topic",
+        None,
+        True,
+    ),
     "bare_faust_events_per_s": (
         "bare_faust_events_per_s",
         "raw_consume_events_per_s",

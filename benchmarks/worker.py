@@ -6,16 +6,21 @@ On a fresh Tansu broker, the same pre-produced topic of realistic, valid
 events is consumed by
 - raw aiokafka (``getmany`` + ``orjson.loads``): the ceiling of any Python consumer;
 - a bare batched Faust agent (``take_events`` + a dict update): the reference;
-- the intentflow worker (engine: fold, state, decisions), 1 process, then 2.
-Each runs in its own consumer group; its rate is taken from the group's
-committed offsets between 10 % and 100 % of the events, so start-up and group
-joins are not counted. Then latency: events are produced at half the measured
+- the intentflow worker (engine: fold, state, decisions), 1 process, then 2;
+- Quix Streams doing the per-user work with RocksDB state and changelog
+  (benchmarks/quix_reference.py, in its own virtualenv ``.venv-quix``), over the
+  raw topic from its start: its rate is first to last event processed.
+The Faust ones run in their own consumer group, each over its own copy of the topic
+produced once the group is stable; their rate is taken from the group's committed
+offsets between 10 % and 100 % of the events, so start-up and group joins are not
+counted. Then latency: events are produced at half the measured
 worker rate and every nudge's arrival is matched to its trigger event's send
 time; reference: the produce → consume round trip of a bare record.
 """
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import sys
@@ -51,6 +56,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 4
 WORKER = ["-m", "pipeline.cli", "worker"]
 BARE_FAUST = ["-m", "benchmarks.apps.bare_faust"]
+QUIX_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
+QUIX_REFERENCE = ROOT / "benchmarks" / "quix_reference.py"
+# Every copy of the source topic is created with an explicit retention: Quix derives its
+# changelog's config from the source topic's retention.ms, which Tansu reports only when
+# set. Tansu deletes nothing within a run this short, so the others consume the same.
+SOURCE_RETENTION_MS = 7 * 24 * 3600 * 1000
+
+
+def source_topic(name: str) -> TopicSpec:
+    return TopicSpec(name, PARTITIONS, SOURCE_RETENTION_MS)
+
+
 WAREHOUSE_DATABASE = "bench"
 
 
@@ -131,6 +148,10 @@ async def wait_until_stable(brokers: str, group: str, members: int, timeout_s: f
         await admin.close()
 
 
+class TooFewCommits(RuntimeError):
+    """A group committed everything at once: no rate between two commits to take."""
+
+
 async def rate_from_commits(brokers: str, group: str, topic: str, total: int) -> float:
     """Events/s between 10 % and 100 % of ``total`` committed by ``group``."""
     admin = AIOKafkaAdminClient(bootstrap_servers=brokers)
@@ -145,6 +166,8 @@ async def rate_from_commits(brokers: str, group: str, topic: str, total: int) ->
             if first_at is None and done >= total // 10:
                 first_at, first_count = now, done
             if done >= total:
+                if done == first_count:
+                    raise TooFewCommits(f"{group} committed all {total} at once: too few to time")
                 return (done - first_count) / (now - first_at)
             await asyncio.sleep(0.05)
         raise TimeoutError(f"{group} did not finish ({done}/{total})")
@@ -176,17 +199,20 @@ async def raw_consume_rate(brokers: str, topic: str, total: int) -> float:
 def measure_workers(
     brokers: str, warehouse: str, work: Path, records: list[tuple[bytes, bytes]], total: int
 ) -> dict:
-    """Raw aiokafka, the bare Faust agent and the worker (1 and 2 processes, then the
-    engine alone), each over its own copy of the topic (``worker_rate``)."""
+    """Raw aiokafka, then Quix over the same topic (``quix_rate``), then the bare Faust
+    agent and the worker (1 and 2 processes, then the engine alone), each over its own
+    copy of the topic (``worker_rate``)."""
+
+    topic = "raw.telemetry.raw"
 
     async def raw_reference() -> float:
-        topic = "raw.telemetry.raw"
-        await ensure_topics(brokers, [TopicSpec(topic, PARTITIONS)])
+        await ensure_topics(brokers, [source_topic(topic)])
         await produce(brokers, topic, records)
         return await raw_consume_rate(brokers, topic, total)
 
     results = {"raw_consume_events_per_s": asyncio.run(raw_reference())}
     print(f"  {'raw_consume_events_per_s':28} {results['raw_consume_events_per_s']:>10,.0f}")
+    results.update(quix_rate(brokers, work, topic, total))
     runs = [
         ("bare_faust_events_per_s", BARE_FAUST, 1, "bare"),
         ("worker_events_per_s", WORKER, 1, "worker1"),
@@ -220,7 +246,7 @@ def worker_rate(
     it in that namespace, where no sink is registered."""
     live = not namespace.startswith("engine")
     topic = f"{namespace}.telemetry.raw"
-    specs = [TopicSpec(topic, PARTITIONS)] + [
+    specs = [source_topic(topic)] + [
         namespaced(s, namespace) for s in (NUDGES, VIP, IDENTITY, TELEMETRY_DLQ, CONTROL)
     ]
     asyncio.run(ensure_topics(brokers, specs))
@@ -249,6 +275,55 @@ def worker_rate(
     with processes(module_args, count, env, work):
         asyncio.run(wait_until_stable(brokers, group, count))
         return asyncio.run(produce_and_measure())
+
+
+def quix_rate(brokers: str, work: Path, topic: str, total: int, group: str = "bench-quix") -> dict:
+    """The Quix Streams reference (benchmarks/quix_reference.py) over ``topic``, already
+    holding ``total`` events, from its start: the script's own rate, first to last event
+    processed; also its group's rate from its commits (``rate_from_commits``, as the
+    workers are measured, though they are measured while their topic is produced). Empty,
+    with how to build it, when ``.venv-quix`` is missing."""
+    if not QUIX_PYTHON.exists():
+        print(f"  quix_stateful_events_per_s: skipped, no {QUIX_PYTHON.relative_to(ROOT)}")
+        print("    (`make bench` builds it; alone: `make .venv-quix/.installed`)", flush=True)
+        return {}
+    log = work / "quix.log"
+    argv = [str(QUIX_PYTHON), str(QUIX_REFERENCE), "--brokers", brokers, "--topic", topic]
+    argv += ["--group", group, "--state-dir", str(work / "quix"), "--events", str(total)]
+    reference = ManagedProcess("quix", argv, log, cwd=ROOT)
+
+    async def committed_rate() -> float:
+        measuring = asyncio.create_task(rate_from_commits(brokers, group, topic, total))
+        while reference.is_running():
+            done, _ = await asyncio.wait({measuring}, timeout=0.2)
+            if done:
+                break
+        try:  # its last commit may land after it exited
+            return await asyncio.wait_for(measuring, timeout=5)
+        except TimeoutError:
+            raise RuntimeError(f"the Quix reference stopped:\n{reference.log_tail()}") from None
+
+    reference.start()
+    try:
+        # A fast reference over few events (--quick) may commit only once.
+        committed = None
+        with suppress(TooFewCommits):
+            committed = asyncio.run(committed_rate())
+        deadline = time.monotonic() + 30
+        while reference.is_running() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        reference.stop(15)
+    lines = [line for line in log.read_text().splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"the Quix reference printed no result:\n{reference.log_tail()}")
+    own = json.loads(lines[-1])
+    rate = own["events"] / own["seconds"]
+    print(f"  {'quix_stateful_events_per_s':28} {rate:>10,.0f} events/s", flush=True)
+    result = {"quix_stateful_events_per_s": rate}
+    if committed is not None:
+        result["quix_stateful_committed_events_per_s"] = committed
+    return result
 
 
 # --- latency ------------------------------------------------------------------------
