@@ -13,11 +13,12 @@ each variant's own text.
 
 import asyncio
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from api.privacy.store import ConsentDecision, PrivacyStore
 from api.queries.uplift import wilson
@@ -25,7 +26,7 @@ from pipeline.cli import main
 from schemas import pii
 from schemas.bandit import Arm, Snapshot, snapshot_id, variant_at
 from schemas.bandit_tables import record_snapshot, take_snapshot
-from schemas.time import epoch_ms, iso_z
+from schemas.time import epoch_ms, from_ms, iso_z
 from tests.integration import test_dispatch
 from tests.integration.test_console import signed_in
 from tests.integration.test_dispatch import (
@@ -175,11 +176,21 @@ def test_variants_follow_the_snapshots_are_recorded_and_replay_exactly(
         "INTENTFLOW_CLICKHOUSE_URL": stack["warehouse"],
         "INTENTFLOW_CLICKHOUSE_DATABASE": stack["ch"].database,
     }
-    span = ["--from", iso_z(now - timedelta(hours=1)), "--to", iso_z(now + timedelta(hours=1))]
-    result = CliRunner().invoke(main, ["backtest", "variants", *span], env=env)
-    assert result.exit_code == 0, result.output
-    assert f"{len(nudges)} sends" in result.output
-    assert f"{len(nudges)} with a variant, 0 mismatches" in result.output
+
+    def replay_at(decided_ms: int) -> Result:
+        """``backtest variants`` over one millisecond of decisions. The session's broker
+        is shared: other modules' nudges, sent without variants before this test recorded
+        its (back-dated) snapshots, reach this database too, decided minutes from these."""
+        span = ["--from", iso_z(from_ms(decided_ms)), "--to", iso_z(from_ms(decided_ms + 1))]
+        return CliRunner().invoke(main, ["backtest", "variants", *span], env=env)
+
+    moments = Counter(epoch_ms(n.decided_at) for n in nudges)
+    assert len(moments) == 2  # one decision instant per snapshot
+    for moment, group in moments.items():
+        result = replay_at(moment)
+        assert result.exit_code == 0, result.output
+        assert f"{group} sends" in result.output
+        assert f"{group} with a variant, 0 mismatches" in result.output
 
     # A recorded choice that differs from the recomputed one is reported.
     victim = nudges[0]
@@ -188,7 +199,7 @@ def test_variants_follow_the_snapshots_are_recorded_and_replay_exactly(
         parameters={"id": victim.nudge_id},
         settings={"mutations_sync": 1},
     )
-    result = CliRunner().invoke(main, ["backtest", "variants", *span], env=env)
+    result = replay_at(epoch_ms(victim.decided_at))
     assert result.exit_code == 1
     assert "1 mismatches" in result.output and victim.nudge_id in result.output
 
