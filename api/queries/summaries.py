@@ -12,7 +12,7 @@ from api.queries.common import TimeRange, in_range
 from api.queries.nudges import ALL, nudge_outcomes
 from api.queries.uplift import uplift
 from schemas.runs import LIVE_RUN
-from schemas.summaries import NudgeFigures
+from schemas.summaries import NudgeFigures, SendTimeFigures
 
 # A message whose first channel failed or timed out gets a 'fallback' receipt (on the
 # channel it left) before the next is tried: carried by SMS when it was then sent by
@@ -84,4 +84,20 @@ def campaign_figures(client: Client, report: dict[str, Any]) -> NudgeFigures:
         uplift=float(report["uplift"]),
         uplift_low=float(report["uplift_ci_low"]),
         uplift_high=float(report["uplift_ci_high"]),
+        send_time=_campaign_send_time(report),
+    )
+
+
+def _campaign_send_time(report: dict[str, Any]) -> SendTimeFigures | None:
+    """A best-hour campaign's arms, from the same report row."""
+    if report["send_time"] != "best_hour":
+        return None
+    return SendTimeFigures(
+        best_hour_messages=int(report["best_hour_targets"]),
+        best_hour_read=int(report["best_hour_read"]),
+        random_hour_messages=int(report["random_hour_targets"]),
+        random_hour_read=int(report["random_hour_read"]),
+        difference=float(report["send_time_uplift"]),
+        difference_low=float(report["send_time_uplift_ci_low"]),
+        difference_high=float(report["send_time_uplift_ci_high"]),
     )

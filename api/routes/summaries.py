@@ -23,6 +23,22 @@ from schemas.time import now_ms
 router = APIRouter(prefix="/v1/summaries", tags=["summaries"], route_class=GuardedRoute)
 
 
+class SendTimeSummaryFigures(BaseModel):
+    """Messages at learned best hours vs the random-hour control (schemas/summaries.py)."""
+
+    best_hour_messages: int
+    best_hour_read: int
+    best_hour_read_share: float
+    random_hour_messages: int
+    random_hour_read: int
+    random_hour_read_share: float
+    random_hour_too_small: bool
+    difference: float
+    difference_low: float
+    difference_high: float
+    distinguishable: bool
+
+
 class NudgeSummaryFigures(BaseModel):
     kind: str
     sent: int
@@ -41,6 +57,8 @@ class NudgeSummaryFigures(BaseModel):
     uplift_low: float
     uplift_high: float
     uplift_distinguishable: bool
+    # Null unless the messages were sent at learned best hours.
+    send_time: SendTimeSummaryFigures | None
 
 
 class NudgeSummary(BaseModel):

@@ -6,7 +6,8 @@ read. A best-hour campaign learns each member's hour from those receipts in the
 warehouse, the launcher aims and publishes (the deferred through the release path), and
 the members read their messages as the truth says. The test compares: the learned hour
 is the hidden one for shoppers with enough history, and the campaign report's best-hour
-arm is read more than the random-hour control, the interval's lower bound above zero.
+arm is read more than the random-hour control, the interval's lower bound above zero;
+the campaign's summary states the same figures.
 """
 
 import asyncio
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 from clickhouse_connect.driver.client import Client
 
 from pipeline.local.broker import ensure_topics
@@ -142,6 +144,29 @@ def test_best_hours_converge_to_the_hidden_ones_and_beat_random_hours(
     assert report["best_hour_read"] + report["random_hour_read"] == len(reads)
     assert report["best_hour_read_rate"] > report["random_hour_read_rate"]
     assert report["send_time_uplift_ci_low"] > 0
+    # The campaign in words: the arms' figures are the report's, number by number.
+    summary = http.get(f"/v1/summaries/campaigns/{campaign_id}", headers=READ)
+    assert summary.status_code == 200, summary.text
+    arms = summary.json()["figures"]["send_time"]
+    expected = {
+        "best_hour_messages": report["best_hour_targets"],
+        "best_hour_read": report["best_hour_read"],
+        "random_hour_messages": report["random_hour_targets"],
+        "random_hour_read": report["random_hour_read"],
+        "difference": pytest.approx(report["send_time_uplift"]),
+        "difference_low": pytest.approx(report["send_time_uplift_ci_low"]),
+        "difference_high": pytest.approx(report["send_time_uplift_ci_high"]),
+    }
+    assert {name: arms[name] for name in expected} == expected
+    assert (arms["best_hour_read_share"], arms["random_hour_read_share"]) == pytest.approx(
+        (report["best_hour_read_rate"], report["random_hour_read_rate"])
+    )
+    said = (
+        f"read {100 * report['best_hour_read_rate']:.1f} % at the learned best hour"
+        f" vs {100 * report['random_hour_read_rate']:.1f} % at random hours,"
+        f" {100 * report['send_time_uplift']:+.1f} pt"
+    )
+    assert said in summary.json()["text"], summary.json()["text"]
     with signed_in(api, READ_KEY) as console:
         page = console.get(f"/console/campaigns/{campaign_id}").text
     shown = f"Best hour: {report['best_hour_read']} of {report['best_hour_targets']} read"

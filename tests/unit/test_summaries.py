@@ -2,6 +2,7 @@
 not distinguishable from zero exactly when its 95 % interval contains zero."""
 
 import re
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +12,7 @@ from schemas.summaries import (
     MIN_HOLDOUT_USERS,
     NOT_DISTINGUISHABLE,
     NudgeFigures,
+    SendTimeFigures,
     summary_text,
 )
 
@@ -82,4 +84,46 @@ def test_the_issue_example() -> None:
     assert summary_text(f) == (
         "Cart rescue: 12,480 sent, 61.0 % read; SMS fallback carried 18.0 %; "
         "conversions 3.1 % vs 2.2 % in the holdout, uplift +0.9 pt [+0.4, +1.4]."
+    )
+
+
+@st.composite
+def send_times(draw: st.DrawFn) -> SendTimeFigures:
+    best, random_ = draw(counts), draw(counts)
+    best_read, random_read = draw(st.integers(0, best)), draw(st.integers(0, random_))
+    computed = uplift_rows((best, best_read), (random_, random_read))[2]
+    return SendTimeFigures(
+        best, best_read, random_, random_read, computed.rate, computed.ci_low, computed.ci_high
+    )
+
+
+@given(figures(), send_times())
+def test_send_time_arms_are_compared_only_with_a_control_to_compare(
+    f: NudgeFigures, arms: SendTimeFigures
+) -> None:
+    assert "best hour" not in summary_text(f)
+    text = summary_text(replace(f, send_time=arms))
+    for value in re.findall(r"(-?[\d.]+) %", text):
+        assert 0.0 <= float(value) <= 100.0, text
+    compared = "at random hours" in text
+    assert compared == (arms.random_hour_messages >= MIN_HOLDOUT_USERS), text
+    zero = f"pt [{100 * arms.difference_low:+.1f}, {100 * arms.difference_high:+.1f}], "
+    says_zero = zero + NOT_DISTINGUISHABLE in text
+    assert says_zero == (compared and arms.difference_low <= 0 <= arms.difference_high), text
+
+
+def test_the_issue_example_with_best_hours() -> None:
+    f = NudgeFigures(
+        "campaign", 580, 293, 0, 0, 0, 0, 0, 0.0, -1.0, 1.0,
+        SendTimeFigures(460, 273, 120, 20, 0.427, 0.338, 0.498),
+    )  # fmt: skip
+    assert summary_text(f, "Campaign") == (
+        "Campaign: 580 sent, 50.5 % read; SMS fallback carried 0.0 %; no shopper nudged, so no "
+        "conversions to compare; read 59.3 % at the learned best hour vs 16.7 % at random "
+        "hours, +42.7 pt [+33.8, +49.8]."
+    )
+    small = replace(f, send_time=SendTimeFigures(460, 273, 12, 2, 0.43, -0.1, 0.6))
+    assert summary_text(small).endswith(
+        "read 59.3 % at the learned best hour; the random-hour control (12 messages) is too "
+        "small to compare against."
     )
