@@ -1,6 +1,6 @@
 """Segments and campaigns: a rule builder with the phrase box, a live audience count and
-sample; campaign creation with a template preview, schedule and quiet hours; each
-campaign's outcome and history.
+sample; a segment's lookalikes, previewed then saved as a segment; campaign creation
+with a template preview, schedule and quiet hours; each campaign's outcome and history.
 
 The builder's script talks to three small JSON endpoints under ``/console/api/``
 (session, same origin, the session's CSRF token in ``X-CSRF-Token``, admin); they
@@ -42,7 +42,7 @@ from api.queries.common import TimeRange
 from api.queries.segments import preview as segment_preview
 from api.routes import admin, campaigns, segments, summaries
 from api.routing import GuardedRoute
-from schemas.segments import FIELDS, OPERATORS, load_rule
+from schemas.segments import FIELDS, MAX_LIST, OPERATORS, load_rule
 from schemas.tags import TAGS
 from schemas.time import now_ms
 
@@ -59,6 +59,8 @@ FIELD_INFO = {
     for name, spec in FIELDS.items()
 }
 CAMPAIGN_DAYS = 30
+# Lookalikes offered when the form does not say how many (the API's default).
+LOOKALIKES = 100
 
 
 # --- the builder's JSON endpoints ---------------------------------------------------
@@ -175,7 +177,33 @@ async def segment_page(
         sample_size=SAMPLE,
         tag=tag if tag in TAGS else "",
         tags=TAGS,
+        lookalikes=LOOKALIKES,
+        lookalike_max=MAX_LIST,
     )
+
+
+@router.post("/segments/{segment_id}/lookalike")
+@guarded_action(back=lambda **_: f"{PATH}/segments")
+async def lookalikes(
+    request: Request, session: SessionDep, resources: ResourcesDep, segment_id: str
+) -> Response:
+    """A segment's lookalikes (POST /v1/segments/{id}/lookalike): previewed first, with the
+    model's fit and a masked sample; ``save`` ranks again and stores the top as a segment."""
+    segment_id = checked_id(segment_id, "segment", 32)
+    form = await action_form(request, session, "find lookalikes")
+    size = number(form.get("size", ""), LOOKALIKES, 1, MAX_LIST)
+    clickhouse = warehouse(resources)
+    wanted = model(
+        segments.LookalikeRequest,
+        size=size,
+        save=bool(form.get("save")),
+        name=form.get("name") or None,
+    )
+    found = await segments.lookalike_segment(segment_id, wanted, session.caller, clickhouse)
+    if found.saved is not None:
+        return redirect(request, f"{PATH}/segments?saved={found.saved.segment_id}")
+    segment = await segments.get_segment(segment_id, session.caller, clickhouse)
+    return page(request, "lookalike.html", session, segment=segment, found=found, size=size)
 
 
 def _unknown_tag(tag: str) -> dict[str, str] | None:

@@ -10,6 +10,7 @@ browse: the top of the ranking should hold the trait far above its share among
 non-members. The test states that share and the enrichment it requires."""
 
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -20,6 +21,7 @@ from pipeline.sink.rows import EVENTS, event_row
 from schemas.events import parse_event
 from schemas.keys import hash_api_key
 from tests import support
+from tests.integration.test_console import csrf_of
 from tests.shoppers import event_of
 
 ADMIN_KEY = "ak_lookalikes"
@@ -139,3 +141,43 @@ def test_a_segment_too_small_to_learn_from_is_refused_with_the_reason(
         assert bad.status_code == 422
     missing = api.post(f"/v1/segments/{'0' * 32}/lookalike", json={}, headers=ADMIN)
     assert missing.status_code == 404
+
+
+def test_the_console_previews_lookalikes_then_saves_them_as_a_segment(
+    api: TestClient, planted: tuple[set[str], set[str]]
+):
+    segment_id = buyers_segment(api)
+    expected = api.post(f"/v1/segments/{segment_id}/lookalike", json={"size": 40}, headers=ADMIN)
+    form = api.get("/console/signin")
+    key = {"csrf": csrf_of(form.text), "key": ADMIN_KEY}
+    signed = api.post("/console/signin", data=key, follow_redirects=False)
+    assert signed.status_code == 303, signed.text[:300]
+    listed = api.get("/console/segments")
+    action = f"/console/segments/{segment_id}/lookalike"
+    assert f'action="{action}"' in listed.text
+    csrf = csrf_of(listed.text)
+
+    preview = api.post(action, data={"csrf": csrf, "size": "40"})
+    assert preview.status_code == 200, preview.text[:500]
+    found = expected.json()
+    assert f'<strong id="lookalike-auc">{found["auc"]:.2f}</strong>' in preview.text
+    shown = re.findall(r"<tr><td>([^<]+)</td><td>([\d.]+)</td></tr>", preview.text)
+    assert shown == [(p["user"], f"{p['score']:.3f}") for p in found["sample"]]
+    assert len(shown) == 20, "the API's sample, shown as the API masks it"
+    before = api.get("/v1/segments", headers=ADMIN).json()["segments"]
+
+    save = {"csrf": csrf, "size": "40", "save": "1", "name": "like them"}
+    saved = api.post(action, data=save, follow_redirects=False)
+    assert saved.status_code == 303, saved.text[:500]
+    after = api.get("/v1/segments", headers=ADMIN).json()["segments"]
+    (new,) = [s for s in after if s["segment_id"] not in {b["segment_id"] for b in before}]
+    assert saved.headers["location"] == f"/console/segments?saved={new['segment_id']}"
+    assert (new["name"], new["rules"]) == ("like them", found["rules"])
+
+    # A segment too small to learn from goes back to the list with the API's reason.
+    rules = {"op": "AND", "rules": [{"field": "user_key", "op": "=", "value": "look-11-0000"}]}
+    one = api.post("/v1/segments", json={"name": "one", "rules": rules}, headers=ADMIN).json()
+    small = f"/console/segments/{one['segment_id']}/lookalike"
+    refused = api.post(small, data={"csrf": csrf}, follow_redirects=False)
+    assert refused.status_code == 303 and refused.headers["location"] == "/console/segments"
+    assert "at least 10 members" in api.get("/console/segments").text

@@ -354,6 +354,11 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         everyone(303),
     ),
     ("POST", "/console/api/segments"): ("/console/api/segments", {"json": {}}, everyone(303)),
+    ("POST", "/console/segments/{segment_id}/lookalike"): (
+        "/console/segments/" + "0" * 32 + "/lookalike",
+        {"data": {}},
+        everyone(303),
+    ),
     ("GET", "/console/campaigns"): ("/console/campaigns", {}, everyone(303)),
     ("POST", "/console/campaigns"): ("/console/campaigns", {"data": {}}, everyone(303)),
     ("GET", "/console/campaigns/{campaign_id}"): (
