@@ -1,5 +1,6 @@
 """Shoppers: the searchable table, one shopper's page, and the actions on a shopper
-(preview then force-send, the cart-rescue flow, erasure with its report).
+(preview then force-send, the cart-rescue flow, their referral link, erasure with its
+report).
 
 Actions call the admin API's own route functions with the session's caller, so
 consent checks, publishing and the audit log are the API's, not copies.
@@ -29,7 +30,7 @@ from api.privacy.consent import privacy_store
 from api.privacy.revoke import RevokeFailed, revoke_consent
 from api.queries.shoppers import shoppers
 from api.queries.timeline import message_steps, receipts_of
-from api.routes import admin, profiles, users
+from api.routes import admin, profiles, referrals, users
 from api.routing import GuardedRoute
 
 router = APIRouter(include_in_schema=False, route_class=GuardedRoute)
@@ -186,6 +187,28 @@ async def cart_rescue(
     channels = ", ".join(published.channels) or "no channel (no marketing consent with a phone)"
     text = f"Cart rescue {published.message_id} started on {channels}."
     return redirect(request, shopper_url(user_id), "ok" if published.channels else "error", text)
+
+
+@router.post("/shoppers/{user_id}/referral")
+@guarded_action(back=shopper_url)
+async def referral_link(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    resources: ResourcesDep,
+    user_id: str,
+) -> Response:
+    """The shopper's link for bringing a new customer (the same one each time)."""
+    user_id = checked_id(user_id)
+    await action_form(request, session, "create referral links")
+    link = await referrals.create_referral(
+        model(referrals.ReferralRequest, user_id=user_id),
+        session.caller,
+        settings,
+        warehouse(resources),
+    )
+    text = f"Referral link for this shopper (the same each time): {link.url}"
+    return redirect(request, shopper_url(user_id), "ok", text)
 
 
 @router.post("/shoppers/{user_id}/erase")

@@ -181,3 +181,4 @@ def test_the_console_previews_lookalikes_then_saves_them_as_a_segment(
     refused = api.post(small, data={"csrf": csrf}, follow_redirects=False)
     assert refused.status_code == 303 and refused.headers["location"] == "/console/segments"
     assert "at least 10 members" in api.get("/console/segments").text
+    api.cookies.clear()

@@ -22,6 +22,7 @@ from schemas import pii
 from schemas.events import parse_event
 from schemas.keys import hash_api_key
 from tests import support
+from tests.integration.test_console import csrf_of
 
 ADMIN_KEY, SERVER_KEY, READ_KEY = "ak_referrals", "sk_referrals", "rk_referrals"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -193,3 +194,34 @@ def test_the_funnel_counts_new_customers_per_link_as_python_does(
     report = erase_warehouse(clickhouse, erased, pii.MasterKey.from_secret("test-pii-master-key"))
     assert report.rows.get("referral_links", 0) >= 1, report
     assert codes[erased] not in funnel()
+
+
+def test_an_operator_gets_a_shoppers_link_from_the_console(api: TestClient, clickhouse: Client):
+    referrer = f"ref-{uuid.uuid4().hex[:8]}"
+    raw = event("page_view", T0, f"anon-{referrer}", referrer, url=f"{SHOP}/")
+    seen = parse_event(raw, received_at=T0)
+    rows = [event_row(seen)]
+    clickhouse.insert(
+        EVENTS.name, list(zip(*rows, strict=True)), EVENTS.columns, column_oriented=True
+    )
+    form = api.get("/console/signin")
+    key = {"csrf": csrf_of(form.text), "key": ADMIN_KEY}
+    assert api.post("/console/signin", data=key, follow_redirects=False).status_code == 303
+    shopper = api.get(f"/console/shoppers/{referrer}")
+    action = f"/console/shoppers/{referrer}/referral"
+    assert shopper.status_code == 200 and f'action="{action}"' in shopper.text
+    made = api.post(action, data={"csrf": csrf_of(shopper.text)}, follow_redirects=False)
+    assert made.status_code == 303, made.text[:300]
+    assert made.headers["location"] == f"/console/shoppers/{referrer}"
+    shown = api.get(made.headers["location"]).text
+    url = f"https://api.example/v1/ref/{link_for(api, referrer)}"  # the API's, asked again
+    assert f"Referral link for this shopper (the same each time): {url}" in shown
+    # A read-only session sees the shopper but cannot make links.
+    api.cookies.clear()
+    form = api.get("/console/signin")
+    key = {"csrf": csrf_of(form.text), "key": READ_KEY}
+    assert api.post("/console/signin", data=key, follow_redirects=False).status_code == 303
+    token = csrf_of(api.get(f"/console/shoppers/{referrer}").text)
+    refused = api.post(action, data={"csrf": token}, follow_redirects=False)
+    assert refused.status_code == 403 and "admin key" in refused.text, refused.text[:300]
+    api.cookies.clear()

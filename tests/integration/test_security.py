@@ -321,6 +321,11 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
         {"data": {"product_id": "p1"}},
         everyone(303),
     ),
+    ("POST", "/console/shoppers/{user_id}/referral"): (
+        "/console/shoppers/sec-user/referral",
+        {"data": {}},
+        everyone(303),
+    ),
     ("POST", "/console/shoppers/{user_id}/erase"): (
         "/console/shoppers/sec-user/erase",
         {"data": {"confirm": "sec-user"}},
