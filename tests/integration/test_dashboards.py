@@ -33,10 +33,13 @@ from clickhouse_connect.driver.client import Client
 
 from api.main import create_app
 from pipeline.local.simulate import generate_events, post_events
+from schemas.bandit import Arm, Snapshot, snapshot_id
+from schemas.bandit_tables import record_snapshot
 from schemas.inbound import twilio_inbound_form, whatsapp_text_message, whatsapp_webhook
 from schemas.keys import hash_api_key
 from schemas.messages import Receipt
 from schemas.receipt_ids import receipt_id
+from schemas.time import epoch_ms
 from schemas.topics import RECEIPTS, TELEMETRY_RAW
 from tests import support
 from tests.collector_server import READ_KEY, SERVER_KEY, WRITE_KEY, collector_settings, running_api
@@ -341,6 +344,7 @@ def stack(
             )
             launcher.start()
             launch_campaign(api)
+            record_variants(clickhouse, now)
             reply_stop(api, events)
             message = priced_conversion(api, broker)
             # The cost panel's row exists from the "sent" receipt on; its conversion only
@@ -485,6 +489,15 @@ def priced_conversion(api: str, broker: str) -> str:
     )
     assert response.status_code == 202 and response.json()["rejected"] == [], response.text
     return message
+
+
+def record_variants(client: Client, now: datetime) -> None:
+    """The variants panel needs a bandit snapshot in force (the dispatcher takes them; this
+    stack runs none): one of two cart-rescue variants, recorded as the dispatcher would."""
+    effective_ms = epoch_ms(now - timedelta(minutes=1))
+    arms = (Arm("control", 40, 6), Arm("warm", 44, 11))
+    snapshot = Snapshot(snapshot_id("cart_rescue", effective_ms), "cart_rescue", effective_ms, arms)
+    record_snapshot(client, snapshot, "click")
 
 
 def launch_campaign(api: str) -> None:
