@@ -25,17 +25,15 @@ from pipeline.sink.rows import (
     nudge_row,
     receipt_row,
 )
-from schemas.bandit import Arm, Snapshot, snapshot_id
-from schemas.bandit_tables import record_snapshot
 from schemas.catalog import Product, product_row
 from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.events import Event, parse_event
 from schemas.keys import hash_api_key
 from schemas.time import epoch_ms
-from tests.chat_server import ChatServer, running_chat_server
+from tests.chat_server import ChatServer, model_settings, running_chat_server
 from tests.collector_server import collector_settings, running_api
 from tests.e2e.browser import assert_clean
-from tests.rows import nudge, receipt
+from tests.rows import nudge, receipt, variants_in_force
 
 ADMIN_KEY = "ak_console-browser-admin"
 READ_KEY = "rk_console-browser-read"
@@ -138,15 +136,7 @@ def drafting_console(
     broker: str, warehouse: str, clickhouse: Client, seeded: None, chat: ChatServer
 ) -> Iterator[str]:
     """The console with the stand-in as its language model."""
-    settings = console_settings(
-        broker,
-        warehouse,
-        clickhouse,
-        segment_llm_url=chat.endpoint,
-        segment_llm_model="stand-in-1",
-        segment_llm_api_key=MODEL_KEY,
-        segment_llm_timeout_s=10.0,
-    )
+    settings = console_settings(broker, warehouse, clickhouse, **model_settings(chat, 10.0))
     with running_api(settings) as url:
         yield url
 
@@ -255,9 +245,7 @@ def live_variants(clickhouse: Client) -> None:
     """Cart rescue's variants in force now, as the dispatcher records the bandit's
     snapshot of those in the rules file: the ones the console shows as live."""
     effective_ms = epoch_ms(datetime.now(UTC) - timedelta(minutes=1))
-    arms = (Arm("control", 30, 3), Arm("warm", 30, 6))
-    snapshot = Snapshot(snapshot_id("cart_rescue", effective_ms), "cart_rescue", effective_ms, arms)
-    record_snapshot(clickhouse, snapshot, "click")
+    variants_in_force(clickhouse, "cart_rescue", effective_ms, ("control", 30, 3), ("warm", 30, 6))
 
 
 def test_drafted_variants_are_shown_to_copy_and_not_live(

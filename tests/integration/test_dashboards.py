@@ -33,8 +33,6 @@ from clickhouse_connect.driver.client import Client
 
 from api.main import create_app
 from pipeline.local.simulate import generate_events, post_events
-from schemas.bandit import Arm, Snapshot, snapshot_id
-from schemas.bandit_tables import record_snapshot
 from schemas.inbound import twilio_inbound_form, whatsapp_text_message, whatsapp_webhook
 from schemas.keys import hash_api_key
 from schemas.messages import Receipt
@@ -43,6 +41,7 @@ from schemas.time import epoch_ms
 from schemas.topics import RECEIPTS, TELEMETRY_RAW
 from tests import support
 from tests.collector_server import READ_KEY, SERVER_KEY, WRITE_KEY, collector_settings, running_api
+from tests.rows import variants_in_force
 
 DASHBOARDS_DIR = support.PROJECT_ROOT / "dashboards"
 PROVISIONING = DASHBOARDS_DIR / "provisioning/datasources"
@@ -500,9 +499,7 @@ def record_variants(client: Client, now: datetime) -> None:
     """The variants panel needs a bandit snapshot in force (the dispatcher takes them; this
     stack runs none): one of two cart-rescue variants, recorded as the dispatcher would."""
     effective_ms = epoch_ms(now - timedelta(minutes=1))
-    arms = (Arm("control", 40, 6), Arm("warm", 44, 11))
-    snapshot = Snapshot(snapshot_id("cart_rescue", effective_ms), "cart_rescue", effective_ms, arms)
-    record_snapshot(client, snapshot, "click")
+    variants_in_force(client, "cart_rescue", effective_ms, ("control", 40, 6), ("warm", 44, 11))
 
 
 def read_at_best_hour(api: str, broker: str, client: Client, campaign_id: str) -> None:
