@@ -103,6 +103,16 @@ def chat_app(server: ChatServer) -> FastAPI:
     return app
 
 
+def model_settings(server: ChatServer, timeout_s: float) -> dict[str, Any]:
+    """The API's settings that make ``server`` its language model (api/llm.py)."""
+    return {
+        "segment_llm_url": server.endpoint,
+        "segment_llm_model": "stand-in-1",
+        "segment_llm_api_key": server.api_key,
+        "segment_llm_timeout_s": timeout_s,
+    }
+
+
 @contextmanager
 def running_chat_server(api_key: str = "sk-stand-in") -> Iterator[ChatServer]:
     """The stand-in on a free loopback port; its ``endpoint`` is what the API is given."""

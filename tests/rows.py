@@ -1,10 +1,14 @@
-"""Decisions and receipts for seeding the warehouse in tests, as the engine and the
-dispatcher would have made them (written with the sink's own row functions)."""
+"""Decisions, receipts and the bandit's snapshots for seeding the warehouse in tests, as the
+engine and the dispatcher would have made them (written with their own row functions)."""
 
 import uuid
 from datetime import datetime
 from typing import Any
 
+from clickhouse_connect.driver.client import Client
+
+from schemas.bandit import Arm, Snapshot, snapshot_id
+from schemas.bandit_tables import record_snapshot
 from schemas.messages import CartItem, Nudge, Receipt
 
 
@@ -57,3 +61,17 @@ def receipt(
         at=at,
         **cost,
     )
+
+
+def variants_in_force(
+    client: Client, kind: str, effective_from_ms: int, *arms: tuple[str, int, int]
+) -> None:
+    """The bandit's snapshot of ``kind``'s variants (name, sends, successes) in force from
+    ``effective_from_ms``, recorded as the dispatcher records it."""
+    snapshot = Snapshot(
+        snapshot_id(kind, effective_from_ms),
+        kind,
+        effective_from_ms,
+        tuple(Arm(*arm) for arm in arms),
+    )
+    record_snapshot(client, snapshot, "click")

@@ -15,8 +15,10 @@ from dashboards.builders.common import (
     Column,
     api_query,
     dashboard,
+    exclude,
     legend,
     numbers,
+    only,
     panel,
     reduce,
     units,
@@ -27,6 +29,19 @@ FUNNEL = ["audience", "sent", "delivered", "read", "clicked", "converted"]
 REACH = ["targeted", "holdout", "no_consent", "waiting", "failed"]
 UPLIFT = ["treated_rate", "holdout_rate", "uplift", "uplift_ci_low", "uplift_ci_high"]
 NAME: Column = ("name", "string")
+# A best-hour campaign's arms (pipeline/campaigns/best_hour.py): targets at their best
+# local hour vs the random-hour control, each arm's readers and rate, the difference.
+ARM_RATES = ["best_hour_read_rate", "random_hour_read_rate"]
+SEND_TIME_UPLIFT = ["send_time_uplift", "send_time_uplift_ci_low", "send_time_uplift_ci_high"]
+ARMS = [
+    "best_hour_targets",
+    "best_hour_read",
+    "random_hour_targets",
+    "random_hour_read",
+    *ARM_RATES,
+    *SEND_TIME_UPLIFT,
+]
+SEND_TIME: Column = ("send_time", "string")
 
 
 def campaigns_query(columns: list[Column]) -> QueryBuilder:
@@ -104,6 +119,35 @@ def build() -> dashboard_models.Dashboard:
         ],
         (24, 8),
     ).sort_by([TableSortByFieldState().display_name("created_at").desc(True)])
+    arms = (
+        panel(
+            table.Panel(),
+            "Send time: best hour vs random hour",
+            "Best-hour campaigns only: targets sent at their learned best local hour vs the "
+            "random-hour control, how many of each read or clicked their message, the read "
+            "rates and their difference with its 95 % interval (Newcombe).",
+            [campaigns_query([SEND_TIME, *numbers(*ARMS)])],
+            (12, 7),
+        )
+        .with_transformation(only("send_time", "best_hour"))
+        .with_transformation(exclude("send_time"))
+    )
+    arm_rates = (
+        panel(
+            barchart.Panel(),
+            "Read rate by send-time arm",
+            "Best-hour campaigns only: the share of each arm's targets that read or clicked "
+            "their message, at the best hour vs at a random hour.",
+            [campaigns_query([SEND_TIME, *numbers(*ARM_RATES)])],
+            (12, 7),
+        )
+        .unit("percentunit")
+        .x_field("name")
+        .show_value(VisibilityMode.AUTO)
+        .legend(legend(True))
+        .with_transformation(only("send_time", "best_hour"))
+        .with_transformation(exclude("send_time"))
+    )
     return dashboard(
         "intentflow-campaigns",
         "intentflow · Campaigns",
@@ -116,5 +160,7 @@ def build() -> dashboard_models.Dashboard:
             attributed("Campaign orders", "orders", 0),
             units(uplift, "percentunit", *UPLIFT),
             every_campaign,
+            units(arms, "percentunit", *ARM_RATES, *SEND_TIME_UPLIFT),
+            arm_rates,
         ],
     )

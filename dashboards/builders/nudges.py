@@ -47,6 +47,12 @@ UPLIFT_COLUMNS: list[Column] = [
     ("ci_low", "number"),
     ("ci_high", "number"),
 ]
+VARIANT_RATES = ["rate", "ci_low", "ci_high", "allocation"]
+VARIANT_COLUMNS: list[Column] = [
+    ("kind", "string"),
+    ("variant", "string"),
+    *numbers("sends", "successes", *VARIANT_RATES),
+]
 
 
 def nudges_query(columns: list[Column]) -> QueryBuilder:
@@ -216,6 +222,16 @@ def build() -> dashboard_models.Dashboard:
         ],
         (24, 6),
     )
+    variants = panel(
+        table.Panel(),
+        "Message variants",
+        "Per nudge kind with variants, the bandit's snapshot in force now "
+        "(GET /v1/metrics/variants): each variant's sends and successes, its success rate "
+        "with the 95 % interval (Wilson) and its allocation, the share of the next nudges "
+        "it gets. No time range: the snapshot is the current state.",
+        [api_query("/v1/metrics/variants", [], VARIANT_COLUMNS)],
+        (24, 7),
+    )
     panels = [
         message_funnel,
         suppressions,
@@ -228,6 +244,7 @@ def build() -> dashboard_models.Dashboard:
         not_sent,
         opt_outs,
         costs,
+        units(variants, "percentunit", *VARIANT_RATES),
     ]
     variables = [
         custom(

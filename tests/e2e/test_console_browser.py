@@ -1,7 +1,9 @@
 """The operator console in headless Chromium: sign in, read the overview's figures
 (seeded into the warehouse with the sink's own row functions), watch the live
 timeline update without a reload, find a shopper, pause and resume a channel and
-see it in ``channel_controls`` — with no CSP violation and no console error."""
+see it in ``channel_controls``, draft message variants with the language model (a
+stand-in, tests/chat_server.py) and see they are not live — with no CSP violation and no
+console error."""
 
 import re
 import uuid
@@ -9,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from clickhouse_connect.driver.client import Client
 from playwright.sync_api import ConsoleMessage, Page, expect
@@ -27,12 +30,14 @@ from schemas.dispatch_tables import CHANNEL_CONTROLS
 from schemas.events import Event, parse_event
 from schemas.keys import hash_api_key
 from schemas.time import epoch_ms
+from tests.chat_server import ChatServer, model_settings, running_chat_server
 from tests.collector_server import collector_settings, running_api
 from tests.e2e.browser import assert_clean
-from tests.rows import nudge, receipt
+from tests.rows import nudge, receipt, variants_in_force
 
 ADMIN_KEY = "ak_console-browser-admin"
 READ_KEY = "rk_console-browser-read"
+MODEL_KEY = "sk-console-browser-stand-in"
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
 A, B, C = "a" * 32, "b" * 32, "c" * 32
 
@@ -102,15 +107,36 @@ def seeded(clickhouse: Client) -> None:
     insert(clickhouse, PRODUCTS, [product_row(camera, epoch_ms(T0), "api")])
 
 
-@pytest.fixture(scope="module")
-def console(broker: str, warehouse: str, clickhouse: Client, seeded: None) -> Iterator[str]:
-    settings = collector_settings(
+def console_settings(broker: str, warehouse: str, clickhouse: Client, **overrides: Any):
+    return collector_settings(
         broker,
         clickhouse_url=warehouse,
         clickhouse_database=clickhouse.database,
         admin_key_hashes=frozenset({hash_api_key(ADMIN_KEY)}),
         read_key_hashes=frozenset({hash_api_key(READ_KEY)}),
+        **overrides,
     )
+
+
+@pytest.fixture(scope="module")
+def console(broker: str, warehouse: str, clickhouse: Client, seeded: None) -> Iterator[str]:
+    """The console with no language model configured: drafting is off."""
+    with running_api(console_settings(broker, warehouse, clickhouse)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def chat() -> Iterator[ChatServer]:
+    with running_chat_server(MODEL_KEY) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def drafting_console(
+    broker: str, warehouse: str, clickhouse: Client, seeded: None, chat: ChatServer
+) -> Iterator[str]:
+    """The console with the stand-in as its language model."""
+    settings = console_settings(broker, warehouse, clickhouse, **model_settings(chat, 10.0))
     with running_api(settings) as url:
         yield url
 
@@ -213,6 +239,60 @@ def test_preview_both_renderings_then_sign_out(page: Page, console: str):
 
 
 _ = ConsoleMessage  # the type of what page.on("console") records
+
+
+def live_variants(clickhouse: Client) -> None:
+    """Cart rescue's variants in force now, as the dispatcher records the bandit's
+    snapshot of those in the rules file: the ones the console shows as live."""
+    effective_ms = epoch_ms(datetime.now(UTC) - timedelta(minutes=1))
+    variants_in_force(clickhouse, "cart_rescue", effective_ms, ("control", 30, 3), ("warm", 30, 6))
+
+
+def test_drafted_variants_are_shown_to_copy_and_not_live(
+    page: Page, drafting_console: str, chat: ChatServer, clickhouse: Client
+):
+    live_variants(clickhouse)
+    drafted = [
+        {"name": "gentle", "sms": "{name}, your cart waits: {discount}% off. {cta}"},
+        {"name": "last_call", "title": "Last call, {name}", "body": "{discount}% off today."},
+    ]
+    chat.reply = lambda body: orjson.dumps({"variants": drafted}).decode()
+    sign_in(page, drafting_console, ADMIN_KEY)
+    live = page.locator("#variants tbody tr")
+    expect(live).to_have_count(2)
+    form = page.locator("#drafts-form")
+    form.get_by_label("Kind").select_option("cart_rescue")
+    form.get_by_label("How many").fill("2")
+    form.get_by_label("Brief").fill("gentle, then urgent")
+    form.get_by_role("button", name="Draft variants").click()
+
+    expect(page.locator("h1")).to_have_text("Drafted variants: cart rescue")
+    rows = page.locator("#drafts tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("gentle")
+    expect(rows.nth(0)).to_contain_text("your cart waits: {discount}% off. {cta}")
+    expect(rows.nth(1)).to_contain_text("last_call")
+    expect(page.locator("#drafts-yaml")).to_contain_text("name: last_call")
+    expect(page.locator("#rejected")).to_have_count(0)
+    # The approval is the rules file: the page says nothing is applied ...
+    expect(page.locator("#how-to-apply")).to_contain_text("Nothing is applied")
+    expect(page.locator("#how-to-apply")).to_contain_text("dispatch.templates.cart_rescue.variants")
+    assert chat.requests[-1]["messages"][-1]["content"] == "gentle, then urgent"
+    # ... and the variants in force are still the rules file's, without the drafts.
+    page.get_by_role("link", name="Overview").click()
+    expect(live).to_have_count(2)
+    expect(page.locator("#variants .variant-cart_rescue-control")).to_be_visible()
+    expect(page.locator("#variants .variant-cart_rescue-warm")).to_be_visible()
+    expect(page.locator("#variants tbody")).not_to_contain_text("gentle")
+    expect(page.locator("#variants tbody")).not_to_contain_text("last_call")
+    assert_clean(page)
+
+
+def test_without_a_model_the_console_says_drafting_is_off(page: Page, console: str):
+    sign_in(page, console, ADMIN_KEY)
+    expect(page.locator("#drafts-off")).to_contain_text("Drafting variants needs a language model")
+    expect(page.locator("#drafts-form")).to_have_count(0)
+    assert_clean(page)
 
 
 def test_build_a_segment_with_a_live_count_then_schedule_and_cancel_a_campaign(

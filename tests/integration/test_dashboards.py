@@ -37,9 +37,11 @@ from schemas.inbound import twilio_inbound_form, whatsapp_text_message, whatsapp
 from schemas.keys import hash_api_key
 from schemas.messages import Receipt
 from schemas.receipt_ids import receipt_id
+from schemas.time import epoch_ms
 from schemas.topics import RECEIPTS, TELEMETRY_RAW
 from tests import support
 from tests.collector_server import READ_KEY, SERVER_KEY, WRITE_KEY, collector_settings, running_api
+from tests.rows import variants_in_force
 
 DASHBOARDS_DIR = support.PROJECT_ROOT / "dashboards"
 PROVISIONING = DASHBOARDS_DIR / "provisioning/datasources"
@@ -340,7 +342,11 @@ def stack(
                 interval_s=0.5,
             )
             launcher.start()
-            launch_campaign(api)
+            launch_campaign(api, "dashboards")
+            # The send-time panels compare a best-hour campaign's two arms.
+            best = launch_campaign(api, "dashboards best hour", send_time="best_hour")
+            read_at_best_hour(api, broker, clickhouse, best)
+            record_variants(clickhouse, now)
             reply_stop(api, events)
             message = priced_conversion(api, broker)
             # The cost panel's row exists from the "sent" receipt on; its conversion only
@@ -418,6 +424,17 @@ def reply_stop(api: str, events: list[dict[str, Any]]) -> None:
         assert response.status_code == 200, response.text
 
 
+async def produce_receipts(broker: str, user: str, values: list[bytes]) -> None:
+    """Receipts on their topic, keyed by user, as the dispatcher and the webhooks send them."""
+    producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all")
+    await producer.start()
+    try:
+        for value in values:
+            await producer.send_and_wait(RECEIPTS.name, value, key=user.encode())
+    finally:
+        await producer.stop()
+
+
 def converted(client: Client, message: str) -> bool:
     read = client.query(
         "SELECT count() FROM receipts WHERE message_id = {m:String} AND status = 'read'",
@@ -451,19 +468,10 @@ def priced_conversion(api: str, broker: str) -> str:
             **extra,
         ).to_json()
 
-    async def produce(values: list[bytes]) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all")
-        await producer.start()
-        try:
-            for value in values:
-                await producer.send_and_wait(RECEIPTS.name, value, key=user.encode())
-        finally:
-            await producer.stop()
-
     provider_id = f"wamid.{message}"
     sent = receipt("sent", at, provider_message_id=provider_id, cost=0.0625, currency="USD")
     read = receipt("read", at + timedelta(seconds=5), provider_message_id=provider_id)
-    asyncio.run(produce([sent, read]))
+    asyncio.run(produce_receipts(broker, user, [sent, read]))
     order = {
         "event_id": str(uuid.uuid4()),
         "name": "order_placed",
@@ -487,17 +495,58 @@ def priced_conversion(api: str, broker: str) -> str:
     return message
 
 
-def launch_campaign(api: str) -> None:
-    """A campaign to every shopper of the simulated day, launched (reach, holdout, counts)."""
+def record_variants(client: Client, now: datetime) -> None:
+    """The variants panel needs a bandit snapshot in force (the dispatcher takes them; this
+    stack runs none): one of two cart-rescue variants, recorded as the dispatcher would."""
+    effective_ms = epoch_ms(now - timedelta(minutes=1))
+    variants_in_force(client, "cart_rescue", effective_ms, ("control", 40, 6), ("warm", 44, 11))
+
+
+def read_at_best_hour(api: str, broker: str, client: Client, campaign_id: str) -> None:
+    """The send-time panels compare the arms' read rates: one best-hour target reads its
+    message (the provider's "read" receipt, as the webhook produces it)."""
+    message, user = client.query(
+        "SELECT message_id, user_key FROM campaign_members WHERE campaign_id = {c:String}"
+        " AND member_group = 'target' AND send_arm = 'best_hour' ORDER BY user_key LIMIT 1",
+        parameters={"c": campaign_id},
+    ).result_rows[0]
+    read = Receipt(
+        receipt_id=receipt_id(message, "whatsapp", "read", "dashboards"),
+        message_id=message,
+        kind="campaign",
+        user_key=user,
+        campaign_id=campaign_id,
+        channel="whatsapp",
+        status="read",
+        at=datetime.now(UTC),
+    ).to_json()
+    asyncio.run(produce_receipts(broker, user, [read]))
+    url = f"{api}/v1/campaigns/{campaign_id}"
+    read_key = {"Authorization": f"Bearer {READ_KEY}"}
+    support.wait_for(
+        lambda: httpx.get(url, headers=read_key).json()["best_hour_read"] >= 1,
+        60,
+        "the best-hour target's read receipt in the campaign's report",
+        interval_s=0.5,
+    )
+
+
+def launch_campaign(api: str, name: str, send_time: str = "as_created") -> str:
+    """A campaign to every shopper of the simulated day, launched (reach, holdout, counts);
+    its id."""
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     rules = {"op": "AND", "rules": [{"field": "visits", "op": ">=", "value": 1}]}
     segment = httpx.post(
-        f"{api}/v1/segments", json={"name": "visitors", "rules": rules}, headers=admin
+        f"{api}/v1/segments", json={"name": f"visitors of {name}", "rules": rules}, headers=admin
     )
     assert segment.status_code == 201, segment.text
     campaign = httpx.post(
         f"{api}/v1/campaigns",
-        json={"name": "dashboards", "segment_id": segment.json()["segment_id"]},
+        json={
+            "name": name,
+            "segment_id": segment.json()["segment_id"],
+            "schedule": {"send_time": send_time},
+        },
         headers=admin,
     )
     assert campaign.status_code == 202, campaign.text
@@ -509,6 +558,7 @@ def launch_campaign(api: str) -> None:
         "the campaign launched",
         interval_s=0.5,
     )
+    return campaign.json()["campaign_id"]
 
 
 def fetch(stack: Stack, query: PanelQuery, values: dict[str, str]) -> httpx.Response:

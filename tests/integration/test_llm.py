@@ -28,7 +28,7 @@ from api.main import create_app
 from pipeline.domain.rules import DEFAULT_RULES_FILE, rules_from
 from schemas.keys import hash_api_key
 from tests import support
-from tests.chat_server import ChatServer, Error, running_chat_server
+from tests.chat_server import ChatServer, Error, model_settings, running_chat_server
 from tests.integration.test_console import csrf_of
 
 ADMIN_KEY = "ak_llm-test"
@@ -67,15 +67,7 @@ def _client(broker: str, warehouse: str, clickhouse: Client, **overrides: Any) -
 @pytest.fixture(scope="module")
 def api(broker: str, warehouse: str, clickhouse: Client, chat: ChatServer) -> Iterator[TestClient]:
     """The API with the stand-in as its language model."""
-    with _client(
-        broker,
-        warehouse,
-        clickhouse,
-        segment_llm_url=chat.endpoint,
-        segment_llm_model="stand-in-1",
-        segment_llm_api_key=MODEL_KEY,
-        segment_llm_timeout_s=TIMEOUT_S,
-    ) as client:
+    with _client(broker, warehouse, clickhouse, **model_settings(chat, TIMEOUT_S)) as client:
         yield client
 
 
