@@ -240,6 +240,8 @@ EXPIRED_STALE = "stale"
 EXPIRED_MAX_HOLD = "quiet_hours_max_hold"
 EXPIRY_REASONS = (EXPIRED_STALE, EXPIRED_MAX_HOLD)
 HELD_UNTIL_PREFIX = "quiet_hours_until:"
+# A high-intent nudge held for the shopper's best hour (docs/dispatch.md): until when.
+SEND_TIME_UNTIL_PREFIX = "send_time_until:"
 MessageKind = Literal["cart_rescue", "high_intent", "vip_upgrade", "campaign"]
 
 
@@ -273,3 +275,8 @@ class Receipt(_Message):
     pricing_category: str | None = None
     # The message variant the dispatcher chose (schemas/bandit.py), on its own receipts.
     variant: str | None = None
+    # Send-time optimisation (pipeline/dispatch/send_hours.py), on the dispatcher's own
+    # receipts of a nudge in the experiment: its arm ("best_hour", "random_hour") and the
+    # local hour it was held for (None: sent as decided).
+    send_arm: Literal["best_hour", "random_hour"] | None = None
+    send_hour: Annotated[int, Field(ge=0, le=23)] | None = None

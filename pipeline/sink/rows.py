@@ -146,6 +146,8 @@ RECEIPTS = Table(
         "cost",
         "currency",
         "variant",
+        "send_arm",
+        "send_hour",
     ),
     "at",
 )
@@ -356,6 +358,8 @@ def receipt_row(receipt: Receipt) -> tuple:
         receipt.cost or 0.0,
         receipt.currency or "",
         receipt.variant or "",
+        receipt.send_arm or "",
+        -1 if receipt.send_hour is None else receipt.send_hour,
     )
 
 
