@@ -20,6 +20,7 @@ import asyncio
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -31,12 +32,12 @@ from pipeline.dispatch import policy
 from pipeline.dispatch.dispatcher import held_until
 from pipeline.dispatch.send_hours import load_snapshots, take_snapshot
 from pipeline.domain.rules import load_rules
-from pipeline.local.simulate import preferred_hour, read_chance, reading_hour
-from pipeline.sink.rows import RECEIPTS, receipt_row
+from pipeline.local.simulate import preferred_hour, read_chance
 from schemas import pii
 from schemas.messages import SEND_TIME_UNTIL_PREFIX, Nudge
 from schemas.time import epoch_ms, from_ms, iso_z
 from tests.integration import test_dispatch
+from tests.integration.test_best_hour import ENOUGH, SEED, _history, _insert
 from tests.integration.test_dispatch import (
     MASTER,
     READ,
@@ -51,8 +52,7 @@ from tests.rows import receipt
 stack = test_dispatch.stack
 engine = test_dispatch.engine
 
-SEED, SHOPPERS = 2127, 300
-ENOUGH, RICH_SHARE = 8, 0.75
+SHOPPERS = 300
 MAX_DELAY_S = 23 * 3600
 
 
@@ -90,11 +90,6 @@ def high_intent(user: str, decided: datetime, tz: str) -> Nudge:
     )
 
 
-def _insert(clickhouse, receipts: list) -> None:
-    rows = [list(receipt_row(r)) for r in receipts]
-    clickhouse.insert(RECEIPTS.name, rows, column_names=list(RECEIPTS.columns))
-
-
 def test_nudges_go_at_the_learned_hour_and_are_read_more_than_at_random_hours(
     stack, engine, best_hour_rules
 ):
@@ -113,25 +108,15 @@ def test_nudges_go_at_the_learned_hour_and_are_read_more_than_at_random_hours(
     ahead = (now.astimezone(tz).hour + 3) % 24
     hidden |= {u: ahead for u in later}
 
-    # History: reads (some clicked) over the month before the decisions, as the truth has it.
-    rng = random.Random(SEED)
-    past, rich = [], set()
-    for user in [*users, *later]:
-        reads = ENOUGH if user in later or rng.random() < RICH_SHARE else rng.randint(0, 1)
-        if reads >= ENOUGH:
-            rich.add(user)
-        for i in range(reads):
-            day = decided_from - timedelta(days=rng.randint(1, 30))
-            local = day.astimezone(tz).replace(
-                hour=hidden[user] if user in later else reading_hour(rng, hidden[user]),
-                minute=rng.randrange(60),
-                second=0,
-            )
-            message = f"past-{user}-{i}"
-            past.append(receipt(message, user, "high_intent", "sms", "read", local.astimezone(UTC)))
-            if rng.random() < 0.3:
-                at = local.astimezone(UTC) + timedelta(minutes=2)
-                past.append(receipt(message, user, "high_intent", "sms", "clicked", at))
+    # History: reads (some clicked) over the month before the decisions, as the truth has
+    # it (test_best_hour's shoppers' history), and the held shoppers' reads at their hour.
+    zones = SimpleNamespace(user_keys=users, timezones=dict.fromkeys(users, zone_name))
+    past, rich = _history(zones, hidden, decided_from)
+    for user in later:
+        for i in range(ENOUGH):
+            day = decided_from - timedelta(days=i + 1)
+            at = day.astimezone(tz).replace(hour=ahead, minute=7, second=0).astimezone(UTC)
+            past.append(receipt(f"past-{user}-{i}", user, "high_intent", "sms", "read", at))
     _insert(ch, past)
 
     # The leader's snapshot, taken just before the decisions and in force from then.
