@@ -36,6 +36,10 @@ CancellationReason = Literal["order_placed", "cart_emptied"]
 # Who made a decision: the engine's rules, or an admin, through a flow they started or
 # a send they forced past the daily cap and quiet hours (consent is still required).
 DecisionOrigin = Literal["engine", "admin_flow", "admin_force"]
+# The rules version of an admin's decisions (api/routes/admin.py): a replay tells a
+# force-send (never held, never aimed at a best hour) by it.
+FORCED_RULES_VERSION = "admin:force"
+FLOW_RULES_VERSION = "admin:flow"
 
 NudgeId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Percent = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]

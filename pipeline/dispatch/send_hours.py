@@ -10,7 +10,7 @@ evidence is a *snapshot*: the dispatcher's leader takes one every
 ``send_hour_snapshot_s``, recorded in ``send_hour_snapshots`` (migration 0280) in force
 ``bandit_lead_s`` later; every dispatcher loads the new ones on its control poll, and a
 nudge is aimed with the snapshot in force at its **decision time**. A replay recomputes
-every aim from the same rows (``replay_send_times``).
+every aim from the same rows (pipeline/replay/send_times.py).
 
 A snapshot holds each shopper-with-history's best hour under the population prior, and
 the population's histogram (its best hour is that of shoppers without history). Only

@@ -82,6 +82,7 @@ NUDGES = Table(
         "signals",
         "rules_version",
         "trigger_event_id",
+        "timezone",
     ),
     "decided_at",
 )
@@ -296,6 +297,7 @@ def nudge_row(nudge: Nudge, run_id: str) -> tuple:
         orjson.dumps(nudge.signals).decode(),
         nudge.rules_version,
         nudge.trigger_event_id,
+        nudge.timezone or "",
     )
 
 
