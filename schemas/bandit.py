@@ -21,6 +21,7 @@ import hashlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 # Draws of the allocation's Monte Carlo: its figures are within about ±0.01.
 ALLOCATION_DRAWS = 4000
@@ -89,9 +90,20 @@ def allocation(snapshot: Snapshot, draws: int = ALLOCATION_DRAWS) -> dict[str, f
     return {arm.variant: won / draws for arm, won in zip(arms, wins, strict=True)}
 
 
-def in_force(snapshots: Sequence[Snapshot], at_ms: int) -> Snapshot | None:
+class Recorded(Protocol):
+    """Anything recorded in force from a time: the bandit's snapshots, and the dispatcher's
+    send-hour snapshots (pipeline/dispatch/send_hours.py)."""
+
+    @property
+    def effective_from_ms(self) -> int: ...
+
+
+R = TypeVar("R", bound=Recorded)
+
+
+def in_force(snapshots: Sequence[R], at_ms: int) -> R | None:
     """The latest snapshot with ``effective_from_ms <= at_ms`` (None before the first)."""
-    best: Snapshot | None = None
+    best: R | None = None
     for snapshot in snapshots:
         if snapshot.effective_from_ms <= at_ms and (
             best is None or snapshot.effective_from_ms > best.effective_from_ms

@@ -36,6 +36,10 @@ CancellationReason = Literal["order_placed", "cart_emptied"]
 # Who made a decision: the engine's rules, or an admin, through a flow they started or
 # a send they forced past the daily cap and quiet hours (consent is still required).
 DecisionOrigin = Literal["engine", "admin_flow", "admin_force"]
+# The rules version of an admin's decisions (api/routes/admin.py): a replay tells a
+# force-send (never held, never aimed at a best hour) by it.
+FORCED_RULES_VERSION = "admin:force"
+FLOW_RULES_VERSION = "admin:flow"
 
 NudgeId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 Percent = Annotated[float, Field(gt=0, le=100, allow_inf_nan=False)]
@@ -240,6 +244,8 @@ EXPIRED_STALE = "stale"
 EXPIRED_MAX_HOLD = "quiet_hours_max_hold"
 EXPIRY_REASONS = (EXPIRED_STALE, EXPIRED_MAX_HOLD)
 HELD_UNTIL_PREFIX = "quiet_hours_until:"
+# A high-intent nudge held for the shopper's best hour (docs/dispatch.md): until when.
+SEND_TIME_UNTIL_PREFIX = "send_time_until:"
 MessageKind = Literal["cart_rescue", "high_intent", "vip_upgrade", "campaign"]
 
 
@@ -273,3 +279,8 @@ class Receipt(_Message):
     pricing_category: str | None = None
     # The message variant the dispatcher chose (schemas/bandit.py), on its own receipts.
     variant: str | None = None
+    # Send-time optimisation (pipeline/dispatch/send_hours.py), on the dispatcher's own
+    # receipts of a nudge in the experiment: its arm ("best_hour", "random_hour") and the
+    # local hour it was held for (None: sent as decided).
+    send_arm: Literal["best_hour", "random_hour"] | None = None
+    send_hour: Annotated[int, Field(ge=0, le=23)] | None = None

@@ -14,7 +14,7 @@ nudge yet ("held until X" right now); each count is of distinct ids.
 from clickhouse_connect.driver.client import Client
 
 from api.queries.common import TimeRange, in_range
-from schemas.messages import HELD_UNTIL_PREFIX
+from schemas.messages import HELD_UNTIL_PREFIX, SEND_TIME_UNTIL_PREFIX
 
 NOT_SENT = ("held", "expired", "suppressed", "cancelled")
 _IN = ", ".join(f"'{status}'" for status in NOT_SENT)  # constants, not input
@@ -34,7 +34,9 @@ SELECT outcome, stage, kind, reason, uniqExact(id) AS messages FROM (
     WHERE run_id = {{run_id:String}} AND {in_range("at")}
     UNION ALL
     SELECT status, 'send', kind,
-           if(startsWith(detail, '{HELD_UNTIL_PREFIX}'), 'quiet_hours', detail), message_id
+           multiIf(startsWith(detail, '{HELD_UNTIL_PREFIX}'), 'quiet_hours',
+                   startsWith(detail, '{SEND_TIME_UNTIL_PREFIX}'), 'send_time', detail),
+           message_id
     FROM receipts
     WHERE {{run_id:String}} = 'live' AND status IN ({_IN}) AND {in_range("at")}
 )

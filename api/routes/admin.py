@@ -23,7 +23,7 @@ from api.privacy.consent import ConsentStoreUnavailable, privacy_store
 from api.queries.channels import channel_pauses, switch_channel_at
 from api.queries.products import latest_products
 from api.routing import GuardedRoute
-from schemas.messages import CartItem, Nudge
+from schemas.messages import FLOW_RULES_VERSION, FORCED_RULES_VERSION, CartItem, Nudge
 from schemas.templates import render
 from schemas.topics import NUDGES
 
@@ -32,8 +32,6 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=GuardedRoute)
 ChannelName = Literal["whatsapp", "sms"]
 # Admin decisions follow no rules: these label them in reports. What the dispatcher acts
 # on (a force-send passes the daily cap) is the decision's origin.
-FORCED_RULES_VERSION = "admin:force"
-FLOW_RULES_VERSION = "admin:flow"
 
 
 class ChannelState(BaseModel):

@@ -27,6 +27,7 @@ from api.queries.not_sent import not_sent
 from api.queries.nudges import nudge_outcomes
 from api.queries.opt_outs import opt_outs
 from api.queries.referrals import ReferralRow, referral_funnel
+from api.queries.send_time import SendTimeRow, send_time_rows
 from api.queries.series import Metric, dead_letters, timeseries
 from api.queries.uplift import uplift
 from api.queries.variants import variant_rows
@@ -264,6 +265,28 @@ def get_variants(
     """Per nudge kind with variants, the bandit's snapshot in force now: each variant's
     sends, successes, success rate with its 95 % interval, and its allocation."""
     rows = run_query(variant_rows, clickhouse, now_ms(), kind)
+    return {"rows": [asdict(row) for row in rows]}
+
+
+class SendTimeResponse(BaseModel):
+    rows: list[SendTimeRow]
+
+
+@router.get(
+    "/send_time",
+    response_model=SendTimeResponse,
+    summary="Nudges sent at the best hour against a random hour: read rates and difference",
+)
+def get_send_time(
+    caller: ReadCaller,
+    clickhouse: ClickHouseDep,
+    span: TimeRangeDep,
+    kind: Annotated[Literal["high_intent"], Query()] = "high_intent",
+) -> dict[str, Any]:
+    """Per arm (``best_hour``, ``random_hour``) the nudges first held or sent in [from, to),
+    those sent and those read or clicked, the read rate with its 95 % Wilson interval; and
+    ``difference``: best hour minus random hour, with Newcombe's 95 % interval."""
+    rows = run_query(send_time_rows, clickhouse, span, kind)
     return {"rows": [asdict(row) for row in rows]}
 
 

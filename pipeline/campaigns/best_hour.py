@@ -68,19 +68,21 @@ def best_hour(
     return max(range(HOURS), key=lambda h: (posterior[h], -h))
 
 
-def _draw(campaign_id: str, user_key: str, purpose: str) -> int:
-    digest = blake2b(f"{purpose}\x1f{campaign_id}\x1f{user_key}".encode(), digest_size=8)
+def _draw(scope: str, user_key: str, purpose: str) -> int:
+    digest = blake2b(f"{purpose}\x1f{scope}\x1f{user_key}".encode(), digest_size=8)
     return int.from_bytes(digest.digest())
 
 
-def in_control(campaign_id: str, user_key: str, share: float = CONTROL_SHARE) -> bool:
-    """The same member is in the random-hour arm on every launch attempt."""
-    return _draw(campaign_id, user_key, "send-time-control") / 2**64 < share
+def in_control(scope: str, user_key: str, share: float = CONTROL_SHARE) -> bool:
+    """The same member is in the random-hour arm on every attempt. ``scope``: the
+    campaign's id, or the nudge kind (a shopper stays in one arm for all its nudges)."""
+    return _draw(scope, user_key, "send-time-control") / 2**64 < share
 
 
-def random_hour(campaign_id: str, user_key: str) -> int:
-    """A uniformly random local hour, the same on every launch attempt."""
-    return _draw(campaign_id, user_key, "send-time-hour") % HOURS
+def random_hour(scope: str, user_key: str) -> int:
+    """A uniformly random local hour, the same on every attempt (``scope``: the campaign's
+    id, or the nudge's id: a random hour per nudge)."""
+    return _draw(scope, user_key, "send-time-hour") % HOURS
 
 
 def arm_and_hour(

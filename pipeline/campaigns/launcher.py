@@ -33,11 +33,11 @@ from pipeline.campaigns.best_hour import (
     WINDOW,
     arm_and_hour,
     hour_counts,
-    local_hour,
     next_at_hour,
     pooled,
 )
 from pipeline.domain.clock import quiet_until, to_datetime, to_ms, zone
+from pipeline.warehouse.reading_hours import hour_histories
 from schemas.campaigns import (
     CAMPAIGN_COLUMNS,
     MEMBER_COLUMNS,
@@ -48,7 +48,7 @@ from schemas.campaigns import (
 from schemas.messages import CampaignMessage
 from schemas.process_metrics import timed_send
 from schemas.segments import compile_rule, load_rule
-from schemas.time import as_utc, from_ms
+from schemas.time import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -83,24 +83,6 @@ INNER JOIN (
 WHERE (m.campaign_id, m.message_id) NOT IN (SELECT campaign_id, message_id FROM campaign_releases)
 ORDER BY m.campaign_id, m.message_id
 LIMIT {limit:UInt32}
-"""
-
-
-# The members' reads and clicks (distinct receipts) in the lookback, per quarter hour
-# (every zone's offset is a whole number of quarters, so each maps to one local hour).
-_HISTORY = """
-SELECT user_key, groupArray(quarter_ms), groupArray(n)
-FROM (
-    SELECT user_key, toUnixTimestamp(toStartOfFifteenMinutes(at)) * 1000 AS quarter_ms,
-           uniqExact(receipt_id) AS n
-    FROM receipts
-    WHERE status IN ('read', 'clicked')
-      AND at >= fromUnixTimestamp64Milli({from_ms:Int64}, 'UTC')
-      AND at < fromUnixTimestamp64Milli({now_ms:Int64}, 'UTC')
-      AND user_key IN (SELECT user_key FROM profiles WHERE {rule})
-    GROUP BY user_key, quarter_ms
-)
-GROUP BY user_key
 """
 
 
@@ -168,22 +150,16 @@ def _histories(
 ) -> dict[str, list[int]]:
     """Each member's reads and clicks per local hour (their zone, else the campaign's)."""
     compiled = compile_rule(load_rule(campaign["rules"]), to_ms(now))
-    parameters = {
-        **compiled.params,
-        "from_ms": to_ms(now - LOOKBACK),
-        "now_ms": to_ms(now),
-    }
-    sql = _HISTORY.replace("{rule}", compiled.sql)  # the rule's values are bound parameters
-    rows = client.query(sql, parameters=parameters).result_rows
     zones = {user_key: timezone for user_key, _, _, timezone in found}
-    histories = {}
-    for user_key, quarters, counts in rows:
-        tz = zone(zones.get(user_key), campaign["timezone"])
-        hours = hour_counts(())
-        for quarter_ms, n in zip(quarters, counts, strict=True):
-            hours[local_hour(from_ms(quarter_ms), tz)] += n
-        histories[user_key] = hours
-    return histories
+    return hour_histories(
+        client,
+        to_ms(now - LOOKBACK),
+        to_ms(now),
+        lambda user_key: zone(zones.get(user_key), campaign["timezone"]),
+        # The rule's values are bound parameters.
+        f"AND user_key IN (SELECT user_key FROM profiles WHERE {compiled.sql})",
+        compiled.params,
+    )
 
 
 def _members(client: Client, campaign: dict[str, Any], now: datetime) -> list[tuple]:

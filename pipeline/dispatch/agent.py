@@ -28,6 +28,7 @@ from pipeline.dispatch.channels import TwilioSmsChannel, WhatsAppChannel
 from pipeline.dispatch.directory import Directory
 from pipeline.dispatch.dispatcher import Dispatcher
 from pipeline.dispatch.records import record_from_bytes, record_to_bytes
+from pipeline.dispatch.send_hours import Loaded, enabled, take_snapshot
 from pipeline.dispatch.settings import DispatchSettings
 from pipeline.dispatch.variants import snapshots_in_use, take_snapshots, with_variants
 from pipeline.domain.rules import Channel, rules_from
@@ -179,6 +180,8 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
     indexed: set[int] = set()
     last_poll = 0.0
     variants = with_variants(rules)
+    best_hours = enabled(rules)
+    hour_snapshots = Loaded()
 
     def ensure_indexed(partition: int) -> None:
         if partition not in indexed:
@@ -217,6 +220,13 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
                 )
             except Exception as exc:  # the last snapshots loaded stay in use meanwhile
                 log.warning("cannot read the variant snapshots: %s", type(exc).__name__)
+        if best_hours:
+            try:
+                dispatcher.hour_snapshots = await asyncio.to_thread(
+                    hour_snapshots.refresh, warehouse, rules, now_ms()
+                )
+            except Exception as exc:  # the last snapshots loaded stay in use meanwhile
+                log.warning("cannot read the send-hour snapshots: %s", type(exc).__name__)
 
     batched = BatchedAgents(ship, guard=failing_hard)
     batch = {"batch_size": settings.batch_size, "within_s": settings.batch_within_s}
@@ -277,6 +287,19 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
                 await dispatcher.warehouse(take_snapshots, warehouse, rules, now_ms(), lead_ms)
             except Exception as exc:  # the next period tries again; choices go on meanwhile
                 log.warning("cannot take the variant snapshots: %s", type(exc).__name__)
+
+    if best_hours:
+
+        @app.timer(interval=settings.send_hour_snapshot_s, on_leader=True)
+        async def snapshot_send_hours() -> None:
+            # One leader learns the hours; every dispatcher loads them on its poll.
+            lead_ms = int(settings.bandit_lead_s * 1000)
+            taken = now_ms()
+            zone = rules.suppression.default_timezone
+            try:
+                await dispatcher.warehouse(take_snapshot, warehouse, zone, taken, taken + lead_ms)
+            except Exception as exc:  # the next period tries again; aims go on meanwhile
+                log.warning("cannot take the send-hour snapshot: %s", type(exc).__name__)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(app: faust.App, revoked: set, **kwargs: object) -> None:

@@ -51,6 +51,7 @@ from pipeline.dispatch.records import (
     pending_key,
     user_key_of,
 )
+from pipeline.dispatch.send_hours import HourSnapshot
 from pipeline.dispatch.settings import DispatchSettings
 from pipeline.domain.rules import Rules, default_rules
 from pipeline.engine.outputs import Record as OutRecord
@@ -60,6 +61,7 @@ from schemas.bandit import Snapshot, variant_at
 from schemas.catalog import Product
 from schemas.messages import (
     HELD_UNTIL_PREFIX,
+    SEND_TIME_UNTIL_PREFIX,
     CampaignMessage,
     Nudge,
     NudgeCancellation,
@@ -98,9 +100,14 @@ class _Work:
     resume: bool = False  # a held record re-evaluated
 
 
-def held_until(ms: int) -> str:
-    """A ``held`` receipt's detail: quiet hours, and when they end (UTC)."""
-    return HELD_UNTIL_PREFIX + from_ms(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+def held_until(ms: int, prefix: str = HELD_UNTIL_PREFIX) -> str:
+    """A ``held`` receipt's detail: quiet hours, and when they end (UTC); or, with
+    ``SEND_TIME_UNTIL_PREFIX``, the best hour, and when it starts."""
+    return prefix + from_ms(ms).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# A hold's reason → its ``held`` receipt's detail prefix.
+_HELD_PREFIX = {"quiet_hours": HELD_UNTIL_PREFIX, "send_time": SEND_TIME_UNTIL_PREFIX}
 
 
 class Dispatcher:
@@ -133,6 +140,10 @@ class Dispatcher:
         # them from the warehouse on a poll): a nudge's variant is chosen with the one
         # in force at its decision time.
         self.snapshots: dict[str, list[Snapshot]] = {}
+        # The learned send hours' recorded snapshots, oldest first (loaded likewise, only
+        # when a rule sends at the best hour): a nudge is aimed with the one in force at
+        # its decision time (policy.aim).
+        self.hour_snapshots: list[HourSnapshot] = []
         self._out: list[OutRecord] = []
         self._audit: list[list[Any]] = []
         # partition → message id → (deadline ms, held): held and awaiting messages.
@@ -154,8 +165,9 @@ class Dispatcher:
     def _index(self, partition: int, record: MessageRecord) -> None:
         deadlines = self._deadlines.setdefault(partition, {})
         if _pending(record):
-            # A paused channel is looked at every tick; quiet hours only at their deadline.
-            every_tick = record.stage == "held" and record.hold != "quiet_hours"
+            # A paused channel is looked at every tick; quiet hours and the best hour only
+            # at their deadline.
+            every_tick = record.stage == "held" and record.hold == "channels_paused"
             deadlines[record.message_id] = (record.deadline_ms, every_tick)
         else:
             deadlines.pop(record.message_id, None)
@@ -291,6 +303,8 @@ class Dispatcher:
             cost=cost,
             currency=None if cost is None else self.rules.dispatch.rate_card.currency,
             variant=record.variant,
+            send_arm=record.send_arm,  # type: ignore[arg-type]
+            send_hour=record.send_hour,
         )
         self._out.append((self.receipts_topic, record.user_key.encode(), receipt.to_json(), None))
         DISPATCH_OUTCOMES.labels(channel or "none", status).inc()
@@ -360,17 +374,35 @@ class Dispatcher:
                 decision.items[0].product_id if decision.items else None
             )
             content = {"discount_percent": decision.discount_percent, "product": product}
+        forced = isinstance(decision, Nudge) and decision.origin == "admin_force"
+        aimed = (
+            policy.aim(
+                self.send_rules,
+                kind,
+                message_id,
+                decision.user_key,
+                epoch_ms(decision.decided_at),
+                decision.timezone,
+                self.hour_snapshots,
+                forced=forced,
+            )
+            if isinstance(decision, Nudge)
+            else None
+        )
         return MessageRecord(
             message_id=message_id,
             kind=kind,
             user_key=decision.user_key,
             subjects=subjects,
             created_ms=now_ms,
-            forced=isinstance(decision, Nudge) and decision.origin == "admin_force",
+            forced=forced,
             content=content,
             triggered_ms=epoch_ms(triggered),
             timezone=decision.timezone,
             variant=self._variant(decision) if isinstance(decision, Nudge) else None,
+            send_arm=None if aimed is None else aimed.arm,
+            send_hour=None if aimed is None else aimed.hour,
+            send_at_ms=None if aimed is None or aimed.hour is None else aimed.at_ms,
         )
 
     def _variant(self, nudge: Nudge) -> str | None:
@@ -729,8 +761,9 @@ class Dispatcher:
     def _not_now(
         self, work: _Work, reach: policy.Reach, now_ms: int, released: dict[str, int]
     ) -> bool:
-        """The send-time gate before a message's first channel: expired, held for quiet
-        hours, or (released from them) over the daily cap. True when it is not sent now.
+        """The send-time gate before a message's first channel: expired, held for the
+        shopper's best hour or for quiet hours, or (released from either) over the daily
+        cap. True when it is not sent now.
         No consent at all is left to the channel step, which records it."""
         record = work.record
         if isinstance(policy.next_step(reach), policy.Stop):
@@ -745,19 +778,22 @@ class Dispatcher:
             forced=record.forced,
             # A campaign's own quiet hours (per member zone) are kept by its launcher.
             quiet_hours=record.kind != "campaign",
+            aimed_ms=record.send_at_ms,
         )
         if isinstance(verdict, policy.Expire):
             self._finish(record, "expired", verdict.reason, now_ms)
             return True
         if isinstance(verdict, policy.Wait):
-            if record.hold != "quiet_hours" or record.hold_until_ms != verdict.until_ms:
-                self._receipt(record, "held", now_ms, detail=held_until(verdict.until_ms))
-            record.stage, record.hold = "held", "quiet_hours"
+            if record.hold != verdict.reason or record.hold_until_ms != verdict.until_ms:
+                detail = held_until(verdict.until_ms, _HELD_PREFIX[verdict.reason])
+                self._receipt(record, "held", now_ms, detail=detail)
+            record.stage, record.hold = "held", verdict.reason
             record.hold_until_ms = verdict.until_ms
-            record.held_ms = now_ms if record.held_ms is None else record.held_ms
+            if verdict.reason == "quiet_hours":  # their maximum hold counts from here
+                record.held_ms = now_ms if record.held_ms is None else record.held_ms
             record.deadline_ms = verdict.wake_ms
             return True
-        if record.hold == "quiet_hours":  # released: the cap is checked again
+        if record.hold in ("quiet_hours", "send_time"):  # released: the cap is checked again
             record.hold = None
             user = self._user(record.user_key, work.partition)
             sent_today = user.sent_within_day(now_ms) + released.get(record.user_key, 0)

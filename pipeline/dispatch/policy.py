@@ -10,14 +10,23 @@ The caller says which channels were already tried (and why the last one did not 
 hours in the shopper's zone → held until they end, expired once held longer than
 ``suppression.quiet_hours.max_hold_s``. Admin force-sends skip both (an operator
 asked for this message now); they never skip consent.
+
+``aim`` is where a high-intent nudge whose rule sends at the best hour is aimed: its arm
+(the random-hour control by a stable hash of the shopper, else the best hour learned in
+the snapshot in force at its decision time) and the next start of that local hour from
+the decision time, when it comes within ``max_delay_s``; ``at_send_time`` then holds it
+until that instant, before quiet hours, which still win. Cart rescues are never aimed.
 """
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import time
+from typing import Literal
 
-from pipeline.domain.clock import quiet_until, zone
-from pipeline.domain.rules import Rules
+from pipeline.campaigns.best_hour import in_control, next_at_hour, random_hour
+from pipeline.dispatch.send_hours import HourSnapshot, learned_hour
+from pipeline.domain.clock import quiet_until, to_datetime, to_ms, zone
+from pipeline.domain.rules import Rules, SendTime
 from schemas.messages import EXPIRED_MAX_HOLD, EXPIRED_STALE
 
 CHANNEL_ORDER = ("whatsapp", "sms")
@@ -107,6 +116,9 @@ class SendRules:
     quiet_end: time | None
     max_hold_ms: int
     default_timezone: str
+    # message kind -> its best-hour setting, for the kinds whose rule enables it (only
+    # high_intent can: cart rescues are time-critical and have no such setting).
+    best_hour: Mapping[str, SendTime] = field(default_factory=dict)
 
     @classmethod
     def of(cls, rules: Rules) -> "SendRules":
@@ -118,6 +130,11 @@ class SendRules:
             quiet_end=plan.quiet_end,
             max_hold_ms=plan.max_hold_ms,
             default_timezone=plan.default_timezone,
+            best_hour={
+                kind: setting
+                for kind, setting in {"high_intent": rules.high_intent.send_time}.items()
+                if setting.mode == "best_hour"
+            },
         )
 
 
@@ -128,11 +145,13 @@ class Go:
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    """Held for quiet hours: they end at ``until_ms``; look again at ``wake_ms`` (the end,
-    or earlier when the message goes stale or reaches its maximum hold first)."""
+    """Held for quiet hours (they end at ``until_ms``) or for the best hour (``reason``
+    ``send_time``: it starts at ``until_ms``); look again at ``wake_ms`` (the end, or
+    earlier when the message goes stale or reaches its maximum hold first)."""
 
     until_ms: int
     wake_ms: int
+    reason: Literal["quiet_hours", "send_time"] = "quiet_hours"
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +172,14 @@ def at_send_time(
     held_since_ms: int | None = None,
     forced: bool = False,
     quiet_hours: bool = True,
+    aimed_ms: int | None = None,
 ) -> Verdict:
     """May a message of ``kind`` triggered at ``triggered_ms`` go out at ``now_ms``?
 
     ``held_since_ms``: when its quiet-hours hold began (None if never held).
     ``quiet_hours=False`` for messages whose quiet hours were applied upstream.
+    ``aimed_ms``: the instant ``aim`` chose (None: as decided); held until then, and
+    quiet hours are kept from there.
     """
     if forced:
         return GO
@@ -165,6 +187,9 @@ def at_send_time(
     stale_after = None if max_age is None else triggered_ms + max_age
     if stale_after is not None and now_ms > stale_after:
         return Expire(EXPIRED_STALE)
+    if aimed_ms is not None and now_ms < aimed_ms:
+        wake = aimed_ms if stale_after is None else min(aimed_ms, stale_after + 1)
+        return Wait(aimed_ms, wake, "send_time")
     if not quiet_hours or rules.quiet_start is None or rules.quiet_end is None:
         return GO
     tz = zone(timezone, rules.default_timezone)
@@ -178,3 +203,50 @@ def at_send_time(
     if stale_after is not None:
         wake = min(wake, stale_after + 1)
     return Wait(until, wake)
+
+
+# --- the best hour -------------------------------------------------------------------
+
+SendArm = Literal["best_hour", "random_hour"]
+
+
+@dataclass(frozen=True, slots=True)
+class Aim:
+    """A nudge in the send-time experiment: its arm, the local hour it is held for (None:
+    sent as decided: nothing learned, or the hour comes later than ``max_delay_s``) and
+    the instant it may go (the start of that hour, else the decision time)."""
+
+    arm: SendArm
+    hour: int | None
+    at_ms: int
+
+
+def aim(
+    rules: SendRules,
+    kind: str,
+    nudge_id: str,
+    user_key: str,
+    decided_ms: int,
+    timezone: str | None,
+    snapshots: Sequence[HourSnapshot],
+    forced: bool = False,
+) -> Aim | None:
+    """Where a nudge is aimed; None outside the experiment (its kind's rule sends as
+    decided, a cart rescue, an admin force-send). A function of the decision and the
+    recorded snapshots only: a replay, or a dispatcher catching up, aims it the same."""
+    setting = rules.best_hour.get(kind)
+    if setting is None or forced:
+        return None
+    arm: SendArm
+    if in_control(kind, user_key, setting.control_share):
+        # The control: a shopper stays in it for every nudge; a random hour per nudge.
+        arm, hour = "random_hour", random_hour(nudge_id, user_key)
+    else:
+        arm, hour = "best_hour", learned_hour(snapshots, user_key, decided_ms)
+    if hour is None:
+        return Aim(arm, None, decided_ms)
+    tz = zone(timezone, rules.default_timezone)
+    aimed = to_ms(next_at_hour(to_datetime(decided_ms), hour, tz))
+    if aimed - decided_ms > setting.max_delay_s * 1000:
+        return Aim(arm, None, decided_ms)
+    return Aim(arm, hour, aimed)

@@ -20,13 +20,14 @@ import orjson
 
 # new: its decision read, not yet planned (a crash before its wave leaves it so: the
 # batch, uncommitted, is read again and plans it);
-# held: waiting for quiet hours to end or for a paused channel (``hold`` says which);
+# held: waiting for quiet hours to end, for the shopper's best hour or for a paused
+# channel (``hold`` says which);
 # sending: the intent to call the provider on ``sending`` is stored, its answer is not
 # (in flight, or lost in a crash: reconciled from webhooks, else ``unknown``);
 # awaiting: sent on WhatsApp, SMS may follow; sent: on its last channel;
 # done: ended with nothing in flight (cancelled, suppressed, expired...).
 Stage = Literal["new", "held", "sending", "awaiting", "sent", "done"]
-Hold = Literal["quiet_hours", "channels_paused"]
+Hold = Literal["quiet_hours", "send_time", "channels_paused"]
 DAY_MS = 86_400_000
 
 
@@ -63,6 +64,13 @@ class MessageRecord:
     calling_code: str | None = None
     # The message variant chosen for it (schemas/bandit.py); None: the kind's own message.
     variant: str | None = None
+    # Send-time optimisation (policy.aim), fixed when its decision is read: the arm
+    # ("best_hour", "random_hour"; None: outside the experiment), the local hour it is held
+    # for (None: as decided) and the instant it may go. Records stored before these
+    # fields read back with the defaults (outside the experiment).
+    send_arm: str | None = None
+    send_hour: int | None = None
+    send_at_ms: int | None = None
 
 
 @dataclass(slots=True)

@@ -54,6 +54,10 @@ class DispatchSettings(WorkerSettings):
     # applies to arrives).
     bandit_snapshot_s: float = Field(default=300.0, gt=0)
     bandit_lead_s: float = Field(default=30.0, gt=0)
+    # Send-time optimisation (pipeline/dispatch/send_hours.py), when a rule enables it:
+    # the leader takes a snapshot of the learned hours this often, in force
+    # ``bandit_lead_s`` after it is taken, as the variants' snapshots.
+    send_hour_snapshot_s: float = Field(default=3600.0, gt=0)
     storefront_url: str = "http://127.0.0.1:8000/demo"
 
     @model_validator(mode="after")

@@ -83,6 +83,22 @@ class Scoring(_Section):
         return weights
 
 
+class SendTime(_Section):
+    """When a high-intent nudge goes out (docs/dispatch.md, "Send time: the best hour").
+
+    ``as_decided`` (the default): at once, as ever. ``best_hour``: held until the next
+    start of the shopper's best local hour, learned from their reads and clicks
+    (pipeline/campaigns/best_hour.py, over recorded snapshots), when that comes within
+    ``max_delay_s`` of the decision; else sent as decided. A ``control_share`` of
+    shoppers (a stable hash) get a random hour instead, so the effect is measured.
+    Cart rescues have no such setting: they are time-critical.
+    """
+
+    mode: Literal["as_decided", "best_hour"] = "as_decided"
+    max_delay_s: Annotated[int, Field(ge=0, le=86_400)] = 43_200
+    control_share: Annotated[float, Field(ge=0, le=1)] = 0.2
+
+
 class HighIntent(_Section):
     threshold: PositivePoints = 8.0
     hysteresis: Annotated[float, Field(ge=0, lt=1)] = 0.3
@@ -90,6 +106,7 @@ class HighIntent(_Section):
     user_cooldown_s: Annotated[int, Field(ge=0, le=365 * 86_400)] = 3600
     discount_percent: Percent = 10
     skip_products_in_cart: bool = True
+    send_time: SendTime = SendTime()
 
 
 class CartRescue(_Section):
@@ -314,6 +331,17 @@ class Rules(_Section):
                     f" suppression.quiet_hours.max_hold_s ({quiet.max_hold_s}):"
                     " every nudge held through quiet hours would expire"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _send_time_delay_within_age(self) -> "Rules":
+        delay, age = self.high_intent.send_time.max_delay_s, self.dispatch.max_age_s.high_intent
+        if self.high_intent.send_time.mode == "best_hour" and delay >= age:
+            raise ValueError(
+                f"high_intent.send_time.max_delay_s ({delay}) must be shorter than"
+                f" dispatch.max_age_s.high_intent ({age}): a nudge held for its best hour"
+                " would expire waiting"
+            )
         return self
 
     @cached_property

@@ -1,5 +1,6 @@
 """``intentflow backtest compare RUN_A RUN_B``: two runs' decisions side by side;
-``intentflow backtest variants --from --to``: live's message variants recomputed.
+``intentflow backtest variants --from --to``: live's message variants recomputed;
+``intentflow backtest send-times --from --to``: live's best-hour aims (send_times.py).
 
 The queries and the report are schemas/backtests.py's (the API serves the same);
 this module runs them on the warehouse and prints the result.
@@ -11,6 +12,7 @@ from datetime import datetime
 import click
 
 from pipeline.replay.options import ISO_MOMENT
+from pipeline.replay.send_times import send_times_command
 from schemas.backtests import (
     BacktestComparison,
     OnlyIn,
@@ -129,3 +131,4 @@ def variants_command(from_: datetime, to: datetime) -> None:
 
 backtest_group.add_command(compare_command)
 backtest_group.add_command(variants_command)
+backtest_group.add_command(send_times_command)

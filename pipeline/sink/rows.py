@@ -82,6 +82,7 @@ NUDGES = Table(
         "signals",
         "rules_version",
         "trigger_event_id",
+        "timezone",
     ),
     "decided_at",
 )
@@ -146,6 +147,8 @@ RECEIPTS = Table(
         "cost",
         "currency",
         "variant",
+        "send_arm",
+        "send_hour",
     ),
     "at",
 )
@@ -294,6 +297,7 @@ def nudge_row(nudge: Nudge, run_id: str) -> tuple:
         orjson.dumps(nudge.signals).decode(),
         nudge.rules_version,
         nudge.trigger_event_id,
+        nudge.timezone or "",
     )
 
 
@@ -356,6 +360,8 @@ def receipt_row(receipt: Receipt) -> tuple:
         receipt.cost or 0.0,
         receipt.currency or "",
         receipt.variant or "",
+        receipt.send_arm or "",
+        -1 if receipt.send_hour is None else receipt.send_hour,
     )
 
 

@@ -230,6 +230,11 @@ ROWS: dict[tuple[str, str], tuple[str, dict[str, Any], dict[str, int]]] = {
     ),
     ("GET", "/v1/metrics/uplift"): (f"/v1/metrics/uplift?{SPAN}", {}, only(200, "read")),
     ("GET", "/v1/metrics/variants"): ("/v1/metrics/variants", {}, only(200, "read")),
+    ("GET", "/v1/metrics/send_time"): (
+        f"/v1/metrics/send_time?{SPAN}&kind=high_intent",
+        {},
+        only(200, "read"),
+    ),
     ("GET", "/v1/summaries/nudges"): (
         f"/v1/summaries/nudges?{SPAN}&kind=cart_rescue",
         {},
