@@ -1,5 +1,6 @@
 """A nudge kind's figures for its summary (schemas/summaries.py), taken from the same
-query functions as ``/v1/metrics/nudges`` and ``/v1/metrics/uplift`` so that every
+query functions as ``/v1/metrics/nudges``, ``/v1/metrics/uplift`` and
+``/v1/metrics/send_time`` so that every
 number the summary states is one the metrics API reports for the same range; and a
 campaign's, from ``GET /v1/campaigns/{id}``'s own row (api/queries/campaigns.py).
 """
@@ -10,6 +11,7 @@ from clickhouse_connect.driver.client import Client
 
 from api.queries.common import TimeRange, in_range
 from api.queries.nudges import ALL, nudge_outcomes
+from api.queries.send_time import SendTimeRow, send_time_rows
 from api.queries.uplift import uplift
 from schemas.runs import LIVE_RUN
 from schemas.summaries import NudgeFigures, SendTimeFigures
@@ -51,6 +53,27 @@ def nudge_figures(client: Client, time_range: TimeRange, window_s: int, kind: st
         uplift=difference.rate,
         uplift_low=difference.ci_low,
         uplift_high=difference.ci_high,
+        send_time=_nudge_send_time(client, time_range, kind),
+    )
+
+
+def _nudge_send_time(client: Client, time_range: TimeRange, kind: str) -> SendTimeFigures | None:
+    """The kind's send-time arms, as ``/v1/metrics/send_time`` gives them for the range;
+    None when no nudge of it was in the experiment then (or the kind has none)."""
+    if kind != "high_intent":  # the only kind a rule may send at the best hour
+        return None
+    rows: dict[str, SendTimeRow] = {r.arm: r for r in send_time_rows(client, time_range, kind)}
+    best, random, difference = rows["best_hour"], rows["random_hour"], rows["difference"]
+    if not (best.messages or random.messages):
+        return None
+    return SendTimeFigures(
+        best_hour_messages=best.messages or 0,
+        best_hour_read=best.read or 0,
+        random_hour_messages=random.messages or 0,
+        random_hour_read=random.read or 0,
+        difference=difference.read_rate,
+        difference_low=difference.ci_low,
+        difference_high=difference.ci_high,
     )
 
 

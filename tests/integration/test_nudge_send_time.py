@@ -235,6 +235,31 @@ def test_nudges_go_at_the_learned_hour_and_are_read_more_than_at_random_hours(
     assert rows["best_hour"]["read"] + rows["random_hour"]["read"] == len(reads)
     assert rows["best_hour"]["read_rate"] > rows["random_hour"]["read_rate"]
     assert rows["difference"]["ci_low"] > 0
+    # The kind in words states the same arms, number by number.
+    summary = stack["http"].get(
+        f"{stack['api']}/v1/summaries/nudges",
+        params={**span, "kind": "high_intent"},
+        headers=READ,
+    )
+    assert summary.status_code == 200, summary.text
+    arms = summary.json()["figures"]["send_time"]
+    stated = {
+        "best_hour_messages": rows["best_hour"]["messages"],
+        "best_hour_read": rows["best_hour"]["read"],
+        "best_hour_read_share": pytest.approx(rows["best_hour"]["read_rate"]),
+        "random_hour_messages": rows["random_hour"]["messages"],
+        "random_hour_read": rows["random_hour"]["read"],
+        "random_hour_read_share": pytest.approx(rows["random_hour"]["read_rate"]),
+        "difference": pytest.approx(rows["difference"]["read_rate"]),
+        "difference_low": pytest.approx(rows["difference"]["ci_low"]),
+        "difference_high": pytest.approx(rows["difference"]["ci_high"]),
+    }
+    assert {name: arms[name] for name in stated} == stated
+    said = (
+        f"read {100 * rows['best_hour']['read_rate']:.1f} % at the learned best hour vs"
+        f" {100 * rows['random_hour']['read_rate']:.1f} % at random hours"
+    )
+    assert said in summary.json()["text"], summary.json()["text"]
     print(
         f"learned = hidden for {accuracy:.1%} of {len(learned)} best-hour shoppers with history;"
         f" read rate best hour {rows['best_hour']['read_rate']:.3f}"
