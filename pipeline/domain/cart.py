@@ -97,7 +97,9 @@ def resolve(state: UserState, reason: str, ts: int, plan: Plan, out: Decisions) 
             NudgeCancellation(
                 nudge_id=cart.rescue_id,
                 kind="cart_rescue",
-                user_key=state.key,
+                # Where the rescue went: an anonymous cart carried over on identify was
+                # rescued under the anonymous key, the partition its message is on.
+                user_key=cart.rescue_key or state.key,
                 reason=reason,
                 at=to_datetime(ts),
                 rules_version=plan.version,
@@ -117,6 +119,7 @@ def rescue(state: UserState, plan: Plan, out: Decisions) -> None:
     at = cart.deadline_ms
     cart.deadline_ms = None
     cart.rescue_id = nudge_id(state.key, "cart_rescue", cart.cart_id, plan.version)
+    cart.rescue_key = state.key
     when = to_datetime(at)
     nudge = Nudge(
         nudge_id=cart.rescue_id,

@@ -113,6 +113,7 @@ def fire_due(state: UserState, until: int, plan: Plan, out: list) -> None:
             published = suppression.release(state, held, plan)
             if basket is not None and basket.rescue_id == published.nudge_id:
                 basket.rescue_emitted = published.status == "emit"
+            high_intent.note_published(state, published, held.release_ms, plan)
             out.append(published)
         elif cart_due is not None and cart_due <= until:
             cart.rescue(state, plan, out)
@@ -275,6 +276,7 @@ def _order_placed(state: UserState, event: Event, ts: int, plan: Plan, out: list
         if score is not None:
             clear(score)
     high_intent.withdraw_held(state, bought, ts, out)
+    high_intent.withdraw_sent(state, bought, ts, str(event.event_id), plan, out)
     upgrade = vip.maybe_upgrade(state, ts, str(event.event_id), plan)
     if upgrade is not None:
         out.append(upgrade)

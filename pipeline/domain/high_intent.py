@@ -4,6 +4,11 @@ Hysteresis: after firing, a product re-arms only once its score (decayed,
 read just before a new signal) falls below threshold x (1 - hysteresis).
 Cooldowns: per product, and between any two high_intent nudges of a user.
 Trigger: product id + the event that crossed, so the nudge id is stable.
+
+A nudge published to be sent may still wait at the dispatcher (for the shopper's best
+hour, quiet hours or a paused channel) up to the kind's maximum age. Buying its product
+meanwhile withdraws it (a ``NudgeCancellation``), as an order withdraws a cart rescue:
+a discount on what the shopper just bought is the wrong message.
 """
 
 from pipeline.domain import suppression
@@ -11,8 +16,8 @@ from pipeline.domain.clock import to_datetime
 from pipeline.domain.ids import nudge_id
 from pipeline.domain.rules import Plan
 from pipeline.domain.scoring import top_signals
-from pipeline.domain.state import NO_TIME, ProductIntent, UserState
-from schemas.messages import Nudge
+from pipeline.domain.state import NO_TIME, ProductIntent, Sent, UserState
+from schemas.messages import Nudge, NudgeCancellation
 
 
 def check(
@@ -59,7 +64,48 @@ def check(
         rules_version=plan.version,
         trigger_event_id=event_id,
     )
-    out.append(suppression.settle(state, nudge, ts, plan))
+    settled = suppression.settle(state, nudge, ts, plan)
+    note_published(state, settled, ts, plan)
+    out.append(settled)
+
+
+def note_published(state: UserState, decision: object, ts: int, plan: Plan) -> None:
+    """Remember a high-intent nudge published to be sent (until its maximum age), so an
+    order of its product can withdraw it."""
+    state.hi_sent = [x for x in state.hi_sent if ts - x.emitted_ms <= plan.hi_max_age_ms]
+    if (
+        isinstance(decision, Nudge)
+        and decision.kind == "high_intent"
+        and decision.status == "emit"
+        and decision.product_id is not None
+    ):
+        state.hi_sent.append(Sent(decision.product_id, decision.nudge_id, decision.user_key, ts))
+
+
+def withdraw_sent(
+    state: UserState, products: set[str], ts: int, trigger: str, plan: Plan, out: list
+) -> None:
+    """Products just bought: withdraw their high-intent nudges the dispatcher may still
+    hold (sent ones are past withdrawing; the dispatcher ignores those)."""
+    kept = []
+    for sent in state.hi_sent:
+        if ts - sent.emitted_ms > plan.hi_max_age_ms:
+            continue  # expired at the dispatcher by now
+        if sent.product not in products:
+            kept.append(sent)
+            continue
+        out.append(
+            NudgeCancellation(
+                nudge_id=sent.nudge_id,
+                kind="high_intent",
+                user_key=sent.user_key,
+                reason="order_placed",
+                at=to_datetime(ts),
+                rules_version=plan.version,
+                trigger_event_id=trigger,
+            )
+        )
+    state.hi_sent = kept
 
 
 def withdraw_held(state: UserState, products: set[str], ts: int, out: list) -> None:

@@ -53,7 +53,7 @@ def merge(
     _merge_categories(user, anon, plan)
     if anon.focus is not None and anon.focus_ms > user.focus_ms:
         user.focus, user.focus_ms = anon.focus, anon.focus_ms
-    user.cart = _merge_carts(user.cart, anon.cart, plan)
+    user.cart = _merge_carts(user.cart, anon.cart, anon.key, plan)
     _merge_orders(user, anon)
     _merge_consent(user, anon)
     user.timezone = user.timezone or anon.timezone
@@ -62,6 +62,9 @@ def merge(
     elif anon.cap_day == user.cap_day:
         user.cap_count += anon.cap_count
     user.hi_ms = max(user.hi_ms, anon.hi_ms)
+    # Their nudges still withdrawable keep the key they went under (their partition).
+    sent = {x.nudge_id for x in user.hi_sent}
+    user.hi_sent.extend(x for x in anon.hi_sent if x.nudge_id not in sent)
     known = {h.nudge.nudge_id for h in user.held}
     user.held.extend(
         Held(h.deadline_ms, h.release_ms, h.nudge)
@@ -120,7 +123,9 @@ def _merge_categories(user: UserState, anon: UserState, plan: Plan) -> None:
         del user.categories[weakest(user.categories, at, plan.decay_category)]
 
 
-def _merge_carts(mine: Cart | None, theirs: Cart | None, plan: Plan) -> Cart | None:
+def _merge_carts(
+    mine: Cart | None, theirs: Cart | None, theirs_key: str, plan: Plan
+) -> Cart | None:
     if theirs is None:
         return mine
     copy = Cart(
@@ -131,15 +136,17 @@ def _merge_carts(mine: Cart | None, theirs: Cart | None, plan: Plan) -> Cart | N
         theirs.checkout_ms,
         theirs.rescue_id,
         theirs.rescue_emitted,
+        theirs.rescue_key or theirs_key,
     )
     if mine is None:
         return copy
     # One cart: a triggered rescue wins (never a second one); else the older cart's id.
     if mine.rescue_id is None and (copy.rescue_id is not None or copy.started_ms < mine.started_ms):
-        mine.cart_id, mine.rescue_id, mine.rescue_emitted = (
+        mine.cart_id, mine.rescue_id, mine.rescue_emitted, mine.rescue_key = (
             copy.cart_id,
             copy.rescue_id,
             copy.rescue_emitted,
+            copy.rescue_key,
         )
     mine.started_ms = min(mine.started_ms, copy.started_ms)
     for product, (qty, price) in copy.items.items():

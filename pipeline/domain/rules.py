@@ -373,6 +373,7 @@ class Plan:
     hi_user_cooldown_ms: int
     hi_discount: float
     hi_skip_in_cart: bool
+    hi_max_age_ms: int  # how long the dispatcher may still send a high-intent nudge
     cart_timeout_ms: int
     checkout_timeout_ms: int
     exit_grace_ms: int
@@ -420,6 +421,7 @@ class Plan:
             hi_user_cooldown_ms=hi.user_cooldown_s * 1000,
             hi_discount=hi.discount_percent,
             hi_skip_in_cart=hi.skip_products_in_cart,
+            hi_max_age_ms=rules.dispatch.max_age_s.high_intent * 1000,
             cart_timeout_ms=cart.timeout_s * 1000,
             checkout_timeout_ms=cart.checkout_timeout_s * 1000,
             exit_grace_ms=cart.exit_intent_grace_s * 1000,

@@ -67,6 +67,9 @@ class Cart:
     checkout_ms: int = NO_TIME  # checkout_started since the last cart change
     rescue_id: str | None = None
     rescue_emitted: bool = False  # published with status emit: needs a cancellation
+    # The key the rescue was published under (its dispatcher partition); None: the
+    # state's own (carts stored before this field, and rescues not yet triggered).
+    rescue_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -76,6 +79,17 @@ class Held:
     deadline_ms: int  # min(release, triggered + max hold)
     release_ms: int
     nudge: Nudge
+
+
+@dataclass(slots=True)
+class Sent:
+    """A high-intent nudge the engine published to be sent, while the dispatcher may
+    still hold it (the kind's maximum age): withdrawn if its product is bought."""
+
+    product: str
+    nudge_id: str
+    user_key: str  # the key it was published under: its dispatcher partition
+    emitted_ms: int
 
 
 @dataclass(slots=True)
@@ -103,6 +117,7 @@ class UserState:
     hi_ms: int = NO_TIME  # last high_intent nudge, for the user cooldown
     held: list[Held] = field(default_factory=list)
     merged: list[str] = field(default_factory=list)  # anonymous ids merged in
+    hi_sent: list[Sent] = field(default_factory=list)
 
 
 def _pack_seen(seen: dict[int, int], last_ms: int) -> list:
@@ -142,6 +157,7 @@ def _cart_out(c: Cart | None) -> list | None:
         c.checkout_ms,
         c.rescue_id,
         c.rescue_emitted,
+        c.rescue_key,
     ]
 
 
@@ -184,6 +200,7 @@ def state_to_bytes(state: UserState) -> bytes:
             state.hi_ms,
             [[h.deadline_ms, h.release_ms, h.nudge.model_dump(mode="json")] for h in state.held],
             state.merged,
+            [[x.product, x.nudge_id, x.user_key, x.emitted_ms] for x in state.hi_sent],
         ]
     )
 
@@ -217,7 +234,10 @@ def state_from_bytes(data: bytes) -> UserState:
         hi_ms,
         held,
         merged,
+        *newer,
     ) = raw
+    # States written before a field was added read back without it.
+    hi_sent = newer[0] if newer else []
     return UserState(
         key=key,
         user_id=user_id,
@@ -241,4 +261,5 @@ def state_from_bytes(data: bytes) -> UserState:
         hi_ms=hi_ms,
         held=[Held(d, r, Nudge.model_validate(n)) for d, r, n in held],
         merged=merged,
+        hi_sent=[Sent(*x) for x in hi_sent],
     )

@@ -13,7 +13,9 @@ sends at once what a timely dispatcher would have held until then; a few nudges 
 now are held (``send_time_until``), not sent. The shoppers then read as ``read_chance``
 says for the local hour each message was aimed at, and ``GET /v1/metrics/send_time``
 compares the arms. Each receipt's arm and hour are recomputed from the recorded snapshot
-and the nudge (``policy.aim``): no mismatch.
+and the nudge (``policy.aim``): no mismatch. Last, the whole loop on the engine: a
+shopper's events make a high-intent nudge, held for their best hour, and their order of
+the product withdraws it before it is sent.
 """
 
 import asyncio
@@ -33,7 +35,8 @@ from pipeline.cli import main
 from pipeline.dispatch import policy
 from pipeline.dispatch.dispatcher import held_until
 from pipeline.dispatch.send_hours import load_snapshots, take_snapshot
-from pipeline.domain.rules import load_rules
+from pipeline.domain.ids import in_holdout
+from pipeline.domain.rules import default_rules, load_rules
 from pipeline.local.simulate import preferred_hour, read_chance
 from schemas import pii
 from schemas.messages import SEND_TIME_UNTIL_PREFIX, Nudge
@@ -43,10 +46,13 @@ from tests.integration.test_best_hour import ENOUGH, SEED, _history, _insert
 from tests.integration.test_dispatch import (
     MASTER,
     READ,
+    SERVER,
     _loop,
+    consent,
     dispatch_rules,
     produce,
     sim_messages,
+    track,
     wait_until,
 )
 from tests.rows import receipt
@@ -71,6 +77,44 @@ def best_hour_rules(stack):
     }
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def loop_shopper(user: str) -> bool:
+    """Outside the default rules' holdout (the engine's) and the send-time control."""
+    plan = default_rules().plan
+    return not in_holdout(user, plan.salt, plan.holdout_share) and not in_control(
+        "high_intent", user, 0.2
+    )
+
+
+def linger(user: str, product: str, at: datetime, zone_name: str) -> dict:
+    """Forty seconds on a product's specs: four of them make its high-intent nudge."""
+    return {
+        "event_id": str(uuid.uuid4()),
+        "name": "spec_linger",
+        "timestamp": at.isoformat(),
+        "anonymous_id": f"anon-{user}",
+        "user_id": user,
+        "properties": {"product_id": product, "dwell_ms": 40_000},
+        "context": {"timezone": zone_name},
+    }
+
+
+def ordered(user: str, product: str, zone_name: str) -> dict:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "name": "order_placed",
+        "timestamp": datetime.now(UTC).isoformat(),
+        "anonymous_id": f"anon-{user}",
+        "user_id": user,
+        "properties": {
+            "order_id": f"o-{user}-{uuid.uuid4().hex[:6]}",
+            "items": [{"product_id": product, "quantity": 1, "amount": 120.0}],
+            "total": 120.0,
+            "currency": "EUR",
+        },
+        "context": {"timezone": zone_name},
+    }
 
 
 def high_intent(user: str, decided: datetime, tz: str) -> Nudge:
@@ -108,14 +152,16 @@ def test_nudges_go_at_the_learned_hour_and_are_read_more_than_at_random_hours(
     # A few shoppers decided now, whose learned hour is three hours ahead: held.
     later = [f"sendtime-later-{i}" for i in range(40)]
     later = [u for u in later if not in_control("high_intent", u, 0.2)][:3]
+    # And one whose nudge the engine decides from its events, then withdraws on an order.
+    buyer = next(u for u in (f"sendtime-buyer-{i}" for i in range(40)) if loop_shopper(u))
     ahead = (now.astimezone(tz).hour + 3) % 24
-    hidden |= {u: ahead for u in later}
+    hidden |= {u: ahead for u in [*later, buyer]}
 
     # History: reads (some clicked) over the month before the decisions, as the truth has
     # it (test_best_hour's shoppers' history), and the held shoppers' reads at their hour.
     zones = SimpleNamespace(user_keys=users, timezones=dict.fromkeys(users, zone_name))
     past, rich = _history(zones, hidden, decided_from)
-    for user in later:
+    for user in [*later, buyer]:
         for i in range(ENOUGH):
             day = decided_from - timedelta(days=i + 1)
             at = day.astimezone(tz).replace(hour=ahead, minute=7, second=0).astimezone(UTC)
@@ -301,3 +347,31 @@ def test_nudges_go_at_the_learned_hour_and_are_read_more_than_at_random_hours(
         ).result_rows[0][0]
 
     wait_until(lambda: taken_by_leader() > 0, 30, "a leader's send-hour snapshot")
+
+    # The whole loop: the engine decides a high-intent nudge from the shopper's events, the
+    # dispatcher holds it for their best hour, and buying the product meanwhile withdraws
+    # it (the engine's cancellation): it is never sent.
+    track(stack, [consent(buyer, "sms", True, "+15550309999")])
+    track(
+        stack,
+        [
+            linger(buyer, "loop-camera", now - timedelta(seconds=40 - 10 * i), zone_name)
+            for i in range(4)
+        ],
+    )
+
+    def buyer_receipts() -> dict[str, tuple[str, str]]:
+        rows = ch.query(
+            "SELECT status, message_id, detail FROM receipts"
+            " WHERE user_key = {u:String} AND kind = 'high_intent'",
+            parameters={"u": buyer},
+        ).result_rows
+        return {status: (message_id, detail) for status, message_id, detail in rows}
+
+    wait_until(lambda: "held" in buyer_receipts(), 60, "the engine's nudge held for the hour")
+    message_id, detail = buyer_receipts()["held"]
+    assert detail.startswith(SEND_TIME_UNTIL_PREFIX), detail
+    track(stack, [ordered(buyer, "loop-camera", zone_name)], headers=SERVER)
+    wait_until(lambda: "cancelled" in buyer_receipts(), 60, "the held nudge withdrawn")
+    assert buyer_receipts()["cancelled"] == (message_id, "order_placed")
+    assert "sent" not in buyer_receipts() and not sim_messages(stack, message_id)

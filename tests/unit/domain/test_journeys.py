@@ -192,9 +192,13 @@ def test_anonymous_state_carries_over_on_identify_without_a_second_rescue():
     user, again = merge(user, handed_over, RULES, to_ms(identify.timestamp))
     assert again == [] and state_to_bytes(user) == before
 
-    # The rescue sent while anonymous is cancelled by the user's order.
+    # The rescue sent while anonymous is cancelled by the user's order, under the key it
+    # went out with: the dispatcher holds its message on that key's partition.
     user, decisions = fold([shopper.order("o1", ("p1",))], RULES, user)
-    assert [c.nudge_id for c in cancellations(decisions)] == [rescue.nudge_id]
+    assert [(c.nudge_id, c.user_key) for c in cancellations(decisions)] == [
+        (rescue.nudge_id, rescue.user_key)
+    ]
+    assert rescue.user_key == "anon-9"
 
 
 def test_an_anonymous_cart_is_rescued_once_after_identify():
@@ -429,3 +433,73 @@ def test_decision_times_are_event_times():
     # Advancing far past the deadline still stamps the deadline, not the watermark.
     state, [rescue] = run_until(state, to_datetime(deadline) + timedelta(days=3), RULES)
     assert rescue.decided_at == to_datetime(deadline)
+
+
+def hot(shopper: Shopper, product: str = "p5") -> list:
+    """Lingering on a product's specs until its high-intent nudge fires."""
+    return [shopper.linger(product, 40_000, after_s=5) for _ in range(4)]
+
+
+def test_buying_the_product_withdraws_its_high_intent_nudge_the_dispatcher_may_hold():
+    # The dispatcher may hold it for the shopper's best hour (or quiet hours, a paused
+    # channel): a discount on what was just bought must not follow the purchase.
+    shopper = Shopper()
+    state, decisions = fold([shopper.consent(), *hot(shopper)], RULES)
+    [sent] = nudges(decisions, "high_intent")
+    state, decisions = fold([shopper.order("o1", ("p5",), after_s=3600)], RULES, state)
+    [withdrawn] = cancellations(decisions)
+    assert (withdrawn.nudge_id, withdrawn.kind, withdrawn.reason) == (
+        sent.nudge_id,
+        "high_intent",
+        "order_placed",
+    )
+    assert withdrawn.user_key == sent.user_key and state.hi_sent == []
+    # Once withdrawn, a second order of it withdraws nothing more.
+    state, decisions = fold([shopper.order("o2", ("p5",))], RULES, state)
+    assert cancellations(decisions) == []
+
+
+def test_buying_something_else_or_after_the_maximum_age_withdraws_nothing():
+    shopper = Shopper()
+    state, _ = fold([shopper.consent(), *hot(shopper)], RULES)
+    state, decisions = fold([shopper.order("o1", ("p1",))], RULES, state)
+    assert cancellations(decisions) == [] and len(state.hi_sent) == 1
+    # Past the kind's maximum age the dispatcher has expired it: nothing to withdraw.
+    shopper.at(shopper.clock + timedelta(seconds=RULES.dispatch.max_age_s.high_intent + 1))
+    state, decisions = fold([shopper.order("o2", ("p5",))], RULES, state)
+    assert cancellations(decisions) == [] and state.hi_sent == []
+
+
+def test_a_suppressed_high_intent_nudge_is_never_withdrawn():
+    shopper = Shopper()  # no consent: recorded as suppressed, never sent
+    state, decisions = fold(hot(shopper), RULES)
+    [suppressed] = nudges(decisions, "high_intent")
+    assert suppressed.status == "suppressed"
+    state, decisions = fold([shopper.order("o1", ("p5",))], RULES, state)
+    assert cancellations(decisions) == [] and state.hi_sent == []
+
+
+def test_a_high_intent_nudge_released_from_quiet_hours_is_withdrawn_by_an_order():
+    rules = rules_with(
+        suppression={"quiet_hours": {"start": "21:00", "end": "08:00", "max_hold_s": 43_200}}
+    )
+    shopper = Shopper(timezone="Europe/Berlin", start=NOON.replace(hour=21))
+    state, decisions = fold([shopper.consent(), *hot(shopper)], rules)
+    assert nudges(decisions, "high_intent") == []  # held by the engine
+    state, decisions = run_until(state, NOON.replace(hour=8) + timedelta(days=1), rules)
+    [released] = nudges(decisions, "high_intent")
+    assert released.status == "emit"
+    shopper.at(NOON.replace(hour=9) + timedelta(days=1))
+    state, decisions = fold([shopper.order("o1", ("p5",))], rules, state)
+    assert [c.nudge_id for c in cancellations(decisions)] == [released.nudge_id]
+
+
+def test_an_anonymous_nudge_is_withdrawn_under_its_own_key_after_identify():
+    shopper = Shopper("anon-7")
+    anon_state, decisions = fold([shopper.consent(), *hot(shopper)], RULES)
+    [sent] = nudges(decisions, "high_intent")
+    user_state, _, _ = hand_over(anon_state, shopper.identify("u-7"))
+    state, decisions = fold([shopper.order("o1", ("p5",))], RULES, user_state)
+    [withdrawn] = cancellations(decisions)
+    assert (withdrawn.nudge_id, withdrawn.user_key) == (sent.nudge_id, sent.user_key)
+    assert sent.user_key != state.key  # its dispatcher partition is the anonymous key's

@@ -1,5 +1,6 @@
 """The user state's byte form: exact, compact, and free of phone numbers."""
 
+import orjson
 import pytest
 
 from pipeline.domain import state_from_bytes, state_to_bytes
@@ -49,3 +50,20 @@ def test_no_phone_number_is_stored():
 def test_a_foreign_layout_is_refused():
     with pytest.raises(ValueError):
         state_from_bytes(b'{"not": "a state"}')
+
+
+def test_a_state_with_withdrawable_nudges_round_trips_and_an_older_one_reads_back():
+    shopper = Shopper("anon-5", timezone="Europe/Berlin")
+    lingering = [shopper.linger("p5", 40_000, after_s=5) for _ in range(4)]
+    state, _ = fold([shopper.consent(), *lingering, shopper.add("p1")], RULES)
+    assert len(state.hi_sent) == 1
+    data = state_to_bytes(state)
+    assert state_from_bytes(data) == state
+    # Written before the withdrawable nudges and the rescue's key were kept: read back
+    # with none and with the state's own key.
+    raw = orjson.loads(data)
+    raw[12] = raw[12][:-1]  # the cart, without its rescue key
+    older = orjson.dumps(raw[:-1])
+    restored = state_from_bytes(older)
+    assert restored.hi_sent == [] and restored.cart is not None
+    assert restored.cart.rescue_key is None
