@@ -36,8 +36,9 @@ CancellationReason = Literal["order_placed", "cart_emptied"]
 # Who made a decision: the engine's rules, or an admin, through a flow they started or
 # a send they forced past the daily cap and quiet hours (consent is still required).
 DecisionOrigin = Literal["engine", "admin_flow", "admin_force"]
-# The rules version of an admin's decisions (api/routes/admin.py): a replay tells a
-# force-send (never held, never aimed at a best hour) by it.
+# Admin decisions follow no rules: these rules versions label them in reports, and a
+# replay tells a force-send (never held, never aimed at a best hour) by its own. What the
+# dispatcher acts on (a force-send passes the daily cap) is the decision's origin.
 FORCED_RULES_VERSION = "admin:force"
 FLOW_RULES_VERSION = "admin:flow"
 

@@ -30,8 +30,6 @@ from schemas.topics import NUDGES
 router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=GuardedRoute)
 
 ChannelName = Literal["whatsapp", "sms"]
-# Admin decisions follow no rules: these label them in reports. What the dispatcher acts
-# on (a force-send passes the daily cap) is the decision's origin.
 
 
 class ChannelState(BaseModel):
