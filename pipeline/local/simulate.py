@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -118,6 +118,29 @@ def read_chance(preferred: int, local_hour: int) -> float:
     hour, falling over three hours either side (the clock wraps) to a floor."""
     distance = min((local_hour - preferred) % 24, (preferred - local_hour) % 24)
     return READ_FAR + (READ_AT_BEST - READ_FAR) * max(0.0, 1 - distance / 3)
+
+
+# --- which message variant shoppers click (pure) --------------------------------
+# The simulator's truth for the variant bandit (schemas/bandit.py): each shopper has a
+# hidden preferred variant among a template's, fixed by the seed; most shoppers share
+# the same one (``variants[0]``), the rest are spread over all. A shopper clicks a
+# message in their preferred variant likelier than one in another.
+
+MAJORITY_SHARE = 0.6  # of shoppers, those preferring the template's first variant
+CLICK_PREFERRED, CLICK_OTHER = 0.3, 0.08
+
+
+def preferred_variant(seed: int, user: str, variants: Sequence[str]) -> str:
+    """The shopper's hidden preferred variant: ``variants[0]`` for most of them."""
+    digest = hashlib.blake2b(f"variant\x1f{seed}\x1f{user}".encode(), digest_size=8).digest()
+    draw = int.from_bytes(digest) / 2**64
+    if draw < MAJORITY_SHARE:
+        return variants[0]
+    return variants[int((draw - MAJORITY_SHARE) / (1 - MAJORITY_SHARE) * len(variants))]
+
+
+def click_chance(preferred: str, shown: str) -> float:
+    return CLICK_PREFERRED if shown == preferred else CLICK_OTHER
 
 
 # --- journeys (pure) ---------------------------------------------------------

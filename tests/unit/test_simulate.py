@@ -6,12 +6,15 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pipeline.local.simulate import (
     _batches,
     generate_events,
     is_server_event,
     preferred_hour,
+    preferred_variant,
     read_chance,
     simulate_shoppers,
 )
@@ -118,3 +121,18 @@ def test_a_message_is_likeliest_read_at_the_preferred_hour_across_midnight_too()
     assert read_chance(23, 23) == max(read_chance(23, h) for h in range(24))
     assert read_chance(23, 0) == read_chance(23, 22) > read_chance(23, 1) > read_chance(23, 2)
     assert read_chance(23, 12) == min(read_chance(23, h) for h in range(24)) > 0
+
+
+@given(st.integers(0, 2**32), st.text(min_size=1, max_size=20), st.integers(1, 5))
+def test_a_shoppers_preferred_variant_is_one_of_the_templates_and_fixed(seed, user, n):
+    variants = [f"v{i}" for i in range(n)]
+    chosen = preferred_variant(seed, user, variants)
+    assert chosen in variants and chosen == preferred_variant(seed, user, variants)
+
+
+def test_most_shoppers_prefer_the_first_variant():
+    variants = ["first", "second", "third"]
+    counts = Counter(preferred_variant(7, f"u{i}", variants) for i in range(5000))
+    # 60 % prefer the first outright, and a third of the rest land on it too.
+    assert 0.69 < counts["first"] / 5000 < 0.77, counts
+    assert min(counts.values()) > 0.1 * 5000, counts
