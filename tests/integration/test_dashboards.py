@@ -346,6 +346,7 @@ def stack(
             # The send-time panels compare a best-hour campaign's two arms.
             best = launch_campaign(api, "dashboards best hour", send_time="best_hour")
             read_at_best_hour(api, broker, clickhouse, best)
+            nudges_at_best_hour(api, broker)
             record_variants(clickhouse, now)
             reply_stop(api, events)
             message = priced_conversion(api, broker)
@@ -529,6 +530,42 @@ def read_at_best_hour(api: str, broker: str, client: Client, campaign_id: str) -
         "the best-hour target's read receipt in the campaign's report",
         interval_s=0.5,
     )
+
+
+def nudges_at_best_hour(api: str, broker: str) -> None:
+    """The nudges' send-time panel compares the arms of high-intent nudges held for a best
+    hour (the dispatcher's receipts carry the arm; this stack runs none): one per arm is
+    sent, the best hour's is read."""
+    now, receipts = datetime.now(UTC), []
+    for arm, hour, statuses in (("best_hour", 19, ("sent", "read")), ("random_hour", 4, ("sent",))):
+        message = uuid.uuid4().hex
+        for status in statuses:
+            receipts.append(
+                Receipt(
+                    receipt_id=receipt_id(message, "sms", status, "dashboards"),
+                    message_id=message,
+                    kind="high_intent",
+                    user_key=f"send-time-{arm}",
+                    channel="sms",
+                    status=status,
+                    at=now,
+                    send_arm=arm if status == "sent" else None,
+                    send_hour=hour if status == "sent" else None,
+                ).to_json()
+            )
+        asyncio.run(produce_receipts(broker, f"send-time-{arm}", receipts[-len(statuses) :]))
+    url = f"{api}/v1/metrics/send_time"
+    span = {
+        "from": (now - timedelta(hours=1)).isoformat(),
+        "to": (now + timedelta(hours=1)).isoformat(),
+    }
+    read_key = {"Authorization": f"Bearer {READ_KEY}"}
+
+    def read_in_best_arm() -> bool:
+        rows = httpx.get(url, params=span, headers=read_key).json()["rows"]
+        return any(r["arm"] == "best_hour" and r["read"] == 1 for r in rows)
+
+    support.wait_for(read_in_best_arm, 60, "the best-hour nudge's read receipt", interval_s=0.5)
 
 
 def launch_campaign(api: str, name: str, send_time: str = "as_created") -> str:

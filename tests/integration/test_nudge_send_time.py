@@ -56,6 +56,7 @@ from tests.integration.test_dispatch import (
     wait_until,
 )
 from tests.rows import receipt
+from tests.shoppers import event_of
 
 stack = test_dispatch.stack
 engine = test_dispatch.engine
@@ -89,32 +90,19 @@ def loop_shopper(user: str) -> bool:
 
 def linger(user: str, product: str, at: datetime, zone_name: str) -> dict:
     """Forty seconds on a product's specs: four of them make its high-intent nudge."""
-    return {
-        "event_id": str(uuid.uuid4()),
-        "name": "spec_linger",
-        "timestamp": at.isoformat(),
-        "anonymous_id": f"anon-{user}",
-        "user_id": user,
-        "properties": {"product_id": product, "dwell_ms": 40_000},
-        "context": {"timezone": zone_name},
-    }
+    props = {"product_id": product, "dwell_ms": 40_000}
+    return event_of("spec_linger", user, at, f"s-{user}", properties=props, timezone=zone_name)
 
 
 def ordered(user: str, product: str, zone_name: str) -> dict:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "name": "order_placed",
-        "timestamp": datetime.now(UTC).isoformat(),
-        "anonymous_id": f"anon-{user}",
-        "user_id": user,
-        "properties": {
-            "order_id": f"o-{user}-{uuid.uuid4().hex[:6]}",
-            "items": [{"product_id": product, "quantity": 1, "amount": 120.0}],
-            "total": 120.0,
-            "currency": "EUR",
-        },
-        "context": {"timezone": zone_name},
+    props = {
+        "order_id": f"o-{user}-{uuid.uuid4().hex[:6]}",
+        "items": [{"product_id": product, "quantity": 1, "amount": 120.0}],
+        "total": 120.0,
+        "currency": "EUR",
     }
+    at = datetime.now(UTC)
+    return event_of("order_placed", user, at, f"s-{user}", properties=props, timezone=zone_name)
 
 
 def high_intent(user: str, decided: datetime, tz: str) -> Nudge:
@@ -283,7 +271,8 @@ def test_nudges_go_at_the_learned_hour_and_are_read_more_than_at_random_hours(
         arm: (int(n), int(sent_n), int(read_n))
         for arm, n, sent_n, read_n in ch.query(
             "SELECT arm, count(), countIf(was_sent), countIf(was_read) FROM ("
-            " SELECT message_id, any(send_arm) AS arm, max(status = 'sent') AS was_sent,"
+            " SELECT message_id, anyIf(send_arm, send_arm != '') AS arm,"
+            " max(status = 'sent') AS was_sent,"
             " max(status IN ('read', 'clicked')) AS was_read FROM receipts"
             " WHERE kind = 'high_intent' AND message_id NOT IN {ours:Array(String)}"
             " AND message_id IN (SELECT message_id FROM receipts WHERE send_arm != '')"
