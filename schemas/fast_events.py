@@ -146,24 +146,6 @@ class FastEvent:
         campaign = self.context.campaign
         return campaign.utm_message_id if campaign else None
 
-    def to_event(self) -> Event:
-        """The pydantic ``Event`` (validated again): for code that needs the model."""
-        return Event.model_validate(
-            {
-                "event_id": self.event_id,
-                "name": self.name,
-                "timestamp": self.timestamp,
-                "anonymous_id": self.anonymous_id,
-                "user_id": self.user_id,
-                "session_id": self.session_id,
-                "properties": self.properties,
-                "context": msgspec.to_builtins(self.context),
-                "received_at": self.received_at,
-                "ip": self.ip,
-                "from_server": self.from_server,
-            }
-        )
-
 
 # --- canonical properties --------------------------------------------------------
 # Per standard event: its fields in declaration order, each with a check of the
