@@ -32,6 +32,7 @@ from schemas.engine_records import (
 )
 from schemas.erasure import ErasureList
 from schemas.events import Event, EventError, load_event
+from schemas.fast_events import FastEvent
 from schemas.messages import VipUpgrade
 from schemas.time import epoch_ms
 from schemas.topics import CONTROL, IDENTITY, NUDGES, TELEMETRY_DLQ, VIP, TopicSpec, namespaced
@@ -81,8 +82,12 @@ class EngineProcessor:
         topics: EngineTopics,
         sign_vip: Callable[[VipUpgrade], str],
         erasures: ErasureList | None = None,
+        decode: Callable[[bytes], Event | FastEvent] = load_event,
     ) -> None:
         self.rules = rules
+        # How a raw record becomes an event: ``load_event``, or (replays of our own
+        # records) ``fast_load_event``, which gives the same values or defers to it.
+        self._decode = decode
         # Erased subjects (schemas/erasure.py): their records, re-read, are not folded.
         self.erasures = erasures
         self.store = store
@@ -103,7 +108,7 @@ class EngineProcessor:
 
     def on_raw(
         self, partition: int, offset: int, key: bytes | None, value: bytes | None
-    ) -> Event | None:
+    ) -> Event | FastEvent | None:
         """Fold one raw record; returns the parsed event (None when dead-lettered or a
         watermark record), so the caller can record it without parsing it again."""
         if is_watermark(value):
@@ -113,7 +118,7 @@ class EngineProcessor:
             self._on_handover_record(partition, offset, key, value)
             return None
         try:
-            event = load_event(value or b"")
+            event = self._decode(value or b"")
         except EventError as exc:
             self._dead_letter(self.topics.raw, partition, offset, key, value, exc)
             return None
@@ -141,7 +146,9 @@ class EngineProcessor:
         self._observe(partition, event, received_ms)
         return event
 
-    def _observe(self, partition: int, event: Event, received_ms: int | None = None) -> None:
+    def _observe(
+        self, partition: int, event: Event | FastEvent, received_ms: int | None = None
+    ) -> None:
         # The server's receipt time bounds a client clock that runs fast.
         if received_ms is None:
             received_ms = epoch_ms(event.received_at)

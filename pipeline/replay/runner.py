@@ -40,6 +40,7 @@ from pipeline.replay.recorded import RecordedEvent
 from schemas.engine_records import is_handover, is_watermark, read_handover
 from schemas.erasure import ErasureList
 from schemas.events import Event
+from schemas.fast_events import FastEvent, fast_load_event
 from schemas.messages import VipUpgrade
 
 
@@ -82,7 +83,14 @@ class ReplayRunner:
         self.topics = topics
         self.clock = PartitionClock()
         self.processor = EngineProcessor(
-            rules, MemoryStateStore[UserState](), self.clock, topics, _unsigned, erasures
+            rules,
+            MemoryStateStore[UserState](),
+            self.clock,
+            topics,
+            _unsigned,
+            erasures,
+            # Recorded records were written by our collector: read them fast (same events).
+            decode=fast_load_event,
         )
         # Decisions and dead letters for the run's own topics, in the order made.
         self.outputs: list[Record] = []
@@ -182,7 +190,7 @@ class ReplayRunner:
         self.counts["handovers"] += 1
         return self._parked.pop(link, logged)
 
-    def _note_order(self, event: Event) -> None:
+    def _note_order(self, event: Event | FastEvent) -> None:
         order_id = str(event.properties["order_id"])
         if order_id not in self.orders:
             self.orders[order_id] = RecordedOrder(
