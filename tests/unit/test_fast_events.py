@@ -15,8 +15,29 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from schemas.events import STANDARD_EVENTS, Event, EventError, load_event, parse_event
-from schemas.fast_events import FastEvent, _fast, fast_load_event
+from schemas.events import (
+    PROPERTY_MODELS,
+    STANDARD_EVENTS,
+    Campaign,
+    Context,
+    Event,
+    EventError,
+    OrderItem,
+    Page,
+    load_event,
+    parse_event,
+)
+from schemas.fast_events import (
+    _CANONICAL,
+    _ITEM_FIELDS,
+    FastCampaign,
+    FastContext,
+    FastEvent,
+    FastPage,
+    _fast,
+    _Wire,
+    fast_load_event,
+)
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -286,3 +307,30 @@ def test_non_canonical_but_valid_records_fall_back() -> None:
         {"product_id": "p1", "extra": {"nested": None}},
     ):
         assert check(orjson.dumps({**base, "properties": props})) == "fallback"
+
+
+def _dumped(info: Any) -> bool:
+    """Whether ``model_dump(exclude_none=True)`` always writes the field."""
+    return info.is_required() or info.get_default(call_default_factory=True) is not None
+
+
+def test_the_fast_path_mirrors_every_field_and_kind_of_the_models() -> None:
+    # A field or standard event added to schemas/events.py must be mirrored (or left to
+    # load_event) before the generated records above can say anything about it.
+    def names(struct: Any) -> set[str]:
+        return {f.name for f in msgspec.structs.fields(struct)}
+
+    assert names(_Wire) == set(Event.model_fields)
+    assert names(FastContext) == set(Context.model_fields)
+    assert names(FastPage) == set(Page.model_fields)
+    assert names(FastCampaign) == set(Campaign.model_fields)
+    assert set(FastEvent.__slots__) == set(Event.model_fields) | {"key", "ts_ms"}
+    assert set(_CANONICAL) == set(PROPERTY_MODELS) == STANDARD_EVENTS
+    for name, model in PROPERTY_MODELS.items():
+        mirrored = [(field, required) for field, required, _ in _CANONICAL[name]]
+        declared = [(field, _dumped(info)) for field, info in model.model_fields.items()]
+        assert mirrored == declared, name
+    assert list(_ITEM_FIELDS) == list(OrderItem.model_fields)
+    # The generated records name every standard event, and every property of one.
+    assert set(NAMES) >= STANDARD_EVENTS
+    assert set(KEYS) >= {f for model in PROPERTY_MODELS.values() for f in model.model_fields}
