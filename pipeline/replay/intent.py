@@ -33,6 +33,7 @@ from pipeline.settings import WorkerSettings
 from pipeline.warehouse.erasures import command_erasures
 from schemas.erasure import ErasureList
 from schemas.events import SERVER_EVENTS, Event
+from schemas.fast_events import FastEvent
 from schemas.messages import Nudge, load_decision
 from schemas.time import epoch_ms
 
@@ -98,7 +99,7 @@ class _Observer:
         self.first_ms: int | None = None
         self.last_ms: int | None = None
 
-    def __call__(self, event: Event, state: UserState | None) -> None:
+    def __call__(self, event: Event | FastEvent, state: UserState | None) -> None:
         ts = event.ts_ms
         if self.first_ms is None or ts < self.first_ms:
             self.first_ms = ts

@@ -73,11 +73,11 @@ class ReplayRunner:
         topics: EngineTopics,
         handovers_logged: bool = True,
         erasures: ErasureList | None = None,
-        observe: Callable[[Event, UserState | None], None] | None = None,
+        observe: Callable[[Event | FastEvent, UserState | None], None] | None = None,
     ) -> None:
         self.rules = rules
         # Called with each event and its user's state right after the event is folded
-        # (backtest intent reads the score there).
+        # (backtest intent reads the score there); records read fast give a FastEvent.
         self._observe = observe
         self.partitions = partitions
         self.topics = topics
