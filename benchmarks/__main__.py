@@ -122,7 +122,7 @@ FIGURES = {
         "funnel_p95_ms",
         "funnel_reference_ms",
         "SELECT count() over the same table",
-        500,
+        250,
         False,
     ),
     "state_bytes_per_user": ("state_bytes_per_user", None, "", 1024, False),
