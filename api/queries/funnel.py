@@ -7,7 +7,7 @@ later, each step at or after the previous one (at equal times the earlier step
 comes first). A duplicated event (same time, same name) cannot change that
 maximum, so no dedup pass is needed.
 
-``funnel_steps`` (schemas/migrations/0200_funnel_steps.sql) holds, per (name,
+``funnel_steps`` (schemas/migrations/0290_funnel_steps.sql) holds, per (name,
 user, month), the exact event times and the breakdown columns beside them,
 filled by a materialized view on ``events``. The query reads the step names'
 rows, gathers each user's times as sorted codes ``time * 16 + step`` and walks
