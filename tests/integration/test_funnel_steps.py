@@ -22,11 +22,10 @@ from api.privacy.erasure import erase_warehouse
 from api.queries.common import TimeRange
 from api.queries.funnel import BREAKDOWN_COLUMNS, funnel
 from pipeline.local.simulate import generate_events
-from pipeline.sink.batch import SinkBatch
 from pipeline.sink.rows import EVENTS, event_row
-from pipeline.sink.writer import WarehouseWriter
 from schemas.events import parse_event
 from schemas.pii import MasterKey
+from tests.rows import insert
 
 # Simulated events fall in the 3 days before END: across the March/April boundary.
 END = datetime(2024, 4, 2, 12, 0, tzinfo=UTC)
@@ -36,15 +35,6 @@ NAMES = ["page_view", "product_view", "add_to_cart", "checkout_started", "order_
 
 def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def insert(client: Client, rows: list[tuple], topic: str) -> None:
-    writer = WarehouseWriter("unused", "unused")
-    writer._client = client
-    batch = SinkBatch(topic)
-    for offset, row in enumerate(rows):
-        batch.add(0, offset, (EVENTS, row))
-    writer.write_batch(batch)
 
 
 def rows_of(raw: list[dict]) -> list[tuple]:
@@ -65,7 +55,7 @@ def simulated(clickhouse: Client) -> list[tuple]:
     rows = rows_of(generate_events(7, 150, 8000, END, days=3))
     random.Random(3).shuffle(rows)
     for start in range(0, len(rows), 900):
-        insert(clickhouse, rows[start : start + 900], f"fs-{start}")
+        insert(clickhouse, EVENTS, rows[start : start + 900], f"fs-{start}")
     return rows
 
 
@@ -115,8 +105,8 @@ def test_redelivered_events_change_nothing(clickhouse: Client, simulated: list[t
     before = [same(clickhouse, NAMES[:4], 3600, span, by) for by in (None, "device")]
     stored = clickhouse.command("SELECT sum(length(times)) FROM funnel_steps")
     # Re-delivered with other boundaries: events and funnel_steps hold them twice...
-    insert(clickhouse, simulated[500:3100], "fs-again-a")
-    insert(clickhouse, simulated[3100:4000], "fs-again-b")
+    insert(clickhouse, EVENTS, simulated[500:3100], "fs-again-a")
+    insert(clickhouse, EVENTS, simulated[3100:4000], "fs-again-b")
     assert clickhouse.command("SELECT sum(length(times)) FROM funnel_steps") > stored
     # ...and no answer changes, merged or not.
     assert [same(clickhouse, NAMES[:4], 3600, span, by) for by in (None, "device")] == before
@@ -147,8 +137,8 @@ def test_steps_at_the_same_millisecond_chain_in_either_order(clickhouse: Client)
     at = datetime(2024, 5, 5, 10, 0, 0, 123000, tzinfo=UTC)
     span = TimeRange(ms(at), ms(at) + 1)
     # Inserted step 2 first, in separate inserts (two rows of funnel_steps).
-    insert(clickhouse, rows_of([event("add_to_cart", at, "anon-tie")]), "fs-tie-2")
-    insert(clickhouse, rows_of([event("product_view", at, "anon-tie")]), "fs-tie-1")
+    insert(clickhouse, EVENTS, rows_of([event("add_to_cart", at, "anon-tie")]), "fs-tie-2")
+    insert(clickhouse, EVENTS, rows_of([event("product_view", at, "anon-tie")]), "fs-tie-1")
     rows = same(clickhouse, ["product_view", "add_to_cart"], 1, span, "device")
     assert [(r.step, r.breakdown, r.users) for r in rows] == [(1, "mobile", 1), (2, "mobile", 1)]
     # The other way round does not chain.
@@ -174,7 +164,7 @@ def test_an_erasure_reaches_funnel_steps(clickhouse: Client) -> None:
         event("page_view", t0, "anon-bystander"),
         event("product_view", t0 + timedelta(minutes=1), "anon-bystander"),
     ]
-    insert(clickhouse, rows_of(journey), "fs-erase")
+    insert(clickhouse, EVENTS, rows_of(journey), "fs-erase")
     span = TimeRange(ms(t0), ms(t0 + timedelta(hours=1)))
     steps = ["page_view", "product_view", "add_to_cart"]
     ids = {"ids": [user, anonymous]}
