@@ -1,5 +1,6 @@
 """Decisions, receipts and the bandit's snapshots for seeding the warehouse in tests, as the
-engine and the dispatcher would have made them (written with their own row functions)."""
+engine and the dispatcher would have made them (written with their own row functions),
+and the sink's writer to insert any table's rows."""
 
 import uuid
 from datetime import datetime
@@ -7,6 +8,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from pipeline.sink.batch import SinkBatch
+from pipeline.sink.rows import Table
+from pipeline.sink.writer import WarehouseWriter
 from schemas.bandit import Arm, Snapshot, snapshot_id
 from schemas.bandit_tables import record_snapshot
 from schemas.messages import CartItem, Nudge, Receipt
@@ -75,3 +79,13 @@ def variants_in_force(
         tuple(Arm(*arm) for arm in arms),
     )
     record_snapshot(client, snapshot, "click")
+
+
+def insert(client: Client, table: Table, rows: list[tuple], topic: str) -> None:
+    """``rows`` of ``table`` written as the sink writes a batch of ``topic`` (partition 0)."""
+    writer = WarehouseWriter("unused", "unused")
+    writer._client = client
+    batch = SinkBatch(topic)
+    for offset, row in enumerate(rows):
+        batch.add(0, offset, (table, row))
+    writer.write_batch(batch)

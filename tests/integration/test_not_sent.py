@@ -11,7 +11,6 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
-from pipeline.sink.batch import SinkBatch
 from pipeline.sink.rows import (
     NUDGE_HOLDS,
     NUDGES,
@@ -20,11 +19,11 @@ from pipeline.sink.rows import (
     nudge_row,
     receipt_row,
 )
-from pipeline.sink.writer import WarehouseWriter
 from schemas.keys import hash_api_key
 from schemas.messages import Nudge, NudgeHeld, Receipt
 from schemas.receipt_ids import receipt_id
 from tests import support
+from tests.rows import insert
 
 READ_KEY = "test-read-key"
 AUTH = {"Authorization": f"Bearer {READ_KEY}"}
@@ -33,15 +32,6 @@ RELEASE = datetime(2026, 3, 3, 8, 0, tzinfo=UTC)
 
 
 api = support.in_process_api(read_key_hashes=hash_api_key(READ_KEY))
-
-
-def insert(clickhouse: Client, table, rows: list[tuple], topic: str) -> None:
-    writer = WarehouseWriter("unused", "unused")
-    writer._client = clickhouse
-    batch = SinkBatch(topic)
-    for offset, row in enumerate(rows):
-        batch.add(0, offset, (table, row))
-    writer.write_batch(batch)
 
 
 def nudge(n: int, user: str, status: str = "emit", reason: str | None = None) -> Nudge:
