@@ -8,8 +8,9 @@ events (any other well-formed name) keep free properties.
 
 import functools
 import ipaddress
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, Self
 from uuid import UUID
@@ -315,6 +316,19 @@ def _details(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[d
     return [{"loc": [*prefix, *err["loc"]], "msg": err["msg"]} for err in exc.errors()]
 
 
+def _non_finite(value: Any, path: tuple = ()) -> Iterator[tuple]:
+    """Where ``value`` holds a float JSON cannot carry (orjson would write it as null)."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _non_finite(item, (*path, index))
+
+
 def parse_event(
     raw: Any,
     *,
@@ -345,6 +359,11 @@ def parse_event(
     name = raw.get("name")
     model = PROPERTY_MODELS.get(name) if isinstance(name, str) else None
     properties = raw.get("properties", {})
+    # Before normalising: pydantic's JSON dump, like orjson, would turn them into null.
+    non_finite = [
+        {"loc": ["properties", *path], "msg": "numbers must be finite: JSON has no NaN or Infinity"}
+        for path in _non_finite(properties)
+    ]
     if model is not None and isinstance(properties, dict):
         try:
             validated = model.model_validate(properties)
@@ -352,6 +371,8 @@ def parse_event(
             errors.extend(_details(exc, ("properties",)))
         else:
             data["properties"] = validated.model_dump(mode="json", exclude_none=True)
+    named = {tuple(error["loc"]) for error in errors}
+    errors.extend(e for e in non_finite if tuple(e["loc"]) not in named)
     try:
         event = Event.model_validate(data)
     except ValidationError as exc:

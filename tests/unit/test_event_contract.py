@@ -122,6 +122,21 @@ def test_properties_over_32_kib_are_refused():
     assert "32 KiB" in errors_of(raw("custom", properties={"pad": "x" * 33_000}))[("properties",)]
 
 
+@pytest.mark.parametrize("number", [float("inf"), float("-inf"), float("nan")])
+def test_numbers_json_cannot_hold_are_refused_where_they_sit(number: float):
+    # They would be written as null on the topic: a value changed without a word.
+    nested = {"traits": {"plan": {"seats": [1, number]}}}
+    assert (
+        "finite"
+        in errors_of(raw("identify", user_id="u1", properties=nested))[
+            ("properties", "traits", "plan", "seats", 1)
+        ]
+    )
+    assert (
+        "finite" in errors_of(raw("custom", properties={"score": number}))[("properties", "score")]
+    )
+
+
 def test_identify_needs_a_user_id():
     assert ("user_id",) in errors_of(raw("identify", properties={"traits": {}}))
 
