@@ -119,6 +119,32 @@ async def end_offsets(brokers: str, topics: list[str]) -> dict[tuple[str, int], 
         await consumer.stop()
 
 
+async def tail_fetch_ms(brokers: str, topic: str) -> float | None:
+    """Milliseconds the broker takes to answer one fetch of the last batch of every
+    partition of ``topic``: its cost of a fetch at the tail, as a consumer keeping up
+    pays it (None: nothing stored yet). One request on its own connection, so no
+    background fetcher is left with a request in flight when it closes."""
+    from aiokafka import AIOKafkaClient, TopicPartition
+    from aiokafka.protocol.fetch import FetchRequest
+
+    ends = await end_offsets(brokers, [topic])
+    stored = [(partition, end) for (_, partition), end in sorted(ends.items()) if end > 0]
+    if not stored:
+        return None
+    client = AIOKafkaClient(bootstrap_servers=brokers)
+    await client.bootstrap()
+    try:
+        leader = client.cluster.leader_for_partition(TopicPartition(topic, stored[0][0]))
+        # Tansu's end offset is the first offset of the last batch + 1 (docs/local-stack.md).
+        partitions = [(partition, end - 1, 1 << 20) for partition, end in stored]
+        request = FetchRequest(10, 1, 4 << 20, 0, [(topic, partitions)])
+        started = time.perf_counter()
+        await client.send(leader, request)
+        return (time.perf_counter() - started) * 1000
+    finally:
+        await client.close()
+
+
 async def committed_offsets(
     brokers: str, group: str, topics: list[str]
 ) -> dict[tuple[str, int], int]:

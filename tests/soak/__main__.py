@@ -16,6 +16,7 @@ Exit status 1 unless it passes.
 """
 
 import argparse
+import asyncio
 import re
 import sys
 import tempfile
@@ -23,7 +24,6 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +33,7 @@ import clickhouse_connect
 import httpx
 
 from pipeline.local.simulate import generate_events, post_events
+from schemas.topics import TELEMETRY_RAW
 from tests import support
 from tests.soak.verdict import MB, Allowance, Sample, judge, table
 
@@ -206,13 +207,23 @@ def worst(samples: support.MetricSamples, name: str) -> float | None:
     return max(values) if values else None
 
 
-def each_minute(samples: list[Sample], shown: Callable[[Sample], str]) -> str:
+def each_minute(points: list[tuple[float, str]]) -> str:
+    """The first of ``(t_s, text)`` points in each minute, then the last."""
     marks, minute = [], 0.0
-    for sample in samples:
-        if sample.t_s >= minute:
-            marks.append(shown(sample))
+    for t_s, text in points:
+        if t_s >= minute:
+            marks.append(text)
             minute += 60
-    return " ".join(marks) + f" → {shown(samples[-1])}"
+    return " ".join(marks) + f" → {points[-1][1]}"
+
+
+def tail_fetch_ms(brokers: str) -> float | None:
+    # Tansu 0.6's memory storage lists every batch a partition holds on each fetch
+    # (docs/reliability.md, "The 30-minute run"): this shows that cost as it grows.
+    try:
+        return asyncio.run(support.tail_fetch_ms(brokers, TELEMETRY_RAW.name))
+    except Exception:  # a figure for the printout, never the soak's failure
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         series: dict[str, list[Sample]] = {}
         produced: list[tuple[float, float]] = []
         chdb_figures: list[tuple[float, dict[str, float]]] = []
+        # The broker's cost of a fetch at the raw topic's tail (see tail_fetch_ms).
+        tail_fetches: list[tuple[float, float | None]] = []
         try:
             metrics = stack.metrics
             pids = {
@@ -293,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 produced.append((now, records_out))
                 chdb_figures.append((now, chdb_memory(warehouse)))
+                tail_fetches.append((now, tail_fetch_ms(keys["INTENTFLOW_KAFKA_BROKERS"])))
                 if stack.process.poll() is not None:
                     raise RuntimeError(f"the stack exited:\n{log_path.read_text()[-3000:]}")
                 if now >= args.minutes * 60:
@@ -336,9 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(judgement))
     print("by minute (from the start, then the last sample): resident memory MB | lag")
     for name, samples in series.items():
-        marks = [each_minute(samples, lambda s: f"{s.rss_bytes / MB:.0f}")]
+        marks = [each_minute([(s.t_s, f"{s.rss_bytes / MB:.0f}") for s in samples])]
         if any(s.lag is not None for s in samples):
-            marks.append(each_minute(samples, lambda s: "—" if s.lag is None else f"{s.lag:.0f}"))
+            marks.append(
+                each_minute([(s.t_s, "—" if s.lag is None else f"{s.lag:.0f}") for s in samples])
+            )
         print(f"  {name:<13} " + "  |  ".join(marks))
     warm_chdb = next((f for t, f in chdb_figures if t >= warmup_s), chdb_figures[-1][1])
     end_chdb = chdb_figures[-1][1]
@@ -347,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in CHDB_MEMORY
     ]
     print("warehouse, chDB's own accounting at warm-up → end (MB): " + ", ".join(changes))
+    print(
+        f"broker, ms to fetch the last batch of each {TELEMETRY_RAW.name} partition, by minute: "
+        + each_minute([(t, "—" if ms is None else f"{ms:.0f}") for t, ms in tail_fetches])
+    )
     print(judgement.verdict())
     print(f"logs: {root}")
     return 0 if judgement.ok else 1
