@@ -17,6 +17,7 @@ Exit status 1 unless it passes.
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 import tempfile
@@ -143,6 +144,22 @@ def proc_rss(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return float(line.split()[1]) * 1024
     return 0.0
+
+
+def proc_cpu_s(pid: int) -> float:
+    # /proc/PID/stat: utime and stime (fields 14 and 15) in clock ticks.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_percent(samples: list[Sample], window_s: float = 60.0) -> list[tuple[float, str]]:
+    """Each sample's CPU use over the window before it, in % of one core."""
+    points = []
+    for sample in samples[1:]:
+        earlier = next(s for s in samples if s.t_s >= sample.t_s - window_s)
+        spent, span = sample.cpu_s - earlier.cpu_s, sample.t_s - earlier.t_s
+        points.append((sample.t_s, f"{100 * spent / span:.0f}" if span else "—"))
+    return points
 
 
 def pid_running(root_pid: int, fragment: str) -> int:
@@ -298,11 +315,12 @@ def main(argv: list[str] | None = None) -> int:
                             worst(scraped, "intentflow_consumer_lag"),
                             logs[name].read() + summed(scraped, "intentflow_dead_letters_total"),
                             summed(scraped, "intentflow_decisions_total"),
+                            summed(scraped, "process_cpu_seconds_total"),
                         )
                     )
                 for name, pid in pids.items():
                     series.setdefault(name, []).append(
-                        Sample(now, proc_rss(pid), None, logs[name].read(), 0.0)
+                        Sample(now, proc_rss(pid), None, logs[name].read(), 0.0, proc_cpu_s(pid))
                     )
                 produced.append((now, records_out))
                 chdb_figures.append((now, chdb_memory(warehouse)))
@@ -356,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
                 each_minute([(s.t_s, "—" if s.lag is None else f"{s.lag:.0f}") for s in samples])
             )
         print(f"  {name:<13} " + "  |  ".join(marks))
+    print("CPU, % of one core over the minute before, by minute:")
+    for name, samples in series.items():
+        print(f"  {name:<13} " + each_minute(cpu_percent(samples)))
     warm_chdb = next((f for t, f in chdb_figures if t >= warmup_s), chdb_figures[-1][1])
     end_chdb = chdb_figures[-1][1]
     changes = [

@@ -22,6 +22,7 @@ class Sample:
     lag: float | None  # the worst partition's lag; None: the process reads no topic
     errors: float  # cumulative since start: error lines logged, records dead-lettered
     decisions: float  # cumulative since start (stream workers; 0 elsewhere)
+    cpu_s: float = 0.0  # CPU seconds used since the process started (printed, not judged)
 
 
 @dataclass(frozen=True)
