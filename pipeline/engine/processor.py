@@ -31,8 +31,8 @@ from schemas.engine_records import (
     watermark_record,
 )
 from schemas.erasure import ErasureList
-from schemas.events import Event, EventError, load_event
-from schemas.fast_events import FastEvent
+from schemas.events import Event, EventError
+from schemas.fast_events import FastEvent, fast_load_event
 from schemas.messages import VipUpgrade
 from schemas.time import epoch_ms
 from schemas.topics import CONTROL, IDENTITY, NUDGES, TELEMETRY_DLQ, VIP, TopicSpec, namespaced
@@ -82,11 +82,12 @@ class EngineProcessor:
         topics: EngineTopics,
         sign_vip: Callable[[VipUpgrade], str],
         erasures: ErasureList | None = None,
-        decode: Callable[[bytes], Event | FastEvent] = load_event,
+        decode: Callable[[bytes], Event | FastEvent] = fast_load_event,
     ) -> None:
         self.rules = rules
-        # How a raw record becomes an event: ``load_event``, or (replays of our own
-        # records) ``fast_load_event``, which gives the same values or defers to it.
+        # How a raw record becomes an event. Raw records are what our collector wrote,
+        # so ``fast_load_event`` reads them without re-validating; it gives the values
+        # ``load_event`` gives, and defers to it for anything else (dead letters too).
         self._decode = decode
         # Erased subjects (schemas/erasure.py): their records, re-read, are not folded.
         self.erasures = erasures

@@ -40,7 +40,7 @@ from pipeline.replay.recorded import RecordedEvent
 from schemas.engine_records import is_handover, is_watermark, read_handover
 from schemas.erasure import ErasureList
 from schemas.events import Event
-from schemas.fast_events import FastEvent, fast_load_event
+from schemas.fast_events import FastEvent
 from schemas.messages import VipUpgrade
 
 
@@ -89,8 +89,6 @@ class ReplayRunner:
             topics,
             _unsigned,
             erasures,
-            # Recorded records were written by our collector: read them fast (same events).
-            decode=fast_load_event,
         )
         # Decisions and dead letters for the run's own topics, in the order made.
         self.outputs: list[Record] = []

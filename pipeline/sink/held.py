@@ -18,6 +18,7 @@ from pipeline.sink.batch import SinkBatch
 from pipeline.sink.rows import event_rows
 from pipeline.sink.writer import WarehouseWriter
 from schemas.events import Event
+from schemas.fast_events import FastEvent
 
 
 class HeldEventSink:
@@ -37,7 +38,7 @@ class HeldEventSink:
         self._opened_at = time.monotonic()
         self._inserting: asyncio.Task | None = None
 
-    def hold(self, record: Any, event: Event | None) -> None:
+    def hold(self, record: Any, event: Event | FastEvent | None) -> None:
         """Keep ``record`` (a Faust event) unreleased until ``event``'s row is inserted."""
         record.message.incref()
         message = record.message
@@ -84,7 +85,7 @@ class HeldEventSink:
 class NoEventSink:
     """A replay namespace records no events: the score agent's sink hook does nothing."""
 
-    def hold(self, record: Any, event: Event | None) -> None:
+    def hold(self, record: Any, event: Event | FastEvent | None) -> None:
         pass
 
     async def flush_if_due(self) -> None:

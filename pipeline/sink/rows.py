@@ -17,6 +17,7 @@ import orjson
 from schemas.catalog import PRODUCT_COLUMNS, PRODUCTS_TABLE, product_of, product_row
 from schemas.deadletter import DeadLetter
 from schemas.events import Event
+from schemas.fast_events import FastEvent
 from schemas.messages import Nudge, NudgeCancellation, NudgeHeld, Receipt, VipUpgrade
 
 
@@ -223,7 +224,7 @@ def user_key(user_id: str | None, anonymous_id: str) -> str:
     return user_id or anonymous_id
 
 
-def event_row(event: Event) -> tuple:
+def event_row(event: Event | FastEvent) -> tuple:
     props = event.properties
     context = event.context
     campaign = context.campaign
@@ -257,7 +258,7 @@ def event_row(event: Event) -> tuple:
     )
 
 
-def catalog_row(event: Event) -> tuple | None:
+def catalog_row(event: Event | FastEvent) -> tuple | None:
     """The catalog entry an event describes, stamped with the event's time; None unless a
     store backend sent it (a server key: ``from_server``) and its properties name a
     product (``product_id`` and ``name``, Segment's e-commerce fields). A browser's event,
@@ -268,7 +269,7 @@ def catalog_row(event: Event) -> tuple | None:
     return None if product is None else product_row(product, ms(event.timestamp), "event")
 
 
-def event_rows(event: Event) -> list[tuple[Table, tuple]]:
+def event_rows(event: Event | FastEvent) -> list[tuple[Table, tuple]]:
     """An event's ``events`` row, and its ``products`` row when it carries one."""
     rows: list[tuple[Table, tuple]] = [(EVENTS, event_row(event))]
     catalog = catalog_row(event)
