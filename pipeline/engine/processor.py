@@ -82,13 +82,8 @@ class EngineProcessor:
         topics: EngineTopics,
         sign_vip: Callable[[VipUpgrade], str],
         erasures: ErasureList | None = None,
-        decode: Callable[[bytes], Event | FastEvent] = fast_load_event,
     ) -> None:
         self.rules = rules
-        # How a raw record becomes an event. Raw records are what our collector wrote,
-        # so ``fast_load_event`` reads them without re-validating; it gives the values
-        # ``load_event`` gives, and defers to it for anything else (dead letters too).
-        self._decode = decode
         # Erased subjects (schemas/erasure.py): their records, re-read, are not folded.
         self.erasures = erasures
         self.store = store
@@ -119,7 +114,10 @@ class EngineProcessor:
             self._on_handover_record(partition, offset, key, value)
             return None
         try:
-            event = self._decode(value or b"")
+            # Raw records are what our collector wrote, so the fast read takes them
+            # without re-validating; it gives ``load_event``'s values and defers to it
+            # for anything else (dead letters too).
+            event = fast_load_event(value or b"")
         except EventError as exc:
             self._dead_letter(self.topics.raw, partition, offset, key, value, exc)
             return None
