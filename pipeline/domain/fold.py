@@ -18,7 +18,7 @@ from math import exp
 from pipeline.domain import cart, high_intent, suppression, vip
 from pipeline.domain.dedup import admit
 from pipeline.domain.rules import Plan, Rules
-from pipeline.domain.scoring import REANCHOR, _reanchor, bump, clear, limit, weakest
+from pipeline.domain.scoring import REANCHOR, add, bump, clear, limit, weakest
 from pipeline.domain.signals import (
     ADD_TO_CART,
     CHECKOUT_STARTED,
@@ -156,36 +156,10 @@ def _score(
             if len(products) >= plan.max_products:
                 del products[weakest(products, ts, plan.decay_product)]
             score = products[product] = ProductIntent(ts)
-        # scoring.add, inlined (same arithmetic, in the same order): its reading
-        # before the signal is only needed when the trigger is checked.
-        rate, cap = plan.decay_product, plan.cap
-        age = rate * (ts - score.t)
-        if age > REANCHOR:
-            _reanchor(score, ts, rate)
-            growth = 1.0
-        else:
-            growth = exp(age)
-        before = total = score.total
-        added = int(amount * growth)
-        if added > 0:
-            parts = score.parts
-            parts[code] = parts.get(code, 0) + added
-            total = score.total = total + added
-            if total > cap * growth:
-                limit(score, cap * growth)
-                total = score.total
-        after = int(total / growth)
+        before, after = add(score, code, amount, ts, plan.decay_product, plan.cap)
         if after >= plan.hi_threshold or not score.armed:
             high_intent.check(
-                state,
-                product,
-                score,
-                int(before / growth),
-                after,
-                ts,
-                str(event.event_id),
-                plan,
-                out,
+                state, product, score, before, after, ts, str(event.event_id), plan, out
             )
     if category is not None and plan.max_categories:
         categories = state.categories
@@ -194,21 +168,7 @@ def _score(
             if len(categories) >= plan.max_categories:
                 del categories[weakest(categories, ts, plan.decay_category)]
             group = categories[category] = Intent(ts)
-        # scoring.bump, inlined (same arithmetic, in the same order).
-        rate = plan.decay_category
-        age = rate * (ts - group.t)
-        if age > REANCHOR:
-            _reanchor(group, ts, rate)
-            growth = 1.0
-        else:
-            growth = exp(age)
-        added = int(amount * growth)
-        if added > 0:
-            parts = group.parts
-            parts[code] = parts.get(code, 0) + added
-            group.total += added
-            if group.total > plan.cap * growth:
-                limit(group, plan.cap * growth)
+        bump(group, code, amount, ts, plan.decay_category, plan.cap)
 
 
 def _focus(state: UserState, ts: int, plan: Plan) -> str | None:

@@ -1,9 +1,10 @@
-"""The fold's inlined score updates (fold._score) equal scoring.add / scoring.bump exactly.
+"""The fold's score updates (fold._score) equal scoring.add / scoring.bump exactly.
 
-Floating point: the same operations in the same order give the same integers; a
-reordered decay could flip a last bit, a rounding, then a threshold. Compared on
-random signal sequences: parts, totals, anchors, and the readings the high-intent
-trigger is given.
+The user's score is updated inline (almost every event touches it); the product's and
+category's call scoring. Floating point: the same operations in the same order give the
+same integers; a reordered decay could flip a last bit, a rounding, then a threshold.
+Compared on random signal sequences: parts, totals, anchors, and the readings the
+high-intent trigger is given.
 """
 
 from types import SimpleNamespace
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from pipeline.domain import fold, high_intent
 from pipeline.domain.scoring import add, bump
-from pipeline.domain.state import Intent, ProductIntent, UserState
+from pipeline.domain.state import NO_TIME, Intent, ProductIntent, UserState
 
 from .builders import rules_with
 
@@ -33,8 +34,9 @@ EVENT = SimpleNamespace(event_id=UUID(int=1))
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(SIGNAL, min_size=1, max_size=40))
-def test_inlined_updates_equal_scoring_add(signals) -> None:
+def test_score_updates_equal_scoring_add(signals) -> None:
     state = UserState("u")
+    user = Intent(NO_TIME)
     products: dict[str, ProductIntent] = {}
     categories: dict = {}
     seen: list = []
@@ -49,6 +51,7 @@ def test_inlined_updates_equal_scoring_add(signals) -> None:
                 # Never armed: the trigger is always called, so every reading is compared.
                 state.products.setdefault(product, ProductIntent(ts)).armed = False
             fold._score(state, code, amount, ts, PLAN, [], EVENT, product, category)  # type: ignore[arg-type]
+            bump(user, code, amount, ts, PLAN.decay_user, PLAN.cap)
             if product is not None:
                 score = products.setdefault(product, ProductIntent(ts))
                 before, after = add(score, code, amount, ts, PLAN.decay_product, PLAN.cap)
@@ -59,6 +62,7 @@ def test_inlined_updates_equal_scoring_add(signals) -> None:
     finally:
         high_intent.check = original
     assert seen == expected
+    assert (state.user.t, state.user.parts, state.user.total) == (user.t, user.parts, user.total)
     for key, score in products.items():
         mine = state.products[key]
         assert (mine.t, mine.parts, mine.total) == (score.t, score.parts, score.total)
