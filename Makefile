@@ -61,8 +61,12 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# Two test processes (pytest-xdist), each with its own broker and warehouse: a test
+# mostly waits on them or on a subprocess, so one process leaves the cores half idle.
+# A file's tests stay in one process, sharing its module fixtures.
+TEST_PROCESSES ?= 2
 test: install chromium promtool segment-js lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
 
 # Long fault scenarios on the real parts; prints the chaos table (docs/reliability.md).
 chaos: install

@@ -147,17 +147,23 @@ def create(http: httpx.Client, segment_id: str, send_at: str | None) -> httpx.Re
     return http.post("/v1/campaigns", json=body, headers=ADMIN)
 
 
+# Offsets from now, so the test ids do not change with the clock (parallel test
+# processes must collect the same ids).
 @pytest.mark.parametrize(
-    "send_at",
+    "when",
     [
         "0001-01-01T00:00:00Z",
         "1970-01-01T00:00:00Z",
-        (datetime.now(UTC) - timedelta(days=2)).isoformat(),
-        (datetime.now(UTC) + timedelta(days=400)).isoformat(),
+        timedelta(days=-2),
+        timedelta(days=400),
         "9999-12-31T23:59:59Z",
     ],
+    ids=str,
 )
-def test_a_send_time_outside_the_window_is_422(http: httpx.Client, segment_id: str, send_at: str):
+def test_a_send_time_outside_the_window_is_422(
+    http: httpx.Client, segment_id: str, when: str | timedelta
+):
+    send_at = when if isinstance(when, str) else (datetime.now(UTC) + when).isoformat()
     response = create(http, segment_id, send_at)
     assert response.status_code == 422, response.text
     (error,) = response.json()["detail"]
