@@ -15,6 +15,7 @@ from aiokafka.structs import TopicPartition
 from api.main import create_app
 from api.settings import ApiSettings
 from pipeline.local.ports import LOOPBACK, free_port
+from schemas.events import EventError, load_event
 from schemas.keys import hash_api_key
 from schemas.topics import TELEMETRY_RAW
 from tests.support import serving
@@ -123,6 +124,15 @@ async def consume_raw(
     return found
 
 
+def _event_dict(value: bytes | None) -> dict[str, Any] | None:
+    """The record as a dict when it is an event (``load_event`` reads it), else None."""
+    try:
+        load_event(value or b"")
+    except EventError:
+        return None
+    return orjson.loads(value or b"")
+
+
 async def consume_matching(
     brokers: str,
     predicate: Callable[[dict[str, Any]], bool],
@@ -131,9 +141,9 @@ async def consume_matching(
 ) -> list[dict[str, Any]]:
     """Events on telemetry.raw for which ``predicate`` holds, read until ``until(found)``.
 
-    A live worker on the session's broker appends its own records to the topic
-    (watermarks, hand-overs: schemas/engine_records.py); they have no ``event_id``
-    and are not events, so the predicate never sees them.
+    The predicate sees events only: the session's topic also holds a live worker's own
+    records (watermarks, hand-overs: schemas/engine_records.py) and other tests' poison
+    records (test_dashboards writes one), in whatever order the test processes ran.
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=brokers, enable_auto_commit=False)
     await consumer.start()
@@ -147,8 +157,8 @@ async def consume_matching(
         deadline = time.monotonic() + timeout_s
         while not until(found) and time.monotonic() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                values = (orjson.loads(record.value) for record in records)
-                found.extend(v for v in values if "event_id" in v and predicate(v))
+                values = (_event_dict(record.value) for record in records)
+                found.extend(v for v in values if v is not None and predicate(v))
     finally:
         await consumer.stop()
     return found
