@@ -13,6 +13,7 @@ import faust
 
 from pipeline.agents.score import register_scoring
 from pipeline.dispatch.agent import register_dispatch
+from pipeline.engine.rocksdb_memory import shared_memory
 from pipeline.faust_transport import KeepQueuedFlowControl, low_latency_transport
 from pipeline.metrics import measure_lag
 from pipeline.settings import WorkerSettings
@@ -99,5 +100,6 @@ def create_app(
                 measure_lag(app.consumer)
             except Exception as exc:  # a gauge is never worth stopping the stream for
                 log.warning("consumer lag not measured: %s", type(exc).__name__)
+            shared_memory(settings.state_memory_bytes).report()
 
     return app

@@ -53,6 +53,12 @@ CONSUMER_LAG = Gauge(
     "next offset to read; approximate on Tansu, whose highwater can fall short).",
     ["topic", "partition"],
 )
+STATE_MEMORY = Gauge(
+    "intentflow_state_memory_bytes",
+    "RocksDB memory of this process's tables, shared by their partitions: 'total' (the "
+    "block cache, memtables charged to it included) and 'memtables'.",
+    ["part"],
+)
 DISPATCH_OUTCOMES = Counter(
     "intentflow_dispatch_outcomes",
     "Receipts the dispatcher wrote, by channel ('none' before one is chosen) and status.",

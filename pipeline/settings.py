@@ -1,5 +1,7 @@
 """Settings of the stream worker, read once at the entry point and passed in."""
 
+from pydantic import Field
+
 from schemas.settings import CommonSettings
 from schemas.topics import TELEMETRY_RAW
 
@@ -10,6 +12,9 @@ class WorkerSettings(CommonSettings):
     # The telemetry the engine reads; a replay or a test points it elsewhere.
     source_topic: str = TELEMETRY_RAW.name
     store: str = "rocksdb://"
+    # RocksDB's block cache and memtables, shared by every table partition of the
+    # process (pipeline/engine/rocksdb_memory.py); the memtables take at most half.
+    state_memory_mb: int = Field(default=64, ge=8)
     # Workers sharing a machine (the local stack) each need their own state directory.
     worker_index: int = 0
     web_enabled: bool = True
@@ -39,3 +44,7 @@ class WorkerSettings(CommonSettings):
     wall_clock_watermark: bool = True
     watermark_idle_s: float = 1.0
     watermark_interval_s: float = 0.5
+
+    @property
+    def state_memory_bytes(self) -> int:
+        return self.state_memory_mb << 20

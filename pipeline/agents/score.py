@@ -22,6 +22,7 @@ from pipeline.engine.batched import BatchedAgents
 from pipeline.engine.clock import PartitionClock
 from pipeline.engine.outputs import KafkaOutputs
 from pipeline.engine.processor import EngineProcessor, EngineTopics
+from pipeline.engine.rocksdb_memory import share_memory
 from pipeline.engine.state_store import UserStateStore
 from pipeline.faust_transport import RAW_BYTES
 from pipeline.settings import WorkerSettings
@@ -47,6 +48,7 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
     state_table = app.Table(
         "user-state", partitions=settings.user_partitions, key_type=bytes, value_type=bytes
     )
+    share_memory(state_table, settings.state_memory_bytes)
     outputs = KafkaOutputs(settings.bootstrap_servers, settings.outputs_linger_ms)
     store = UserStateStore(state_table, outputs, state_to_bytes, state_from_bytes)
     clock = PartitionClock()

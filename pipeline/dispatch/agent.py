@@ -34,6 +34,7 @@ from pipeline.dispatch.variants import snapshots_in_use, take_snapshots, with_va
 from pipeline.domain.rules import Channel, rules_from
 from pipeline.engine.batched import BatchedAgents
 from pipeline.engine.outputs import KafkaOutputs
+from pipeline.engine.rocksdb_memory import share_memory
 from pipeline.engine.state_store import UserStateStore
 from pipeline.faust_transport import RAW_BYTES
 from pipeline.metrics import CHANNEL_PAUSED
@@ -139,6 +140,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
     table = app.Table(
         "dispatch-state", partitions=settings.user_partitions, key_type=bytes, value_type=bytes
     )
+    share_memory(table, settings.state_memory_bytes)
     outputs = KafkaOutputs(settings.bootstrap_servers, settings.outputs_linger_ms)
     store = UserStateStore(table, outputs, record_to_bytes, record_from_bytes)
     warehouse = warehouse_of(settings)

@@ -151,7 +151,8 @@ async def test_a_worker_counts_records_batches_dead_letters_flushes_and_lag(
             samples = scrape(url)
             partitions = label_values(samples, "intentflow_consumer_lag", "partition")
             lags = [v for (n, labels), v in samples.items() if n == "intentflow_consumer_lag"]
-            return bool(partitions) and max(lags) == 0
+            memtables = value(samples, "intentflow_state_memory_bytes", part="memtables")
+            return bool(partitions) and max(lags) == 0 and memtables > 0
 
         await asyncio.to_thread(support.wait_for, lag_measured, 30, "consumer lag measured")
         samples = scrape(url)
@@ -164,6 +165,8 @@ async def test_a_worker_counts_records_batches_dead_letters_flushes_and_lag(
     assert value(samples, "intentflow_batch_records_sum", topic=raw) == len(good) + 2
     assert value(samples, "intentflow_flush_seconds_count", target="state") >= 1
     assert value(samples, "intentflow_send_seconds_count", producer="worker") >= 1
+    # RocksDB's memory, within the process's budget (pipeline/engine/rocksdb_memory.py).
+    assert 0 < value(samples, "intentflow_state_memory_bytes", part="total") <= 64 << 20
     # Only topics in labels: no shopper, no event id.
     text_labels = {v for (_, labels) in samples for _, v in labels}
     assert not any("shopper" in label for label in text_labels)
