@@ -4,10 +4,10 @@ Faust opens each table partition's database with its own write buffers (three of
 64 MB) and its own 2 GiB block cache, so a process's RocksDB memory grows with the
 partitions it owns and with the bytes written, not with the states it keeps:
 measured, four partitions holding 3 MB of states took ~270 MB in memtables alone
-(docs/reliability.md, "RocksDB's memory"). As RocksDB's guidance, Kafka Streams'
-bounded-memory configuration and Quix Streams do, every partition database of the
-process shares one block cache, and their memtables are charged to that cache by one
-write-buffer manager: the process's RocksDB memory stays near ``memory_bytes``
+(docs/production.md, "RocksDB's memory"). Following RocksDB's guidance, as Kafka
+Streams' bounded-memory configuration and Quix Streams do, every partition database of
+the process shares one block cache, and their memtables are charged to that cache by
+one write-buffer manager: the process's RocksDB memory stays near ``memory_bytes``
 whatever the partition count.
 """
 
@@ -26,8 +26,8 @@ MEMTABLE_SHARE = 0.5
 
 @dataclass(frozen=True)
 class SharedMemory:
-    cache: Any  # rocksdict.Cache
-    write_buffers: Any  # rocksdict.WriteBufferManager
+    cache: Cache
+    write_buffers: WriteBufferManager
     memtable_bytes: int
 
     def report(self) -> None:
