@@ -31,6 +31,9 @@ SETTINGS: dict[str, dict[str, str]] = {
     "within_10ms": {"batch_within_s": "0.01"},
     "fetch_wait_5ms": {"consumer_fetch_max_wait_ms": "5"},
     "linger_0": {"outputs_linger_ms": "0"},
+    # RocksDB's memtables as large as Faust's own (3 × 64 MB per partition) would hold
+    # them: the budget's price in throughput (pipeline/engine/rocksdb_memory.py).
+    "state_memory_1024": {"state_memory_mb": "1024"},
     "all_three": {
         "batch_within_s": "0.005",
         "consumer_fetch_max_wait_ms": "5",

@@ -196,6 +196,13 @@ PROMQL: dict[str, tuple[str, str, list[tuple[str, str]]]] = {
         "bytes",
         [('process_resident_memory_bytes{job=~"intentflow-.*"}', "{{job}} {{instance}}")],
     ),
+    "RocksDB memory per worker": (
+        "The block cache every table partition of a process shares, memtables included, "
+        "and the memtables alone: it stays near INTENTFLOW_STATE_MEMORY_MB however many "
+        "partitions the process owns.",
+        "bytes",
+        [("intentflow_state_memory_bytes", "{{job}} {{instance}} {{part}}")],
+    ),
 }
 
 STATUS_COLORS = {"ok": "green", "down": "red", "degraded": "red"}
