@@ -2,7 +2,8 @@
 owns and however much it writes (pipeline/engine/rocksdb_memory.py).
 
 With Faust's own options each partition database fills its own 64 MB memtables: the
-14-minute soak's worker grew ~13 MB a minute while its states stayed ~3.5 MB. Each
+14-minute soak's worker grew ~13 MB a minute, while the states its traffic builds come
+to ~3.5 MB (docs/reliability.md, "Soak"). Each
 case runs in a fresh process (resident memory is the process's), opens the
 ``user-state`` table's partitions through the app the worker builds, and writes states
 the way the write-behind store does: one ``WriteBatch`` per partition per flush.
