@@ -28,7 +28,6 @@ MEMTABLE_SHARE = 0.5
 class SharedMemory:
     cache: Cache
     write_buffers: WriteBufferManager
-    memtable_bytes: int
 
     def report(self) -> None:
         """Set the gauges: the cache's usage includes the memtables charged to it."""
@@ -41,11 +40,10 @@ def shared_memory(memory_bytes: int) -> SharedMemory:
     """The process's one budget of this size (a process opens its tables' databases
     through one ``SharedMemory``: two budgets would add up)."""
     block_cache = Cache(memory_bytes)
-    memtable_bytes = int(memory_bytes * MEMTABLE_SHARE)
     write_buffers = WriteBufferManager.new_write_buffer_manager_with_cache(
-        memtable_bytes, False, block_cache
+        int(memory_bytes * MEMTABLE_SHARE), False, block_cache
     )
-    return SharedMemory(block_cache, write_buffers, memtable_bytes)
+    return SharedMemory(block_cache, write_buffers)
 
 
 class SharedMemoryOptions(RocksDBOptions):
@@ -55,7 +53,7 @@ class SharedMemoryOptions(RocksDBOptions):
         # A memtable is flushed at a quarter of the memtables' share: several partitions
         # fill theirs at once, and a smaller one flushes and frees sooner.
         super().__init__(
-            write_buffer_size=max(1 << 20, memory.memtable_bytes // 4),
+            write_buffer_size=max(1 << 20, memory.write_buffers.get_buffer_size() // 4),
             max_write_buffer_number=2,
             use_rocksdict=True,
         )
@@ -64,6 +62,7 @@ class SharedMemoryOptions(RocksDBOptions):
     def as_options(self) -> Options:
         options = super().as_options()
         options.set_write_buffer_manager(self._memory.write_buffers)
+        # Faust's table factory, with the shared cache in place of its own per database.
         table = BlockBasedOptions()
         table.set_bloom_filter(self.bloom_filter_size, block_based=True)
         table.set_block_cache(self._memory.cache)
