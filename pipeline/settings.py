@@ -1,5 +1,7 @@
 """Settings of the stream worker, read once at the entry point and passed in."""
 
+from typing import Any
+
 from pydantic import Field
 
 from schemas.settings import CommonSettings
@@ -30,8 +32,11 @@ class WorkerSettings(CommonSettings):
     # changelog highwater check on restart (docs/local-stack.md).
     recovery_consistency_check: bool = False
     batch_size: int = 1000
-    # The longest an event waits for its batch to fill: bounds latency at low rates.
+    # A batch is taken while the step before it runs (pipeline/engine/batched.py): it is
+    # handed over when full, batch_within_s after it opened, or once no record arrived
+    # for batch_idle_s (the consumer has handed over what it fetched).
     batch_within_s: float = 0.02
+    batch_idle_s: float = Field(default=0.001, gt=0)
     # Tansu does not answer a waiting fetch when records arrive (pipeline/faust_transport.py).
     consumer_fetch_max_wait_ms: int = 10
     # How long the outputs' producer (decisions, dead letters, changelogs) waits to fill
@@ -44,6 +49,15 @@ class WorkerSettings(CommonSettings):
     wall_clock_watermark: bool = True
     watermark_idle_s: float = 1.0
     watermark_interval_s: float = 0.5
+
+    @property
+    def batching(self) -> dict[str, Any]:
+        """How every batched agent of a worker takes its batches (``BatchedAgents.run``)."""
+        return {
+            "batch_size": self.batch_size,
+            "within_s": self.batch_within_s,
+            "idle_s": self.batch_idle_s,
+        }
 
     @property
     def state_memory_bytes(self) -> int:

@@ -106,7 +106,7 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
             message = event.message
             engine.on_control(message.partition, message.offset, message.key, message.value)
 
-    batch = {"batch_size": settings.batch_size, "within_s": settings.batch_within_s}
+    batch = settings.batching
 
     @app.agent(raw_topic, name="score_events")
     async def score_events(stream: faust.StreamT) -> None:

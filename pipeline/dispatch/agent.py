@@ -231,7 +231,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
                 log.warning("cannot read the send-hour snapshots: %s", type(exc).__name__)
 
     batched = BatchedAgents(ship, guard=failing_hard)
-    batch = {"batch_size": settings.batch_size, "within_s": settings.batch_within_s}
+    batch = settings.batching
 
     def items_of(events: list) -> list[tuple[int, bytes]]:
         items = []

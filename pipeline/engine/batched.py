@@ -8,13 +8,13 @@ B's outputs for good (the re-delivered records are dropped as already seen, and
 a deadline fired by a timer has no source record at all). Under the lock a
 state is flushed only in the same step that ships the outputs it caused.
 
-Faust acks a batch's offsets when ``take_events`` moves to the next batch, so
-offsets become committable only after the step that shipped them returned.
+A batch's records are acked when the step that shipped them returned (``take_ready``),
+so offsets become committable only then.
 """
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -57,12 +57,80 @@ class BatchedAgents:
         feed: Callable[[list[Any]], Awaitable[None] | None],
         batch_size: int,
         within_s: float,
+        idle_s: float,
         after: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """The agent body: every batch of ``stream`` fed and shipped in one step;
         ``after`` runs outside the lock (work that may wait, such as a warehouse insert)."""
-        async for events in stream.take_events(batch_size, within=within_s):
+        async for events in take_ready(stream, batch_size, within_s, idle_s):
             took_batch(events)
             await self.step(what, lambda events=events: feed(events))
             if after is not None:
                 await after()
+
+
+async def take_ready(
+    stream: Any, max_: int, within_s: float, idle_s: float
+) -> AsyncIterator[list[Any]]:
+    """Batches of a Faust stream's events, taken in while the step before runs.
+
+    Faust's ``take_events`` stops taking records while its caller processes a batch,
+    then waits ``within`` to fill the next one: a record arriving during a step waits
+    out the step and a whole ``within`` after it. Here records keep arriving into the
+    next batch while a step runs, and a batch is yielded when it is full, when
+    ``within_s`` passed since it opened (at its first record, or when the step before
+    returned), or when no record has arrived for ``idle_s``: the consumer has handed
+    over what it fetched. So at low rates a record waits about one step, and under
+    load batches still fill. A batch's records are acked after its step returned.
+    """
+    loop = asyncio.get_running_loop()
+    taken: list[Any] = []
+    arrived = asyncio.Event()
+    room = asyncio.Event()
+    room.set()
+    first_at = latest_at = 0.0
+
+    async def take(value: Any) -> Any:
+        nonlocal first_at, latest_at
+        latest_at = loop.time()
+        if not taken:
+            first_at = latest_at
+        taken.append(stream.current_event)
+        arrived.set()
+        if len(taken) >= max_:
+            # Never more than max_ per batch: the stream waits for the next one.
+            room.clear()
+            await stream.wait(room)
+        return value
+
+    enable_acks = stream.enable_acks
+    # Acked here, after the step: not by the stream as each record passes.
+    stream.enable_acks = False
+    stream.add_processor(take)
+    stream._enable_passive(aiter(stream.channel))
+    returned_at = 0.0
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(arrived)
+            opened_at = max(first_at, returned_at)
+            while len(taken) < max_:
+                # A record arriving meanwhile moves the idle deadline: look again then.
+                due = min(latest_at + idle_s, opened_at + within_s) - loop.time()
+                if due <= 0:
+                    break
+                await asyncio.sleep(due)
+            batch = taken[:]
+            taken.clear()
+            arrived.clear()
+            room.set()
+            if not batch:
+                continue
+            try:
+                yield batch
+            finally:
+                for event in batch:
+                    await stream.ack(event)
+                returned_at = loop.time()
+    finally:
+        stream.enable_acks = enable_acks
+        stream._processors.remove(take)
