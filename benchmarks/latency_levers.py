@@ -24,20 +24,18 @@ from pipeline.local.broker import Broker, ensure_topics
 from schemas.topics import SOURCE_TOPICS
 
 # name: extra INTENTFLOW_* settings; "defaults" is pipeline/settings.py's (batch_within_s
-# 0.02, consumer_fetch_max_wait_ms 10, outputs_linger_ms 5).
+# 0.02, batch_idle_s 0.001, consumer_fetch_max_wait_ms 10).
 SETTINGS: dict[str, dict[str, str]] = {
     "defaults": {},
     "within_5ms": {"batch_within_s": "0.005"},
     "within_10ms": {"batch_within_s": "0.01"},
     "fetch_wait_5ms": {"consumer_fetch_max_wait_ms": "5"},
-    "linger_0": {"outputs_linger_ms": "0"},
     # RocksDB's memtables as large as Faust's own (3 × 64 MB per partition) would hold
     # them: the budget's price in throughput (pipeline/engine/rocksdb_memory.py).
     "state_memory_1024": {"state_memory_mb": "1024"},
-    "all_three": {
+    "within_and_fetch_5ms": {
         "batch_within_s": "0.005",
         "consumer_fetch_max_wait_ms": "5",
-        "outputs_linger_ms": "0",
     },
 }
 FIGURES = (

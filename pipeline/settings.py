@@ -39,9 +39,6 @@ class WorkerSettings(CommonSettings):
     batch_idle_s: float = Field(default=0.001, gt=0)
     # Tansu does not answer a waiting fetch when records arrive (pipeline/faust_transport.py).
     consumer_fetch_max_wait_ms: int = 10
-    # How long the outputs' producer (decisions, dead letters, changelogs) waits to fill
-    # a batch before sending it; a batch's offsets are committed only after its acks.
-    outputs_linger_ms: int = 5
     # Live, a partition idle and caught up for watermark_idle_s gets a watermark record
     # of the wall clock minus the allowed lateness (schemas/engine_records.py), checked
     # every watermark_interval_s; while it catches up only event time moves it.

@@ -49,7 +49,7 @@ def register_scoring(app: faust.App, settings: WorkerSettings) -> None:
         "user-state", partitions=settings.user_partitions, key_type=bytes, value_type=bytes
     )
     share_memory(state_table, settings.state_memory_bytes)
-    outputs = KafkaOutputs(settings.bootstrap_servers, settings.outputs_linger_ms)
+    outputs = KafkaOutputs(settings.bootstrap_servers)
     store = UserStateStore(state_table, outputs, state_to_bytes, state_from_bytes)
     clock = PartitionClock()
 

@@ -141,7 +141,7 @@ def register_dispatch(app: faust.App, settings: WorkerSettings) -> None:
         "dispatch-state", partitions=settings.user_partitions, key_type=bytes, value_type=bytes
     )
     share_memory(table, settings.state_memory_bytes)
-    outputs = KafkaOutputs(settings.bootstrap_servers, settings.outputs_linger_ms)
+    outputs = KafkaOutputs(settings.bootstrap_servers)
     store = UserStateStore(table, outputs, record_to_bytes, record_from_bytes)
     warehouse = warehouse_of(settings)
     master = pii.MasterKey.from_secret(settings.pii_master_key.get_secret_value())

@@ -11,6 +11,7 @@ from collections import Counter
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
@@ -20,12 +21,14 @@ log = logging.getLogger(__name__)
 
 # topic, key, value (None: a tombstone), partition (None: by key, as every producer here does)
 Record = tuple[str, bytes, bytes | None, int | None]
+# What aiokafka's producer uses by default (murmur2 of the key, as Kafka's Java client):
+# records sent by key land where every other producer of the project puts that key.
+PARTITIONER = DefaultPartitioner()
 
 
 class KafkaOutputs:
-    def __init__(self, bootstrap_servers: list[str], linger_ms: int = 5) -> None:
+    def __init__(self, bootstrap_servers: list[str]) -> None:
         self._bootstrap = bootstrap_servers
-        self._linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
 
@@ -34,7 +37,6 @@ class KafkaOutputs:
             if self._producer is None:
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self._bootstrap,
-                    linger_ms=self._linger_ms,
                     acks="all",
                     max_batch_size=1 << 20,
                     max_request_size=4 << 20,
@@ -79,28 +81,40 @@ class KafkaOutputs:
     async def _send(
         producer: AIOKafkaProducer, records: list[Record]
     ) -> tuple[list[asyncio.Future], list[int]]:
-        """The acknowledgements to wait for, and the record count of each batch (0: a single
-        record sent by key)."""
-        # Records with a partition (state changelogs, one per dirty user) go in
-        # one batch per partition: far cheaper per record than a send() each.
-        acks, counts = [], []
+        """The acknowledgements to wait for, and the record count of each batch (0: a batch
+        of records sent by key, whose offsets nobody asks for)."""
+        # One batch per partition, keyed records included (by the producer's default
+        # partitioner): far cheaper per record than a send() each. Every batch is closed
+        # before it is handed over, so it goes out at once instead of lingering: the
+        # step has nothing more to add, and waits for its acknowledgements.
         batches: dict[tuple[str, int], BatchBuilder] = {}
+        named: set[tuple[str, int]] = set()
+        acks, counts = [], []
+        partitions: dict[str, list[int]] = {}
+
+        async def submit(tp: tuple[str, int], batch: BatchBuilder) -> None:
+            batch.close()
+            counts.append(batch.record_count() if tp in named else 0)
+            acks.append(await producer.send_batch(batch, tp[0], partition=tp[1]))
+
         for topic, key, value, partition in records:
             if partition is None:
-                acks.append(await producer.send(topic, value=value, key=key))
-                counts.append(0)
-                continue
-            batch = batches.get((topic, partition))
+                if topic not in partitions:
+                    partitions[topic] = sorted(await producer.partitions_for(topic))
+                every = partitions[topic]
+                partition = PARTITIONER(key, every, every)
+            else:
+                named.add((topic, partition))
+            tp = (topic, partition)
+            batch = batches.get(tp)
             if batch is None:
-                batch = batches[topic, partition] = producer.create_batch()
+                batch = batches[tp] = producer.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:
-                counts.append(batch.record_count())
-                acks.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = batches[topic, partition] = producer.create_batch()
+                await submit(tp, batch)
+                batch = batches[tp] = producer.create_batch()
                 batch.append(key=key, value=value, timestamp=None)
-        for (topic, partition), batch in batches.items():
-            counts.append(batch.record_count())
-            acks.append(await producer.send_batch(batch, topic, partition=partition))
+        for tp, batch in batches.items():
+            await submit(tp, batch)
         return acks, counts
 
     async def stop(self) -> None:
