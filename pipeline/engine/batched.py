@@ -62,7 +62,8 @@ class BatchedAgents:
     ) -> None:
         """The agent body: every batch of ``stream`` fed and shipped in one step;
         ``after`` runs outside the lock (work that may wait, such as a warehouse insert)."""
-        async for events in take_ready(stream, batch_size, within_s, idle_s):
+        highwater = stream.app.consumer.highwater
+        async for events in take_ready(stream, batch_size, within_s, idle_s, highwater):
             took_batch(events)
             await self.step(what, lambda events=events: feed(events))
             if after is not None:
@@ -70,7 +71,11 @@ class BatchedAgents:
 
 
 async def take_ready(
-    stream: Any, max_: int, within_s: float, idle_s: float
+    stream: Any,
+    max_: int,
+    within_s: float,
+    idle_s: float,
+    highwater: Callable[[Any], int | None] = lambda tp: None,
 ) -> AsyncIterator[list[Any]]:
     """Batches of a Faust stream's events, taken in while the step before runs.
 
@@ -79,12 +84,15 @@ async def take_ready(
     out the step and a whole ``within`` after it. Here records keep arriving into the
     next batch while a step runs, and a batch is yielded when it is full, when
     ``within_s`` passed since it opened (at its first record, or when the step before
-    returned), or when no record has arrived for ``idle_s``: the consumer has handed
-    over what it fetched. So at low rates a record waits about one step, and under
-    load batches still fill. A batch's records are acked after its step returned.
+    returned), or when it is caught up: no record arrived for ``idle_s`` and every
+    partition in it was taken to its ``highwater`` (the consumer's last fetched end;
+    None: unknown, taken as caught up). So at low rates a record waits about one step,
+    and a backlog, whose hand-over from the consumer has gaps, still fills batches.
+    A batch's records are acked after its step returned.
     """
     loop = asyncio.get_running_loop()
     taken: list[Any] = []
+    last_offsets: dict[Any, int] = {}
     arrived = asyncio.Event()
     room = asyncio.Event()
     room.set()
@@ -95,13 +103,22 @@ async def take_ready(
         latest_at = loop.time()
         if not taken:
             first_at = latest_at
-        taken.append(stream.current_event)
+        event = stream.current_event
+        taken.append(event)
+        last_offsets[event.message.tp] = event.message.offset
         arrived.set()
         if len(taken) >= max_:
             # Never more than max_ per batch: the stream waits for the next one.
             room.clear()
             await stream.wait(room)
         return value
+
+    def caught_up() -> bool:
+        for tp, offset in last_offsets.items():
+            end = highwater(tp)
+            if end is not None and offset + 1 < end:
+                return False
+        return True
 
     enable_acks = stream.enable_acks
     # Acked here, after the step: not by the stream as each record passes.
@@ -114,13 +131,17 @@ async def take_ready(
             await stream.wait_for_stopped(arrived)
             opened_at = max(first_at, returned_at)
             while len(taken) < max_:
+                closes_at = opened_at + within_s
                 # A record arriving meanwhile moves the idle deadline: look again then.
-                due = min(latest_at + idle_s, opened_at + within_s) - loop.time()
+                due = min(latest_at + idle_s, closes_at) - loop.time()
                 if due <= 0:
-                    break
+                    if loop.time() >= closes_at or caught_up():
+                        break
+                    due = min(idle_s, closes_at - loop.time())
                 await asyncio.sleep(due)
             batch = taken[:]
             taken.clear()
+            last_offsets.clear()
             arrived.clear()
             room.set()
             if not batch:

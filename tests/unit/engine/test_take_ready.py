@@ -49,6 +49,7 @@ async def taking(
     within_s: float,
     idle_s: float,
     step: Callable[[list[Any]], Awaitable[None]] | None = None,
+    highwater: Callable[[Any], int | None] = lambda tp: None,
 ) -> AsyncIterator[Taken]:
     """A Faust stream over a channel, taken in batches by ``take_ready``."""
     app = faust.App("test-take-ready", broker="kafka://127.0.0.1:1", web_enabled=False)
@@ -65,7 +66,7 @@ async def taking(
     stream.ack = ack  # type: ignore[method-assign]
 
     async def agent() -> None:
-        async for batch in take_ready(stream, max_, within_s, idle_s):
+        async for batch in take_ready(stream, max_, within_s, idle_s, highwater):
             values = [event.value for event in batch]
             taken.batches.append(values)
             taken.note(("taken", values))
@@ -86,6 +87,18 @@ async def test_a_lone_record_is_handed_over_once_nothing_more_arrives_not_after_
     async with taking(max_=100, within_s=60.0, idle_s=0.005) as taken:
         await taken.channel.send(value="alone")
         await taken.until(lambda: taken.batches == [["alone"]])
+
+
+async def test_a_batch_behind_its_highwater_waits_for_more_past_the_idle_gap():
+    # A backlog: the consumer has fetched far beyond what it handed over (a channel's
+    # records carry offset -1), so a pause in the hand-over does not end the batch.
+    far_ahead = 10**9
+    async with taking(100, 0.5, 0.005, highwater=lambda tp: far_ahead) as taken:
+        await taken.channel.send(value="first")
+        await asyncio.sleep(0.05)  # ten idle gaps, within the window
+        await taken.channel.send(value="second")
+        await taken.until(lambda: len(taken.batches) == 1)
+        assert taken.batches == [["first", "second"]]
 
 
 async def test_records_arriving_during_a_step_make_the_next_batch_together():
