@@ -30,6 +30,9 @@ SETTINGS: dict[str, dict[str, str]] = {
     "within_5ms": {"batch_within_s": "0.005"},
     "within_10ms": {"batch_within_s": "0.01"},
     "fetch_wait_5ms": {"consumer_fetch_max_wait_ms": "5"},
+    "idle_0_5ms": {"batch_idle_s": "0.0005"},
+    # A batch handed over only when full or at the end of its window, never when caught up.
+    "no_idle_cut": {"batch_idle_s": "1"},
     # RocksDB's memtables as large as Faust's own (3 × 64 MB per partition) would hold
     # them: the budget's price in throughput (pipeline/engine/rocksdb_memory.py).
     "state_memory_1024": {"state_memory_mb": "1024"},
