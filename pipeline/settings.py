@@ -33,8 +33,8 @@ class WorkerSettings(CommonSettings):
     recovery_consistency_check: bool = False
     batch_size: int = 1000
     # A batch is taken while the step before it runs (pipeline/engine/batched.py): it is
-    # handed over when full, batch_within_s after it opened, or once no record arrived
-    # for batch_idle_s (the consumer has handed over what it fetched).
+    # handed over when full, batch_within_s after it opened, or once caught up: no record
+    # for batch_idle_s and every partition in it read to the consumer's last fetched end.
     batch_within_s: float = 0.02
     batch_idle_s: float = Field(default=0.001, gt=0)
     # Tansu does not answer a waiting fetch when records arrive (pipeline/faust_transport.py).

@@ -85,10 +85,11 @@ async def take_ready(
     next batch while a step runs, and a batch is yielded when it is full, when
     ``within_s`` passed since it opened (at its first record, or when the step before
     returned), or when it is caught up: no record arrived for ``idle_s`` and every
-    partition in it was taken to its ``highwater`` (the consumer's last fetched end;
-    None: unknown, taken as caught up). So at low rates a record waits about one step,
-    and a backlog, whose hand-over from the consumer has gaps, still fills batches.
-    A batch's records are acked after its step returned.
+    partition in it was taken to its ``highwater``, the consumer's last fetched end
+    (None or an error, as for a partition revoked meanwhile: unknown, taken as caught
+    up). So at low rates a record waits about one step, and a backlog, whose hand-over
+    from the consumer has gaps, still fills batches. A batch's records are acked after
+    its step returned.
     """
     loop = asyncio.get_running_loop()
     taken: list[Any] = []
@@ -115,7 +116,11 @@ async def take_ready(
 
     def caught_up() -> bool:
         for tp, offset in last_offsets.items():
-            end = highwater(tp)
+            try:
+                end = highwater(tp)
+            except Exception:
+                # A partition revoked meanwhile: aiokafka asserts it is assigned.
+                end = None
             if end is not None and offset + 1 < end:
                 return False
         return True

@@ -101,6 +101,15 @@ async def test_a_batch_behind_its_highwater_waits_for_more_past_the_idle_gap():
         assert taken.batches == [["first", "second"]]
 
 
+async def test_a_partition_revoked_meanwhile_counts_as_caught_up():
+    def revoked(tp: Any) -> int:
+        raise AssertionError("Partition is not assigned")  # what aiokafka's highwater does
+
+    async with taking(100, 60.0, 0.005, highwater=revoked) as taken:
+        await taken.channel.send(value="alone")
+        await taken.until(lambda: taken.batches == [["alone"]])
+
+
 async def test_records_arriving_during_a_step_make_the_next_batch_together():
     gate = asyncio.Event()
 
