@@ -93,7 +93,6 @@ async def take_ready(
     """
     loop = asyncio.get_running_loop()
     taken: list[Any] = []
-    last_offsets: dict[Any, int] = {}
     arrived = asyncio.Event()
     room = asyncio.Event()
     room.set()
@@ -104,9 +103,7 @@ async def take_ready(
         latest_at = loop.time()
         if not taken:
             first_at = latest_at
-        event = stream.current_event
-        taken.append(event)
-        last_offsets[event.message.tp] = event.message.offset
+        taken.append(stream.current_event)
         arrived.set()
         if len(taken) >= max_:
             # Never more than max_ per batch: the stream waits for the next one.
@@ -115,6 +112,9 @@ async def take_ready(
         return value
 
     def caught_up() -> bool:
+        # Checked only at an idle gap, so the batch's last offsets are found here rather
+        # than kept up to date for every record.
+        last_offsets = {event.message.tp: event.message.offset for event in taken}
         for tp, offset in last_offsets.items():
             try:
                 end = highwater(tp)
@@ -146,7 +146,6 @@ async def take_ready(
                 await asyncio.sleep(due)
             batch = taken[:]
             taken.clear()
-            last_offsets.clear()
             arrived.clear()
             room.set()
             if not batch:
