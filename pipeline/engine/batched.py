@@ -90,26 +90,54 @@ async def take_ready(
     up). So at low rates a record waits about one step, and a backlog, whose hand-over
     from the consumer has gaps, still fills batches. A batch's records are acked after
     its step returned.
+
+    Records are taken from the stream's queue as Faust's stream iterator takes them
+    (``receive``), without the iterator's turn of the event loop per record.
     """
     loop = asyncio.get_running_loop()
+    app = stream.app
+    queue = stream.channel.queue
+    acking_topics = app.topics.acking_topics
     taken: list[Any] = []
     arrived = asyncio.Event()
     room = asyncio.Event()
     room.set()
     first_at = latest_at = 0.0
 
-    async def take(value: Any) -> Any:
+    def admit(event: Any) -> bool:
+        """What Faust's stream iterator does with a queued event before its processors:
+        False for a record of an assignment since revoked (to be acked, not taken)."""
+        message = event.message
+        if not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id:
+            return False
+        if message.topic in acking_topics and not message.tracked:
+            message.tracked = True
+            app.consumer.track_message(message)
+        stream._on_stream_event_in(message.tp, message.offset, stream, event)
+        taken.append(event)
+        return True
+
+    async def receive() -> None:
         nonlocal first_at, latest_at
-        latest_at = loop.time()
-        if not taken:
-            first_at = latest_at
-        taken.append(stream.current_event)
-        arrived.set()
-        if len(taken) >= max_:
-            # Never more than max_ per batch: the stream waits for the next one.
-            room.clear()
-            await stream.wait(room)
-        return value
+        try:
+            while True:
+                # Never more than max_ per batch: the queue waits for the next one.
+                await room.wait()
+                events = [await queue.get()]
+                while len(taken) + len(events) < max_ and not queue.empty():
+                    events.append(queue.get_nowait())
+                latest_at = loop.time()
+                if not taken:
+                    first_at = latest_at
+                for event in events:
+                    if not admit(event):
+                        await stream.ack(event)
+                if taken:
+                    arrived.set()
+                if len(taken) >= max_:
+                    room.clear()
+        finally:
+            arrived.set()  # an error thrown into the channel ends the batches with it
 
     def caught_up() -> bool:
         # Checked only at an idle gap, so the batch's last offsets are found here rather
@@ -125,15 +153,13 @@ async def take_ready(
                 return False
         return True
 
-    enable_acks = stream.enable_acks
-    # Acked here, after the step: not by the stream as each record passes.
-    stream.enable_acks = False
-    stream.add_processor(take)
-    stream._enable_passive(aiter(stream.channel))
+    receiving = asyncio.ensure_future(receive())
     returned_at = 0.0
     try:
         while not stream.should_stop:
             await stream.wait_for_stopped(arrived)
+            if receiving.done():
+                receiving.result()
             opened_at = max(first_at, returned_at)
             while len(taken) < max_:
                 closes_at = opened_at + within_s
@@ -157,5 +183,4 @@ async def take_ready(
                     await stream.ack(event)
                 returned_at = loop.time()
     finally:
-        stream.enable_acks = enable_acks
-        stream._processors.remove(take)
+        receiving.cancel()

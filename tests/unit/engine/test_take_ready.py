@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from faust.events import Event
+from faust.types.tuples import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +28,7 @@ class Taken:
     steps ended and its records were acked."""
 
     channel: Any
+    stream: Any
     batches: list[list[Any]] = field(default_factory=list)
     log: list[tuple[str, Any]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -56,7 +59,7 @@ async def taking(
     app.flow_control.resume()  # what a started worker does
     channel = app.channel()
     stream = app.stream(channel)
-    taken = Taken(channel)
+    taken = Taken(channel, stream)
     faust_ack = stream.ack
 
     async def ack(event: Any) -> bool:
@@ -66,13 +69,17 @@ async def taking(
     stream.ack = ack  # type: ignore[method-assign]
 
     async def agent() -> None:
-        async for batch in take_ready(stream, max_, within_s, idle_s, highwater):
-            values = [event.value for event in batch]
-            taken.batches.append(values)
-            taken.note(("taken", values))
-            if step is not None:
-                await step(values)
-            taken.note(("step ended", values))
+        try:
+            async for batch in take_ready(stream, max_, within_s, idle_s, highwater):
+                values = [event.value for event in batch]
+                taken.batches.append(values)
+                taken.note(("taken", values))
+                if step is not None:
+                    await step(values)
+                taken.note(("step ended", values))
+        except Exception as exc:
+            taken.note(("failed", type(exc).__name__))
+            raise
 
     task = asyncio.create_task(agent())
     try:
@@ -179,3 +186,40 @@ def test_every_record_is_handed_over_once_in_order_and_no_batch_exceeds_its_size
     batches = asyncio.run(run())
     assert [value for batch in batches for value in batch] == list(range(sum(bursts)))
     assert all(1 <= len(batch) <= max_ for batch in batches)
+
+
+async def test_records_of_an_assignment_since_revoked_are_acked_not_taken():
+    # What Faust's stream iterator does with them: a record fetched before a rebalance
+    # (an older consumer generation) is skipped, its partition may be someone else's.
+    async with taking(100, 60.0, 0.005) as taken:
+        app = taken.stream.app
+        stale = Message(
+            topic=None,
+            partition=0,
+            offset=0,
+            timestamp=0.0,
+            timestamp_type=0,
+            headers=[],
+            key=None,
+            value=b"revoked",
+            checksum=None,
+            generation_id=app.consumer_generation_id - 1,
+        )
+        taken.stream.channel.queue.put_nowait(Event(app, None, "revoked", {}, stale))
+        await taken.until(lambda: ("acked", "revoked") in taken.log)
+        await taken.channel.send(value="assigned")
+        await taken.until(lambda: taken.batches == [["assigned"]])
+
+
+class Thrown(Exception):
+    pass
+
+
+async def test_an_error_thrown_into_the_stream_reaches_the_agent():
+    # Faust forwards errors through a channel's queue; a taker that swallowed them
+    # would leave the agent waiting for records forever.
+    async with taking(100, 60.0, 0.005) as taken:
+        await taken.channel.send(value="before")
+        await taken.until(lambda: taken.batches == [["before"]])
+        await taken.stream.channel.throw(Thrown())
+        await taken.until(lambda: ("failed", "Thrown") in taken.log)
