@@ -123,9 +123,14 @@ async def take_ready(
             while True:
                 # Never more than max_ per batch: the queue waits for the next one.
                 await room.wait()
-                events = [await queue.get()]
-                while len(taken) + len(events) < max_ and not queue.empty():
-                    events.append(queue.get_nowait())
+                try:
+                    events = [await queue.get()]
+                    while len(taken) + len(events) < max_ and not queue.empty():
+                        events.append(queue.get_nowait())
+                except StopAsyncIteration:
+                    # How Faust ends a stream's iteration when it stops. Nothing taken
+                    # here is acked, so the records are read again after the restart.
+                    return
                 latest_at = loop.time()
                 if not taken:
                     first_at = latest_at
@@ -137,7 +142,7 @@ async def take_ready(
                 if len(taken) >= max_:
                     room.clear()
         finally:
-            arrived.set()  # an error thrown into the channel ends the batches with it
+            arrived.set()  # wakes the batches to end with the iteration, or its error
 
     def caught_up() -> bool:
         # Checked only at an idle gap, so the batch's last offsets are found here rather
@@ -159,7 +164,8 @@ async def take_ready(
         while not stream.should_stop:
             await stream.wait_for_stopped(arrived)
             if receiving.done():
-                receiving.result()
+                receiving.result()  # an error thrown into the channel
+                return  # the stream stopped: what was taken is not acked, so re-read
             opened_at = max(first_at, returned_at)
             while len(taken) < max_:
                 closes_at = opened_at + within_s

@@ -77,6 +77,7 @@ async def taking(
                 if step is not None:
                     await step(values)
                 taken.note(("step ended", values))
+            taken.note(("ended", None))
         except Exception as exc:
             taken.note(("failed", type(exc).__name__))
             raise
@@ -223,3 +224,30 @@ async def test_an_error_thrown_into_the_stream_reaches_the_agent():
         await taken.until(lambda: taken.batches == [["before"]])
         await taken.stream.channel.throw(Thrown())
         await taken.until(lambda: ("failed", "Thrown") in taken.log)
+
+
+async def test_a_stream_whose_iteration_stops_ends_its_batches_quietly():
+    # How Faust stops a stream: StopAsyncIteration thrown into its channel.
+    async with taking(100, 60.0, 0.005) as taken:
+        await taken.channel.send(value="before")
+        await taken.until(lambda: taken.batches == [["before"]])
+        await taken.stream.channel.throw(StopAsyncIteration())  # no record waiting
+        await taken.until(lambda: ("ended", None) in taken.log)
+        assert not [entry for entry in taken.log if entry[0] == "failed"]
+
+
+async def test_a_stream_stopped_with_records_queued_ends_without_taking_them():
+    gate = asyncio.Event()
+
+    async def step(values: list[Any]) -> None:
+        await gate.wait()
+
+    async with taking(1, 60.0, 0.005, step) as taken:
+        await taken.channel.send(value="first")
+        await taken.until(lambda: taken.batches == [["first"]])
+        await taken.channel.send(value="queued")  # the batch is full: it stays queued
+        await taken.stream.channel.throw(StopAsyncIteration())
+        gate.set()
+        await taken.until(lambda: ("ended", None) in taken.log)
+        assert taken.batches == [["first"]]
+        assert ("acked", "queued") not in taken.log  # read again after the restart
