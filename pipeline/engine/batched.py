@@ -163,11 +163,8 @@ async def take_ready(
     try:
         while not stream.should_stop:
             await stream.wait_for_stopped(arrived)
-            if receiving.done():
-                receiving.result()  # an error thrown into the channel
-                return  # the stream stopped: what was taken is not acked, so re-read
             opened_at = max(first_at, returned_at)
-            while len(taken) < max_:
+            while len(taken) < max_ and not receiving.done():
                 closes_at = opened_at + within_s
                 # A record arriving meanwhile moves the idle deadline: look again then.
                 due = min(latest_at + idle_s, closes_at) - loop.time()
@@ -176,6 +173,9 @@ async def take_ready(
                         break
                     due = min(idle_s, closes_at - loop.time())
                 await asyncio.sleep(due)
+            if receiving.done():
+                receiving.result()  # an error thrown into the channel
+                return  # the stream stopped: what was taken is not acked, so read again
             batch = taken[:]
             taken.clear()
             arrived.clear()

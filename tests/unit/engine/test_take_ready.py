@@ -251,3 +251,19 @@ async def test_a_stream_stopped_with_records_queued_ends_without_taking_them():
         await taken.until(lambda: ("ended", None) in taken.log)
         assert taken.batches == [["first"]]
         assert ("acked", "queued") not in taken.log  # read again after the restart
+
+
+async def test_an_error_thrown_while_a_batch_is_open_ends_it_at_once():
+    # The batch is behind its highwater, so only its 60 s window would end it.
+    checked = asyncio.Event()
+
+    def behind(tp: Any) -> int:
+        checked.set()
+        return 10**9
+
+    async with taking(100, 60.0, 0.005, highwater=behind) as taken:
+        await taken.channel.send(value="open")
+        await asyncio.wait_for(checked.wait(), WAIT_S)  # taken, and its batch open
+        await taken.stream.channel.throw(Thrown())
+        await taken.until(lambda: ("failed", "Thrown") in taken.log)
+        assert taken.batches == []
