@@ -1,14 +1,15 @@
 """The worker's latency levers: throughput and produce → nudge latency per setting, one run.
 
     python -m benchmarks.latency_levers [--events 60000] [--users 20000] [--rounds 2]
-        [--only defaults linger_0 ...]
+        [--only defaults within_5ms ...] [--latency-rate EVENTS_PER_S]
 
 On one Tansu broker and one warehouse, each setting below is run ``rounds`` times,
 interleaved (A, B, C, A, B, C, ...): the live worker's throughput over its own copy
 of the worker benchmark's events (``benchmarks.worker.worker_rate``), then its
 produce → nudge latency (``benchmarks.worker.measure_latency``) at one rate for
-every setting: half the first setting's throughput in the first round. Prints every
-measurement and the median per setting.
+every setting: half the first setting's throughput in the first round, or
+``--latency-rate`` (to compare code measured at different throughputs at one rate).
+Prints every measurement and the median per setting.
 """
 
 import argparse
@@ -56,11 +57,12 @@ def run(
     rounds: int = 2,
     latency_events: int = 6_000,
     settings: dict[str, dict[str, str]] = SETTINGS,
+    latency_rate: float | None = None,
 ) -> dict[str, list[dict]]:
     parsed, _ = make_events(events, users)
     records = [(event.key.encode(), event.to_json()) for event in parsed]
     measured: dict[str, list[dict]] = {name: [] for name in settings}
-    rate = None
+    rate = latency_rate
     with (
         tempfile.TemporaryDirectory(prefix="bench-levers-") as tmp,
         Broker() as broker,
@@ -94,9 +96,14 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--only", nargs="+", choices=list(SETTINGS), help="these, in this order")
+    parser.add_argument(
+        "--latency-rate", type=float, help="events/s (default: half the first throughput)"
+    )
     args = parser.parse_args()
     chosen = {name: SETTINGS[name] for name in args.only} if args.only else SETTINGS
-    measured = run(args.events, args.users, args.rounds, settings=chosen)
+    measured = run(
+        args.events, args.users, args.rounds, settings=chosen, latency_rate=args.latency_rate
+    )
     rate = next(iter(measured.values()))[0]["latency_rate"]
     print(f"\nmedians of {args.rounds} rounds; latency at {rate:,.0f} events/s:")
     print(f"| setting | {' | '.join(FIGURES)} |")
