@@ -62,9 +62,11 @@ def query(prometheus: str, expr: str) -> dict:
 
 def test_every_panel_expression_parses_and_shows_the_running_stack(tmp_path: Path) -> None:
     env = support.child_env(RULES=str(DEMO_RULES), SIM_DELAY_S="0.2", LOG_LEVEL="warning")
-    prometheus_port = support.free_port()
-    prometheus = f"http://{support.LOOPBACK}:{prometheus_port}"
     with support.local_stack(tmp_path, env=env, timeout_s=120) as stack:
+        # Picked once the stack listens: picked before, one of its parts took it once
+        # ("bind: address already in use" in prometheus.log).
+        prometheus_port = support.free_port()
+        prometheus = f"http://{support.LOOPBACK}:{prometheus_port}"
         metrics = stack.metrics
         config = tmp_path / "prometheus.yml"
         config.write_text(yaml.safe_dump(prometheus_config(metrics)))
