@@ -114,11 +114,28 @@ _CONSENT_COLUMNS = [
 # 'l' a (user id, anonymous id) pair the events link to a checked key, 'p' a phone in
 # use under a checked key or a key linked to it (the dispatcher uses the newest phone
 # under any of them, so all are checked).
-_LOOKUP = (
+_KEYS = (
     "SELECT 'k', user_key, argMin(key_id, (created_at, key_id)),"
     " argMin(wrapped, (created_at, key_id)), '', ''"
     f" FROM {PII_KEYS} WHERE user_key IN {{keys:Array(String)}} GROUP BY user_key"
+)
+# The links come from `identity_links`, the pairs of `events` keyed by either id
+# (migration 0300): the rows of the checked keys, never a scan of the event history.
+LOOKUP = (
+    f"{_KEYS} UNION ALL"
+    " SELECT DISTINCT 'l', user_id, anonymous_id, '', '', '' FROM identity_links"
+    " WHERE user_key IN {checked:Array(String)}"
     " UNION ALL"
+    " SELECT 'p', user_key, toString(channel), key_id, ciphertext, phone_hash"
+    f" FROM {PII_PHONES} FINAL WHERE user_key IN {{checked:Array(String)}}"
+    " OR user_key IN (SELECT if(user_key = user_id, anonymous_id, user_id)"
+    " FROM identity_links WHERE user_key IN {checked:Array(String)})"
+)
+# The definition: the same read with the links taken from `events` itself, which has
+# neither id in its key (the statement before migration 0300). The reference of
+# tests/integration/test_consent_store.py and benchmarks/consent_lookup.py.
+LOOKUP_OVER_EVENTS = (
+    f"{_KEYS} UNION ALL"
     " SELECT DISTINCT 'l', user_id, anonymous_id, '', '', '' FROM events"
     " WHERE (user_id IN {checked:Array(String)} OR anonymous_id IN {checked:Array(String)})"
     " AND user_id != '' AND anonymous_id != ''"
@@ -205,7 +222,7 @@ class PrivacyStore:
             return {}, [], {}, {}
         key_rows, links, phone_rows = [], [], []
         for kind, a, b, c, d, e in self._client.query(
-            _LOOKUP, parameters={"keys": wanted, "checked": checked}
+            LOOKUP, parameters={"keys": wanted, "checked": checked}
         ).result_rows:
             if kind == "k":
                 key_rows.append((a, b, c))

@@ -2,6 +2,7 @@
 read statement finds decides a write key's phone change, under linked keys too."""
 
 import asyncio
+import random
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -9,7 +10,14 @@ from datetime import UTC, datetime
 from clickhouse_connect.driver.client import Client
 
 from api.privacy.consent import ConsentRecorder
-from api.privacy.store import ConsentDecision, ConsentWrite, PrivacyStore
+from api.privacy.erasure import erase_warehouse
+from api.privacy.store import (
+    LOOKUP,
+    LOOKUP_OVER_EVENTS,
+    ConsentDecision,
+    ConsentWrite,
+    PrivacyStore,
+)
 from schemas import pii
 from schemas.dispatch_tables import PHONE_CHANGE_NEEDS_VERIFICATION, PII_KEYS, PII_PHONES
 from schemas.warehouse import warehouse_client
@@ -32,9 +40,18 @@ def decision(user: str, phone: str | None, trusted: bool = False, **fields) -> C
 
 def link(clickhouse: Client, user_id: str, anonymous_id: str) -> None:
     """An event tying a browser's anonymous id to a user id (as an identify does)."""
+    insert_events(clickhouse, [("identify", user_id, anonymous_id)])
+
+
+def insert_events(clickhouse: Client, events: list[tuple[str, str, str]]) -> None:
+    """(name, user id, anonymous id) events, as the sink stores them (user_key: the user
+    id, else the anonymous id)."""
     clickhouse.insert(
         "events",
-        [[uuid.uuid4(), "identify", datetime.now(UTC), user_id, anonymous_id, user_id]],
+        [
+            [uuid.uuid4(), name, datetime.now(UTC), user_id or anonymous_id, anonymous_id, user_id]
+            for name, user_id, anonymous_id in events
+        ],
         column_names=["event_id", "name", "timestamp", "user_key", "anonymous_id", "user_id"],
     )
 
@@ -125,3 +142,68 @@ async def test_a_group_is_written_while_an_earlier_one_is_held_and_counts_its_ph
         parameters={"u": user},
     ).result_rows
     assert masked.endswith("0191")
+
+
+def test_the_lookup_finds_what_the_events_link_without_reading_them(clickhouse: Client):
+    store = PrivacyStore(clickhouse, MASTER)
+    run = uuid.uuid4().hex[:8]
+    users = [f"user-{run}-{i}" for i in range(8)]
+    browsers = [f"anon-{run}-{i}" for i in range(12)]
+    rng = random.Random(20261206)
+    # Pairs in any shape: repeated, an id paired with itself, events of one id only, and
+    # inserts in several parts, as the sink's batches make them.
+    for _ in range(4):
+        events = []
+        for _ in range(40):
+            user = rng.choice([*users, ""])
+            browser = rng.choice([*browsers, user or browsers[0], ""])
+            if user or browser:
+                events.append((rng.choice(["page_view", "identify"]), user, browser))
+        insert_events(clickhouse, events)
+    # Phones under some of the ids, as trusted servers send them.
+    store.record(
+        [decision(key, f"+1202555{i:04d}", trusted=True) for i, key in enumerate(users[:3])]
+        + [decision(key, f"+1202556{i:04d}", trusted=True) for i, key in enumerate(browsers[:5])]
+    )
+    kinds: set[str] = set()
+    for checked in [[u] for u in users] + [[b] for b in browsers] + [users[:2] + browsers[:2]]:
+        params = {"keys": checked, "checked": checked}
+        found = sorted(clickhouse.query(LOOKUP, parameters=params).result_rows)
+        expected = sorted(clickhouse.query(LOOKUP_OVER_EVENTS, parameters=params).result_rows)
+        assert found == expected, checked
+        kinds.update(kind for kind, *_ in found)
+    assert kinds == {"k", "l", "p"}  # keys, links and linked phones were all compared
+
+    # And the consent write's read never scans the event history: the warehouse's own
+    # estimate of what it reads names the links' table, not `events`.
+    params = {"keys": users[:2], "checked": users[:2]}
+    read = clickhouse.query(f"EXPLAIN ESTIMATE {LOOKUP}", parameters=params).result_rows
+    assert "events" not in {table for _, table, *_ in read}
+    assert "identity_links" in {table for _, table, *_ in read}
+
+
+def test_an_erasure_reaches_the_links(clickhouse: Client):
+    """Erasing a user takes the pairs holding their ids, under either id; a bystander's
+    pair stays."""
+    run = uuid.uuid4().hex[:8]
+    user, browser, other = f"user-{run}", f"anon-{run}", f"user-{run}-other"
+    insert_events(
+        clickhouse,
+        [
+            ("page_view", "", browser),
+            ("identify", user, browser),
+            ("identify", other, f"anon-{run}-other"),
+        ],
+    )
+    held = (
+        "SELECT count() FROM identity_links WHERE user_key IN {ids:Array(String)}"
+        " OR user_id IN {ids:Array(String)} OR anonymous_id IN {ids:Array(String)}"
+    )
+    assert clickhouse.query(held, parameters={"ids": [user, browser]}).result_rows == [(2,)]
+
+    result = erase_warehouse(clickhouse, user, MASTER)
+
+    assert not result.errors and not result.remaining
+    assert result.rows["identity_links"] == 2
+    assert clickhouse.query(held, parameters={"ids": [user, browser]}).result_rows == [(0,)]
+    assert clickhouse.query(held, parameters={"ids": [other]}).result_rows == [(2,)]
