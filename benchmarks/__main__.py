@@ -29,6 +29,7 @@ SUITES: dict[str, tuple[dict, dict]] = {
     "replay": ({}, {"events": 10_000, "users": 500}),
     "sink": ({}, {"events": 20_000}),
     "funnel": ({}, {"rows": 1_000_000, "repeat": 5}),
+    "consent_lookup": ({}, {"rows": 200_000, "repeat": 3}),
 }
 
 # figure: (value key, reference key or None, what the reference is, target, higher is better)
@@ -148,6 +149,15 @@ FIGURES = {
         "funnel_reference_ms",
         "SELECT count() over the same table",
         250,
+        False,
+    ),
+    # The collector's consent read over a 5 M-event history: from identity_links, against
+    # the same read taking the links from events (the statement before migration 0300).
+    "consent_lookup_ms": (
+        "consent_lookup_ms",
+        "consent_lookup_over_events_ms",
+        "the same read with the links taken from events",
+        None,
         False,
     ),
     "state_bytes_per_user": ("state_bytes_per_user", None, "", 1024, False),
