@@ -3,6 +3,7 @@ read statement finds decides a write key's phone change, under linked keys too."
 
 import asyncio
 import random
+import re
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -14,9 +15,12 @@ from api.privacy.erasure import erase_warehouse
 from api.privacy.store import (
     LOOKUP,
     LOOKUP_OVER_EVENTS,
+    SKIP_INDEXES_WITH_FINAL,
+    USERS_BY_PHONE,
     ConsentDecision,
     ConsentWrite,
     PrivacyStore,
+    phone_hash,
 )
 from schemas import pii
 from schemas.dispatch_tables import PHONE_CHANGE_NEEDS_VERIFICATION, PII_KEYS, PII_PHONES
@@ -207,3 +211,42 @@ def test_an_erasure_reaches_the_links(clickhouse: Client):
     assert result.rows["identity_links"] == 2
     assert clickhouse.query(held, parameters={"ids": [user, browser]}).result_rows == [(0,)]
     assert clickhouse.query(held, parameters={"ids": [other]}).result_rows == [(2,)]
+
+
+def test_a_reply_finds_the_users_whose_phone_it_is_now_through_the_index(clickhouse: Client):
+    """``users_by_phone`` (every inbound message): the users whose newest phone on the
+    channel is the sender's, and no read of every stored phone to find them."""
+    store = PrivacyStore(clickhouse, MASTER)
+    run = uuid.uuid4().hex[:8]
+    moved, kept, other_channel = (f"user-{run}-{n}" for n in ("moved", "kept", "sms"))
+    old, new = "+12025550201", "+12025550202"
+    store.record([decision(moved, old, trusted=True), decision(kept, old, trusted=True)])
+    store.record([decision(other_channel, old, trusted=True, channel="sms")])
+    store.record([decision(moved, new, trusted=True)])  # newer: the phone changed
+    # Other shoppers' phones around them, in several parts, as a store's history is.
+    for part in range(4):
+        clickhouse.insert(
+            PII_PHONES,
+            [
+                [f"filler-{run}-{part}-{i}", "whatsapp", f"h-{part}-{i}", datetime.now(UTC)]
+                for i in range(10_000)
+            ],
+            column_names=["user_key", "channel", "phone_hash", "decided_at"],
+        )
+
+    assert store.users_by_phone("whatsapp", old) == [kept]
+    assert store.users_by_phone("whatsapp", new) == [moved]
+    assert store.users_by_phone("sms", old) == [other_channel]
+    assert store.users_by_phone("whatsapp", "+12025550299") == []
+
+    # No read of every phone: the hash's bloom filter skips the granules without it.
+    params = {"c": "whatsapp", "h": phone_hash(MASTER, old)}
+    plan = clickhouse.query(
+        f"EXPLAIN indexes = 1 {USERS_BY_PHONE}", parameters=params, settings=SKIP_INDEXES_WITH_FINAL
+    ).result_rows
+    text = "\n".join(line for (line,) in plan)
+    assert "phone_hash_bloom" in text, text
+    found = re.search(r"Granules: (\d+)/(\d+)", text[text.index("phone_hash_bloom") :])
+    assert found is not None, text
+    selected, total = int(found[1]), int(found[2])
+    assert total >= 5 and selected < total, text
