@@ -32,6 +32,23 @@ from schemas.time import iso_z
 ID_COLUMNS = ("user_key", "user_id", "anonymous_id")
 # The table of every accepted event: the only record of who claimed an anonymous id.
 EVENTS_TABLE = "events"
+# Per anonymous id the user was seen with, its first identify's user id and event, the
+# time, and how many of its identifies name the user. The ids come from
+# `identity_links` (the pairs of `events` by either id, migration 0300), so only the
+# identifies are read from `events` (`name` leads its key), not the whole history.
+CLAIMS = (
+    "SELECT anonymous_id,"
+    " argMin(user_id, (received_at, timestamp, event_id)),"
+    " argMin(toString(event_id), (received_at, timestamp, event_id)),"
+    " min(received_at),"
+    " countIf(user_id = {u:String})"
+    f" FROM {EVENTS_TABLE}"
+    " WHERE name = 'identify' AND user_id != '' AND anonymous_id != ''"
+    " AND anonymous_id != {u:String} AND anonymous_id IN"
+    " (SELECT anonymous_id FROM identity_links"
+    " WHERE user_key = {u:String} AND user_id = {u:String})"
+    " GROUP BY anonymous_id ORDER BY anonymous_id"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,19 +100,7 @@ def linked_subjects(
     subjects = [Subject(user_id, "requested")]
     if EVENTS_TABLE not in tables:
         return subjects, []
-    rows = client.query(
-        "SELECT anonymous_id,"
-        " argMin(user_id, (received_at, timestamp, event_id)),"
-        " argMin(toString(event_id), (received_at, timestamp, event_id)),"
-        " min(received_at),"
-        " countIf(user_id = {u:String})"
-        f" FROM {EVENTS_TABLE}"
-        " WHERE name = 'identify' AND user_id != '' AND anonymous_id != ''"
-        " AND anonymous_id != {u:String} AND anonymous_id IN"
-        f" (SELECT anonymous_id FROM {EVENTS_TABLE} WHERE user_id = {{u:String}})"
-        " GROUP BY anonymous_id ORDER BY anonymous_id",
-        parameters={"u": user_id},
-    ).result_rows
+    rows = client.query(CLAIMS, parameters={"u": user_id}).result_rows
     declined = []
     for anonymous_id, owner, event_id, first_at, claims in rows:
         if owner == user_id:

@@ -20,6 +20,7 @@ from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from api.privacy.erasure import CLAIMS, linked_subjects
 from pipeline.domain import rules as rules_module
 from pipeline.sink.rows import EVENTS, event_row
 from schemas.dispatch_tables import SERVICE_WINDOWS
@@ -315,3 +316,27 @@ def test_a_new_consumer_group_rereading_the_log_does_not_bring_the_user_back(
         parameters={"u": erased, "a": erased_anon},
     ).result_rows[0][0]
     assert rows == 0
+
+
+def test_finding_what_a_user_claimed_reads_the_identifies_not_the_history(clickhouse: Client):
+    """The anonymous ids a user was seen with come from ``identity_links``; of ``events``
+    only the identifies (``name`` leads its key) are read, not every event stored."""
+    tag = uuid.uuid4().hex[:8]
+    user, browser = f"user-{tag}", f"anon-{tag}"
+    at = datetime.now(UTC)
+    columns = ["event_id", "name", "timestamp", "received_at", "user_key", "user_id"]
+    history = [[uuid.uuid4(), "page_view", at, at, f"anon-{tag}-{i}", ""] for i in range(3 * 8192)]
+    clickhouse.insert("events", history, column_names=columns)
+    clickhouse.insert(
+        "events",
+        [[uuid.uuid4(), "identify", at, at, user, user, browser]],
+        column_names=[*columns, "anonymous_id"],
+    )
+    assert linked_subjects(clickhouse, user, {"events": []})[0][1].id == browser
+
+    # What the warehouse read for it (its X-ClickHouse-Summary): not the page views. Not
+    # from the query condition cache, which remembers the granules of the call above.
+    read = clickhouse.query(
+        CLAIMS, parameters={"u": user}, settings={"use_query_condition_cache": 0}
+    ).summary
+    assert int(read["read_rows"]) < len(history), read
