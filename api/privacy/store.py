@@ -150,9 +150,9 @@ LOOKUP_OVER_EVENTS = (
 
 # Every inbound message's users: those whose newest phone on the channel has the hash,
 # found through the hash's bloom filter (migration 0310) rather than by reading every
-# stored phone. With FINAL that takes the two settings below (the servers' defaults
-# since 25.6; the exact mode also reads the newer rows of the keys the index kept, so a
-# phone changed since is not taken for the current one).
+# stored phone. With FINAL that takes the two settings below, set here rather than left
+# to a server's defaults; the exact mode also reads the newer rows of the keys the index
+# kept, so a phone changed since is not taken for the current one.
 USERS_BY_PHONE = (
     f"SELECT user_key FROM {PII_PHONES} FINAL"
     " WHERE channel = {c:String} AND phone_hash = {h:String} ORDER BY user_key"
