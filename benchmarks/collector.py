@@ -1,6 +1,6 @@
 """Collector throughput: accepted events/s for batches of 100, against one API process.
 
-    python -m benchmarks.collector [--seconds 4] [--runs 3] [--concurrency 8]
+    python -m benchmarks.collector [--seconds 4] [--runs 3] [--concurrency 8] [--history N]
 
 The same events are also sent as Segment batches to ``/segment/v1/batch`` (the
 write key as the basic-auth user, as Segment's SDKs send it), beside ``/v1/track``
@@ -12,7 +12,9 @@ FastAPI endpoint that parses the same body and produces every event to Kafka
 with the same producer settings, no validation or auth. Each is loaded for a
 few seconds per run by an HTTP client in this process; the median of the runs
 is reported, with the collector/reference ratio. Reported, not asserted: the
-machine is shared.
+machine is shared. ``--history N`` first stores N generated events in the warehouse
+(``benchmarks.consent_lookup``'s), as a store with a past has them: what the consent
+write reads must not grow with them.
 """
 
 import argparse
@@ -28,11 +30,13 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import clickhouse_connect
 import httpx
 import orjson
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request, Response
 
+from benchmarks.consent_lookup import load_history
 from benchmarks.warehouse_process import migrated_warehouse
 from pipeline.local.broker import Broker, ensure_topics
 from pipeline.local.ports import free_port
@@ -264,12 +268,17 @@ def _runs(figures: list[float]) -> str:
     return ", ".join(f"{x:,.0f}" for x in figures)
 
 
-async def measure_both(seconds: float, runs: int, concurrency: int) -> dict:
+async def measure_both(seconds: float, runs: int, concurrency: int, history: int = 0) -> dict:
     args = argparse.Namespace(seconds=seconds, runs=runs, concurrency=concurrency)
     key = new_api_key("write")
     payloads = bodies(200)
     # Consents are recorded in the warehouse before their events are produced.
     with Broker() as broker, migrated_warehouse("bench") as warehouse:
+        if history:
+            with clickhouse_connect.get_client(
+                dsn=warehouse, database="bench", send_receive_timeout=600
+            ) as client:
+                load_history(client, history)
         await ensure_topics(broker.bootstrap_servers, SOURCE_TOPICS)
         env = {
             "INTENTFLOW_KAFKA_BROKERS": broker.bootstrap_servers,
@@ -303,8 +312,8 @@ async def measure_both(seconds: float, runs: int, concurrency: int) -> dict:
     }
 
 
-def run(seconds: float = 4.0, runs: int = 3, concurrency: int = 8) -> dict:
-    return asyncio.run(measure_both(seconds, runs, concurrency))
+def run(seconds: float = 4.0, runs: int = 3, concurrency: int = 8, history: int = 0) -> dict:
+    return asyncio.run(measure_both(seconds, runs, concurrency, history))
 
 
 def main() -> None:
@@ -312,12 +321,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--history", type=int, default=0, help="events stored beforehand")
     args = parser.parse_args()
-    result = run(args.seconds, args.runs, args.concurrency)
+    result = run(args.seconds, args.runs, args.concurrency, args.history)
     c, r = result["collector_events_per_s"], result["collector_reference_events_per_s"]
     print(
         f"batches of {BATCH} events, {result['bytes_per_event']} bytes/event, "
-        f"{args.concurrency} concurrent clients, {args.runs} runs of {args.seconds:g} s"
+        f"{args.concurrency} concurrent clients, {args.runs} runs of {args.seconds:g} s, "
+        f"{args.history:,} events stored beforehand"
     )
     print(f"collector: {c:,.0f} events/s accepted (median; runs {_runs(result['collector_runs'])})")
     print(f"reference: {r:,.0f} events/s (median)")

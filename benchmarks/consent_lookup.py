@@ -20,6 +20,7 @@ import statistics
 import time
 
 import clickhouse_connect
+from clickhouse_connect.driver.client import Client
 
 from api.privacy.store import LOOKUP, LOOKUP_OVER_EVENTS
 from benchmarks.warehouse_process import migrated_warehouse
@@ -43,17 +44,24 @@ FROM (
 GROUP = 20
 
 
+def load_history(client: Client, rows: int) -> int:
+    """``rows`` generated events into ``events`` (its views fill the rest); returns the
+    number of shoppers they are spread over (one per 25 events)."""
+    shoppers = max(1, rows // 25)
+    chunk = 2_000_000  # one huge INSERT ... SELECT would hold every part in memory
+    for offset in range(0, rows, chunk):
+        client.command(
+            GENERATE, parameters={"rows": min(chunk, rows - offset), "shoppers": shoppers}
+        )
+    return shoppers
+
+
 def run(rows: int = 5_000_000, repeat: int = 10) -> dict:
     with migrated_warehouse() as url:
         client = clickhouse_connect.get_client(
             dsn=url, database="bench", send_receive_timeout=600, autogenerate_session_id=False
         )
-        shoppers = max(1, rows // 25)
-        chunk = 2_000_000  # one huge INSERT ... SELECT would hold every part in memory
-        for offset in range(0, rows, chunk):
-            client.command(
-                GENERATE, parameters={"rows": min(chunk, rows - offset), "shoppers": shoppers}
-            )
+        shoppers = load_history(client, rows)
         stored = client.command("SELECT count() FROM events")
 
         def lookup(sql: str, round_: int) -> tuple[float, list]:
